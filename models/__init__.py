@@ -1,0 +1,41 @@
+"""SQLModel tables. Importing this package registers every table on ``SQLModel.metadata``."""
+
+from models.enums import (
+    Action,
+    Availability,
+    ForbiddenCause,
+    PmsType,
+    PracticeState,
+    SiteStatus,
+    TicketKind,
+    TicketReason,
+    TicketStatus,
+    Trigger,
+    Verdict,
+)
+from models.guard import ControlFlag
+from models.guid_history import GuidHistory
+from models.outbox import OutboxEvent
+from models.practice import Practice
+from models.reconciliation import Reconciliation
+from models.ticket import Ticket
+
+__all__ = [
+    "Action",
+    "Availability",
+    "ControlFlag",
+    "ForbiddenCause",
+    "GuidHistory",
+    "OutboxEvent",
+    "PmsType",
+    "Practice",
+    "PracticeState",
+    "Reconciliation",
+    "SiteStatus",
+    "Ticket",
+    "TicketKind",
+    "TicketReason",
+    "TicketStatus",
+    "Trigger",
+    "Verdict",
+]

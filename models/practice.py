@@ -1,0 +1,48 @@
+"""A practice we route to: its PMS identity, the GUID in use, and what we last learnt about it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.enums import PmsType, PracticeState, Verdict
+from models.types import UTCDateTime, utcnow
+
+
+class Practice(SQLModel, table=True):
+    __tablename__ = "practices"
+    __table_args__ = (
+        UniqueConstraint("pms_type", "pms_id", name="uq_practices_pms"),
+        # 403 reports name a GUID: find its practice in one index probe.
+        Index("ix_practices_halo_guid", "halo_guid"),
+        # The sweep pages "not verified since T" in (last_verified_at, id) order.
+        Index("ix_practices_last_verified_at_id", "last_verified_at", "id"),
+        # Due retries: "next_attempt_at <= now".
+        Index("ix_practices_next_attempt_at", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pms_type: PmsType = Field(sa_type=String(16), nullable=False)
+    pms_id: str = Field(sa_type=String(128), nullable=False)
+    halo_guid: str = Field(sa_type=String(36), nullable=False)
+    practice_name: str = Field(sa_type=String(512), nullable=False)
+    # Secondary identifiers as recorded (raw) and as compared (normalised case and white space).
+    identifiers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    identifiers_normalised: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: PracticeState = Field(default=PracticeState.ACTIVE, sa_type=String(16), nullable=False)
+    # A change waiting for a person (state held).
+    proposed_guid: str | None = Field(default=None, sa_type=String(36))
+    proposed_identifiers: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The change a person rejected: the same proposal does not ticket again until something changes.
+    rejected_fingerprint: str | None = Field(default=None, sa_type=String(128))
+    last_verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_verdict: Verdict | None = Field(default=None, sa_type=String(32))
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    backoff_attempts: int = Field(default=0, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # Optimistic concurrency: every write is "UPDATE ... WHERE id = ? AND version = ?".
+    version: int = Field(default=1, nullable=False)

@@ -1,0 +1,208 @@
+"""Configuration, read once from the environment and validated before anything runs.
+
+The four variables of the public contract keep their names (``HALO_BASE_URL``,
+``HALO_SUBSCRIPTION_KEY``, ``DATABASE_URL``, ``BROKER_URL``); everything else is prefixed
+``HALO_RECONCILER_``. The README's configuration table lists every one with its default.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PRODUCTION_URL = "https://api.haloconnect.io"
+STAGE_URL = "https://api.stage.haloconnect.io"
+
+
+class ConfigError(Exception):
+    """The environment holds a value we cannot run with. The message names the variable."""
+
+
+class InfrastructurePolicy(StrEnum):
+    SWITCH = "switch"
+    SWITCH_AND_TICKET = "switch_and_ticket"
+    HOLD = "hold"
+
+
+class BusinessPolicy(StrEnum):
+    HOLD = "hold"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # pretty on a terminal, JSON otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "halo-reconciler"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HALO_RECONCILER_", extra="ignore", frozen=True)
+
+    # --- the public contract -------------------------------------------------------------------
+    halo_base_url: str = Field(default=PRODUCTION_URL, validation_alias=_env("HALO_BASE_URL"))
+    halo_subscription_key: SecretStr | None = Field(default=None, validation_alias=_env("HALO_SUBSCRIPTION_KEY"))
+    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
+    broker_url: str | None = Field(default=None, validation_alias=_env("BROKER_URL"))
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    # --- Halo client -------------------------------------------------------------------------
+    halo_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    halo_max_attempts: int = Field(default=4, ge=1, le=10)
+    halo_backoff_base_seconds: float = Field(default=0.5, ge=0, le=60)
+    halo_retry_after_cap_seconds: float = Field(default=60.0, ge=0, le=3600)
+    halo_rate_limit_per_second: float = Field(default=20.0, gt=0, le=10_000)
+
+    # --- policies (PRODUCT.md "Default policies") ---------------------------------------------
+    infrastructure_policy: InfrastructurePolicy = InfrastructurePolicy.SWITCH
+    business_policy: BusinessPolicy = BusinessPolicy.HOLD
+    forbidden_threshold: int = Field(default=3, ge=1, le=10_000)
+    forbidden_window_seconds: int = Field(default=3600, ge=1)
+    flapping_window_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    mass_change_min: int = Field(default=50, ge=1)
+    mass_change_fraction: float = Field(default=0.10, gt=0, le=1)
+    mass_change_window_seconds: int = Field(default=3600, ge=1)
+    backoff_min_seconds: int = Field(default=60, ge=1)
+    backoff_max_seconds: int = Field(default=3600, ge=1)
+    sweep_stale_after_seconds: int = Field(default=24 * 3600, ge=0)
+    identifier_query: str | None = None  # SQL run as an immediate query; off by default (it costs money)
+
+    # --- ticket sinks -------------------------------------------------------------------------
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    # --- events -------------------------------------------------------------------------------
+    report_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+
+    # --- logging ------------------------------------------------------------------------------
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: str = "INFO"
+
+    @field_validator("halo_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for the local simulator)")
+        return value
+
+    @field_validator("halo_subscription_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value().strip()
+        if not secret:
+            return None
+        if any(ch.isspace() for ch in secret) or not secret.isprintable():
+            raise ValueError("must be a single printable token without white space")
+        return SecretStr(secret)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        # Heroku-style and bare PostgreSQL URLs get the psycopg 3 driver we ship.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        if not value.startswith(("postgresql+", "sqlite:")):
+            raise ValueError("must be a PostgreSQL (postgresql://...) or SQLite (sqlite:///...) URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("redis://", "rediss://", "valkey://", "unix://")):
+            raise ValueError("must be a Redis URL (redis://host:port/db)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> "Settings":
+        if self.backoff_max_seconds < self.backoff_min_seconds:
+            raise ValueError(
+                "HALO_RECONCILER_BACKOFF_MAX_SECONDS must not be below HALO_RECONCILER_BACKOFF_MIN_SECONDS"
+            )
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("HALO_RECONCILER_WEBHOOK_SECRET is required when HALO_RECONCILER_WEBHOOK_URL is set")
+        return self
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def is_embedded(self) -> bool:
+        """No broker configured: the embedded broker and coordination store in ``data_dir``."""
+        return self.broker_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'halo-reconciler.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def subscription_key(self) -> str | None:
+        """The key itself, for the one place that puts it in a header."""
+        return self.halo_subscription_key.get_secret_value() if self.halo_subscription_key else None
+
+
+_ALIASES = {
+    "halo_base_url": "HALO_BASE_URL",
+    "halo_subscription_key": "HALO_SUBSCRIPTION_KEY",
+    "database_url": "DATABASE_URL",
+    "broker_url": "BROKER_URL",
+}
+
+
+def _variable(field: str) -> str:
+    if field in _ALIASES.values():  # errors on aliased fields are located by the alias itself
+        return field
+    return _ALIASES.get(field, f"HALO_RECONCILER_{field.upper()}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = error.get("loc") or ()
+            name = _variable(str(loc[0])) if loc else "configuration"
+            # Never echo the input: it may be the subscription key.
+            problems.append(f"{name}: {error.get('msg', 'invalid value')}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, loaded once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()

@@ -1,0 +1,86 @@
+"""structlog, configured once per process: JSON in production, readable on a terminal.
+
+Modules only call ``structlog.get_logger()``; ``configure_logging`` is called by the CLI and by the
+worker's process set-up. ``redact_secrets`` runs last before rendering, so the subscription key
+cannot reach a log line whatever a caller binds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from worker.config import LogFormat, Settings
+
+REDACTED = "[redacted]"
+_secrets: tuple[str, ...] = ()
+
+
+def register_secret(secret: str | None) -> None:
+    """Add a value that must never be written (the key; a webhook secret)."""
+    global _secrets
+    if secret and len(secret) >= 4 and secret not in _secrets:
+        _secrets = (*_secrets, secret)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(v) for v in value)
+    if isinstance(value, BaseException):
+        return _scrub(repr(value))
+    return value
+
+
+def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: blank every registered secret wherever it appears in the event."""
+    if not _secrets:
+        return event_dict
+    return {key: _scrub(value) for key, value in event_dict.items()}
+
+
+def _want_json(settings: Settings, stream: Any) -> bool:
+    if settings.log_format is LogFormat.JSON:
+        return True
+    if settings.log_format is LogFormat.CONSOLE:
+        return False
+    return not (hasattr(stream, "isatty") and stream.isatty())
+
+
+def configure_logging(settings: Settings, *, stream: Any = None) -> None:
+    """Configure structlog (and the stdlib root logger, for Celery's own lines) for this process."""
+    stream = stream if stream is not None else sys.stderr
+    register_secret(settings.subscription_key)
+    if settings.webhook_secret:
+        register_secret(settings.webhook_secret.get_secret_value())
+    level = logging.getLevelNamesMapping()[settings.log_level]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if _want_json(settings, stream):
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, redact_secrets, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=level, stream=stream, format="%(levelname)s %(name)s %(message)s", force=True)
+    # httpx logs every request URL at INFO; the URL is safe but the volume is not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
