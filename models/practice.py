@@ -46,3 +46,54 @@ class Practice(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     # Optimistic concurrency: every write is "UPDATE ... WHERE id = ? AND version = ?".
     version: int = Field(default=1, nullable=False)
+
+
+class GuidPeriod(SQLModel):
+    """One GUID a practice had, as ``--json`` prints it: ``{guid, from, until, reason}``."""
+
+    guid: str
+    from_: datetime = Field(alias="from", schema_extra={"serialization_alias": "from"})
+    until: datetime | None
+    reason: str
+
+
+class PracticeOut(SQLModel):
+    """A practice as the command line prints it (PRODUCT.md, "A practice")."""
+
+    id: int
+    pms_type: PmsType
+    pms_id: str
+    halo_guid: str
+    practice_name: str
+    identifiers: dict[str, Any]
+    state: PracticeState
+    proposed_guid: str | None
+    last_verified_at: datetime | None
+    last_verdict: Verdict | None
+    next_attempt_at: datetime | None
+    guid_history: list[GuidPeriod]
+
+    @classmethod
+    def from_rows(cls, practice: Practice, history: list[Any]) -> "PracticeOut":
+        return cls(
+            id=practice.id,
+            pms_type=practice.pms_type,
+            pms_id=practice.pms_id,
+            halo_guid=practice.halo_guid,
+            practice_name=practice.practice_name,
+            identifiers=practice.identifiers,
+            state=practice.state,
+            proposed_guid=practice.proposed_guid,
+            last_verified_at=practice.last_verified_at,
+            last_verdict=practice.last_verdict,
+            next_attempt_at=practice.next_attempt_at,
+            guid_history=[
+                GuidPeriod.model_validate(
+                    {"guid": h.guid, "from": h.valid_from, "until": h.valid_until, "reason": h.reason}
+                )
+                for h in history
+            ],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)

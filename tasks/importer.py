@@ -1,0 +1,126 @@
+"""``practices import FILE.csv``: onboard many practices; one bad row never stops the rest."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlmodel import Session
+
+from tasks.onboard import OnboardRequest, onboard_practice, parse_request
+from worker.errors import AlreadyOnboarded, BadInput, ReconcilerError
+from worker.halo_client import HaloClient
+from worker.halo_errors import HaloError, HaloUnauthorized
+
+REQUIRED_COLUMNS = ("pms_type", "pms_id")
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+class BadCsvFile(BadInput):
+    pass
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    pms_type: str
+    pms_id: str
+
+
+@dataclass
+class ImportSummary:
+    onboarded: list[int] = field(default_factory=list)
+    already: list[CsvRow] = field(default_factory=list)
+    failed: list[tuple[CsvRow, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "onboarded": len(self.onboarded),
+            "already_onboarded": len(self.already),
+            "failed": [
+                {"line": row.line, "pms_type": row.pms_type, "pms_id": row.pms_id, "error": error}
+                for row, error in self.failed
+            ],
+            "practice_ids": self.onboarded,
+        }
+
+
+def read_rows(path: Path) -> list[CsvRow]:
+    """Read and check the file as a whole; raise :class:`BadCsvFile` if it is not our CSV."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise BadCsvFile(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise BadCsvFile(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadCsvFile(f"{path}: is a directory") from None
+    except UnicodeDecodeError:
+        raise BadCsvFile(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise BadCsvFile(f"{path}: cannot be read ({exc.strerror})") from None
+    if "\x00" in text:
+        raise BadCsvFile(f"{path}: not a CSV file (binary content)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise BadCsvFile(f"{path}: the header must name the columns {', '.join(REQUIRED_COLUMNS)} (missing {', '.join(missing)})")
+    reader.fieldnames = header
+    rows: list[CsvRow] = []
+    try:
+        for record in reader:
+            values = [v for v in record.values() if isinstance(v, str)]
+            if not any(v.strip() for v in values):
+                continue  # blank line
+            rows.append(
+                CsvRow(line=reader.line_num, pms_type=(record.get("pms_type") or ""), pms_id=(record.get("pms_id") or ""))
+            )
+    except csv.Error as exc:
+        raise BadCsvFile(f"{path}: line {reader.line_num}: {exc}") from None
+    return rows
+
+
+def import_rows(
+    rows: list[CsvRow],
+    *,
+    session_factory: Callable[[], Session],
+    client: HaloClient,
+    identifier_query: str | None = None,
+    progress: Callable[[], None] = lambda: None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ImportSummary:
+    """Onboard each row in its own transaction; collect failures instead of stopping.
+
+    A refused key stops the import: every following row would fail the same way and spend a call.
+    """
+    summary = ImportSummary()
+    for row in rows:
+        try:
+            request: OnboardRequest = parse_request(row.pms_type, row.pms_id)
+            with session_factory() as session:
+                practice = onboard_practice(session, client, request, now=now(), identifier_query=identifier_query)
+                session.commit()
+                summary.onboarded.append(practice.id)  # type: ignore[arg-type]
+        except AlreadyOnboarded:
+            summary.already.append(row)
+        except HaloUnauthorized:
+            raise
+        except (ReconcilerError, HaloError) as exc:
+            summary.failed.append((row, str(exc)))
+        finally:
+            progress()
+    return summary
+
+
+def iter_lines(summary: ImportSummary) -> Iterator[str]:
+    yield (
+        f"onboarded {len(summary.onboarded)}, already onboarded {len(summary.already)}, "
+        f"failed {len(summary.failed)}"
+    )
+    for row, error in summary.failed:
+        yield f"  line {row.line} ({row.pms_type} {row.pms_id}): {error}"

@@ -1,0 +1,334 @@
+"""``halo-reconciler``: the operator's command line.
+
+Every command is a thin adapter over ``tasks`` and ``worker.db``. Output contract (PRODUCT.md,
+"Contract details"): ``--json`` prints one JSON document on stdout and nothing else there; exit 0 done,
+2 bad input (one line on stderr), 1 anything else that stopped the command (explained on stderr);
+no traceback for an expected failure. The mapping from error types to exit codes lives in ``main``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import structlog
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from models import PmsType
+from models.practice import PracticeOut
+from tasks import store
+from worker import db
+from worker.config import ConfigError, Settings, get_settings
+from worker.errors import BadInput, OperationFailed, ReconcilerError, UnknownPractice
+from worker.guids import InvalidGuid, parse_guid
+from worker.halo_errors import HaloError, HaloUnauthorized
+from worker.logging import configure_logging
+
+log = structlog.get_logger()
+
+app = typer.Typer(
+    name="halo-reconciler",
+    help="Keep Halo Cloud routing GUIDs correct.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+practices_app = typer.Typer(help="Onboard and inspect practices.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(practices_app, name="practices")
+app.add_typer(db_app, name="db")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings)
+    return settings
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextmanager
+def _session() -> Iterator[Any]:
+    db.ensure_schema()
+    with db.session_scope() as session:
+        yield session
+
+
+def _practice_out(session: Any, practice: Any) -> PracticeOut:
+    return PracticeOut.from_rows(practice, list(store.guid_history(session, practice_id=practice.id)))
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+
+def _print_practice(out: PracticeOut) -> None:
+    rows = [
+        ("id", str(out.id)),
+        ("pms", f"{out.pms_type} {out.pms_id}"),
+        ("practice name", out.practice_name),
+        ("halo guid", out.halo_guid),
+        ("state", str(out.state)),
+        ("proposed guid", out.proposed_guid or "-"),
+        ("last verified", _fmt_time(out.last_verified_at)),
+        ("last verdict", str(out.last_verdict) if out.last_verdict else "-"),
+        ("next attempt", _fmt_time(out.next_attempt_at)),
+    ]
+    extra = {k: v for k, v in out.identifiers.items() if k != "practice_name"}
+    if extra:
+        rows.append(("identifiers", ", ".join(f"{k}={v}" for k, v in extra.items())))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        stdout.print(f"{name:<{width}}  {value}", markup=False)
+    stdout.print("guid history:", markup=False)
+    for period in out.guid_history:
+        stdout.print(
+            f"  {period.guid}  {_fmt_time(period.from_)} .. {_fmt_time(period.until) if period.until else 'now':<20}  {period.reason}",
+            markup=False,
+        )
+
+
+def _pms_type(value: str) -> PmsType:
+    try:
+        return PmsType(value)
+    except ValueError:
+        raise BadInput(f"unknown PMS type {value!r}: expected one of {', '.join(t.value for t in PmsType)}") from None
+
+
+def _find_practice(session: Any, practice_id: int | None, guid: str | None, pms_type: str | None, pms_id: str | None):
+    """Resolve the ``(ID | --guid GUID | --pms-type T --pms-id ID)`` selector shared by several commands."""
+    given = sum(x is not None for x in (practice_id, guid)) + (pms_type is not None or pms_id is not None)
+    if given != 1:
+        raise BadInput("name the practice by exactly one of: ID, --guid GUID, or --pms-type T --pms-id ID")
+    if practice_id is not None:
+        return store.get_practice(session, practice_id=practice_id)
+    if guid is not None:
+        practice = store.find_practice_by_guid(session, guid=parse_guid(guid))
+        if practice is None:
+            raise UnknownPractice(f"no practice has or had the GUID {parse_guid(guid)}")
+        return practice
+    if pms_type is None or pms_id is None:
+        raise BadInput("--pms-type and --pms-id go together")
+    practice = store.find_practice_by_pms(session, pms_type=_pms_type(pms_type), pms_id=pms_id.strip())
+    if practice is None:
+        raise UnknownPractice(f"no {pms_type} practice with PMS ID {pms_id.strip()!r}")
+    return practice
+
+
+# --- practices -----------------------------------------------------------------------------------
+
+
+@practices_app.command("add")
+def practices_add(
+    pms_type: Annotated[str, typer.Option("--pms-type", help="BestPractice, Zedmed or D4w.")],
+    pms_id: Annotated[str, typer.Option("--pms-id", help="The PMS's own id of the practice (Bp Site ID, Zedmed Database ID).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Onboard a practice: find its authoritative GUID at Halo and record its identifiers."""
+    from tasks.onboard import onboard_practice, parse_request
+    from worker.halo_client import HaloClient
+
+    settings = _settings()
+    request = parse_request(pms_type, pms_id)
+    with _session() as session, HaloClient.from_settings(settings) as client:
+        practice = onboard_practice(
+            session, client, request, now=_now(), identifier_query=settings.identifier_query
+        )
+        session.commit()
+        out = _practice_out(session, practice)
+    if as_json:
+        _print_json(out.to_json())
+    else:
+        stdout.print(f"onboarded practice {out.id}: {out.practice_name} ({out.pms_type} {out.pms_id}) -> {out.halo_guid}", markup=False)
+
+
+@practices_app.command("list")
+def practices_list(as_json: JsonOption = False) -> None:
+    """List every onboarded practice."""
+    _settings()
+    with _session() as session:
+        practices = list(store.iter_practices(session))
+        histories = store.guid_histories(session, practice_ids=[p.id for p in practices])
+        outs = [PracticeOut.from_rows(p, histories[p.id]) for p in practices]
+    if as_json:
+        _print_json([o.to_json() for o in outs])
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "pms type", "pms id", "practice name", "halo guid", "state", "last verdict", "last verified"):
+        table.add_column(column)
+    for o in outs:
+        table.add_row(
+            str(o.id), str(o.pms_type), o.pms_id, o.practice_name, o.halo_guid, str(o.state),
+            str(o.last_verdict or "-"), _fmt_time(o.last_verified_at),
+        )
+    stdout.print(table)
+    stdout.print(f"{len(outs)} practice(s)", markup=False)
+
+
+@practices_app.command("show")
+def practices_show(
+    practice_id: Annotated[int | None, typer.Argument(help="The practice's id.", show_default=False)] = None,
+    guid: Annotated[str | None, typer.Option("--guid", help="Its current GUID or any GUID it had.")] = None,
+    pms_type: Annotated[str | None, typer.Option("--pms-type")] = None,
+    pms_id: Annotated[str | None, typer.Option("--pms-id")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one practice with its GUID history."""
+    _settings()
+    with _session() as session:
+        out = _practice_out(session, _find_practice(session, practice_id, guid, pms_type, pms_id))
+    if as_json:
+        _print_json(out.to_json())
+    else:
+        _print_practice(out)
+
+
+@practices_app.command("import")
+def practices_import(
+    file: Annotated[Path, typer.Argument(help="CSV with a header naming the columns pms_type and pms_id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Onboard many practices from a CSV file; a bad row is reported and the rest go on."""
+    from tasks.importer import import_rows, iter_lines, read_rows
+    from worker.halo_client import HaloClient
+
+    settings = _settings()
+    rows = read_rows(file)
+    db.ensure_schema()
+    show_bar = sys.stderr.isatty() and not as_json
+    with HaloClient.from_settings(settings) as client, Progress(console=stderr, disable=not show_bar) as bar:
+        task = bar.add_task("onboarding", total=len(rows))
+        summary = import_rows(
+            rows,
+            session_factory=db.new_session,
+            client=client,
+            identifier_query=settings.identifier_query,
+            progress=lambda: bar.advance(task),
+        )
+    if as_json:
+        _print_json(summary.to_json())
+    else:
+        for line in iter_lines(summary):
+            stdout.print(line, markup=False)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+# --- db ------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOption = False) -> None:
+    """Migrate the database schema to this version (a deployment step against PostgreSQL)."""
+    _settings()
+    before = db.current_revision()
+    db.upgrade_schema()
+    after = db.current_revision()
+    if as_json:
+        _print_json({"from": before, "to": after})
+    else:
+        stdout.print(f"database schema: {before or 'empty'} -> {after}", markup=False)
+
+
+@db_app.command("current")
+def db_current(as_json: JsonOption = False) -> None:
+    """Print the schema revision of the database and the one this code needs."""
+    _settings()
+    current, head = db.current_revision(), db.head_revision()
+    if as_json:
+        _print_json({"current": current, "head": head, "up_to_date": current == head})
+    else:
+        stdout.print(f"current {current or 'empty'}, code needs {head}", markup=False)
+
+
+# --- simulator and demo ----------------------------------------------------------------------------
+
+
+@app.command("simulator")
+def simulator(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port; 0 picks a free one.", min=0, max=65535)] = 8080,
+    key: Annotated[str | None, typer.Option("--key", help="Answer 401 to calls without this subscription key.")] = None,
+    sites: Annotated[Path | None, typer.Option("--sites", help='JSON file {"sites": [...]} in the shape Find sites returns.')] = None,
+    practices: Annotated[int, typer.Option("--practices", help="Seed this many generated practices.", min=0, max=1_000_000)] = 0,
+) -> None:
+    """Serve a Halo Cloud simulator until stopped."""
+    from worker.simulator.server import run_simulator
+
+    _settings()
+    run_simulator(host=host, port=port, key=key, sites_file=sites, practices=practices)
+
+
+@app.command("demo")
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's data directory.")] = False,
+) -> None:
+    """Run the whole thing on the embedded default against a simulator, and show what it did."""
+    from worker.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep))
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def _fail(code: int, message: str) -> int:
+    first_line = " ".join(message.split()) or "failed"
+    sys.stderr.write(f"halo-reconciler: error: {first_line}\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; map every expected failure to one line on stderr and an exit code."""
+    try:
+        app(args=argv, prog_name="halo-reconciler", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return _fail(130, "interrupted")
+    except click.exceptions.UsageError as exc:
+        return _fail(2, exc.format_message())
+    except click.ClickException as exc:
+        return _fail(2, exc.format_message())
+    except (BadInput, InvalidGuid, ConfigError) as exc:
+        return _fail(2, str(exc))
+    except HaloUnauthorized as exc:
+        return _fail(1, f"Halo refused the subscription key (401: {exc.message}); check HALO_SUBSCRIPTION_KEY and HALO_BASE_URL (stage and production keys differ)")
+    except HaloError as exc:
+        return _fail(1, f"Halo Cloud: {exc.message}")
+    except (OperationFailed, ReconcilerError, db.DatabaseError) as exc:
+        return _fail(1, str(exc))
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted")
+    except Exception as exc:  # the CLI edge: log the trace for the operator, print one line
+        log.error("command_failed", exc_info=True)
+        return _fail(1, f"unexpected {type(exc).__name__}: {exc}")
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

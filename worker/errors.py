@@ -1,0 +1,48 @@
+"""Errors the command line and the admin API report to a person, by what the person should do.
+
+::
+
+    ReconcilerError
+    ├── BadInput                 the request itself is wrong: exit 2, nothing written
+    │   ├── UnknownPractice
+    │   ├── UnknownTicket
+    │   ├── AlreadyOnboarded
+    │   └── InvalidState         e.g. approve on a practice that is not held
+    └── OperationFailed          the request was fine but could not be carried out: exit 1
+        └── OnboardingRefused    Halo has no single authoritative active site for the PMS ID
+
+Halo failures (``worker.halo_errors``), database failures (``worker.db``) and configuration errors
+(``worker.config.ConfigError``) keep their own types; the CLI maps each to its exit code in one place.
+"""
+
+
+class ReconcilerError(Exception):
+    pass
+
+
+class BadInput(ReconcilerError):
+    pass
+
+
+class UnknownPractice(BadInput):
+    pass
+
+
+class UnknownTicket(BadInput):
+    pass
+
+
+class AlreadyOnboarded(BadInput):
+    pass
+
+
+class InvalidState(BadInput):
+    pass
+
+
+class OperationFailed(ReconcilerError):
+    pass
+
+
+class OnboardingRefused(OperationFailed):
+    pass
