@@ -14,7 +14,11 @@ from models.types import UTCDateTime, utcnow
 
 class Reconciliation(SQLModel, table=True):
     __tablename__ = "reconciliations"
-    __table_args__ = (Index("ix_reconciliations_practice_started", "practice_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_reconciliations_practice_started", "practice_id", "started_at"),
+        # The mass-change guard counts recent automatic switches fleet-wide.
+        Index("ix_reconciliations_action_started", "action", "started_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     practice_id: int = Field(
