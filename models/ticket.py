@@ -46,3 +46,26 @@ class Ticket(SQLModel, table=True):
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     detail: str = Field(default="", sa_type=String(2000), nullable=False)
+
+
+class TicketOut(SQLModel):
+    """A ticket as the command line and the webhook print it (PRODUCT.md, "A ticket")."""
+
+    id: int
+    kind: TicketKind
+    reason: TicketReason
+    status: TicketStatus
+    practice_id: int | None
+    occurrences: int
+    opened_at: datetime
+    last_seen_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    detail: str
+
+    @classmethod
+    def from_row(cls, ticket: Ticket) -> "TicketOut":
+        return cls.model_validate(ticket, from_attributes=True)
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")

@@ -1,0 +1,164 @@
+"""Tickets: opened once per de-duplication key, counted, resolved when the condition clears.
+
+Every change to a ticket also writes an outbox event in the same transaction, so the webhook sink
+delivers exactly what the database holds, even across a crash between commit and send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from models import Ticket, TicketKind, TicketReason, TicketStatus
+from models.outbox import OutboxEvent
+from models.ticket import TicketOut, dedup_key
+from worker.errors import InvalidState, UnknownTicket
+
+log = structlog.get_logger()
+
+UNRESOLVED = (TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED)
+
+
+def _unresolved(session: Session, key: str) -> Ticket | None:
+    return session.exec(
+        select(Ticket).where(Ticket.dedup_key == key, col(Ticket.status).in_(UNRESOLVED))
+    ).first()
+
+
+def _emit(session: Session, ticket: Ticket, event_type: str, now: datetime) -> None:
+    # The id is stable for this state of the ticket: a redelivery carries the same id, so the
+    # receiver can de-duplicate.
+    event_id = f"ticket-{ticket.id}-{event_type}-{ticket.occurrences}"
+    if event_type in ("resolved", "acknowledged"):
+        event_id = f"ticket-{ticket.id}-{event_type}"
+    if session.exec(select(OutboxEvent.id).where(OutboxEvent.event_id == event_id)).first() is not None:
+        return
+    session.add(
+        OutboxEvent(
+            event_id=event_id,
+            event_type=f"ticket.{event_type}",
+            ticket_id=ticket.id,
+            payload={"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json()},
+            created_at=now,
+            next_attempt_at=now,
+        )
+    )
+
+
+def open_or_count(
+    session: Session,
+    *,
+    kind: TicketKind,
+    reason: TicketReason,
+    practice_id: int | None,
+    detail: str,
+    now: datetime,
+) -> tuple[Ticket, bool]:
+    """Open the ticket for this key, or count one more occurrence of the open one.
+
+    Returns ``(ticket, opened)``. The partial unique index decides between two workers opening the
+    same ticket at once: the loser's insert fails inside a savepoint and it counts instead.
+    """
+    key = dedup_key(kind, reason, practice_id)
+    for _ in range(3):
+        existing = _unresolved(session, key)
+        if existing is not None:
+            session.execute(
+                update(Ticket)
+                .where(col(Ticket.id) == existing.id)
+                .values(occurrences=Ticket.occurrences + 1, last_seen_at=now, detail=detail)
+            )
+            session.refresh(existing)
+            log.info("ticket_deduplicated", ticket_id=existing.id, kind=str(kind), reason=str(reason),
+                     practice_id=practice_id, occurrences=existing.occurrences)
+            return existing, False
+        ticket = Ticket(kind=kind, reason=reason, practice_id=practice_id, dedup_key=key, detail=detail,
+                        opened_at=now, last_seen_at=now)
+        try:
+            with session.begin_nested():
+                session.add(ticket)
+                session.flush()
+        except IntegrityError:
+            continue
+        _emit(session, ticket, "opened", now)
+        log.info("ticket_opened", ticket_id=ticket.id, kind=str(kind), reason=str(reason), practice_id=practice_id)
+        return ticket, True
+    raise RuntimeError(f"could not open or count ticket {key}")  # pragma: no cover - needs 3 lost races
+
+
+def resolve_where(
+    session: Session,
+    *,
+    practice_id: int | None,
+    reasons: Iterable[TicketReason],
+    now: datetime,
+) -> list[Ticket]:
+    """Resolve the unresolved tickets of a practice (or integrator-wide ones) with these reasons."""
+    reasons = list(reasons)
+    if not reasons:
+        return []
+    query = select(Ticket).where(col(Ticket.status).in_(UNRESOLVED), col(Ticket.reason).in_(reasons))
+    query = query.where(Ticket.practice_id == practice_id) if practice_id is not None else query.where(
+        col(Ticket.practice_id).is_(None)
+    )
+    tickets = list(session.exec(query).all())
+    for ticket in tickets:
+        _resolve(session, ticket, now)
+    return tickets
+
+
+def _resolve(session: Session, ticket: Ticket, now: datetime) -> None:
+    ticket.status = TicketStatus.RESOLVED
+    ticket.resolved_at = now
+    session.add(ticket)
+    session.flush()
+    _emit(session, ticket, "resolved", now)
+    log.info("ticket_resolved", ticket_id=ticket.id, kind=str(ticket.kind), reason=str(ticket.reason),
+             practice_id=ticket.practice_id)
+
+
+def get_ticket(session: Session, *, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise UnknownTicket(f"no ticket with id {ticket_id}")
+    return ticket
+
+
+def acknowledge(session: Session, *, ticket_id: int, now: datetime) -> Ticket:
+    ticket = get_ticket(session, ticket_id=ticket_id)
+    if ticket.status != TicketStatus.OPEN:
+        raise InvalidState(f"ticket {ticket_id} is {ticket.status}, only an open ticket can be acknowledged")
+    ticket.status = TicketStatus.ACKNOWLEDGED
+    ticket.acknowledged_at = now
+    session.add(ticket)
+    session.flush()
+    _emit(session, ticket, "acknowledged", now)
+    return ticket
+
+
+def resolve(session: Session, *, ticket_id: int, now: datetime) -> Ticket:
+    ticket = get_ticket(session, ticket_id=ticket_id)
+    if ticket.status == TicketStatus.RESOLVED:
+        raise InvalidState(f"ticket {ticket_id} is already resolved")
+    _resolve(session, ticket, now)
+    return ticket
+
+
+def list_tickets(
+    session: Session,
+    *,
+    statuses: Sequence[TicketStatus] = UNRESOLVED,
+    kind: TicketKind | None = None,
+    practice_id: int | None = None,
+) -> Sequence[Ticket]:
+    query = select(Ticket).where(col(Ticket.status).in_(list(statuses)))
+    if kind is not None:
+        query = query.where(Ticket.kind == kind)
+    if practice_id is not None:
+        query = query.where(Ticket.practice_id == practice_id)
+    return session.exec(query.order_by(col(Ticket.id))).all()
