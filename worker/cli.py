@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,13 +21,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from models import PmsType
 from models.practice import PracticeOut
-from tasks import store
-from worker import db
+from models.ticket import TicketOut
+from worker import admin, db
 from worker.config import ConfigError, Settings, get_settings
-from worker.errors import BadInput, OperationFailed, ReconcilerError, UnknownPractice
-from worker.guids import InvalidGuid, parse_guid
+from worker.errors import BadInput, OperationFailed, ReconcilerError
+from worker.guids import InvalidGuid
 from worker.halo_errors import HaloError, HaloUnauthorized
 from worker.logging import configure_logging
 
@@ -43,9 +40,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 practices_app = typer.Typer(help="Onboard and inspect practices.", no_args_is_help=True)
+tickets_app = typer.Typer(help="Tickets for people.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(practices_app, name="practices")
 app.add_typer(db_app, name="db")
+app.add_typer(tickets_app, name="tickets")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -65,17 +64,6 @@ def _now() -> datetime:
 
 def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
-
-
-@contextmanager
-def _session() -> Iterator[Any]:
-    db.ensure_schema()
-    with db.session_scope() as session:
-        yield session
-
-
-def _practice_out(session: Any, practice: Any) -> PracticeOut:
-    return PracticeOut.from_rows(practice, list(store.guid_history(session, practice_id=practice.id)))
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -108,33 +96,6 @@ def _print_practice(out: PracticeOut) -> None:
         )
 
 
-def _pms_type(value: str) -> PmsType:
-    try:
-        return PmsType(value)
-    except ValueError:
-        raise BadInput(f"unknown PMS type {value!r}: expected one of {', '.join(t.value for t in PmsType)}") from None
-
-
-def _find_practice(session: Any, practice_id: int | None, guid: str | None, pms_type: str | None, pms_id: str | None):
-    """Resolve the ``(ID | --guid GUID | --pms-type T --pms-id ID)`` selector shared by several commands."""
-    given = sum(x is not None for x in (practice_id, guid)) + (pms_type is not None or pms_id is not None)
-    if given != 1:
-        raise BadInput("name the practice by exactly one of: ID, --guid GUID, or --pms-type T --pms-id ID")
-    if practice_id is not None:
-        return store.get_practice(session, practice_id=practice_id)
-    if guid is not None:
-        practice = store.find_practice_by_guid(session, guid=parse_guid(guid))
-        if practice is None:
-            raise UnknownPractice(f"no practice has or had the GUID {parse_guid(guid)}")
-        return practice
-    if pms_type is None or pms_id is None:
-        raise BadInput("--pms-type and --pms-id go together")
-    practice = store.find_practice_by_pms(session, pms_type=_pms_type(pms_type), pms_id=pms_id.strip())
-    if practice is None:
-        raise UnknownPractice(f"no {pms_type} practice with PMS ID {pms_id.strip()!r}")
-    return practice
-
-
 # --- practices -----------------------------------------------------------------------------------
 
 
@@ -145,17 +106,8 @@ def practices_add(
     as_json: JsonOption = False,
 ) -> None:
     """Onboard a practice: find its authoritative GUID at Halo and record its identifiers."""
-    from tasks.onboard import onboard_practice, parse_request
-    from worker.halo_client import HaloClient
-
-    settings = _settings()
-    request = parse_request(pms_type, pms_id)
-    with _session() as session, HaloClient.from_settings(settings) as client:
-        practice = onboard_practice(
-            session, client, request, now=_now(), identifier_query=settings.identifier_query
-        )
-        session.commit()
-        out = _practice_out(session, practice)
+    _settings()
+    out = admin.onboard(pms_type, pms_id)
     if as_json:
         _print_json(out.to_json())
     else:
@@ -166,10 +118,7 @@ def practices_add(
 def practices_list(as_json: JsonOption = False) -> None:
     """List every onboarded practice."""
     _settings()
-    with _session() as session:
-        practices = list(store.iter_practices(session))
-        histories = store.guid_histories(session, practice_ids=[p.id for p in practices])
-        outs = [PracticeOut.from_rows(p, histories[p.id]) for p in practices]
+    outs = admin.practices()
     if as_json:
         _print_json([o.to_json() for o in outs])
         return
@@ -195,8 +144,7 @@ def practices_show(
 ) -> None:
     """Show one practice with its GUID history."""
     _settings()
-    with _session() as session:
-        out = _practice_out(session, _find_practice(session, practice_id, guid, pms_type, pms_id))
+    out = admin.practice(practice_id, guid=guid, pms_type=pms_type, pms_id=pms_id)
     if as_json:
         _print_json(out.to_json())
     else:
@@ -232,6 +180,120 @@ def practices_import(
             stdout.print(line, markup=False)
     if summary.failed:
         raise typer.Exit(1)
+
+
+# --- reconciliation, people in the loop -------------------------------------------------------------
+
+
+@app.command("reconcile")
+def reconcile(
+    practice_id: Annotated[int | None, typer.Argument(help="The practice's id.", show_default=False)] = None,
+    guid: Annotated[str | None, typer.Option("--guid", help="Its current GUID or any GUID it had.")] = None,
+    pms_type: Annotated[str | None, typer.Option("--pms-type")] = None,
+    pms_id: Annotated[str | None, typer.Option("--pms-id")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Run it in this process and print the verdict.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Reconcile one practice: enqueue it for the worker, or with --now run it here."""
+    _settings()
+    selector = {"guid": guid, "pms_type": pms_type, "pms_id": pms_id}
+    if not now:
+        task_id = admin.enqueue_reconcile(practice_id, **selector)
+        _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued reconciliation {task_id}", markup=False)
+        return
+    result = admin.reconcile_now(practice_id, **selector)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    line = f"practice {result.practice_id}: {result.verdict} -> {result.action}"
+    if result.new_guid and result.new_guid != result.old_guid:
+        line += f" ({result.old_guid} -> {result.new_guid})"
+    if result.ticket_id:
+        line += f", ticket {result.ticket_id}"
+    stdout.print(line, markup=False)
+    if result.detail:
+        stdout.print(f"  {result.detail}", markup=False)
+
+
+def _print_change(out: PracticeOut, as_json: bool, verb: str) -> None:
+    if as_json:
+        _print_json(out.to_json())
+    else:
+        stdout.print(f"practice {out.id} {verb}: now {out.halo_guid} ({out.state})", markup=False)
+
+
+@app.command("approve")
+def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], as_json: JsonOption = False) -> None:
+    """Switch a held practice to its proposed GUID; its new identifiers become the baseline."""
+    _settings()
+    _print_change(admin.approve(practice_id), as_json, "approved")
+
+
+@app.command("reject")
+def reject(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], as_json: JsonOption = False) -> None:
+    """Keep a held practice's current GUID; the same proposal will not ticket again."""
+    _settings()
+    _print_change(admin.reject(practice_id), as_json, "rejected")
+
+
+@app.command("autoswitch")
+def autoswitch(
+    action: Annotated[str, typer.Argument(help="status, pause or resume.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show, pause or resume automatic switching (the mass-change guard pauses it)."""
+    _settings()
+    state = admin.autoswitch(action)
+    if as_json:
+        _print_json(state)
+    elif state["paused"]:
+        stdout.print(f"automatic switching is paused since {state['since']} ({state['reason']})", markup=False)
+    else:
+        stdout.print("automatic switching is on", markup=False)
+
+
+def _print_tickets(outs: list[TicketOut]) -> None:
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "kind", "reason", "status", "practice", "seen", "last seen", "detail"):
+        table.add_column(column, overflow="fold")
+    for t in outs:
+        table.add_row(str(t.id), str(t.kind), str(t.reason), str(t.status), str(t.practice_id or "-"),
+                      str(t.occurrences), _fmt_time(t.last_seen_at), t.detail)
+    stdout.print(table)
+    stdout.print(f"{len(outs)} ticket(s)", markup=False)
+
+
+@tickets_app.command("list")
+def tickets_list(
+    status: Annotated[str | None, typer.Option("--status", help="open, acknowledged or resolved (default: open and acknowledged).")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="contact_halo_support, contact_practice or check_integration.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List tickets."""
+    _settings()
+    outs = admin.list_tickets(status, kind)
+    _print_json([t.to_json() for t in outs]) if as_json else _print_tickets(outs)
+
+
+def _print_ticket(out: TicketOut, as_json: bool) -> None:
+    if as_json:
+        _print_json(out.to_json())
+    else:
+        stdout.print(f"ticket {out.id} ({out.kind}/{out.reason}) is {out.status}", markup=False)
+
+
+@tickets_app.command("ack")
+def tickets_ack(ticket_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Acknowledge an open ticket: someone is on it."""
+    _settings()
+    _print_ticket(admin.acknowledge_ticket(ticket_id), as_json)
+
+
+@tickets_app.command("resolve")
+def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Resolve a ticket by hand."""
+    _settings()
+    _print_ticket(admin.resolve_ticket(ticket_id), as_json)
 
 
 # --- db ------------------------------------------------------------------------------------------

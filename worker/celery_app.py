@@ -1,0 +1,81 @@
+"""The Celery application, configured for this workload. Each setting says why.
+
+The broker is ``BROKER_URL`` (Redis) or, with none set, the embedded Valkey server that
+``worker.coordination`` starts on demand in the data directory: one code path either way.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+from kombu import Queue
+
+from worker.config import get_settings
+
+QUEUES = ("events", "reconcile", "sweep", "deliver")
+
+
+def broker_url() -> str:
+    settings = get_settings()
+    if settings.broker_url:
+        return settings.broker_url
+    from worker.coordination import embedded_broker_url
+
+    return embedded_broker_url(settings)
+
+
+def create_app() -> Celery:
+    app = Celery("halo_reconciler", include=["tasks.reconcile"])
+    app.conf.update(
+        broker_url=broker_url,  # a callable: resolved when a connection is first needed, not at import
+        # JSON only: whoever can write to the broker must not be able to run code (no pickle).
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Results are never read (the database holds the outcome); storing them costs Redis memory.
+        task_ignore_result=True,
+        # Acknowledge after the task ran, and re-queue it if the worker process dies mid-task:
+        # reconciliations are idempotent (level-triggered, version-checked), so a redelivery is safe.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: a reconciliation waits on Halo for up to a minute, and a
+        # prefetched message would sit behind it while another process idles.
+        worker_prefetch_multiplier=1,
+        # A task past its soft limit gets SoftTimeLimitExceeded and is retried later by the sweep; the
+        # hard limit kills a process stuck beyond that. Halo calls time out well before either.
+        task_soft_time_limit=240,
+        task_time_limit=300,
+        # Redis redelivers an unacknowledged message after the visibility timeout; it must be longer
+        # than the longest task (the hard limit) or a slow task would run twice at once.
+        broker_transport_options={"visibility_timeout": 3600},
+        # Separate queues so a storm of 403 events cannot starve sweeps or ticket delivery.
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="reconcile",
+        task_create_missing_queues=False,
+        task_routes={
+            "halo.reconcile_practice": {"queue": "reconcile"},
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app
+
+
+app = create_app()
+
+
+@worker_process_init.connect
+def _init_process(**_: object) -> None:
+    """Per-process set-up after fork: logging; clients are built lazily on first use."""
+    from worker.logging import configure_logging
+
+    configure_logging(get_settings())
+
+
+@worker_process_shutdown.connect
+def _close_process(**_: object) -> None:
+    from worker.halo_client import close_client
+
+    close_client()
