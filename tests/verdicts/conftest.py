@@ -1,0 +1,101 @@
+"""A small world for the verdict tests: the in-process simulator, the embedded SQLite, the real client."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models import PmsType, Practice, Ticket, Trigger
+from tasks import store
+from tasks.onboard import onboard_practice, parse_request
+from tasks.policy import Policy
+from tasks.workflow import Deps, ReconcileResult, reconcile
+from worker import db
+from worker.config import get_settings
+from worker.halo_client import HaloClient
+from worker.simulator import Simulator
+
+KEY = "test-subscription-key-7f3a"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@dataclass
+class World:
+    sim: Simulator
+    client: HaloClient
+    clock: Clock
+    forbidden: dict[tuple[int, str], int] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def deps(self, **policy_overrides: object) -> Deps:
+        policy = Policy.from_settings(get_settings())
+        if policy_overrides:
+            from dataclasses import replace
+
+            policy = replace(policy, **policy_overrides)
+        return Deps(
+            client=self.client,
+            session_factory=db.new_session,
+            policy=policy,
+            forbidden_count=lambda pid, guid, since: self.forbidden.get((pid, guid), 0),
+            clock=self.clock,
+            random=lambda: 0.5,
+        )
+
+    def onboard(self, name: str = "Halo Clinic South", pms_id: str | None = None) -> int:
+        pms_id = pms_id or f"BP{next(self._ids):05d}"
+        self.sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id=pms_id, practice_name=name)
+        with db.new_session() as session:
+            practice = onboard_practice(session, self.client, parse_request("BestPractice", pms_id), now=self.clock())
+            session.commit()
+            return practice.id  # type: ignore[return-value]
+
+    def reconcile(self, practice_id: int, trigger: Trigger = Trigger.FORBIDDEN, **policy: object) -> ReconcileResult:
+        return reconcile(practice_id, trigger=trigger, deps=self.deps(**policy))
+
+    def practice(self, practice_id: int) -> Practice:
+        with db.new_session() as session:
+            row = store.get_practice(session, practice_id=practice_id)
+            session.expunge(row)
+            return row
+
+    def tickets(self) -> list[Ticket]:
+        from sqlmodel import select
+
+        with db.new_session() as session:
+            rows = list(session.exec(select(Ticket).order_by(Ticket.id)).all())
+            for row in rows:
+                session.expunge(row)
+            return rows
+
+    def history(self, practice_id: int) -> list[tuple[str, str]]:
+        with db.new_session() as session:
+            return [(h.guid, h.reason) for h in store.guid_history(session, practice_id=practice_id)]
+
+    def finds(self, pms_id: str | None = None) -> int:
+        return self.sim.call_count("find_sites", pms_id)
+
+
+@pytest.fixture
+def world() -> World:
+    db.ensure_schema()
+    sim = Simulator(key=KEY)
+    client = HaloClient(base_url="https://api.haloconnect.io", subscription_key=KEY, transport=sim.transport(),
+                        sleep=lambda seconds: None)
+    yield World(sim=sim, client=client, clock=Clock())
+    client.close()

@@ -1,0 +1,71 @@
+from models import Action, PmsType, PracticeState, TicketKind, TicketReason, TicketStatus, Verdict
+from tasks import people
+from worker import db
+
+
+def test_renamed_practice_is_held_with_a_contact_practice_ticket(world):
+    pid = world.onboard("Halo Clinic South", pms_id="BP1")
+    guid = world.practice(pid).halo_guid
+    world.sim.rename(guid, "Halo Clinic North")
+
+    result = world.reconcile(pid)
+
+    assert (result.verdict, result.action) == (Verdict.BUSINESS_CHANGE, Action.HELD)
+    practice = world.practice(pid)
+    assert (practice.halo_guid, practice.state, practice.proposed_guid) == (guid, PracticeState.HELD, guid)
+    [ticket] = world.tickets()
+    assert (ticket.kind, ticket.reason, ticket.practice_id) == (
+        TicketKind.CONTACT_PRACTICE, TicketReason.BUSINESS_CHANGE, pid)
+
+
+def test_new_guid_and_new_name_does_not_switch_and_approve_does(world):
+    pid = world.onboard("Halo Clinic South", pms_id="BP1")
+    old = world.practice(pid).halo_guid
+    new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
+    world.sim.rename(new, "Another Practice Pty Ltd")
+
+    result = world.reconcile(pid)
+
+    assert result.verdict == Verdict.BUSINESS_CHANGE
+    assert world.practice(pid).halo_guid == old
+    assert world.practice(pid).proposed_guid == new
+
+    with db.new_session() as session:
+        people.approve(session, practice_id=pid, now=world.clock())
+        session.commit()
+
+    practice = world.practice(pid)
+    assert (practice.halo_guid, practice.state, practice.practice_name) == (
+        new, PracticeState.ACTIVE, "Another Practice Pty Ltd")
+    assert [t.status for t in world.tickets()] == [TicketStatus.RESOLVED]
+    assert world.history(pid) == [(old, "onboarded"), (new, "approved")]
+    assert world.reconcile(pid).verdict == Verdict.UNCHANGED
+
+
+def test_rejected_change_does_not_ticket_again_until_something_else_changes(world):
+    pid = world.onboard("Halo Clinic South", pms_id="BP1")
+    old = world.practice(pid).halo_guid
+    new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
+    world.sim.rename(new, "Another Practice")
+    world.reconcile(pid)
+    with db.new_session() as session:
+        people.reject(session, practice_id=pid, now=world.clock())
+        session.commit()
+
+    again = world.reconcile(pid)
+
+    assert again.verdict == Verdict.BUSINESS_CHANGE
+    assert world.practice(pid).halo_guid == old
+    assert world.practice(pid).state == PracticeState.ACTIVE
+    assert [t.status for t in world.tickets()] == [TicketStatus.RESOLVED]
+
+    world.sim.rename(new, "Yet Another Practice")
+    world.reconcile(pid)
+    assert [t.status for t in world.tickets()] == [TicketStatus.RESOLVED, TicketStatus.OPEN]
+
+
+def test_case_and_white_space_are_not_a_business_change(world):
+    pid = world.onboard("Halo Clinic South", pms_id="BP1")
+    world.sim.rename(world.practice(pid).halo_guid, "  HALO   clinic south ")
+    assert world.reconcile(pid).verdict == Verdict.UNCHANGED
+    assert world.practice(pid).practice_name == "Halo Clinic South"  # the raw value is kept

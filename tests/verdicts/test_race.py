@@ -1,0 +1,31 @@
+"""Two reconciliations of one practice racing: the version column lets only one switch."""
+
+from models import PmsType, Verdict
+from tasks.workflow import reconcile
+
+
+def test_racing_reconciliations_switch_once(world):
+    pid = world.onboard(pms_id="BP1")
+    old = world.practice(pid).halo_guid
+    new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
+    deps = world.deps()
+    inner_results = []
+    real_find = world.client.find_sites
+
+    def find_then_lose_the_race(*args, **kwargs):
+        sites = real_find(*args, **kwargs)
+        if not inner_results:  # the other worker finishes while we wait for Halo
+            inner_results.append(reconcile(pid, trigger=world_trigger, deps=deps))
+        return sites
+
+    from models import Trigger
+
+    world_trigger = Trigger.FORBIDDEN
+    world.client.find_sites = find_then_lose_the_race
+
+    outer = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=deps)
+
+    assert inner_results[0].verdict == Verdict.INFRASTRUCTURE_CHANGE
+    assert outer.verdict == Verdict.UNCHANGED  # re-read, re-decided: already switched
+    assert world.practice(pid).halo_guid == new
+    assert world.history(pid) == [(old, "onboarded"), (new, "infrastructure_change")]
