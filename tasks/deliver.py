@@ -87,3 +87,12 @@ def deliver_from_settings() -> DeliveryReport | None:
     if not settings.webhook_url or not settings.webhook_secret:
         return None
     return deliver_pending(db.new_session, url=settings.webhook_url, secret=settings.webhook_secret.get_secret_value())
+
+
+from worker.celery_app import app  # noqa: E402  (the task below is this module's Celery adapter)
+
+
+@app.task(name="halo.deliver_outbox", acks_late=True, ignore_result=True)
+def deliver_outbox() -> int:
+    report = deliver_from_settings()
+    return report.sent if report else 0

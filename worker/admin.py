@@ -40,6 +40,13 @@ def unit_of_work() -> Iterator[Session]:
         yield session
 
 
+def deliver_tickets() -> None:
+    """Send ticket events to the webhook now; whatever fails stays in the outbox for the worker."""
+    from tasks.deliver import deliver_from_settings
+
+    deliver_from_settings()
+
+
 def _out(session: Session, practice: Practice) -> PracticeOut:
     return PracticeOut.from_rows(practice, list(store.guid_history(session, practice_id=practice.id)))  # type: ignore[arg-type]
 
@@ -125,21 +132,27 @@ def reconcile_now(practice_id: int | None = None, **selector: Any):
 
     with unit_of_work() as session:
         target = find_practice(session, practice_id, **selector).id
-    return reconcile(target, trigger=Trigger.MANUAL)  # type: ignore[arg-type]
+    result = reconcile(target, trigger=Trigger.MANUAL)  # type: ignore[arg-type]
+    deliver_tickets()
+    return result
 
 
 def approve(practice_id: int) -> PracticeOut:
     with unit_of_work() as session:
         row = people.approve(session, practice_id=practice_id, now=_now())
         session.commit()
-        return _out(session, row)
+        out = _out(session, row)
+    deliver_tickets()
+    return out
 
 
 def reject(practice_id: int) -> PracticeOut:
     with unit_of_work() as session:
         row = people.reject(session, practice_id=practice_id, now=_now())
         session.commit()
-        return _out(session, row)
+        out = _out(session, row)
+    deliver_tickets()
+    return out
 
 
 # --- tickets ------------------------------------------------------------------------------------
@@ -159,14 +172,18 @@ def acknowledge_ticket(ticket_id: int) -> TicketOut:
     with unit_of_work() as session:
         row = tickets.acknowledge(session, ticket_id=ticket_id, now=_now())
         session.commit()
-        return TicketOut.from_row(row)
+        out = TicketOut.from_row(row)
+    deliver_tickets()
+    return out
 
 
 def resolve_ticket(ticket_id: int) -> TicketOut:
     with unit_of_work() as session:
         row = tickets.resolve(session, ticket_id=ticket_id, now=_now())
         session.commit()
-        return TicketOut.from_row(row)
+        out = TicketOut.from_row(row)
+    deliver_tickets()
+    return out
 
 
 # --- the mass-change guard ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ def broker_url() -> str:
 
 
 def create_app() -> Celery:
-    app = Celery("halo_reconciler", include=["tasks.reconcile"])
+    app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver"])
     app.conf.update(
         broker_url=broker_url,  # a callable: resolved when a connection is first needed, not at import
         # JSON only: whoever can write to the broker must not be able to run code (no pickle).
@@ -54,6 +54,11 @@ def create_app() -> Celery:
         task_create_missing_queues=False,
         task_routes={
             "halo.reconcile_practice": {"queue": "reconcile"},
+            "halo.deliver_outbox": {"queue": "deliver"},
+        },
+        beat_schedule={
+            # The outbox is also drained right after each change; this catches what a crash left.
+            "deliver-outbox": {"task": "halo.deliver_outbox", "schedule": 15.0},
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
