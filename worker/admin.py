@@ -211,3 +211,40 @@ def enqueue_reconcile(practice_id: int | None = None, **selector: Any) -> str:
     with unit_of_work() as session:
         target = find_practice(session, practice_id, **selector).id
     return reconcile_practice.apply_async(args=[target, str(Trigger.MANUAL)]).id
+
+
+# --- sweeps -------------------------------------------------------------------------------------
+
+
+def sweep_now(older_than_seconds: int | None = None, progress_factory=None):
+    """Reconcile every stale practice and every due retry in this process."""
+    from datetime import timedelta
+
+    from tasks.sweep import count_planned
+    from tasks.sweep import sweep_now as run_sweep
+    from tasks.workflow import Deps, reconcile
+    from worker.config import get_settings
+
+    settings = get_settings()
+    older = timedelta(seconds=settings.sweep_stale_after_seconds if older_than_seconds is None else older_than_seconds)
+    db.ensure_schema()
+    deps = Deps.from_settings()
+    now = _now()
+    with db.new_session() as session:
+        total = count_planned(session, now=now, older_than=older)
+    progress = progress_factory(total) if progress_factory else (lambda: None)
+    summary = run_sweep(
+        db.new_session,
+        now=now,
+        older_than=older,
+        reconcile=lambda practice_id, trigger: reconcile(practice_id, trigger=trigger, deps=deps),
+        progress=progress,
+    )
+    deliver_tickets()
+    return summary
+
+
+def enqueue_sweep(older_than_seconds: int | None = None) -> str:
+    from tasks.sweep import sweep_task
+
+    return sweep_task.apply_async(kwargs={"older_than_seconds": older_than_seconds}).id

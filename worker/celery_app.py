@@ -25,7 +25,7 @@ def broker_url() -> str:
 
 
 def create_app() -> Celery:
-    app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver"])
+    app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep"])
     app.conf.update(
         broker_url=broker_url,  # a callable: resolved when a connection is first needed, not at import
         # JSON only: whoever can write to the broker must not be able to run code (no pickle).
@@ -55,10 +55,13 @@ def create_app() -> Celery:
         task_routes={
             "halo.reconcile_practice": {"queue": "reconcile"},
             "halo.deliver_outbox": {"queue": "deliver"},
+            "halo.sweep": {"queue": "sweep"},
         },
         beat_schedule={
             # The outbox is also drained right after each change; this catches what a crash left.
             "deliver-outbox": {"task": "halo.deliver_outbox", "schedule": 15.0},
+            # Stale practices and due retries; the task itself takes a lock, so two beats are safe.
+            "sweep": {"task": "halo.sweep", "schedule": 300.0},
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

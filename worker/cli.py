@@ -215,6 +215,32 @@ def reconcile(
         stdout.print(f"  {result.detail}", markup=False)
 
 
+@app.command("sweep")
+def sweep(
+    now: Annotated[bool, typer.Option("--now", help="Reconcile every stale practice in this process.")] = False,
+    older_than: Annotated[int | None, typer.Option("--older-than", min=0, help="Stale after this many seconds (default: the configured age, a day).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-resolve practices not verified recently, and retry those whose backoff is due."""
+    _settings()
+    if not now:
+        task_id = admin.enqueue_sweep(older_than)
+        _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued sweep {task_id}", markup=False)
+        return
+    show_bar = sys.stderr.isatty() and not as_json
+    with Progress(console=stderr, disable=not show_bar) as bar:
+        def factory(total: int):
+            task = bar.add_task("sweeping", total=total)
+            return lambda: bar.advance(task)
+
+        summary = admin.sweep_now(older_than, progress_factory=factory)
+    if as_json:
+        _print_json(summary.to_json())
+        return
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.verdicts.items())) or "nothing to do"
+    stdout.print(f"checked {summary.checked} practice(s): {counts}" + (f"; {summary.skipped} skipped (backoff or key refused)" if summary.skipped else ""), markup=False)
+
+
 def _print_change(out: PracticeOut, as_json: bool, verb: str) -> None:
     if as_json:
         _print_json(out.to_json())
