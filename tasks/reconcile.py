@@ -1,16 +1,32 @@
-"""Celery tasks for reconciliations: thin adapters over ``tasks.workflow``."""
+"""Celery tasks for reconciliations: thin adapters over ``tasks.workflow`` and the work queue."""
 
 from __future__ import annotations
 
-from models import Trigger
+from models import Action, Trigger
 from tasks import workflow
 from tasks.deliver import deliver_outbox
 from worker.celery_app import app
 
 
-@app.task(name="halo.reconcile_practice", acks_late=True)
-def reconcile_practice(practice_id: int, trigger: str) -> str | None:
-    result = workflow.reconcile(practice_id, trigger=Trigger(trigger))
+@app.task(bind=True, name="halo.reconcile_practice", acks_late=True, max_retries=30)
+def reconcile_practice(self, practice_id: int, trigger: str) -> str | None:
+    from worker.coordination import get_redis
+    from worker.workqueue import WorkQueue
+
+    queue = WorkQueue(get_redis())
+    claim = queue.start(practice_id)
+    if not claim.granted:
+        # Another run holds the practice (or a crashed one's lock has not expired yet): come back
+        # when it can be ours; the finished run re-queues by itself if a report is still pending.
+        raise self.retry(countdown=claim.retry_in_ms / 1000)
+    current_guid = ""
+    try:
+        result = workflow.reconcile(practice_id, trigger=Trigger(trigger))
+        current_guid = (result.new_guid if result.action is Action.SWITCHED else result.old_guid) or ""
+    finally:
+        again = queue.done(claim, current_guid)
+    if again:
+        reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)])
     if result.ticket_id is not None:
-        deliver_outbox.apply_async(queue="deliver")
+        deliver_outbox.apply_async()
     return str(result.verdict) if result.verdict else None

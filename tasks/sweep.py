@@ -138,6 +138,7 @@ def sweep_task(older_than_seconds: int | None = None) -> int:
     from worker import db, keys
     from worker.config import get_settings
     from worker.coordination import get_redis
+    from worker.workqueue import WorkQueue
 
     settings = get_settings()
     older = timedelta(seconds=settings.sweep_stale_after_seconds if older_than_seconds is None else older_than_seconds)
@@ -148,12 +149,15 @@ def sweep_task(older_than_seconds: int | None = None) -> int:
         log.info("sweep_skipped", reason="another sweep holds the lock")
         return 0
     enqueued = 0
+    queue = WorkQueue(redis)
     try:
         db.ensure_schema()
         with db.new_session() as session:
             for practice_id, trigger in plan(session, now=datetime.now(UTC), older_than=older):
-                reconcile_practice.apply_async(args=[practice_id, str(trigger)])
-                enqueued += 1
+                # Through the work queue: a practice already queued or running by a storm is not doubled.
+                if queue.add(practice_id):
+                    reconcile_practice.apply_async(args=[practice_id, str(trigger)])
+                    enqueued += 1
     finally:
         if redis.get(keys.sweep_lock()) in (token, token.encode()):
             redis.delete(keys.sweep_lock())

@@ -76,6 +76,8 @@ class Deps:
     identifier_query: str | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     random: Callable[[], float] = random.random
+    # Runs after the commit: keeps the coordination store's GUID index and freshness marks in step.
+    after_commit: Callable[["ReconcileResult"], None] = lambda result: None
 
     @classmethod
     def from_settings(cls) -> "Deps":
@@ -90,6 +92,7 @@ class Deps:
             policy=Policy.from_settings(settings),
             forbidden_count=_ledger_counter(settings),
             identifier_query=settings.identifier_query,
+            after_commit=_coordination_updater(settings),
         )
 
 
@@ -109,6 +112,24 @@ def _ledger_counter(settings: Any) -> Callable[[int, str, datetime | None], int]
             return 0
 
     return count
+
+
+def _coordination_updater(settings: Any) -> Callable[["ReconcileResult"], None]:
+    def update_coordination(result: "ReconcileResult") -> None:
+        from tasks.events import index_practice, note_verified
+        from worker.coordination import CoordinationUnavailable, get_redis
+
+        try:
+            redis = get_redis()
+            if result.action is Action.SWITCHED and result.new_guid and result.old_guid:
+                index_practice(redis, result.practice_id, result.new_guid, [result.old_guid])
+            note_verified(redis, result.practice_id, unchanged=result.verdict is Verdict.UNCHANGED,
+                          fresh_seconds=settings.verified_fresh_seconds)
+        except CoordinationUnavailable as exc:
+            # The index repairs itself on the next report (the lookup path); nothing is lost.
+            log.warning("coordination_update_failed", practice_id=result.practice_id, error=str(exc))
+
+    return update_coordination
 
 
 # --- resolve ------------------------------------------------------------------------------------
@@ -406,6 +427,7 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps | None = None) -
                 duration_ms=duration_ms,
                 detail=classification.reason,
             )
+        deps.after_commit(result)
         log.info("reconcile_finished", practice_id=practice_id, trigger=str(trigger), verdict=str(result.verdict),
                  action=str(result.action), old_guid=result.old_guid, new_guid=result.new_guid,
                  halo_calls=halo_calls, duration_ms=duration_ms)

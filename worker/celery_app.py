@@ -25,7 +25,7 @@ def broker_url() -> str:
 
 
 def create_app() -> Celery:
-    app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep"])
+    app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep", "tasks.events"])
     app.conf.update(
         broker_url=broker_url,  # a callable: resolved when a connection is first needed, not at import
         # JSON only: whoever can write to the broker must not be able to run code (no pickle).
@@ -56,6 +56,9 @@ def create_app() -> Celery:
             "halo.reconcile_practice": {"queue": "reconcile"},
             "halo.deliver_outbox": {"queue": "deliver"},
             "halo.sweep": {"queue": "sweep"},
+            "halo.lookup_forbidden": {"queue": "events"},
+            "halo.note_forbidden_persists": {"queue": "events"},
+            "halo.note_integrator_forbidden": {"queue": "events"},
         },
         beat_schedule={
             # The outbox is also drained right after each change; this catches what a crash left.

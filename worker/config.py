@@ -85,6 +85,9 @@ class Settings(BaseSettings):
 
     # --- events -------------------------------------------------------------------------------
     report_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    # After Halo confirms a practice unchanged, further 403s for a while only count (the tail of a
+    # storm costs no calls); a real change in that window is caught when it ends.
+    verified_fresh_seconds: int = Field(default=300, ge=0, le=86_400)
 
     # --- logging ------------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.AUTO

@@ -1,0 +1,158 @@
+"""The application's side: report a 403 in one call that never raises and never blocks for long.
+
+::
+
+    from worker.hooks import report_forbidden, forbidden_event_hook
+    report_forbidden(guid, message=error_message, user="...")        # returns True if taken
+    httpx.Client(event_hooks={"response": [forbidden_event_hook]})  # does it by itself
+    httpx.AsyncClient(event_hooks={"response": [async_forbidden_event_hook]})
+
+A report is one Redis round trip (a Lua script) in the common case: it looks the GUID up in the
+GUID index, counts it toward the 403 persistence rule, and folds it into the practice's pending
+reconciliation. Only the first report of a storm publishes a Celery task; a report naming a GUID the
+practice already left publishes nothing and costs no Halo call. The broad ``except`` here is one of
+the two edges allowed to have one: nothing we do may raise into the integrator's application.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from models import ForbiddenCause
+from worker.guids import InvalidGuid, parse_guid
+from worker.halo_errors import forbidden_cause
+
+log = structlog.get_logger()
+
+MAX_MESSAGE_BYTES = 4096
+_SITE_PATH = re.compile(r"/integrator/sites/([0-9A-Fa-f{}-]{32,40})(?:/|$)")
+HALO_HOSTS = frozenset({"api.haloconnect.io", "api.stage.haloconnect.io"})
+
+_lock = threading.Lock()
+_reporter: Any = None
+_reporter_pid: int | None = None
+
+
+def cut_message(message: object) -> str | None:
+    """At most 4 KiB of UTF-8, cut on a character boundary."""
+    if message is None:
+        return None
+    text = message if isinstance(message, str) else str(message)
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= MAX_MESSAGE_BYTES:
+        return text
+    return data[:MAX_MESSAGE_BYTES].decode("utf-8", errors="ignore")
+
+
+def _get_reporter():
+    global _reporter, _reporter_pid
+    import os
+
+    with _lock:
+        if _reporter is None or _reporter_pid != os.getpid():
+            from tasks.events import Reporter
+
+            _reporter = Reporter.from_settings()
+            _reporter_pid = os.getpid()
+        return _reporter
+
+
+def report_forbidden(guid: str, message: str | None = None, **context: Any) -> bool:
+    """Report that Halo answered 403 for ``guid``. True when the report was taken.
+
+    Never raises. A malformed GUID is refused (False); a well-formed GUID no practice has is taken
+    and counted as unknown. Bounded by ``HALO_RECONCILER_REPORT_TIMEOUT_SECONDS``.
+    """
+    started = time.perf_counter()
+    try:
+        canonical = parse_guid(guid)
+    except InvalidGuid as exc:
+        log.warning("forbidden_rejected", reason=str(exc))
+        return False
+    try:
+        outcome = _get_reporter().report(canonical, cut_message(message), context)
+    except Exception:  # the hook edge: log, count, never raise into the application
+        log.warning("forbidden_report_failed", guid=canonical, exc_info=True)
+        return False
+    log.debug("forbidden_reported", guid=canonical, outcome=outcome,
+              duration_ms=round((time.perf_counter() - started) * 1000, 3))
+    return True
+
+
+def guid_from_url(url: Any) -> str | None:
+    """The site GUID in a Halo Cloud URL path, or None."""
+    match = _SITE_PATH.search(str(getattr(url, "path", url)))
+    if not match:
+        return None
+    try:
+        return parse_guid(match.group(1))
+    except InvalidGuid:
+        return None
+
+
+def _is_halo(url: Any) -> bool:
+    host = getattr(url, "host", "") or ""
+    if host in HALO_HOSTS:
+        return True
+    try:
+        from urllib.parse import urlsplit
+
+        from worker.config import get_settings
+
+        return host == (urlsplit(get_settings().halo_base_url).hostname or "")
+    except Exception:  # configuration problems must not reach the application either
+        return False
+
+
+def _message(body: bytes) -> str | None:
+    import json
+
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except Exception:  # not the envelope: keep what it said, cut
+        return body[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace") or None
+
+
+def forbidden_event_hook(response: Any) -> None:
+    """httpx response hook (sync clients): report every 403 from a Halo Cloud site URL."""
+    try:
+        if response.status_code != 403 or not _is_halo(response.request.url):
+            return
+        guid = guid_from_url(response.request.url)
+        if guid is None:
+            return
+        response.read()
+        report_forbidden(guid, _message(response.content), source="httpx_hook")
+    except Exception:
+        log.warning("forbidden_hook_failed", exc_info=True)
+
+
+async def async_forbidden_event_hook(response: Any) -> None:
+    """httpx response hook (async clients). The report itself is a short, bounded Redis call."""
+    try:
+        if response.status_code != 403 or not _is_halo(response.request.url):
+            return
+        guid = guid_from_url(response.request.url)
+        if guid is None:
+            return
+        await response.aread()
+        report_forbidden(guid, _message(response.content), source="httpx_hook")
+    except Exception:
+        log.warning("forbidden_hook_failed", exc_info=True)
+
+
+def is_integrator_wide(message: str | None) -> ForbiddenCause | None:
+    cause = forbidden_cause(message)
+    return cause if cause in (ForbiddenCause.IP_NOT_ALLOWED, ForbiddenCause.QUOTA_EXCEEDED) else None
+
+
+def current_guid(guid: str) -> str | None:
+    """The GUID the application should use now for a practice it knew by ``guid`` (None if unknown)."""
+    from worker.admin import current_guid as lookup
+
+    return lookup(guid)
