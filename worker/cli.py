@@ -26,7 +26,7 @@ from models.ticket import TicketOut
 from worker import admin, db
 from worker.config import ConfigError, Settings, get_settings
 from worker.errors import BadInput, OperationFailed, ReconcilerError
-from worker.guids import InvalidGuid
+from worker.guids import InvalidGuid, parse_guid
 from worker.halo_errors import HaloError, HaloUnauthorized
 from worker.logging import configure_logging
 
@@ -320,6 +320,45 @@ def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], as_json: JsonOp
     """Resolve a ticket by hand."""
     _settings()
     _print_ticket(admin.resolve_ticket(ticket_id), as_json)
+
+
+# --- events and processes ------------------------------------------------------------------------
+
+
+@app.command("report-403")
+def report_403(
+    guid: Annotated[str, typer.Option("--guid", help="The GUID Halo answered 403 for.")],
+    message: Annotated[str | None, typer.Option("--message", help="Halo's error message, if known.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Report a 403 exactly as the application hook does."""
+    from worker.hooks import report_forbidden
+
+    _settings()
+    canonical = parse_guid(guid)  # malformed: bad input, exit 2
+    if not report_forbidden(canonical, message, source="cli"):
+        raise OperationFailed("the report was not taken: the coordination store or broker is unreachable (see the log)")
+    _print_json({"taken": True, "guid": canonical}) if as_json else stdout.print(f"reported 403 for {canonical}", markup=False)
+
+
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker_command(ctx: typer.Context) -> None:
+    """Run a Celery worker on every queue (extra arguments go to Celery)."""
+    from worker.celery_app import QUEUES, app as celery_app
+
+    _settings()
+    celery_app.worker_main(["worker", "--queues", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args])
+
+
+@app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat_command(ctx: typer.Context) -> None:
+    """Run Celery beat: the sweep and the outbox schedule (extra arguments go to Celery)."""
+    from worker.celery_app import app as celery_app
+
+    settings = _settings()
+    schedule = settings.data_dir / "celerybeat-schedule"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "--loglevel", "INFO", "--schedule", str(schedule), *ctx.args])
 
 
 # --- db ------------------------------------------------------------------------------------------
