@@ -93,6 +93,7 @@ def import_rows(
     identifier_query: str | None = None,
     progress: Callable[[], None] = lambda: None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    onboarded: Callable[[int, str], None] = lambda practice_id, guid: None,
 ) -> ImportSummary:
     """Onboard each row in its own transaction; collect failures instead of stopping.
 
@@ -106,6 +107,7 @@ def import_rows(
                 practice = onboard_practice(session, client, request, now=now(), identifier_query=identifier_query)
                 session.commit()
                 summary.onboarded.append(practice.id)  # type: ignore[arg-type]
+                onboarded(practice.id, practice.halo_guid)  # type: ignore[arg-type]
         except AlreadyOnboarded:
             summary.already.append(row)
         except HaloUnauthorized:

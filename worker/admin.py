@@ -101,7 +101,23 @@ def onboard(pms_type: str, pms_id: str) -> PracticeOut:
     with unit_of_work() as session, HaloClient.from_settings(settings) as client:
         practice = onboard_practice(session, client, request, now=_now(), identifier_query=settings.identifier_query)
         session.commit()
-        return _out(session, practice)
+        out = _out(session, practice)
+    index_guids(out.id, out.halo_guid, [])
+    return out
+
+
+def index_guids(practice_id: int, current: str, past: list[str]) -> None:
+    """Tell the coordination store which practice a GUID belongs to (best effort: the hook's lookup
+    path repairs a missing entry from the database)."""
+    import structlog
+
+    from tasks.events import index_practice
+    from worker.coordination import CoordinationUnavailable, get_redis
+
+    try:
+        index_practice(get_redis(), practice_id, current, past)
+    except CoordinationUnavailable as exc:
+        structlog.get_logger().warning("guid_index_update_failed", practice_id=practice_id, error=str(exc))
 
 
 def practice(practice_id: int | None = None, **selector: Any) -> PracticeOut:
@@ -142,6 +158,7 @@ def approve(practice_id: int) -> PracticeOut:
         row = people.approve(session, practice_id=practice_id, now=_now())
         session.commit()
         out = _out(session, row)
+    index_guids(out.id, out.halo_guid, [p.guid for p in out.guid_history])
     deliver_tickets()
     return out
 

@@ -172,6 +172,7 @@ def practices_import(
             client=client,
             identifier_query=settings.identifier_query,
             progress=lambda: bar.advance(task),
+            onboarded=lambda practice_id, guid: admin.index_guids(practice_id, guid, []),
         )
     if as_json:
         _print_json(summary.to_json())
