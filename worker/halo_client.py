@@ -1,0 +1,310 @@
+"""The Halo Cloud client: the Halo policy (key header, bounded retries, Retry-After, the error
+envelope) over one pooled ``httpx.Client``. Transport-agnostic: tests pass ``transport=``.
+
+Callers see only ``worker.halo_errors`` types and parsed ``worker.halo_models`` values.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random as random_module
+import threading
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import ValidationError
+
+from models.enums import PmsType
+from worker.config import Settings, get_settings
+from worker.guids import parse_guid
+from worker.halo_errors import (
+    HaloBadRequest,
+    HaloBadResponse,
+    HaloError,
+    HaloForbidden,
+    HaloNotFound,
+    HaloRateLimited,
+    HaloServerError,
+    HaloTimeout,
+    HaloUnauthorized,
+    HaloUnavailable,
+    forbidden_cause,
+)
+from worker.halo_models import FindSitesResult, QueryResult, Site
+
+log = structlog.get_logger()
+
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+try:
+    _VERSION = version("halo-reconciler")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    _VERSION = "dev"
+
+
+class ClientClosed(RuntimeError):
+    """A closed client was used again (one client per process, closed at shutdown)."""
+
+
+def _envelope_message(response: httpx.Response) -> str | None:
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(message)[:300] if message is not None else None
+
+
+def _retry_after(response: httpx.Response, now: float) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(when.timestamp() - now, 0.0)
+
+
+class HaloClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        subscription_key: str | None,
+        timeout: float = 15.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        retry_after_cap: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = random_module.random,
+        before_request: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        headers = {"User-Agent": f"halo-reconciler/{_VERSION}", "Accept": "application/json"}
+        if subscription_key:
+            headers[KEY_HEADER] = subscription_key
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+        )
+        self._base_url = base_url
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._retry_after_cap = retry_after_cap
+        self._sleep = sleep
+        self._random = random
+        self._before_request = before_request
+        self._attempts = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> "HaloClient":
+        settings = settings or get_settings()
+        options: dict[str, Any] = {
+            "base_url": settings.halo_base_url,
+            "subscription_key": settings.subscription_key,
+            "timeout": settings.halo_timeout_seconds,
+            "max_attempts": settings.halo_max_attempts,
+            "backoff_base": settings.halo_backoff_base_seconds,
+            "retry_after_cap": settings.halo_retry_after_cap_seconds,
+        }
+        options.update(overrides)
+        return cls(**options)
+
+    def __repr__(self) -> str:  # never the key
+        return f"HaloClient(base_url={self._base_url!r}, closed={self._closed})"
+
+    @property
+    def attempts(self) -> int:
+        """HTTP attempts this client made, every endpoint and retry included."""
+        return self._attempts
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._closed = True
+        self._http.close()
+
+    def __enter__(self) -> "HaloClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    def find_sites(self, pms_type: PmsType, pms_id: str) -> list[Site]:
+        """Find sites by PMS ID. The query parameter takes "Best Practice"; responses say "BestPractice"."""
+        if not pms_id or not pms_id.strip():
+            raise ValueError("pms_id is empty")
+        params = {"practiceManagementSiteId": pms_id.strip(), "practiceManagementName": PmsType(pms_type).query_name}
+        response = self._send("find_sites", "GET", "/integrator/sites", params=params)
+        return self._parse(FindSitesResult, response).sites
+
+    def get_site(self, guid: str) -> Site:
+        response = self._send("get_site", "GET", f"/integrator/sites/{parse_guid(guid)}")
+        return self._parse(Site, response)
+
+    def immediate_query(
+        self, guid: str, sql: str, *, catalogue: str | None = None, max_time_in_queue_ms: int = 30000
+    ) -> QueryResult:
+        if not sql or not sql.strip():
+            raise ValueError("the SQL text is empty")
+        body: dict[str, Any] = {
+            "command": {"text": sql, "executionMode": "reader", "type": "text"},
+            "maxTimeInQueue": max_time_in_queue_ms,
+        }
+        if catalogue:
+            body["catalogue"] = catalogue
+        response = self._send("immediate_query", "POST", f"/integrator/sites/{parse_guid(guid)}/queries/immediate",
+                              json=body)
+        try:
+            document = response.json()
+            rows = json.loads(base64.b64decode(document["result"]["data"], validate=True))
+            if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+                raise TypeError("rows are not a list of objects")
+            return QueryResult(query_id=str(document["id"]), rows=rows)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HaloBadResponse("the immediate query answer does not parse", status=response.status_code) from exc
+
+    # --- the policy --------------------------------------------------------------------------------
+
+    def _parse(self, model: type, response: httpx.Response) -> Any:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            # A garbled answer is not transient: retrying spends money for the same garbage, and
+            # acting on it could switch a GUID. The verdict layer turns it into halo_unavailable.
+            raise HaloBadResponse(f"Halo's answer does not match the published schema ({exc.error_count()} error(s))",
+                                  status=response.status_code) from exc
+
+    def _wait(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._retry_after_cap)
+        # Full jitter (AWS architecture blog): spreads retries of many workers over the whole window.
+        return self._random() * self._backoff_base * 2 ** (attempt - 1)
+
+    def _send(self, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._closed:
+            raise ClientClosed("this HaloClient is closed")
+        failure: HaloUnavailable | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            if self._before_request is not None:
+                self._before_request(endpoint)
+            with self._lock:
+                self._attempts += 1
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TimeoutException as exc:
+                failure = HaloTimeout(f"Halo did not answer {endpoint} in time")
+                failure.__cause__ = exc
+                retry_after = None
+                status = None
+            except httpx.TransportError as exc:
+                failure = HaloTimeout(f"could not reach Halo for {endpoint} ({type(exc).__name__})")
+                failure.__cause__ = exc
+                retry_after = None
+                status = None
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return response
+                if status not in RETRYABLE:
+                    raise self._error(response)
+                retry_after = _retry_after(response, time.time())
+                message = _envelope_message(response) or response.reason_phrase or "no message"
+                if status == 429:
+                    failure = HaloRateLimited(f"Halo rate-limited {endpoint}: {message}", status=429, retry_after=retry_after)
+                else:
+                    failure = HaloServerError(f"Halo answered {status} to {endpoint}: {message}", status=status,
+                                              retry_after=retry_after)
+            if attempt == self._max_attempts:
+                break
+            wait = self._wait(attempt, retry_after)
+            log.info("halo_request_retried", endpoint=endpoint, attempt=attempt, status=status,
+                     wait_seconds=round(wait, 3))
+            self._sleep(wait)
+        assert failure is not None
+        log.warning("halo_request_failed", endpoint=endpoint, attempts=self._max_attempts, status=failure.status,
+                    error=type(failure).__name__)
+        raise failure
+
+    def _error(self, response: httpx.Response) -> HaloError:
+        status = response.status_code
+        message = _envelope_message(response) or response.reason_phrase or "no message"
+        if status == 400:
+            return HaloBadRequest(f"Halo refused the request: {message}", status=400)
+        if status == 401:
+            return HaloUnauthorized(message, status=401)
+        if status == 403:
+            return HaloForbidden(message, cause=forbidden_cause(message))
+        if status == 404:
+            return HaloNotFound(message, status=404)
+        return HaloBadResponse(f"Halo answered an unexpected {status}: {message}", status=status)
+
+
+# --- one client per process ---------------------------------------------------------------------
+
+_client: HaloClient | None = None
+_client_pid: int | None = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> HaloClient:
+    """This process's client, built on first use and rebuilt after a fork (never shared across one)."""
+    global _client, _client_pid
+    with _client_lock:
+        if _client is None or _client_pid != os.getpid() or _client._closed:
+            _client = HaloClient.from_settings(before_request=_rate_limit_hook())
+            _client_pid = os.getpid()
+        return _client
+
+
+def close_client() -> None:
+    global _client
+    with _client_lock:
+        if _client is not None and _client_pid == os.getpid():
+            _client.close()
+        _client = None
+
+
+def _rate_limit_hook() -> Callable[[str], None]:
+    """Every call of every worker waits for a token from the one bucket in the coordination store."""
+    settings = get_settings()
+    state: dict[str, Any] = {}
+
+    def acquire(endpoint: str) -> None:
+        from worker.coordination import CoordinationUnavailable, get_redis
+        from worker.ratelimit import RateLimiter
+
+        try:
+            if "limiter" not in state:
+                state["limiter"] = RateLimiter(get_redis(), name="halo", rate_per_second=settings.halo_rate_limit_per_second)
+            state["limiter"].acquire(timeout=None)
+        except CoordinationUnavailable as exc:
+            # Better one unthrottled call than no reconciliation; Halo's own 429 still bounds us.
+            log.warning("rate_limiter_unavailable", endpoint=endpoint, error=str(exc))
+
+    return acquire
