@@ -1,0 +1,132 @@
+"""Resolve, compare, classify: from what we recorded and what Halo said to exactly one verdict. Pure.
+
+No I/O, no clock (``now`` is passed in), and it never raises on data: whatever Halo sent, parsed or
+not, maps to a verdict. Rules, in order:
+
+1. Halo failed: 401 → ``unauthorized``; 403 blaming the IP → ``ip_not_allowed``; 403 blaming the
+   quota → ``quota_exceeded``; anything else (timeouts, 429/5xx after retries, other 403s, 404, an
+   answer that did not parse) → ``halo_unavailable``. An unparsed answer never switches a GUID.
+2. Select the authoritative active site (``tasks.select``): none → ``not_found``; no single one →
+   ``ambiguous``.
+3. Compare: identifiers differ (GUID changed or not) → ``business_change``; same GUID →
+   ``unchanged``; new GUID that we switched away from within the flapping window → ``flapping``;
+   otherwise → ``infrastructure_change``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from models.enums import ForbiddenCause, PracticeState, Verdict
+from tasks.identifiers import differing, identifiers_from_site, normalise_identifiers
+from tasks.policy import Policy
+from tasks.select import select_site
+from worker.halo_errors import HaloError, HaloForbidden, HaloUnauthorized
+from worker.halo_models import Site
+
+
+@dataclass(frozen=True)
+class Recorded:
+    practice_id: int
+    halo_guid: str
+    identifiers_normalised: Mapping[str, str]
+    state: PracticeState = PracticeState.ACTIVE
+    proposed_guid: str | None = None
+    rejected_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    # GUID → when we last switched away from it.
+    previous_guids: Mapping[str, datetime] = field(default_factory=dict)
+    # 403 reports for the current GUID since it was last verified, within the window.
+    forbidden_reports_since_verified: int = 0
+
+
+@dataclass(frozen=True)
+class HaloAnswer:
+    sites: tuple[Site, ...] | None
+    error: HaloError | None = None
+    extra_identifiers: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    verdict: Verdict
+    reason: str
+    site: Site | None = None
+    new_guid: str | None = None
+    seen_identifiers: Mapping[str, Any] = field(default_factory=dict)
+    differing: tuple[str, ...] = ()
+    fingerprint: str | None = None
+
+
+def fingerprint(guid: str | None, identifiers_normalised: Mapping[str, str]) -> str:
+    """A stable digest of a proposed change, so a rejected proposal is recognised when seen again."""
+    document = json.dumps({"guid": guid, "identifiers": dict(sorted(identifiers_normalised.items()))}, sort_keys=True)
+    return hashlib.sha256(document.encode()).hexdigest()[:32]
+
+
+def _error_verdict(error: HaloError) -> Classification:
+    if isinstance(error, HaloUnauthorized):
+        return Classification(Verdict.UNAUTHORIZED, f"Halo answered 401 ({error.message}).")
+    if isinstance(error, HaloForbidden) and error.cause is ForbiddenCause.IP_NOT_ALLOWED:
+        return Classification(Verdict.IP_NOT_ALLOWED, f"Halo answered 403: {error.message}.")
+    if isinstance(error, HaloForbidden) and error.cause is ForbiddenCause.QUOTA_EXCEEDED:
+        return Classification(Verdict.QUOTA_EXCEEDED, f"Halo answered 403: {error.message}.")
+    return Classification(Verdict.HALO_UNAVAILABLE, f"Halo could not answer: {type(error).__name__}: {error.message}")
+
+
+def classify(recorded: Recorded, answer: HaloAnswer, history: History, *, now: datetime, policy: Policy) -> Classification:
+    if answer.error is not None or answer.sites is None:
+        if answer.error is None:
+            return Classification(Verdict.HALO_UNAVAILABLE, "Halo gave no answer.")
+        return _error_verdict(answer.error)
+
+    selection = select_site(answer.sites)
+    count = len(answer.sites)
+    if selection.outcome == "not_found":
+        return Classification(Verdict.NOT_FOUND, f"No active site carries the PMS ID ({count} site(s), none active).")
+    if selection.site is None:
+        return Classification(
+            Verdict.AMBIGUOUS,
+            f"{len(selection.candidates)} active sites carry the PMS ID and no single one is authoritative.",
+        )
+
+    site = selection.site
+    seen_raw = identifiers_from_site(site, answer.extra_identifiers)
+    seen = normalise_identifiers(seen_raw)
+    changed = tuple(differing(recorded.identifiers_normalised, seen))
+    new_guid = site.id if site.id != recorded.halo_guid else None
+    if changed:
+        names = ", ".join(changed)
+        what = f"GUID {recorded.halo_guid} -> {site.id} and " if new_guid else ""
+        return Classification(
+            Verdict.BUSINESS_CHANGE,
+            f"Halo shows {what}different {names} (now {seen_raw.get('practice_name')!r}).",
+            site=site,
+            new_guid=new_guid,
+            seen_identifiers=seen_raw,
+            differing=changed,
+            fingerprint=fingerprint(site.id, seen),
+        )
+    if new_guid is None:
+        return Classification(Verdict.UNCHANGED, "Halo confirms the GUID in use and the recorded identifiers.",
+                              site=site, seen_identifiers=seen_raw)
+    left_at = history.previous_guids.get(new_guid)
+    if left_at is not None and now - left_at <= timedelta(seconds=policy.flapping_window_seconds):
+        return Classification(
+            Verdict.FLAPPING,
+            f"Halo's authoritative GUID is back to {new_guid}, which this practice left on {left_at:%Y-%m-%d %H:%M}Z.",
+            site=site, new_guid=new_guid, seen_identifiers=seen_raw, fingerprint=fingerprint(new_guid, seen),
+        )
+    return Classification(
+        Verdict.INFRASTRUCTURE_CHANGE,
+        f"Halo's authoritative GUID moved {recorded.halo_guid} -> {new_guid}; the identifiers are the same.",
+        site=site, new_guid=new_guid, seen_identifiers=seen_raw, fingerprint=fingerprint(new_guid, seen),
+    )

@@ -1,0 +1,185 @@
+"""What to do with a verdict: the verdict table's "default action" column and its policies. Pure."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from models.enums import Action, PracticeState, TicketKind, TicketReason, Verdict
+from worker.config import BusinessPolicy, InfrastructurePolicy
+
+if TYPE_CHECKING:
+    from tasks.classify import Classification, History, Recorded
+    from worker.config import Settings
+
+
+@dataclass(frozen=True)
+class Policy:
+    infrastructure: InfrastructurePolicy = InfrastructurePolicy.SWITCH
+    business: BusinessPolicy = BusinessPolicy.HOLD
+    forbidden_threshold: int = 3
+    forbidden_window_seconds: int = 3600
+    flapping_window_seconds: int = 7 * 24 * 3600
+    mass_change_min: int = 50
+    mass_change_fraction: float = 0.10
+    mass_change_window_seconds: int = 3600
+    backoff_min_seconds: int = 60
+    backoff_max_seconds: int = 3600
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "Policy":
+        return cls(
+            infrastructure=settings.infrastructure_policy,
+            business=settings.business_policy,
+            forbidden_threshold=settings.forbidden_threshold,
+            forbidden_window_seconds=settings.forbidden_window_seconds,
+            flapping_window_seconds=settings.flapping_window_seconds,
+            mass_change_min=settings.mass_change_min,
+            mass_change_fraction=settings.mass_change_fraction,
+            mass_change_window_seconds=settings.mass_change_window_seconds,
+            backoff_min_seconds=settings.backoff_min_seconds,
+            backoff_max_seconds=settings.backoff_max_seconds,
+        )
+
+    def mass_change_limit(self, onboarded: int) -> int:
+        """Automatic switches allowed per window: max(absolute, share of the fleet)."""
+        return max(self.mass_change_min, math.ceil(self.mass_change_fraction * onboarded))
+
+
+@dataclass(frozen=True)
+class GuardState:
+    autoswitch_paused: bool
+    switches_in_window: int
+    onboarded_practices: int
+
+
+@dataclass(frozen=True)
+class TicketSpec:
+    kind: TicketKind
+    reason: TicketReason
+    integrator_wide: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    switch_to: str | None = None
+    hold: bool = False
+    ticket: TicketSpec | None = None
+    resolve_tickets: tuple[TicketReason, ...] = ()
+    trip_guard: bool = False
+    backoff: bool = False
+    reset_backoff: bool = False
+
+
+# A clean verification clears every per-practice condition; a business change waiting for a person
+# clears only by approve, reject or the practice going back to what we recorded.
+_CLEARED_BY_UNCHANGED = (
+    TicketReason.FORBIDDEN_PERSISTS,
+    TicketReason.NOT_FOUND,
+    TicketReason.AMBIGUOUS,
+    TicketReason.FLAPPING,
+    TicketReason.BUSINESS_CHANGE,
+    TicketReason.INFRASTRUCTURE_CHANGE,
+)
+
+
+def _ticket(kind: TicketKind, reason: TicketReason, detail: str, *, integrator_wide: bool = False) -> TicketSpec:
+    return TicketSpec(kind=kind, reason=reason, integrator_wide=integrator_wide, detail=detail)
+
+
+def decide(
+    classification: "Classification",
+    recorded: "Recorded",
+    *,
+    policy: Policy,
+    guard: GuardState,
+    history: "History",
+) -> Decision:
+    verdict = classification.verdict
+    seen = classification.reason
+
+    if verdict is Verdict.UNCHANGED:
+        if history.forbidden_reports_since_verified >= policy.forbidden_threshold:
+            return Decision(
+                Action.TICKETED,
+                ticket=_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.FORBIDDEN_PERSISTS,
+                               f"{history.forbidden_reports_since_verified} 403s for the GUID in use since it was last "
+                               f"verified, yet Halo confirms it as current. {seen} Ask Halo support why queries are refused."),
+                resolve_tickets=tuple(r for r in _CLEARED_BY_UNCHANGED if r is not TicketReason.FORBIDDEN_PERSISTS),
+                reset_backoff=True,
+            )
+        return Decision(Action.MARKED_VERIFIED, resolve_tickets=_CLEARED_BY_UNCHANGED, reset_backoff=True)
+
+    if verdict is Verdict.INFRASTRUCTURE_CHANGE:
+        new = classification.new_guid
+        if policy.infrastructure == InfrastructurePolicy.HOLD:
+            return Decision(Action.HELD, hold=True, reset_backoff=True,
+                            ticket=_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE,
+                                           f"{seen} Policy holds infrastructure changes: approve or reject practice "
+                                           f"{recorded.practice_id}."))
+        limit = policy.mass_change_limit(guard.onboarded_practices)
+        if guard.autoswitch_paused or guard.switches_in_window >= limit:
+            return Decision(Action.HELD, hold=True, reset_backoff=True, trip_guard=not guard.autoswitch_paused)
+        ticket = None
+        if policy.infrastructure == InfrastructurePolicy.SWITCH_AND_TICKET:
+            ticket = _ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE,
+                             f"{seen} Switched automatically; this ticket records it for review.")
+        return Decision(Action.SWITCHED, switch_to=new, ticket=ticket, reset_backoff=True,
+                        resolve_tickets=(TicketReason.NOT_FOUND, TicketReason.AMBIGUOUS, TicketReason.FORBIDDEN_PERSISTS))
+
+    if verdict is Verdict.BUSINESS_CHANGE:
+        if classification.fingerprint is not None and classification.fingerprint == recorded.rejected_fingerprint:
+            return Decision(Action.NONE, reset_backoff=True)  # a person already rejected exactly this
+        return Decision(
+            Action.HELD, hold=True, reset_backoff=True,
+            ticket=_ticket(TicketKind.CONTACT_PRACTICE, TicketReason.BUSINESS_CHANGE,
+                           f"{seen} The practice's identity changed: confirm with the practice, then "
+                           f"`halo-reconciler approve {recorded.practice_id}` or `reject {recorded.practice_id}`."),
+        )
+
+    if verdict is Verdict.NOT_FOUND:
+        return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
+            TicketKind.CONTACT_PRACTICE, TicketReason.NOT_FOUND,
+            f"{seen} Ask the practice whether Halo Link is still installed and its PMS ID unchanged."))
+    if verdict is Verdict.AMBIGUOUS:
+        return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
+            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.AMBIGUOUS,
+            f"{seen} Ask Halo support which database is authoritative."))
+    if verdict is Verdict.FLAPPING:
+        return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
+            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.FLAPPING,
+            f"{seen} The authoritative database keeps moving; ask Halo support before anything switches."))
+    if verdict is Verdict.IP_NOT_ALLOWED:
+        return Decision(Action.TICKETED, ticket=_ticket(
+            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.IP_NOT_ALLOWED,
+            f"{seen} Ask Halo support to allow-list the worker's outbound IP address.", integrator_wide=True))
+    if verdict is Verdict.QUOTA_EXCEEDED:
+        return Decision(Action.TICKETED, ticket=_ticket(
+            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.QUOTA_EXCEEDED,
+            f"{seen} The subscription's call quota is exhausted; ask Halo support to raise it.", integrator_wide=True))
+    if verdict is Verdict.UNAUTHORIZED:
+        return Decision(Action.TICKETED, ticket=_ticket(
+            TicketKind.CHECK_INTEGRATION, TicketReason.UNAUTHORIZED,
+            f"{seen} Check HALO_SUBSCRIPTION_KEY and HALO_BASE_URL (stage and production keys differ); automatic "
+            "reconciliations stop until a call succeeds (`halo-reconciler reconcile ID --now` tests a new key).",
+            integrator_wide=True))
+    return Decision(Action.BACKED_OFF, backoff=True)  # halo_unavailable
+
+
+def next_backoff(attempts: int, *, policy: Policy, random: float) -> timedelta:
+    """Wait before retry number ``attempts + 1``: min × 2^attempts capped at max, "equal jitter".
+
+    ``base = min(backoff_min × 2**attempts, backoff_max)``; the wait is ``base/2 + random × base/2``,
+    so it stays within [backoff_min/2, backoff_max] and never collapses to zero.
+    """
+    exponent = min(max(attempts, 0), 32)
+    base = min(policy.backoff_min_seconds * 2**exponent, policy.backoff_max_seconds)
+    fraction = min(max(random, 0.0), 1.0)
+    return timedelta(seconds=base / 2 + fraction * base / 2)
+
+
+__all__ = ["Decision", "GuardState", "Policy", "PracticeState", "TicketSpec", "decide", "next_backoff"]
