@@ -1,0 +1,103 @@
+"""Suite-wide fixtures.
+
+* Every test starts with a clean environment: no ``HALO_*``, ``DATABASE_URL`` or ``BROKER_URL`` from
+  the developer's shell, a fresh data directory, fresh settings, engine and structlog state.
+* ``postgres_server`` and ``redis_server`` are real throw-away servers on loopback, started once per
+  session; ``postgres_url`` gives each test its own database and ``redis_url`` a flushed server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+import structlog
+
+from tests.utils.servers import PostgresServer, RedisServer, start_postgres, start_redis
+
+_database_numbers = itertools.count(1)
+
+
+def _reset_process_state() -> None:
+    from worker import db, halo_client, hooks
+    from worker.config import get_settings
+
+    get_settings.cache_clear()
+    db.reset_engine()
+    halo_client.close_client()
+    hooks._reporter = None
+    try:
+        from worker import coordination
+
+        coordination.reset_client()
+    except ImportError:
+        pass
+    structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("HALO_") or name in {"DATABASE_URL", "BROKER_URL", "XDG_DATA_HOME"}:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HALO_RECONCILER_DATA_DIR", str(tmp_path / "halo-data"))
+    _reset_process_state()
+    yield
+    _reset_process_state()
+    try:
+        from worker.coordination import stop_embedded_server
+        from worker.config import load_settings
+
+        stop_embedded_server(load_settings())
+    except Exception:
+        pass
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> PostgresServer:
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    return postgres_server.create_database(f"test_{os.getpid()}_{next(_database_numbers)}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> RedisServer:
+    server = start_redis(tmp_path_factory.mktemp("valkey"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    import redis
+
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+
+
+@pytest.fixture
+def embedded_db():
+    """The embedded SQLite database of this test's data directory, migrated."""
+    from worker import db
+
+    db.ensure_schema()
+    return db
+
+
+ROOT = Path(__file__).resolve().parents[1]

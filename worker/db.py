@@ -1,0 +1,193 @@
+"""The database: one engine per process, sessions, and the schema's version.
+
+The embedded SQLite database is created and migrated on first use; PostgreSQL is migrated only by
+``halo-reconciler db upgrade`` (a deployment step), and other commands refuse to run on an outdated
+schema rather than guess.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+import models
+from worker.config import get_settings
+
+
+class DatabaseError(Exception):
+    pass
+
+
+class DatabaseUnavailable(DatabaseError):
+    pass
+
+
+class SchemaOutdated(DatabaseError):
+    pass
+
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_engine_key: tuple[int, str] | None = None
+_checked: set[tuple[int, str]] = set()
+
+MIGRATIONS = Path(models.__file__).resolve().parent / "migrations"
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    # WAL lets the worker, beat and the command line read while one of them writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _build(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine() -> Engine:
+    """This process's engine, built on first use and rebuilt after a fork."""
+    global _engine, _engine_key
+    url = get_settings().effective_database_url
+    key = (os.getpid(), url)
+    with _lock:
+        if _engine is None or _engine_key != key:
+            if _engine is not None and _engine_key and _engine_key[0] != os.getpid():
+                # Inherited from the parent: drop its pool without closing the parent's sockets.
+                _engine.dispose(close=False)
+            _engine = _build(url)
+            _engine_key = key
+        return _engine
+
+
+def reset_engine() -> None:
+    """Forget this process's engine (tests, or after the configuration changed)."""
+    global _engine, _engine_key
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
+        _engine_key = None
+        _checked.clear()
+
+
+def new_session() -> Session:
+    return Session(get_engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    session = new_session()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+def alembic_config(url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = url or get_settings().effective_database_url
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()  # type: ignore[return-value]
+
+
+def current_revision() -> str | None:
+    try:
+        with get_engine().connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach the database {_safe(get_settings().effective_database_url)}") from exc
+
+
+def upgrade_schema(revision: str = "head") -> None:
+    url = get_settings().effective_database_url
+    try:
+        with get_engine().begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach the database {_safe(url)}") from exc
+    _checked.discard((os.getpid(), url))
+
+
+def downgrade_schema(revision: str) -> None:
+    url = get_settings().effective_database_url
+    with get_engine().begin() as connection:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    _checked.discard((os.getpid(), url))
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_schema() -> None:
+    """Make sure the schema is current before a command touches the database (once per process)."""
+    settings = get_settings()
+    url = settings.effective_database_url
+    key = (os.getpid(), url)
+    if key in _checked:
+        return
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        lock = Path(path + ".migrate.lock") if path and path != ":memory:" else settings.data_dir / "migrate.lock"
+        # Two processes starting at once (worker and beat) must not both migrate.
+        with _file_lock(lock):
+            if current_revision() != head_revision():
+                upgrade_schema()
+    else:
+        current, head = current_revision(), head_revision()
+        if current != head:
+            raise SchemaOutdated(
+                f"database schema is at {current or 'nothing'}, this version needs {head}: "
+                "run `halo-reconciler db upgrade`"
+            )
+    _checked.add(key)
