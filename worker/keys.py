@@ -1,0 +1,81 @@
+"""Every Redis key the project uses, in one place. All start with ``halo:``.
+
+=================================  =======================  ============================================
+key                                type, TTL                what
+=================================  =======================  ============================================
+``halo:guids``                     hash, none               GUID → ``"{practice_id}:current|stale"``
+``halo:dirty:{id}``                string, 1 h              practice queued / reported while running
+``halo:processing:{id}``           string, 330 s            a reconciliation of the practice runs
+``halo:fresh:{id}``                string, 5 min            verified unchanged moments ago
+``halo:since-verified:{id}``       counter, window          403s since that verification
+``halo:403:{guid}:{minute}``       counter, window + 60 s   403 reports per GUID per minute (the ledger)
+``halo:unknown:{guid}``            string, 10 min           no practice has this GUID
+``halo:lookup:{guid}``             string, 10 s             a database lookup of the GUID is on its way
+``halo:reports:stale``             counter, none            reports naming a GUID a practice has left
+``halo:reports:unknown``           counter, none            reports naming a GUID no practice has
+``halo:integrator-403:{cause}``    string, 5 min            an integrator-wide 403 ticket was just noted
+``halo:ratelimit:{name}``          string, ~1 s             the shared token bucket's theoretical arrival
+``halo:sweep:lock``                string, 10 min           one sweep at a time, whatever the beats
+``halo:sweep:last``                string, none             when the last sweep finished (ISO 8601)
+=================================  =======================  ============================================
+"""
+
+from __future__ import annotations
+
+PREFIX = "halo:"
+
+
+def guid_index() -> str:
+    return f"{PREFIX}guids"
+
+
+def dirty(practice_id: int | str) -> str:
+    return f"{PREFIX}dirty:{practice_id}"
+
+
+def processing(practice_id: int | str) -> str:
+    return f"{PREFIX}processing:{practice_id}"
+
+
+def fresh(practice_id: int | str) -> str:
+    return f"{PREFIX}fresh:{practice_id}"
+
+
+def since_verified(practice_id: int | str) -> str:
+    return f"{PREFIX}since-verified:{practice_id}"
+
+
+def forbidden_bucket(guid: str, minute: int) -> str:
+    return f"{PREFIX}403:{guid}:{minute}"
+
+
+def unknown_guid(guid: str) -> str:
+    return f"{PREFIX}unknown:{guid}"
+
+
+def lookup(guid: str) -> str:
+    return f"{PREFIX}lookup:{guid}"
+
+
+def stale_reports() -> str:
+    return f"{PREFIX}reports:stale"
+
+
+def unknown_reports() -> str:
+    return f"{PREFIX}reports:unknown"
+
+
+def integrator_forbidden(cause: str) -> str:
+    return f"{PREFIX}integrator-403:{cause}"
+
+
+def ratelimit(name: str) -> str:
+    return f"{PREFIX}ratelimit:{name}"
+
+
+def sweep_lock() -> str:
+    return f"{PREFIX}sweep:lock"
+
+
+def last_sweep() -> str:
+    return f"{PREFIX}sweep:last"
