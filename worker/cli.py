@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import structlog
 import typer
 from rich.console import Console
@@ -429,15 +428,17 @@ def _fail(code: int, message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; map every expected failure to one line on stderr and an exit code."""
     try:
-        app(args=argv, prog_name="halo-reconciler", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        # Without standalone mode, a typer.Exit raised by a command comes back as the return value.
+        returned = app(args=argv, prog_name="halo-reconciler", standalone_mode=False)
+        if isinstance(returned, int):
+            return returned
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         return _fail(130, "interrupted")
-    except click.exceptions.UsageError as exc:
-        return _fail(2, exc.format_message())
-    except click.ClickException as exc:
-        return _fail(2, exc.format_message())
+    except typer.TyperException as exc:  # usage errors: unknown command or option, bad value
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return _fail(2, message)
     except (BadInput, InvalidGuid, ConfigError) as exc:
         return _fail(2, str(exc))
     except HaloUnauthorized as exc:

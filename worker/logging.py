@@ -84,3 +84,5 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     # httpx logs every request URL at INFO; the URL is safe but the volume is not.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Alembic narrates every migration step at INFO; the command line says what matters itself.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

@@ -1,6 +1,6 @@
 """Two reconciliations of one practice racing: the version column lets only one switch."""
 
-from models import PmsType, Verdict
+from models import PmsType, Trigger, Verdict
 from tasks.workflow import reconcile
 
 
@@ -15,12 +15,11 @@ def test_racing_reconciliations_switch_once(world):
     def find_then_lose_the_race(*args, **kwargs):
         sites = real_find(*args, **kwargs)
         if not inner_results:  # the other worker finishes while we wait for Halo
-            inner_results.append(reconcile(pid, trigger=world_trigger, deps=deps))
+            inner_results.append(None)
+            world.client.find_sites = real_find
+            inner_results[0] = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=deps)
         return sites
 
-    from models import Trigger
-
-    world_trigger = Trigger.FORBIDDEN
     world.client.find_sites = find_then_lose_the_race
 
     outer = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=deps)
