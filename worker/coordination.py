@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from worker.config import Settings, get_settings
 
@@ -31,6 +33,10 @@ class CoordinationUnavailable(Exception):
 _lock = threading.Lock()
 _client: redis_lib.Redis | None = None
 _client_key: tuple[int, str] | None = None
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
 
 
 def valkey_binary() -> str:
@@ -56,7 +62,7 @@ def _socket_path(settings: Settings) -> Path:
 def _answers(path: Path) -> bool:
     if not path.exists():
         return False
-    client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=1, socket_connect_timeout=1)
+    client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=1, socket_connect_timeout=1, retry=_no_retry())
     try:
         return bool(client.ping())
     except redis_lib.RedisError:
@@ -105,7 +111,7 @@ def stop_embedded_server(settings: Settings | None = None) -> bool:
     pidfile = settings.data_dir / "valkey.pid"
     stopped = False
     if _answers(path):
-        client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=2)
+        client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=2, retry=_no_retry())
         try:
             client.shutdown(nosave=True)
         except redis_lib.RedisError:
@@ -114,13 +120,28 @@ def stop_embedded_server(settings: Settings | None = None) -> bool:
     if pidfile.exists():
         try:
             pid = int(pidfile.read_text().strip())
-            for _ in range(100):
-                os.kill(pid, 0)
+            for _ in range(250):
+                if not _alive(pid):
+                    break
                 time.sleep(0.02)
-            os.kill(pid, 9)
+            else:
+                os.kill(pid, 9)
         except (ValueError, ProcessLookupError, PermissionError):
             pass
     return stopped
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a daemon nobody reaps lingers as a zombie: that counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return state not in ("Z", "X")
 
 
 def embedded_redis_url(settings: Settings | None = None) -> str:
@@ -155,6 +176,9 @@ def get_redis() -> redis_lib.Redis:
                 socket_connect_timeout=settings.report_timeout_seconds,
                 socket_timeout=max(settings.report_timeout_seconds, 5.0),
                 health_check_interval=30,
+                # redis-py retries three times with backoff by default; a caller with a time bound
+                # (the application hook) must fail fast instead, and callers here decide what to redo.
+                retry=_no_retry(),
             )
             _client_key = key
     return _CheckedRedis(_client)

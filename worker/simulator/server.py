@@ -53,7 +53,8 @@ class SimulatorServer:
         self._server = _Server((host, port), _handler_for(sim))
         self.host = host
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="halo-simulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="halo-simulator", daemon=True)
 
     @property
     def url(self) -> str:
