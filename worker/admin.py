@@ -224,9 +224,11 @@ def autoswitch(action: str) -> dict[str, Any]:
 def enqueue_reconcile(practice_id: int | None = None, **selector: Any) -> str:
     """Queue a manual reconciliation for the worker; returns the Celery task id."""
     from tasks.reconcile import reconcile_practice
+    from worker.celery_app import ensure_broker
 
     with unit_of_work() as session:
         target = find_practice(session, practice_id, **selector).id
+    ensure_broker()
     return reconcile_practice.apply_async(args=[target, str(Trigger.MANUAL)]).id
 
 
@@ -263,5 +265,7 @@ def sweep_now(older_than_seconds: int | None = None, progress_factory=None):
 
 def enqueue_sweep(older_than_seconds: int | None = None) -> str:
     from tasks.sweep import sweep_task
+    from worker.celery_app import ensure_broker
 
+    ensure_broker()
     return sweep_task.apply_async(kwargs={"older_than_seconds": older_than_seconds}).id

@@ -7,7 +7,7 @@ The broker is ``BROKER_URL`` (Redis) or, with none set, the embedded Valkey serv
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
 from kombu import Queue
 
 from worker.config import get_settings
@@ -16,18 +16,29 @@ QUEUES = ("events", "reconcile", "sweep", "deliver")
 
 
 def broker_url() -> str:
+    """The broker's URL, computed without side effects: the embedded server starts on first use
+    (``worker_init``, ``beat_init`` and every publisher call ``ensure_broker`` first)."""
     settings = get_settings()
     if settings.broker_url:
         return settings.broker_url
-    from worker.coordination import embedded_broker_url
+    from worker.coordination import SOCKET
 
-    return embedded_broker_url(settings)
+    return f"redis+socket://{settings.data_dir / SOCKET}"
+
+
+def ensure_broker() -> None:
+    """Start the embedded broker if this process uses it and it is not running yet."""
+    settings = get_settings()
+    if settings.broker_url is None:
+        from worker.coordination import ensure_embedded_server
+
+        ensure_embedded_server(settings)
 
 
 def create_app() -> Celery:
     app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep", "tasks.events"])
     app.conf.update(
-        broker_url=broker_url,  # a callable: resolved when a connection is first needed, not at import
+        broker_url=broker_url(),
         # JSON only: whoever can write to the broker must not be able to run code (no pickle).
         task_serializer="json",
         result_serializer="json",
@@ -75,6 +86,12 @@ def create_app() -> Celery:
 
 
 app = create_app()
+
+
+@worker_init.connect
+@beat_init.connect
+def _start_broker(**_: object) -> None:
+    ensure_broker()
 
 
 @worker_process_init.connect

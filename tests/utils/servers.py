@@ -94,8 +94,14 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(root: Path) -> PostgresServer:
+def start_postgres(root: Path | None = None) -> PostgresServer:
+    """Start PostgreSQL in a fresh directory (under /tmp when running as root: pytest's own temporary
+    directories are private to root and the ``postgres`` user could not enter them)."""
     bindir = postgres_bindir()
+    if root is None or os.geteuid() == 0:
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="halo-pg-"))
     root.mkdir(parents=True, exist_ok=True)
     data, sock = root / "data", root / "sock"
     sock.mkdir(exist_ok=True)
@@ -111,10 +117,12 @@ def start_postgres(root: Path) -> PostgresServer:
             os.setuid(user.pw_uid)
 
     log = root / "postgres.log"
-    subprocess.run(
+    done = subprocess.run(
         [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
-        check=True, capture_output=True, preexec_fn=demote, cwd="/",
+        capture_output=True, text=True, preexec_fn=demote, cwd="/",
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"initdb failed: {done.stderr.strip()[-1500:]}")
     port = free_port()
     with open(log, "wb") as out:
         if as_root:
