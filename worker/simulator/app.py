@@ -404,6 +404,8 @@ class Simulator:
             "statusTiming": {"initialising": {"startTime": now}, "executing": {"startTime": now}},
             "metrics": {"sqlExecutionDuration": 3},
             "result": {"rows": len(rows), "size": len(data), "data": base64.b64encode(data).decode()},
+            "resultSize": len(data),
+            "completedAt": now,
         })
 
 
