@@ -1,0 +1,80 @@
+"""Properties of the pure core, for any input hypothesis can think of."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings, strategies as st
+
+from models import Action, PracticeState, Verdict
+from tasks.classify import HaloAnswer, History, Recorded, classify
+from tasks.identifiers import normalise, normalise_identifiers
+from tasks.policy import GuardState, Policy, decide, next_backoff
+from worker.halo_errors import HaloBadResponse, HaloServerError, HaloTimeout
+from worker.halo_models import Site
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+GUIDS = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(4)]
+
+names = st.text(min_size=0, max_size=30)
+sites = st.builds(
+    lambda guid, status, auth, name: Site.model_validate({
+        "id": guid, "status": status, "practiceMetadata": {"practiceName": name},
+        **({} if auth is None else {"authoritative": auth})}),
+    st.sampled_from(GUIDS), st.sampled_from(["initialising", "active", "removed", "uninstalled"]),
+    st.sampled_from([True, False, None]), names,
+)
+errors = st.sampled_from([HaloBadResponse("garbage"), HaloServerError("down", status=503), HaloTimeout("slow")])
+answers = st.one_of(
+    st.builds(lambda s: HaloAnswer(sites=tuple(s)), st.lists(sites, max_size=4)),
+    st.builds(lambda e: HaloAnswer(sites=None, error=e), errors),
+)
+recordeds = st.builds(
+    lambda guid, name: Recorded(practice_id=1, halo_guid=guid, identifiers_normalised=normalise_identifiers(
+        {"practice_name": name}), state=PracticeState.ACTIVE),
+    st.sampled_from(GUIDS), names,
+)
+histories = st.builds(
+    lambda guids, hours, n: History(previous_guids={g: NOW - timedelta(hours=hours) for g in guids},
+                                    forbidden_reports_since_verified=n),
+    st.lists(st.sampled_from(GUIDS), max_size=3), st.integers(0, 400), st.integers(0, 10),
+)
+CALM = GuardState(autoswitch_paused=False, switches_in_window=0, onboarded_practices=10)
+
+
+@given(st.text())
+def test_normalising_is_idempotent(text):
+    assert normalise(normalise(text)) == normalise(text)
+
+
+@given(recordeds, answers, histories)
+@settings(max_examples=300)
+def test_every_input_gets_exactly_one_verdict_and_it_is_a_function_of_the_input(rec, answer, history):
+    first = classify(rec, answer, history, now=NOW, policy=Policy())
+    second = classify(rec, answer, history, now=NOW, policy=Policy())
+    assert isinstance(first.verdict, Verdict)
+    assert first == second
+
+
+@given(recordeds, answers, histories)
+@settings(max_examples=300)
+def test_default_policy_never_switches_when_identifiers_differ(rec, answer, history):
+    result = classify(rec, answer, history, now=NOW, policy=Policy())
+    decision = decide(result, rec, policy=Policy(), guard=CALM, history=history)
+    if result.differing:
+        assert decision.switch_to is None
+    if decision.switch_to is not None:
+        assert result.verdict is Verdict.INFRASTRUCTURE_CHANGE and decision.action is Action.SWITCHED
+
+
+@given(recordeds, st.builds(lambda e: HaloAnswer(sites=None, error=e), errors), histories)
+def test_nothing_switches_on_an_answer_that_did_not_parse(rec, answer, history):
+    result = classify(rec, answer, history, now=NOW, policy=Policy())
+    assert result.verdict is Verdict.HALO_UNAVAILABLE
+    assert decide(result, rec, policy=Policy(), guard=CALM, history=history).switch_to is None
+
+
+@given(st.integers(min_value=-5, max_value=10_000), st.floats(min_value=-1, max_value=2, allow_nan=False))
+def test_backoff_stays_in_bounds(attempts, fraction):
+    wait = next_backoff(attempts, policy=Policy(), random=fraction).total_seconds()
+    assert 30 <= wait <= 3600
