@@ -74,8 +74,13 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
     except InvalidGuid as exc:
         log.warning("forbidden_rejected", reason=str(exc))
         return False
+    from worker.coordination import CoordinationUnavailable
+
     try:
         outcome = _get_reporter().report(canonical, cut_message(message), context)
+    except CoordinationUnavailable as exc:
+        log.warning("forbidden_report_failed", guid=canonical, error=str(exc))
+        return False
     except Exception:  # the hook edge: log, count, never raise into the application
         log.warning("forbidden_report_failed", guid=canonical, exc_info=True)
         return False

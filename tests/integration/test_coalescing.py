@@ -1,0 +1,145 @@
+"""The report path and the work queue against a real Valkey (their Lua differs in fakeredis)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tasks.events import Reporter, index_practice, note_verified
+from worker import keys
+from worker.workqueue import WorkQueue
+
+pytestmark = pytest.mark.integration
+
+OLD = "11111111-1111-4111-8111-111111111111"
+NEW = "22222222-2222-4222-8222-222222222222"
+UNKNOWN = "99999999-9999-4999-8999-999999999999"
+
+
+@pytest.fixture
+def r(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def published():
+    return []
+
+
+@pytest.fixture
+def reporter(r, published):
+    return Reporter(redis=r, publish=lambda name, args, queue: published.append((name, args, queue)), threshold=3)
+
+
+def test_a_storm_for_one_practice_publishes_one_task(r, reporter, published):
+    index_practice(r, 7, OLD, [])
+    outcomes = [reporter.report(OLD, "Forbidden", {}) for _ in range(500)]
+    assert outcomes.count("publish") == 1 and outcomes.count("folded") == 499
+    assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]
+
+
+def test_a_report_while_running_gives_exactly_one_more_run(r, reporter, published):
+    index_practice(r, 7, OLD, [])
+    queue = WorkQueue(r)
+    reporter.report(OLD, None, {})
+    claim = queue.start(7)
+    assert claim.granted
+    for _ in range(50):
+        reporter.report(OLD, None, {})  # arrive while it runs
+    assert len(published) == 1
+    assert queue.done(claim, current_guid=OLD) is True  # still the GUID in use: one more run
+    again = queue.start(7)
+    assert again.granted and queue.done(again, current_guid=OLD) is False
+
+
+def test_a_report_while_running_is_dropped_if_the_run_replaced_that_guid(r, reporter):
+    index_practice(r, 7, OLD, [])
+    queue = WorkQueue(r)
+    reporter.report(OLD, None, {})
+    claim = queue.start(7)
+    reporter.report(OLD, None, {})
+    assert queue.done(claim, current_guid=NEW) is False
+    assert not r.exists(keys.dirty(7))
+
+
+def test_reports_naming_a_replaced_guid_cost_nothing(r, reporter, published):
+    index_practice(r, 7, NEW, [OLD])
+    assert {reporter.report(OLD, None, {}) for _ in range(20)} == {"stale"}
+    assert published == [] and int(r.get(keys.stale_reports())) == 20
+
+
+def test_unknown_guid_is_looked_up_once_then_counted(r, reporter, published):
+    assert reporter.report(UNKNOWN, None, {}) == "lookup"
+    assert reporter.report(UNKNOWN, None, {}) == "folded"  # the lookup is on its way
+    assert published == [("halo.lookup_forbidden", [UNKNOWN, None], "events")]
+    r.set(keys.unknown_guid(UNKNOWN), "1")  # what the lookup task records
+    assert reporter.report(UNKNOWN, None, {}) == "unknown"
+    assert int(r.get(keys.unknown_reports())) == 1
+
+
+def test_after_an_unchanged_verification_reports_count_and_the_threshold_notes_persistence(r, reporter, published):
+    index_practice(r, 7, OLD, [])
+    note_verified(r, 7, unchanged=True, fresh_seconds=60)
+    outcomes = [reporter.report(OLD, None, {}) for _ in range(5)]
+    assert outcomes == ["counted", "counted", "persists", "counted", "counted"]
+    assert published == [("halo.note_forbidden_persists", [7], "events")]
+
+
+def test_every_report_counts_in_the_ledger(r, reporter):
+    from tasks.ledger import ForbiddenLedger
+
+    index_practice(r, 7, OLD, [])
+    for _ in range(40):
+        reporter.report(OLD, None, {})
+    assert ForbiddenLedger(r, window_seconds=3600).count(OLD) == 40
+
+
+def test_integrator_wide_403s_fold_into_one_note(r, reporter, published):
+    index_practice(r, 7, OLD, [])
+    for _ in range(30):
+        reporter.report(OLD, "Caller Ip Not Allowed", {})
+    assert published == [("halo.note_integrator_forbidden", ["ip_not_allowed", "Caller Ip Not Allowed"], "events")]
+
+
+def test_a_failed_publish_leaves_nothing_blocking(r):
+    def broken(name, args, queue):
+        raise ConnectionError("broker down")
+
+    index_practice(r, 7, OLD, [])
+    reporter = Reporter(redis=r, publish=broken)
+    with pytest.raises(ConnectionError):
+        reporter.report(OLD, None, {})
+    assert not r.exists(keys.dirty(7))
+
+
+def test_a_crashed_runs_lock_expires(r):
+    queue = WorkQueue(r, lock_seconds=1)
+    assert queue.start(7).granted
+    blocked = queue.start(7)
+    assert not blocked.granted and 0 < blocked.retry_in_ms <= 1000
+    time.sleep(1.1)
+    assert queue.start(7).granted
+
+
+def test_rate_limiter_holds_the_rate_across_clients(redis_url):
+    from worker.ratelimit import RateLimiter
+
+    clients = [redis.Redis.from_url(redis_url) for _ in range(3)]
+    limiters = [RateLimiter(c, name="test", rate_per_second=50) for c in clients]
+    stamps = []
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        for limiter in limiters:
+            if limiter.acquire(timeout=0.5):
+                stamps.append(time.monotonic())
+    start = stamps[0]
+    per_second: dict[int, int] = {}
+    for stamp in stamps:
+        per_second[int(stamp - start)] = per_second.get(int(stamp - start), 0) + 1
+    full_seconds = [n for second, n in per_second.items() if second < int(stamps[-1] - start)]
+    assert full_seconds and max(full_seconds) <= 50 * 1.05 + 1
+    assert len(stamps) >= 0.8 * 50 * (stamps[-1] - start)

@@ -1,0 +1,68 @@
+"""The application hook's promises: never raises, refuses bad GUIDs, bounded when the store is down."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from worker import hooks
+from worker.hooks import MAX_MESSAGE_BYTES, cut_message, guid_from_url, report_forbidden
+
+GUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+
+
+def test_malformed_guids_are_refused_without_raising():
+    for bad in ["", "nope", "3f2504e0-4f89", None, 42, "x" * 10_000]:
+        assert report_forbidden(bad) is False
+
+
+def test_messages_are_cut_to_4_kib_on_a_character_boundary():
+    cut = cut_message("é" * 5000)
+    assert len(cut.encode()) <= MAX_MESSAGE_BYTES and set(cut) == {"é"}
+    assert cut_message("short") == "short" and cut_message(None) is None
+
+
+def test_a_store_that_is_down_makes_the_hook_return_false_quickly(monkeypatch):
+    monkeypatch.setenv("BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("HALO_RECONCILER_REPORT_TIMEOUT_SECONDS", "0.2")
+    assert report_forbidden(GUID, "Forbidden") is False  # the first call also pays for imports
+    started = time.monotonic()
+    assert report_forbidden(GUID, "Forbidden") is False
+    assert time.monotonic() - started < 1.0  # generous: the configured bound is 0.2 s
+
+
+def test_guid_from_halo_urls():
+    assert guid_from_url(httpx.URL(f"https://api.haloconnect.io/integrator/sites/{GUID.upper()}/queries/immediate")) == GUID
+    assert guid_from_url(httpx.URL(f"https://api.haloconnect.io/integrator/sites/{GUID}")) == GUID
+    assert guid_from_url(httpx.URL("https://api.haloconnect.io/integrator/sites")) is None
+
+
+def test_the_httpx_hook_reports_403s_from_halo_only(monkeypatch):
+    seen = []
+    monkeypatch.setattr(hooks, "report_forbidden", lambda guid, message=None, **ctx: seen.append((guid, message)))
+
+    def handler(request):
+        return httpx.Response(403, json={"error": {"status": 403, "statusText": "Forbidden", "message": "nope"}})
+
+    transport = httpx.MockTransport(handler)
+    with httpx.Client(transport=transport, event_hooks={"response": [hooks.forbidden_event_hook]}) as client:
+        client.post(f"https://api.haloconnect.io/integrator/sites/{GUID}/queries/immediate")
+        client.get(f"https://example.com/integrator/sites/{GUID}")
+    assert seen == [(GUID, "nope")]
+
+
+def test_the_async_httpx_hook(monkeypatch):
+    import asyncio
+
+    seen = []
+    monkeypatch.setattr(hooks, "report_forbidden", lambda guid, message=None, **ctx: seen.append(guid))
+
+    async def run():
+        transport = httpx.MockTransport(lambda request: httpx.Response(403, text="Forbidden"))
+        async with httpx.AsyncClient(transport=transport,
+                                     event_hooks={"response": [hooks.async_forbidden_event_hook]}) as client:
+            await client.get(f"https://api.stage.haloconnect.io/integrator/sites/{GUID}")
+
+    asyncio.run(run())
+    assert seen == [GUID]
