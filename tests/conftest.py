@@ -28,12 +28,12 @@ def _reset_process_state() -> None:
     db.reset_engine()
     halo_client.close_client()
     hooks._reporter = None
-    try:
-        from worker import coordination
+    from worker import coordination
+    from worker.celery_app import follow_settings
 
-        coordination.reset_client()
-    except ImportError:
-        pass
+    coordination.reset_client()
+    follow_settings()
+    get_settings.cache_clear()  # follow_settings read them; fixtures may still change the environment
     structlog.reset_defaults()
 
 

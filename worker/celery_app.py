@@ -88,6 +88,16 @@ def create_app() -> Celery:
 app = create_app()
 
 
+def follow_settings() -> None:
+    """Point the app at the broker the current settings name (tests change settings in one process)."""
+    url = broker_url()
+    if app.conf.broker_url != url:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.conf.broker_url = url
+
+
 @worker_init.connect
 @beat_init.connect
 def _start_broker(**_: object) -> None:

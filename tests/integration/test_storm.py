@@ -19,6 +19,7 @@ from sqlmodel import select
 
 from models import PmsType, Practice, Reconciliation
 from worker import admin, db
+from worker.celery_app import follow_settings
 from worker.config import get_settings
 from worker.simulator import Simulator, serve
 
@@ -45,6 +46,7 @@ def stack(monkeypatch, tmp_path, redis_url, postgres_url):
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         db.reset_engine()
+        follow_settings()
         db.upgrade_schema()
         yield sim, env
 
