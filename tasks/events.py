@@ -6,9 +6,10 @@ worker. Outcomes of one report (the first element the Lua script returns):
 =============  =====================================================================================
 ``publish``    first report for the practice: a ``halo.reconcile_practice`` task is published
 ``folded``     the practice is already queued or running (a running one will re-run once if needed)
-``counted``    the practice was verified unchanged moments ago: the report only counts toward the
-               403 persistence rule
-``persists``   ... and this report crossed the threshold: open ``forbidden_persists`` (no Halo call)
+``counted``    Halo was asked about the practice moments ago: the report only counts toward the
+               403 persistence rule (a change is caught when the freshness window ends)
+``persists``   ... Halo had confirmed the GUID in use, and this report crossed the threshold: open
+               ``forbidden_persists`` (no Halo call)
 ``stale``      the GUID is one a practice has left: counted, no Halo call
 ``unknown``    no practice has the GUID: counted, nothing else
 ``lookup``     the GUID is not in the Redis index (first sight, or Redis lost it): a worker task
@@ -55,10 +56,11 @@ if string.sub(entry, sep + 1) ~= 'current' then
 end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-if redis.call('EXISTS', ARGV[6] .. pid) == 1 then
+local fresh = redis.call('GET', ARGV[6] .. pid)
+if fresh then
   local n = redis.call('INCR', ARGV[8] .. pid)
   redis.call('EXPIRE', ARGV[8] .. pid, ARGV[2])
-  if n == tonumber(ARGV[7]) then return {'persists', pid} end
+  if fresh == 'confirmed' and n == tonumber(ARGV[7]) then return {'persists', pid} end
   return {'counted', pid}
 end
 local dirty = ARGV[3] .. pid
@@ -177,13 +179,19 @@ def index_practice(redis: redis_lib.Redis, practice_id: int, current: str, past:
     pipe.execute()
 
 
-def note_verified(redis: redis_lib.Redis, practice_id: int, *, unchanged: bool, fresh_seconds: int) -> None:
-    """After a reconciliation: an unchanged practice absorbs the tail of a storm without new calls."""
+def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool | None, fresh_seconds: int) -> None:
+    """After a reconciliation Halo answered: the tail of a storm only counts, for ``fresh_seconds``.
+
+    ``confirmed`` is True when Halo confirmed the GUID now in use (unchanged, or just switched to):
+    403s that keep coming then point at something else (``forbidden_persists``). False when Halo
+    answered but a person must act (held, not found, ambiguous, flapping). None when Halo did not
+    answer: nothing is fresh, the next report may retry.
+    """
     pipe = redis.pipeline(transaction=False)
-    if unchanged:
-        pipe.set(keys.fresh(practice_id), "1", ex=fresh_seconds)
-    else:
+    if confirmed is None or fresh_seconds <= 0:
         pipe.delete(keys.fresh(practice_id))
+    else:
+        pipe.set(keys.fresh(practice_id), "confirmed" if confirmed else "answered", ex=fresh_seconds)
     pipe.delete(keys.since_verified(practice_id))
     pipe.execute()
 

@@ -114,6 +114,15 @@ def _ledger_counter(settings: Any) -> Callable[[int, str, datetime | None], int]
     return count
 
 
+def _confirmation(result: "ReconcileResult") -> bool | None:
+    if result.verdict is Verdict.UNCHANGED or result.action is Action.SWITCHED:
+        return True
+    if result.verdict in (Verdict.BUSINESS_CHANGE, Verdict.NOT_FOUND, Verdict.AMBIGUOUS, Verdict.FLAPPING,
+                          Verdict.INFRASTRUCTURE_CHANGE):
+        return False
+    return None  # Halo did not answer for this practice: nothing learnt
+
+
 def _coordination_updater(settings: Any) -> Callable[["ReconcileResult"], None]:
     def update_coordination(result: "ReconcileResult") -> None:
         from tasks.events import index_practice, note_verified
@@ -123,7 +132,7 @@ def _coordination_updater(settings: Any) -> Callable[["ReconcileResult"], None]:
             redis = get_redis()
             if result.action is Action.SWITCHED and result.new_guid and result.old_guid:
                 index_practice(redis, result.practice_id, result.new_guid, [result.old_guid])
-            note_verified(redis, result.practice_id, unchanged=result.verdict is Verdict.UNCHANGED,
+            note_verified(redis, result.practice_id, confirmed=_confirmation(result),
                           fresh_seconds=settings.verified_fresh_seconds)
         except CoordinationUnavailable as exc:
             # The index repairs itself on the next report (the lookup path); nothing is lost.
@@ -386,11 +395,14 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps | None = None) -
         with deps.session_factory() as session:
             practice = store.get_practice(session, practice_id=practice_id)
             recorded = recorded_from(practice)
+            # 403s count toward persistence only after Halo confirmed the GUID in use ("verified
+            # unchanged in between"): the reports that triggered the first look are not evidence.
+            confirmed = practice.last_verdict in (Verdict.UNCHANGED, Verdict.INFRASTRUCTURE_CHANGE)
             history = History(
                 previous_guids=previous_guids(session, practice_id),
                 forbidden_reports_since_verified=deps.forbidden_count(
                     practice_id, practice.halo_guid, practice.last_verified_at
-                ),
+                ) if confirmed else 0,
             )
             classification = classify(recorded, answer, history, now=now, policy=deps.policy)
             guard = (

@@ -83,10 +83,17 @@ def test_unknown_guid_is_looked_up_once_then_counted(r, reporter, published):
 
 def test_after_an_unchanged_verification_reports_count_and_the_threshold_notes_persistence(r, reporter, published):
     index_practice(r, 7, OLD, [])
-    note_verified(r, 7, unchanged=True, fresh_seconds=60)
+    note_verified(r, 7, confirmed=True, fresh_seconds=60)
     outcomes = [reporter.report(OLD, None, {}) for _ in range(5)]
     assert outcomes == ["counted", "counted", "persists", "counted", "counted"]
     assert published == [("halo.note_forbidden_persists", [7], "events")]
+
+
+def test_after_a_held_change_reports_only_count(r, reporter, published):
+    index_practice(r, 7, OLD, [])
+    note_verified(r, 7, confirmed=False, fresh_seconds=60)
+    assert {reporter.report(OLD, None, {}) for _ in range(10)} == {"counted"}
+    assert published == []
 
 
 def test_every_report_counts_in_the_ledger(r, reporter):

@@ -16,10 +16,18 @@ def test_unchanged_marks_verified_with_one_call_and_no_ticket(world):
     assert world.tickets() == []
 
 
+def test_403s_that_triggered_the_first_look_are_not_persistence(world):
+    pid = world.onboard()
+    world.forbidden[(pid, world.practice(pid).halo_guid)] = 40
+    assert world.reconcile(pid).verdict == Verdict.UNCHANGED
+    assert world.tickets() == []
+
+
 def test_persisting_403s_open_forbidden_persists_then_resolve_when_they_stop(world):
     pid = world.onboard()
     guid = world.practice(pid).halo_guid
-    world.forbidden[(pid, guid)] = 3
+    world.reconcile(pid)  # Halo confirms the GUID in use
+    world.forbidden[(pid, guid)] = 3  # ... and 403s keep coming
 
     first = world.reconcile(pid)
 
@@ -39,6 +47,7 @@ def test_persisting_403s_open_forbidden_persists_then_resolve_when_they_stop(wor
 
 def test_two_403s_are_below_the_threshold(world):
     pid = world.onboard()
+    world.reconcile(pid)
     world.forbidden[(pid, world.practice(pid).halo_guid)] = 2
     assert world.reconcile(pid).verdict == Verdict.UNCHANGED
     assert world.tickets() == []

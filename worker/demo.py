@@ -1,0 +1,246 @@
+"""The quick-start demo: the real thing on the embedded default, against a simulator.
+
+Starts a Halo Cloud simulator, a Celery worker and beat as separate processes (the embedded
+database and broker in a temporary data directory), onboards sample practices through the real
+client, changes some of them in the simulator, sends a 403 storm through ``report_forbidden``,
+waits for the worker, then walks the remaining verdicts with ``reconcile --now`` and prints what
+happened. Everything it starts, it stops.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+KEY = "demo-subscription-key-4c1d9e"
+REPORTS_PER_PRACTICE = 40
+
+# (pms id, practice name, what happens to it in the simulator before the storm)
+PRACTICES = [
+    ("BP-1001", "Bondi Family Practice", "infrastructure"),
+    ("BP-1002", "Carlton Medical Centre", "infrastructure"),
+    ("BP-1003", "Fremantle Health", "infrastructure"),
+    ("BP-1004", "Glenelg Clinic", "infrastructure"),
+    ("BP-1005", "Hobart Road Surgery", "business"),
+    ("BP-1006", "Ipswich GP", "not_found"),
+    ("BP-1007", "Joondalup Medical", "ambiguous"),
+    ("BP-1008", "Katoomba Doctors", "steady"),
+    ("BP-1009", "Launceston Health Hub", "steady"),
+    ("BP-1010", "Manly Vale Clinic", "later"),
+]
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _start_simulator(env: dict[str, str], data: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "simulator", "--port", "0", "--key", KEY],
+        env=env, stdout=subprocess.PIPE, stderr=open(data / "simulator.log", "wb"), start_new_session=True, text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "http://" not in line:
+        _stop(proc)
+        raise RuntimeError(f"the simulator did not start: {line!r}")
+    return proc, line.strip().split()[-1]
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True)
+
+
+def run_demo(keep: bool = False) -> int:
+    data = Path(tempfile.mkdtemp(prefix="halo-reconciler-demo-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
+    env.update(HALO_RECONCILER_DATA_DIR=str(data), HALO_SUBSCRIPTION_KEY=KEY, HALO_RECONCILER_LOG_FORMAT="json",
+               HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS="0.05")
+    sim = worker = beat = None
+    try:
+        console.print(f"[bold]halo-reconciler demo[/] (data directory {data})")
+        sim, url = _start_simulator(env, data)
+        env["HALO_BASE_URL"] = url
+        os.environ.update(env)
+        for name in ("DATABASE_URL", "BROKER_URL"):
+            os.environ.pop(name, None)
+        _reset(data)
+        console.print(f"1. Halo Cloud simulator on {url}")
+        return _walkthrough(env, data, url, lambda: (worker, beat))
+    finally:
+        _stop(beat)
+        _stop(worker)
+        _stop(sim)
+        _shutdown_embedded()
+        if keep:
+            console.print(f"kept the data directory {data}")
+        else:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _reset(data: Path) -> None:
+    from worker import db
+    from worker.celery_app import follow_settings
+    from worker.config import get_settings
+    from worker.logging import configure_logging
+
+    get_settings.cache_clear()
+    db.reset_engine()
+    follow_settings()
+    # This process's own log lines go beside the worker's, not over the demo's output.
+    configure_logging(get_settings(), stream=open(data / "demo.log", "a"))
+
+
+def _shutdown_embedded() -> None:
+    try:
+        from worker.coordination import stop_embedded_server
+
+        stop_embedded_server()
+    except Exception:  # the demo is ending; a server left behind is stopped with its directory
+        pass
+
+
+def _walkthrough(env: dict[str, str], data: Path, url: str, processes) -> int:
+    from sqlmodel import select
+
+    from models import Reconciliation
+    from worker import admin, db
+    from worker.hooks import report_forbidden
+    from worker.simulator.control import SimulatorControl
+
+    control = SimulatorControl(url)
+    for pms_id, name, _ in PRACTICES:
+        control.add_practice(pms_type="BestPractice", pms_id=pms_id, practice_name=name)
+
+    sample = data / "practices.csv"
+    with open(sample, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["pms_type", "pms_id"])
+        writer.writerows([["BestPractice", p] for p, _, _ in PRACTICES[:-1]] + [["BestPractice", "BP-9999"]])
+    done = _cli(env, "practices", "import", str(sample))
+    console.print("2. onboarded through the real client: `halo-reconciler practices import practices.csv`")
+    for line in done.stdout.strip().splitlines():
+        console.print(f"     {line}", markup=False)
+    added = _cli(env, "practices", "add", "--pms-type", "BestPractice", "--pms-id", PRACTICES[-1][0])
+    console.print(f"     {added.stdout.strip()}", markup=False)
+
+    practices = {p.pms_id: p for p in admin.practices()}
+    worker = _start([sys.executable, "-m", "celery", "-A", "worker", "worker", "--queues",
+                     "events,reconcile,sweep,deliver", "--concurrency", "2", "--loglevel", "WARNING",
+                     "--without-gossip", "--without-mingle"], env, data / "worker.log")
+    beat = _start([sys.executable, "-m", "worker.cli", "beat"], env, data / "beat.log")
+    globals()["_processes"] = (worker, beat)
+    console.print(f"3. Celery worker (pid {worker.pid}) and beat (pid {beat.pid}) on the embedded broker")
+
+    for pms_id, name, change in PRACTICES:
+        guid = practices[pms_id].halo_guid
+        if change == "infrastructure":
+            control.change_guid("BestPractice", pms_id)
+        elif change == "business":
+            new = control.change_guid("BestPractice", pms_id)
+            control.rename(new, f"{name} (new owners)")
+        elif change == "not_found":
+            control.remove_practice("BestPractice", pms_id)
+        elif change == "ambiguous":
+            control.set_authoritative(guid, None)
+            control.add_site("BestPractice", pms_id, authoritative=None, practice_name=name)
+    console.print("4. changed in the simulator: 4 GUID moves, 1 new owner, 1 uninstalled, 1 with two databases")
+
+    stormed = [p for p, _, change in PRACTICES if change != "later"]
+    reports = [practices[p].halo_guid for p in stormed] * REPORTS_PER_PRACTICE
+    control.reset_counters()
+    started = time.time()
+    with ThreadPoolExecutor(8) as pool:
+        taken = sum(pool.map(lambda guid: report_forbidden(guid, "Forbidden"), reports))
+    console.print(f"5. a storm of {len(reports)} 403 reports through report_forbidden ({taken} taken) "
+                  f"in {time.time() - started:.2f}s")
+
+    ids = {practices[p].id for p in stormed}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with db.new_session() as session:
+            seen = set(session.exec(select(Reconciliation.practice_id).where(
+                Reconciliation.practice_id.in_(ids))).all())
+        if seen >= ids:
+            break
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited; see {data / 'worker.log'}")
+        time.sleep(0.3)
+    time.sleep(1.0)
+    finds = control.call_count("find_sites")
+    console.print(f"6. the worker settled them: {finds} Find sites calls for {len(reports)} reports "
+                  f"({len(stormed)} practices)")
+    stale = [report_forbidden(practices[p].halo_guid) for p, _, c in PRACTICES if c == "infrastructure"] * 10
+    time.sleep(1.0)
+    console.print(f"   {len(stale)} more reports naming replaced GUIDs cost "
+                  f"{control.call_count('find_sites') - finds} calls")
+
+    results = {}
+    flap = practices["BP-1001"]
+    control.set_status(flap.halo_guid, "active")
+    control.set_authoritative(flap.halo_guid, True)
+    results["BP-1001"] = admin.reconcile_now(flap.id)
+    later = practices["BP-1010"].id
+    for kind, fields in [("ip_not_allowed", {}), ("quota_exceeded", {}), ("unauthorized", {}),
+                         ("server_error", {"status": 503})]:
+        control.inject(kind, **fields)
+        results[f"BP-1010 ({kind})"] = admin.reconcile_now(later)
+        control.clear_faults()
+    results["BP-1010"] = admin.reconcile_now(later)
+    console.print("7. the rest of the table with `reconcile --now`: GUID flipping back, IP refused, quota, "
+                  "bad key, Halo down, and a clean check")
+
+    _print_table(practices, results)
+    tickets = admin.list_tickets()
+    console.print(f"\nopen tickets ({len(tickets)}):")
+    for ticket in tickets:
+        scope = f"practice {ticket.practice_id}" if ticket.practice_id else "integrator-wide"
+        console.print(f"  #{ticket.id} {ticket.kind}/{ticket.reason} ({scope}, seen {ticket.occurrences}x)",
+                      markup=False)
+    control.close()
+    return 0
+
+
+def _print_table(practices, manual) -> None:
+    from sqlmodel import col, select
+
+    from models import Reconciliation
+    from worker import db
+
+    names = {p.id: (p.pms_id, p.practice_name) for p in practices.values()}
+    table = Table(title="reconciliations", box=None, pad_edge=False)
+    for column in ("practice", "pms id", "trigger", "verdict", "action", "ticket", "GUID"):
+        table.add_column(column, no_wrap=True)
+    with db.new_session() as session:
+        rows = session.exec(select(Reconciliation).order_by(col(Reconciliation.id))).all()
+    for row in rows:
+        pms_id, name = names.get(row.practice_id, ("?", "?"))
+        change = f"{row.old_guid[:8]}->{row.new_guid[:8]}" if row.new_guid and row.new_guid != row.old_guid else ""
+        table.add_row(name, pms_id, str(row.trigger), str(row.verdict), str(row.action),
+                      f"#{row.ticket_id}" if row.ticket_id else "-", change)
+    console.print(table)
+    verdicts = sorted({str(r.verdict) for r in rows})
+    console.print(f"verdicts shown: {', '.join(verdicts)} ({len(verdicts)} of 10)")
