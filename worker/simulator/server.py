@@ -19,6 +19,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
+            return  # a client that timed out and left: what the timeout fault is for
+        super().handle_error(request, client_address)
+
 
 def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
