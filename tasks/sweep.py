@@ -130,8 +130,12 @@ from worker.celery_app import app  # noqa: E402
 
 
 @app.task(name="halo.sweep", acks_late=True, ignore_result=True)
-def sweep_task(older_than_seconds: int | None = None) -> int:
-    """Plan a sweep and enqueue its reconciliations. Two beats may fire it: one lock, one sweep."""
+def sweep_task(older_than_seconds: int | None = None, scheduled: bool = True) -> int:
+    """Plan a sweep and enqueue its reconciliations.
+
+    Two beats may fire it: the first to claim this interval's slot sweeps, the other's run is
+    skipped; the lock keeps a long sweep and a manual one from overlapping.
+    """
     from datetime import UTC
 
     from tasks.reconcile import reconcile_practice
@@ -143,6 +147,11 @@ def sweep_task(older_than_seconds: int | None = None) -> int:
     settings = get_settings()
     older = timedelta(seconds=settings.sweep_stale_after_seconds if older_than_seconds is None else older_than_seconds)
     redis = get_redis()
+    interval = settings.sweep_interval_seconds
+    slot = int(datetime.now(UTC).timestamp() // interval)
+    if scheduled and not redis.set(keys.sweep_slot(slot), "1", nx=True, ex=int(interval * 2) + 1):
+        log.info("sweep_skipped", reason="this interval was swept by another beat")
+        return 0
     # The lock outlives no crashed sweep for long, and is released when this one finishes.
     token = str(datetime.now(UTC).timestamp())
     if not redis.set(keys.sweep_lock(), token, nx=True, ex=600):

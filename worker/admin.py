@@ -268,4 +268,4 @@ def enqueue_sweep(older_than_seconds: int | None = None) -> str:
     from worker.celery_app import ensure_broker
 
     ensure_broker()
-    return sweep_task.apply_async(kwargs={"older_than_seconds": older_than_seconds}).id
+    return sweep_task.apply_async(kwargs={"older_than_seconds": older_than_seconds, "scheduled": False}).id

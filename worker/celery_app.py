@@ -75,7 +75,7 @@ def create_app() -> Celery:
             # The outbox is also drained right after each change; this catches what a crash left.
             "deliver-outbox": {"task": "halo.deliver_outbox", "schedule": 15.0},
             # Stale practices and due retries; the task itself takes a lock, so two beats are safe.
-            "sweep": {"task": "halo.sweep", "schedule": 300.0},
+            "sweep": {"task": "halo.sweep", "schedule": get_settings().sweep_interval_seconds},
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

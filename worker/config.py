@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     backoff_min_seconds: int = Field(default=60, ge=1)
     backoff_max_seconds: int = Field(default=3600, ge=1)
     sweep_stale_after_seconds: int = Field(default=24 * 3600, ge=0)
+    sweep_interval_seconds: float = Field(default=300.0, ge=1, le=86_400)
     identifier_query: str | None = None  # SQL run as an immediate query; off by default (it costs money)
 
     # --- ticket sinks -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ key                                type, TTL                what
 ``halo:ratelimit:{name}``          string, ~1 s             the shared token bucket's theoretical arrival
 ``halo:sweep:lock``                string, 10 min           one sweep at a time, whatever the beats
 ``halo:sweep:last``                string, none             when the last sweep finished (ISO 8601)
+``halo:sweep:slot:{n}``            string, 2 intervals      the n-th beat interval has been swept
 =================================  =======================  ============================================
 """
 
@@ -79,3 +80,7 @@ def sweep_lock() -> str:
 
 def last_sweep() -> str:
     return f"{PREFIX}sweep:last"
+
+
+def sweep_slot(slot: int) -> str:
+    return f"{PREFIX}sweep:slot:{slot}"

@@ -1,0 +1,76 @@
+"""Shared pieces of the integration tests: the real stack and real Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from worker import db
+from worker.celery_app import follow_settings
+from worker.config import get_settings
+from worker.simulator import Simulator, serve
+
+KEY = "storm-test-key-41d9"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stack(monkeypatch, tmp_path, redis_url, postgres_url):
+    """Simulator on loopback, PostgreSQL migrated, environment pointing every process at them."""
+    sim = Simulator(key=KEY)
+    with serve(sim, host="127.0.0.1", port=0) as server:
+        env = {
+            "HALO_BASE_URL": server.url,
+            "HALO_SUBSCRIPTION_KEY": KEY,
+            "BROKER_URL": redis_url,
+            "DATABASE_URL": postgres_url,
+            "HALO_RECONCILER_DATA_DIR": str(tmp_path / "data"),
+            "HALO_RECONCILER_LOG_FORMAT": "json",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        db.reset_engine()
+        follow_settings()
+        db.upgrade_schema()
+        yield sim, env
+
+
+def start_workers(env: dict[str, str], tmp_path: Path, count: int = 2) -> list[subprocess.Popen]:
+    procs = []
+    for i in range(count):
+        log = open(tmp_path / f"worker{i}.log", "wb")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "prefork", "--concurrency", "2",
+             "--queues", "events,reconcile,sweep,deliver", "--hostname", f"w{i}@%h", "--without-heartbeat",
+             "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        ))
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_until(predicate, timeout: float = 90.0, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
