@@ -6,19 +6,25 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "storm": "bench.storm",
+    "hook": "bench.hook",
+    "sweep": "bench.sweep",
     "embedded": "bench.embedded",
     "simulator": "bench.simulator_throughput",
 }
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHMARKS)
+    options = [a for a in argv if a.startswith("--")]
+    names = [a for a in argv if not a.startswith("--")] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
     for name in names:
-        importlib.import_module(BENCHMARKS[name]).main()
+        module = importlib.import_module(BENCHMARKS[name])
+        module.main(options) if name in ("storm", "sweep") else module.main()
+        print()
     return 0
 
 

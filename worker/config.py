@@ -63,12 +63,12 @@ class Settings(BaseSettings):
     halo_max_attempts: int = Field(default=4, ge=1, le=10)
     halo_backoff_base_seconds: float = Field(default=0.5, ge=0, le=60)
     halo_retry_after_cap_seconds: float = Field(default=60.0, ge=0, le=3600)
-    halo_rate_limit_per_second: float = Field(default=20.0, gt=0, le=10_000)
+    rate_limit_per_second: float = Field(default=20.0, gt=0, le=100_000)
 
     # --- policies (PRODUCT.md "Default policies") ---------------------------------------------
     infrastructure_policy: InfrastructurePolicy = InfrastructurePolicy.SWITCH
     business_policy: BusinessPolicy = BusinessPolicy.HOLD
-    forbidden_threshold: int = Field(default=3, ge=1, le=10_000)
+    forbidden_threshold: int = Field(default=3, ge=1, le=100_000)
     forbidden_window_seconds: int = Field(default=3600, ge=1)
     flapping_window_seconds: int = Field(default=7 * 24 * 3600, ge=0)
     mass_change_min: int = Field(default=50, ge=1)

@@ -301,7 +301,7 @@ def _rate_limit_hook() -> Callable[[str], None]:
 
         try:
             if "limiter" not in state:
-                state["limiter"] = RateLimiter(get_redis(), name="halo", rate_per_second=settings.halo_rate_limit_per_second)
+                state["limiter"] = RateLimiter(get_redis(), name="halo", rate_per_second=settings.rate_limit_per_second)
             state["limiter"].acquire(timeout=None)
         except CoordinationUnavailable as exc:
             # Better one unthrottled call than no reconciliation; Halo's own 429 still bounds us.

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +65,8 @@ class Simulator:
         self._faults: list[Fault] = []
         self._latency = 0.0
         self.calls: Counter = Counter()
-        self.request_log: list[tuple[float, str, str | None, int]] = []
+        # Bounded: a simulator left serving for days must not grow without end.
+        self.request_log: deque[tuple[float, str, str | None, int]] = deque(maxlen=1_000_000)
         self._in_flight = 0
         self.max_in_flight = 0
 

@@ -29,6 +29,17 @@ def handle_control(sim: "Simulator", method: str, path: str, query: Any, body: b
         if (method, action) == ("GET", "calls"):
             calls = [{"endpoint": e, "key": k, "count": n} for (e, k), n in sorted(sim.calls.items(), key=str)]
             return ok({"total": sim.call_count(), "find_sites": sim.call_count("find_sites"), "calls": calls})
+        if (method, action) == ("GET", "rate"):
+            # Calls served per whole second since the counters were reset, per endpoint.
+            per_second: dict[str, dict[int, int]] = {}
+            log = list(sim.request_log)
+            start = log[0][0] if log else 0.0
+            for moment, endpoint, _key, _status in log:
+                bucket = per_second.setdefault(endpoint, {})
+                second = int(moment - start)
+                bucket[second] = bucket.get(second, 0) + 1
+            return ok({endpoint: [counts.get(i, 0) for i in range(max(counts) + 1)]
+                       for endpoint, counts in per_second.items()})
         if (method, action) == ("GET", "sites"):
             return ok({"sites": sim.sites()})
         if (method, action) == ("POST", "practices"):
@@ -140,6 +151,10 @@ class SimulatorControl:
 
     def reset_counters(self) -> None:
         self._call("POST", "reset-counters")
+
+    def rate(self) -> dict[str, list[int]]:
+        """Calls served in each whole second since the last reset, per endpoint."""
+        return self._call("GET", "rate")
 
     def close(self) -> None:
         self._http.close()

@@ -1,0 +1,29 @@
+"""The naive worker the storm benchmark compares against: one task and one Find sites call per
+report, nothing coalesced (the same workflow underneath, so only the coalescing differs).
+
+Run with ``celery -A bench.naive worker``.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.celery_app import broker_url
+
+app = Celery("halo_naive", broker=broker_url(), set_as_current=False)
+app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True, task_acks_late=True,
+                worker_prefetch_multiplier=1, task_default_queue="naive", worker_hijack_root_logger=False)
+
+
+@app.task(name="bench.naive_reconcile")
+def naive_reconcile(guid: str) -> None:
+    from models import Trigger
+    from tasks import store
+    from tasks.workflow import reconcile
+    from worker import db
+
+    with db.new_session() as session:
+        practice = store.find_practice_by_guid(session, guid=guid)
+        practice_id = practice.id if practice else None
+    if practice_id is not None:
+        reconcile(practice_id, trigger=Trigger.FORBIDDEN)

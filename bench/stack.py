@@ -1,0 +1,136 @@
+"""Real parts for the benchmarks: Valkey, PostgreSQL, the simulator and Celery workers as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tests.utils.servers import start_postgres, start_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "bench-subscription-key"
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="halo-bench-"))
+        self.redis = start_redis(self.tmp / "valkey")
+        self.postgres = start_postgres()
+        self.sim = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "simulator", "--port", "0", "--key", KEY],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            env={**os.environ, "HALO_RECONCILER_DATA_DIR": str(self.tmp / "sim")},
+        )
+        self.sim_url = self.sim.stdout.readline().strip().split()[-1]
+        self.procs: list[subprocess.Popen] = []
+
+    def env(self, database: str, **extra: str) -> dict[str, str]:
+        return {
+            "BROKER_URL": self.redis.url,
+            "DATABASE_URL": self.postgres.url(database),
+            "HALO_BASE_URL": self.sim_url,
+            "HALO_SUBSCRIPTION_KEY": KEY,
+            "HALO_RECONCILER_DATA_DIR": str(self.tmp / "data"),
+            "HALO_RECONCILER_LOG_LEVEL": "WARNING",
+            "HALO_RECONCILER_LOG_FORMAT": "json",
+            **extra,
+        }
+
+    def use(self, env: dict[str, str]) -> None:
+        """Point this process at ``env`` (settings, engine, broker, coordination client)."""
+        from worker import coordination, db, halo_client, hooks
+        from worker.celery_app import follow_settings
+        from worker.config import get_settings
+
+        os.environ.update(env)
+        get_settings.cache_clear()
+        db.reset_engine()
+        halo_client.close_client()
+        coordination.reset_client()
+        hooks._reporter = None
+        follow_settings()
+
+    def start_workers(self, env: dict[str, str], *, app: str = "worker", count: int = 2, concurrency: int = 8,
+                      queues: str = "events,reconcile,sweep,deliver") -> list[subprocess.Popen]:
+        started = []
+        for i in range(count):
+            log = self.tmp / f"{app}-{i}-{len(self.procs)}.log"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "prefork", "--concurrency",
+                 str(concurrency), "--queues", queues, "--hostname", f"{app}{i}-{len(self.procs)}@%h",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+                 "--prefetch-multiplier", "1"],
+                cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            proc.log = log  # type: ignore[attr-defined]
+            started.append(proc)
+        self.procs += started
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all(b"ready." in p.log.read_bytes() for p in started):  # type: ignore[attr-defined]
+                return started
+            time.sleep(0.1)
+        raise RuntimeError("workers did not become ready")
+
+    def stop(self, procs: list[subprocess.Popen]) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def close(self) -> None:
+        self.stop(self.procs + [self.sim])
+        self.redis.stop()
+        self.postgres.stop()
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in a process group (a Celery worker and its children)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[2]) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024
+
+
+class MemorySampler:
+    """Peak resident memory of each worker (its whole process group), sampled every 0.2 s."""
+
+    def __init__(self, procs: list[subprocess.Popen]) -> None:
+        self.procs = procs
+        self.peaks = [0.0 for _ in procs]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for i, proc in enumerate(self.procs):
+                self.peaks[i] = max(self.peaks[i], group_rss_mb(proc.pid))
+            time.sleep(0.2)
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return self.peaks

@@ -1,0 +1,169 @@
+"""Storm: 50,000 403 reports over 1,000 practices (80% GUID moves, 10% new owners, 10% unchanged),
+Redis broker, 2 worker processes, the simulator answering in 80 ms. The coalescing worker against a
+naive one (one task and one Find sites call per report) and against the ideal (one call per
+practice from a bare thread pool of the same concurrency), in one run.
+
+``python3 dev.py bench storm`` (add ``--quick`` for a tenth of the size).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from bench.fleet import index_all, seed_database
+from bench.stack import KEY, MemorySampler, Stack
+
+LATENCY = 0.08
+WORKERS, CONCURRENCY = 2, 8
+
+
+def _wait(predicate, timeout: float, interval: float = 0.1) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if predicate():
+            return time.monotonic()
+        time.sleep(interval)
+    raise TimeoutError("not settled in time")
+
+
+def prepare(stack: Stack, database: str, practices: list[tuple[str, str]]) -> list[int]:
+    import redis
+
+    from worker import db
+
+    stack.postgres.create_database(database)
+    env = stack.env(database, HALO_RECONCILER_RATE_LIMIT_PER_SECOND="10000")
+    stack.use(env)
+    db.upgrade_schema()
+    ids = seed_database(practices)
+    client = redis.Redis.from_url(stack.redis.url)
+    client.flushall()
+    index_all(client, ids, practices)
+    client.close()
+    return ids
+
+
+def ideal(stack: Stack, practices: list[tuple[str, str]]) -> float:
+    from models import PmsType
+    from worker.halo_client import HaloClient
+
+    clients = [HaloClient(base_url=stack.sim_url, subscription_key=KEY) for _ in range(WORKERS * CONCURRENCY)]
+    began = time.monotonic()
+    with ThreadPoolExecutor(len(clients)) as pool:
+        list(pool.map(lambda item: clients[item[0] % len(clients)].find_sites(PmsType.BEST_PRACTICE, item[1][0]),
+                      enumerate(practices)))
+    wall = time.monotonic() - began
+    for c in clients:
+        c.close()
+    return wall
+
+
+def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naive: bool) -> dict:
+    from sqlmodel import func, select
+
+    from models import Practice, Reconciliation
+    from worker import db
+
+    env = stack.env(f"bench_{'naive' if naive else 'coalesced'}", HALO_RECONCILER_RATE_LIMIT_PER_SECOND="10000")
+    stack.use(env)
+    workers = stack.start_workers(env, app="bench.naive" if naive else "worker", count=WORKERS,
+                                  concurrency=CONCURRENCY, queues="naive" if naive else "events,reconcile,sweep,deliver")
+    sampler = MemorySampler(workers)
+    control.reset_counters()
+    first_report: dict[str, float] = {}
+    began_wall, began = time.time(), time.monotonic()
+    if naive:
+        from bench.naive import app as naive_app
+
+        def send(guid: str) -> bool:
+            naive_app.send_task("bench.naive_reconcile", args=[guid], queue="naive")
+            return True
+    else:
+        from worker.hooks import report_forbidden as send
+    for guid in reports[: len(practices)]:
+        first_report.setdefault(guid, time.time())
+    with ThreadPoolExecutor(8) as pool:
+        taken = sum(pool.map(send, reports, chunksize=200))
+    sent = time.monotonic() - began
+
+    since = datetime.fromtimestamp(began_wall, UTC)
+
+    def settled() -> bool:
+        with db.new_session() as session:
+            if naive:
+                done = session.exec(select(func.count()).select_from(Reconciliation)).one()
+                return done >= len(reports)
+            verified = session.exec(select(func.count()).select_from(Practice).where(
+                Practice.last_verified_at >= since)).one()
+            return verified >= len(ids)
+
+    timeout = 60 + len(reports) * LATENCY / (WORKERS * CONCURRENCY) * 3
+    wall = _wait(settled, timeout=timeout, interval=0.25) - began
+    time.sleep(1.0)
+    peaks = sampler.stop()
+    finds = control.call_count("find_sites")
+    with db.new_session() as session:
+        first_done = dict(session.exec(select(Reconciliation.practice_id, func.min(Reconciliation.finished_at))
+                                       .group_by(Reconciliation.practice_id)).all())
+        by_guid = {g: pid for pid, (_, g) in zip(ids, practices)}
+        latencies = sorted((first_done[by_guid[g]].timestamp() - t) for g, t in first_report.items()
+                           if by_guid.get(g) in first_done)
+        states = dict(session.exec(select(Practice.state, func.count()).group_by(Practice.state)).all())
+        switched = session.exec(select(func.count()).select_from(Reconciliation).where(
+            Reconciliation.action == "switched")).one()
+    stack.stop(workers)
+    return {"reports": len(reports), "taken": taken, "send_s": sent, "finds": finds, "wall": wall,
+            "p50": statistics.median(latencies), "p95": latencies[int(0.95 * (len(latencies) - 1))],
+            "peak_mb": max(peaks), "states": states, "switched": switched}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[2:] if argv is None else argv
+    quick = "--quick" in argv
+    n_practices, per_practice = (100, 50) if quick else (1000, 50)
+    from worker.simulator.control import SimulatorControl
+
+    stack = Stack()
+    try:
+        control = SimulatorControl(stack.sim_url)
+        practices = control.seed(n_practices)
+        for i, (pms_id, _) in enumerate(practices):
+            if i % 10 < 8:
+                control.change_guid("BestPractice", pms_id)
+            elif i % 10 == 8:
+                control.rename(control.change_guid("BestPractice", pms_id), f"New Owners {pms_id}")
+        ids = prepare(stack, "bench_coalesced", practices)
+        prepare(stack, "bench_naive", practices)
+        control.set_latency(LATENCY)
+        reports = [guid for _ in range(per_practice) for _, guid in practices]  # round-robin over the fleet
+
+        ideal_wall = ideal(stack, practices)
+        coalesced = run_storm(stack, control, practices, ids, reports, naive=False)
+        naive = run_storm(stack, control, practices, ids, reports, naive=True)
+
+        concurrency = WORKERS * CONCURRENCY
+        print(f"storm: {len(reports)} reports over {n_practices} practices (80% GUID moves, 10% new owners, "
+              f"10% unchanged); simulator latency {LATENCY * 1000:.0f} ms; {WORKERS} workers x {CONCURRENCY} "
+              f"processes; Redis broker; PostgreSQL")
+        print(f"{'run':<12} {'Find sites':>10} {'wall s':>8} {'report->verdict p50 s':>22} {'p95 s':>7} "
+              f"{'peak worker MB':>15}")
+        print(f"{'ideal':<12} {n_practices:>10} {ideal_wall:>8.2f} {'-':>22} {'-':>7} {'-':>15}")
+        for name, r in (("coalesced", coalesced), ("naive", naive)):
+            print(f"{name:<12} {r['finds']:>10} {r['wall']:>8.2f} {r['p50']:>22.2f} {r['p95']:>7.2f} "
+                  f"{r['peak_mb']:>15.0f}")
+        print(f"physical limit: {n_practices} x {LATENCY:.2f} s / {concurrency} = {n_practices * LATENCY / concurrency:.2f} s")
+        print(f"coalesced / ideal wall: {coalesced['wall'] / ideal_wall:.2f}x (target <= 1.5x); "
+              f"naive / coalesced wall: {naive['wall'] / coalesced['wall']:.1f}x (target >= 20x); "
+              f"Find sites calls {coalesced['finds']} for {n_practices} affected practices (target: equal)")
+        print(f"end states after the coalesced storm: {coalesced['states']}, switched {coalesced['switched']}; "
+              f"reports sent in {coalesced['send_s']:.1f} s, {coalesced['taken']} taken")
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
