@@ -37,7 +37,7 @@ class Stack:
             "HALO_BASE_URL": self.sim_url,
             "HALO_SUBSCRIPTION_KEY": KEY,
             "HALO_RECONCILER_DATA_DIR": str(self.tmp / "data"),
-            "HALO_RECONCILER_LOG_LEVEL": "WARNING",
+            "HALO_RECONCILER_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "HALO_RECONCILER_LOG_FORMAT": "json",
             **extra,
         }

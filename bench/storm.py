@@ -19,6 +19,9 @@ from bench.stack import KEY, MemorySampler, Stack
 
 LATENCY = 0.08
 WORKERS, CONCURRENCY = 2, 8
+# The benchmark measures switching at full speed: the global rate limit and the mass-change guard
+# (which would, rightly, hold most of a storm in which 80% of the fleet moves) are lifted.
+BENCH_SETTINGS = {"HALO_RECONCILER_RATE_LIMIT_PER_SECOND": "10000", "HALO_RECONCILER_MASS_CHANGE_MIN": "1000000"}
 
 
 def _wait(predicate, timeout: float, interval: float = 0.1) -> float:
@@ -36,7 +39,7 @@ def prepare(stack: Stack, database: str, practices: list[tuple[str, str]]) -> li
     from worker import db
 
     stack.postgres.create_database(database)
-    env = stack.env(database, HALO_RECONCILER_RATE_LIMIT_PER_SECOND="10000")
+    env = stack.env(database, **BENCH_SETTINGS)
     stack.use(env)
     db.upgrade_schema()
     ids = seed_database(practices)
@@ -68,7 +71,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
     from models import Practice, Reconciliation
     from worker import db
 
-    env = stack.env(f"bench_{'naive' if naive else 'coalesced'}", HALO_RECONCILER_RATE_LIMIT_PER_SECOND="10000")
+    env = stack.env(f"bench_{'naive' if naive else 'coalesced'}", **BENCH_SETTINGS)
     stack.use(env)
     workers = stack.start_workers(env, app="bench.naive" if naive else "worker", count=WORKERS,
                                   concurrency=CONCURRENCY, queues="naive" if naive else "events,reconcile,sweep,deliver")
@@ -102,7 +105,28 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
             return verified >= len(ids)
 
     timeout = 60 + len(reports) * LATENCY / (WORKERS * CONCURRENCY) * 3
-    wall = _wait(settled, timeout=timeout, interval=0.25) - began
+    try:
+        wall = _wait(settled, timeout=timeout, interval=0.25) - began
+    except TimeoutError:
+        with db.new_session() as session:
+            verified = session.exec(select(func.count()).select_from(Practice).where(
+                Practice.last_verified_at >= since)).one()
+            runs = session.exec(select(func.count()).select_from(Reconciliation)).one()
+            behind = session.exec(select(Practice).where(Practice.last_verified_at < since)).all()
+            import redis as redis_lib
+
+            from worker import keys as k
+
+            r = redis_lib.Redis.from_url(stack.redis.url)
+            for p in behind:
+                audits = session.exec(select(Reconciliation).where(Reconciliation.practice_id == p.id)).all()
+                print("behind:", p.id, p.pms_id, p.halo_guid, p.state, p.last_verified_at,
+                      [(a.trigger, a.verdict, a.action, a.started_at) for a in audits],
+                      {name: r.get(name) for name in (k.dirty(p.id), k.processing(p.id), k.fresh(p.id))},
+                      r.hget(k.guid_index(), p.halo_guid), file=sys.stderr)
+        raise TimeoutError(f"{'naive' if naive else 'coalesced'} run not settled after {timeout:.0f} s: "
+                           f"{verified} of {len(ids)} practices verified, {runs} reconciliations, "
+                           f"{control.call_count('find_sites')} Find sites calls; logs in {stack.tmp}") from None
     time.sleep(1.0)
     peaks = sampler.stop()
     finds = control.call_count("find_sites")

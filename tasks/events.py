@@ -65,7 +65,8 @@ if fresh then
 end
 local dirty = ARGV[3] .. pid
 if redis.call('EXISTS', dirty) == 1 then return {'folded', pid} end
-redis.call('SET', dirty, guid, 'EX', ARGV[5])
+local t = redis.call('TIME')
+redis.call('SET', dirty, guid .. '|' .. (t[1] * 1000 + math.floor(t[2] / 1000)), 'EX', ARGV[5])
 if redis.call('EXISTS', ARGV[4] .. pid) == 1 then return {'folded', pid} end
 return {'publish', pid}
 """

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError
+
 from models import Action, Trigger
 from tasks import workflow
 from tasks.deliver import deliver_outbox
 from worker.celery_app import app
+from worker.coordination import CoordinationUnavailable
 
 
-@app.task(bind=True, name="halo.reconcile_practice", acks_late=True, max_retries=30)
+@app.task(
+    bind=True,
+    name="halo.reconcile_practice",
+    acks_late=True,
+    max_retries=30,
+    # The database or the coordination store briefly away: try again with backoff rather than drop
+    # the practice (the sweep would catch it, a day later). Every other outcome is a verdict.
+    autoretry_for=(OperationalError, CoordinationUnavailable),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+)
 def reconcile_practice(self, practice_id: int, trigger: str) -> str | None:
     from worker.coordination import get_redis
     from worker.workqueue import WorkQueue
+
 
     queue = WorkQueue(get_redis())
     claim = queue.start(practice_id)
@@ -20,11 +35,14 @@ def reconcile_practice(self, practice_id: int, trigger: str) -> str | None:
         # when it can be ours; the finished run re-queues by itself if a report is still pending.
         raise self.retry(countdown=claim.retry_in_ms / 1000)
     current_guid = ""
+    answered: dict[str, int] = {}
+    deps = workflow.Deps.from_settings()
+    deps.on_answer = lambda: answered.setdefault("ms", queue.now_ms())
     try:
-        result = workflow.reconcile(practice_id, trigger=Trigger(trigger))
+        result = workflow.reconcile(practice_id, trigger=Trigger(trigger), deps=deps)
         current_guid = (result.new_guid if result.action is Action.SWITCHED else result.old_guid) or ""
     finally:
-        again = queue.done(claim, current_guid)
+        again = queue.done(claim, current_guid, answered.get("ms", 0))
     if again:
         reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)])
     if result.ticket_id is not None:

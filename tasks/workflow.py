@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models import Action, GuidHistory, Practice, PracticeState, Reconciliation, TicketKind, TicketReason, Trigger, Verdict
@@ -78,6 +79,8 @@ class Deps:
     random: Callable[[], float] = random.random
     # Runs after the commit: keeps the coordination store's GUID index and freshness marks in step.
     after_commit: Callable[["ReconcileResult"], None] = lambda result: None
+    # Runs as soon as Halo has answered (the work queue notes when, to tell answered reports apart).
+    on_answer: Callable[[], None] = lambda: None
 
     @classmethod
     def from_settings(cls) -> "Deps":
@@ -389,6 +392,7 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps | None = None) -
     calls_before = deps.client.attempts
     answer = ask_halo(deps.client, practice, deps.identifier_query)
     halo_calls = deps.client.attempts - calls_before
+    deps.on_answer()
 
     for _ in range(MAX_CONFLICTS):
         now = deps.clock()
@@ -422,9 +426,11 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps | None = None) -
                 audit.halo_calls = halo_calls
                 session.add(audit)
                 session.commit()
-            except StaleVersion:
+            except (StaleVersion, IntegrityError) as exc:
+                # Another writer got there first (the practice's version, a ticket, a control flag):
+                # re-read and re-decide with the same answer from Halo.
                 session.rollback()
-                log.info("reconcile_conflicted", practice_id=practice_id)
+                log.info("reconcile_conflicted", practice_id=practice_id, conflict=type(exc).__name__)
                 continue
             result = ReconcileResult(
                 practice_id=practice_id,

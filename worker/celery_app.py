@@ -6,6 +6,8 @@ The broker is ``BROKER_URL`` (Redis) or, with none set, the embedded Valkey serv
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
 from kombu import Queue
@@ -78,7 +80,10 @@ def create_app() -> Celery:
             "sweep": {"task": "halo.sweep", "schedule": get_settings().sweep_interval_seconds},
         },
         broker_connection_retry_on_startup=True,
+        # Our logs are structlog lines on the real stderr; Celery must neither replace the root
+        # logger nor route stderr back into logging (the lines would loop and vanish).
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         timezone="UTC",
         enable_utc=True,
     )
@@ -109,7 +114,34 @@ def _init_process(**_: object) -> None:
     """Per-process set-up after fork: logging; clients are built lazily on first use."""
     from worker.logging import configure_logging
 
-    configure_logging(get_settings())
+    configure_logging(get_settings(), stream=sys.__stderr__)
+    _warm_up()
+
+
+def _warm_up() -> None:
+    """Pay for imports and connections before the first task, not during a storm's first second."""
+    import structlog
+
+    import tasks.events  # noqa: F401
+    import tasks.workflow  # noqa: F401
+    from worker import db
+    from worker.coordination import get_redis
+    from worker.halo_client import get_client
+
+    try:
+        with db.get_engine().connect():
+            pass
+        get_redis().ping()
+        get_client()
+    except Exception as exc:  # a dependency down at start-up: tasks retry it, the worker still starts
+        structlog.get_logger().warning("worker_warm_up_failed", error=str(exc))
+
+
+@worker_init.connect
+def _init_main_process(**_: object) -> None:
+    from worker.logging import configure_logging
+
+    configure_logging(get_settings(), stream=sys.__stderr__)
 
 
 @worker_process_shutdown.connect

@@ -3,14 +3,16 @@
 Two Redis keys per practice give client-go's promise (``dirty`` and ``processing`` sets):
 
 * ``dirty:{id}``       the practice is queued, or was reported again while it ran. Its value is
-                       the GUID the report named (``*`` for sweeps and manual runs).
+                       ``GUID|ms``: the GUID the report named (``*`` for sweeps and manual runs)
+                       and when, on the Redis server's clock.
 * ``processing:{id}``  a reconciliation runs; the value is the run's token. It expires, so a
                        crashed worker blocks the practice for at most ``lock_seconds``; an expired
                        lock never lets two runs both switch, because the version column decides.
 
 ``add`` publishes only when the practice was neither queued nor running; ``start`` claims it;
 ``done`` releases it and says whether exactly one more run must follow: a report arrived while it
-ran and still names the GUID in use. All three are Lua scripts, so each is one atomic round trip.
+ran after Halo had answered this run and still names the GUID in use (a report that came while we
+were still asking Halo is answered by this run). All three are Lua scripts, one round trip each.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from worker import keys
 
 ANY_GUID = "*"
 
-_ADD = """
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+_ADD = _NOW_MS + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. now, 'EX', ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 return 1
 """
@@ -43,10 +47,19 @@ _DONE = """
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 local dirty = redis.call('GET', KEYS[1])
 if not dirty then return 0 end
-if dirty == ARGV[2] or dirty == '*' then return 1 end
+local sep = string.find(dirty, '|', 1, true)
+local guid = dirty
+local at = 0
+if sep then
+  guid = string.sub(dirty, 1, sep - 1)
+  at = tonumber(string.sub(dirty, sep + 1)) or 0
+end
+if (guid == ARGV[2] or guid == '*') and at >= tonumber(ARGV[3]) then return 1 end
 redis.call('DEL', KEYS[1])
 return 0
 """
+
+_TIME_MS = _NOW_MS + "return now"
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,7 @@ class WorkQueue:
         self._add = redis.register_script(_ADD)
         self._start = redis.register_script(_START)
         self._done = redis.register_script(_DONE)
+        self._time = redis.register_script(_TIME_MS)
 
     def add(self, practice_id: int, guid: str = ANY_GUID) -> bool:
         """Mark the practice for a run. True means: publish a task now (nobody else will)."""
@@ -83,10 +97,18 @@ class WorkQueue:
             return Claim(practice_id, token, True)
         return Claim(practice_id, token, False, retry_in_ms=max(-answer, 1000))
 
-    def done(self, claim: Claim, current_guid: str) -> bool:
-        """Release the claim. True means: publish exactly one more run."""
+    def now_ms(self) -> int:
+        """The Redis server's clock, which every report is stamped with (hosts' clocks may differ)."""
+        return int(self._time(keys=[], args=[]))
+
+    def done(self, claim: Claim, current_guid: str, answered_ms: int = 0) -> bool:
+        """Release the claim. True means: publish exactly one more run.
+
+        ``answered_ms`` is when Halo answered this run (``now_ms``); reports stamped before it are
+        answered already. 0 re-runs for any pending report that names the GUID in use.
+        """
         keys_ = [keys.dirty(claim.practice_id), keys.processing(claim.practice_id)]
-        return bool(self._done(keys=keys_, args=[claim.token, current_guid]))
+        return bool(self._done(keys=keys_, args=[claim.token, current_guid, answered_ms]))
 
     def forget(self, practice_id: int) -> None:
         """Drop a queued mark whose publish failed, so the next report can try again at once."""

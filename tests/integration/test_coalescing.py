@@ -150,3 +150,24 @@ def test_rate_limiter_holds_the_rate_across_clients(redis_url):
     full_seconds = [n for second, n in per_second.items() if second < int(stamps[-1] - start)]
     assert full_seconds and max(full_seconds) <= 50 * 1.05 + 1
     assert len(stamps) >= 0.8 * 50 * (stamps[-1] - start)
+
+
+def test_a_report_made_before_halo_answered_is_answered_by_that_run(r, reporter):
+    index_practice(r, 7, OLD, [])
+    queue = WorkQueue(r)
+    reporter.report(OLD, None, {})
+    claim = queue.start(7)
+    reporter.report(OLD, None, {})  # while the run is still asking Halo
+    time.sleep(0.005)
+    assert queue.done(claim, current_guid=OLD, answered_ms=queue.now_ms()) is False
+
+
+def test_a_report_made_after_halo_answered_gets_one_more_run(r, reporter):
+    index_practice(r, 7, OLD, [])
+    queue = WorkQueue(r)
+    reporter.report(OLD, None, {})
+    claim = queue.start(7)
+    answered = queue.now_ms()
+    time.sleep(0.005)
+    reporter.report(OLD, None, {})
+    assert queue.done(claim, current_guid=OLD, answered_ms=answered) is True
