@@ -219,10 +219,13 @@ def guard_state(session: Session, *, now: datetime, policy: Policy) -> GuardStat
             col(Reconciliation.started_at) >= now - timedelta(seconds=policy.mass_change_window_seconds),
         )
     ).one()
+    # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
+    # counting 100,000 practices on every switch would.
+    onboarded = store.count_practices(session) if switches >= policy.mass_change_min else 0
     return GuardState(
         autoswitch_paused=paused is not None and paused.value == "true",
         switches_in_window=switches,
-        onboarded_practices=store.count_practices(session),
+        onboarded_practices=onboarded,
     )
 
 

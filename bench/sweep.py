@@ -1,0 +1,79 @@
+"""Sweep: 100,000 practices, 10% stale. Time to plan and enqueue, the planner's peak memory, and the
+Halo call rate the simulator observes second by second against the configured global limit, with
+two workers sharing it.
+
+``python3 dev.py bench sweep`` (``--quick``: 10,000 practices).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+LIMIT = 50
+OBSERVE_SECONDS = 15
+
+PLANNER = """
+import json, resource, time
+from tasks.sweep import sweep_task
+from worker import db
+db.get_engine()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+began = time.perf_counter()
+enqueued = sweep_task.run(scheduled=False)
+print(json.dumps({"enqueued": enqueued, "seconds": time.perf_counter() - began, "before_mb": before,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    import redis
+
+    from bench.fleet import index_all, seed_database
+    from bench.stack import ROOT, Stack
+    from worker import db
+    from worker.simulator.control import SimulatorControl
+
+    n = 10_000 if argv and "--quick" in argv else 100_000
+    stack = Stack()
+    try:
+        control = SimulatorControl(stack.sim_url, timeout=300)
+        practices = control.seed(n)
+        stack.postgres.create_database("bench_sweep")
+        env = stack.env("bench_sweep", HALO_RECONCILER_RATE_LIMIT_PER_SECOND=str(LIMIT))
+        stack.use(env)
+        db.upgrade_schema()
+        began = time.perf_counter()
+        ids = seed_database(practices, stale_every=10)
+        seeded = time.perf_counter() - began
+        client = redis.Redis.from_url(stack.redis.url)
+        index_all(client, ids, practices)
+        control.set_latency(0.08)
+
+        out = subprocess.run([sys.executable, "-c", PLANNER], cwd=ROOT, env={**os.environ, **env},
+                             capture_output=True, text=True, check=True)
+        plan = json.loads(out.stdout.strip().splitlines()[-1])
+
+        control.reset_counters()
+        workers = stack.start_workers(env, count=2, concurrency=8)
+        time.sleep(OBSERVE_SECONDS)
+        rate = control.rate().get("find_sites", [])
+        stack.stop(workers)
+        full = rate[1:-1] or rate  # the first and last seconds are partial
+        print(f"sweep over {n} practices ({n // 10} stale) in PostgreSQL (seeded in {seeded:.1f} s)")
+        print(f"{'plan and enqueue s':>19} {'enqueued':>9} {'planner RSS before MB':>22} {'planner peak MB':>16}")
+        print(f"{plan['seconds']:>19.2f} {plan['enqueued']:>9} {plan['before_mb']:>22.0f} {plan['peak_mb']:>16.0f}")
+        print(f"Halo calls per second seen by the simulator, limit {LIMIT}/s shared by 2 workers x 8 processes, "
+              f"{OBSERVE_SECONDS} s: {rate}")
+        print(f"max {max(full)}/s = {max(full) / LIMIT:.2f}x the limit (target <= 1.05x); "
+              f"mean of full seconds {sum(full) / len(full):.1f}/s")
+        client.close()
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
