@@ -123,16 +123,20 @@ def _message(body: bytes) -> str | None:
         return body[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace") or None
 
 
+def _reportable_guid(response: Any) -> str | None:
+    """The site GUID of a 403 from Halo Cloud, or None for any other response."""
+    if response.status_code != 403 or not _is_halo(response.request.url):
+        return None
+    return guid_from_url(response.request.url)
+
+
 def forbidden_event_hook(response: Any) -> None:
     """httpx response hook (sync clients): report every 403 from a Halo Cloud site URL."""
     try:
-        if response.status_code != 403 or not _is_halo(response.request.url):
-            return
-        guid = guid_from_url(response.request.url)
-        if guid is None:
-            return
-        response.read()
-        report_forbidden(guid, _message(response.content), source="httpx_hook")
+        guid = _reportable_guid(response)
+        if guid is not None:
+            response.read()
+            report_forbidden(guid, _message(response.content), source="httpx_hook")
     except Exception:
         log.warning("forbidden_hook_failed", exc_info=True)
 
@@ -140,13 +144,10 @@ def forbidden_event_hook(response: Any) -> None:
 async def async_forbidden_event_hook(response: Any) -> None:
     """httpx response hook (async clients). The report itself is a short, bounded Redis call."""
     try:
-        if response.status_code != 403 or not _is_halo(response.request.url):
-            return
-        guid = guid_from_url(response.request.url)
-        if guid is None:
-            return
-        await response.aread()
-        report_forbidden(guid, _message(response.content), source="httpx_hook")
+        guid = _reportable_guid(response)
+        if guid is not None:
+            await response.aread()
+            report_forbidden(guid, _message(response.content), source="httpx_hook")
     except Exception:
         log.warning("forbidden_hook_failed", exc_info=True)
 
