@@ -48,6 +48,8 @@ class Stack:
         from worker.celery_app import follow_settings
         from worker.config import get_settings
 
+        from worker.logging import configure_logging
+
         os.environ.update(env)
         get_settings.cache_clear()
         db.reset_engine()
@@ -55,6 +57,7 @@ class Stack:
         coordination.reset_client()
         hooks._reporter = None
         follow_settings()
+        configure_logging(get_settings())  # the benchmark's own process logs at WARNING too
 
     def start_workers(self, env: dict[str, str], *, app: str = "worker", count: int = 2, concurrency: int = 8,
                       queues: str = "events,reconcile,sweep,deliver") -> list[subprocess.Popen]:
