@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from models import GuidHistory, Practice, PmsType, Reconciliation
+from models import GuidHistory, Practice, PmsType
 from tasks.identifiers import normalise_identifiers
 from worker.errors import UnknownPractice
 from worker.guids import parse_guid
@@ -114,12 +114,3 @@ def guid_histories(session: Session, *, practice_ids: Sequence[int]) -> dict[int
     for row in rows:
         result[row.practice_id].append(row)
     return result
-
-
-def recent_reconciliations(session: Session, *, practice_id: int, limit: int = 10) -> Sequence[Reconciliation]:
-    return session.exec(
-        select(Reconciliation)
-        .where(Reconciliation.practice_id == practice_id)
-        .order_by(col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc())
-        .limit(limit)
-    ).all()

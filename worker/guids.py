@@ -23,10 +23,3 @@ def parse_guid(value: object) -> str:
     except ValueError:
         raise InvalidGuid(f"not a GUID: {text[:60]!r}") from None
 
-
-def is_guid(value: object) -> bool:
-    try:
-        parse_guid(value)
-    except InvalidGuid:
-        return False
-    return True

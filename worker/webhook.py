@@ -33,7 +33,7 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
 
 
 def verify(secret: str, body: bytes, timestamp: str, signature: str) -> bool:
-    """What a receiver does (used by our tests as the independent check's reference)."""
+    """What a receiver does: recompute over the raw body, compare in constant time."""
     expected = sign(secret, body, int(timestamp))
     return hmac.compare_digest(expected, signature)
 

@@ -16,7 +16,7 @@ from models import TicketKind, TicketReason
 from models.outbox import OutboxEvent
 from tasks import tickets
 from tasks.deliver import deliver_pending
-from worker import db
+from worker import db, webhook
 
 SECRET = "webhook-secret-for-tests"
 
@@ -79,6 +79,8 @@ def test_signature_verifies_independently(receiver):
     timestamp = headers["x-halo-reconciler-timestamp"]
     expected = hmac.new(SECRET.encode(), body + b"." + timestamp.encode(), hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-halo-reconciler-signature"], expected)
+    assert webhook.verify(SECRET, body, timestamp, headers["x-halo-reconciler-signature"])
+    assert not webhook.verify(SECRET, body + b" ", timestamp, headers["x-halo-reconciler-signature"])
     document = json.loads(body)
     assert document["id"] == headers["x-halo-reconciler-id"]
     assert document["event"] == "ticket.opened"
