@@ -24,6 +24,8 @@ from worker.coordination import CoordinationUnavailable
     retry_jitter=True,
 )
 def reconcile_practice(self, practice_id: int, trigger: str) -> str | None:
+    from tasks.events import note_verified
+    from worker.config import get_settings
     from worker.coordination import get_redis
     from worker.workqueue import WorkQueue
 
@@ -37,7 +39,13 @@ def reconcile_practice(self, practice_id: int, trigger: str) -> str | None:
     current_guid = ""
     answered: dict[str, int] = {}
     deps = workflow.Deps.from_settings()
-    deps.on_answer = lambda: answered.setdefault("ms", queue.now_ms())
+    def on_answer(answer) -> None:
+        answered.setdefault("ms", queue.now_ms())
+        if answer.error is None:
+            # From now on this run answers any report: later ones only count (no second run).
+            note_verified(queue.redis, practice_id, confirmed=False, fresh_seconds=get_settings().verified_fresh_seconds)
+
+    deps.on_answer = on_answer
     try:
         result = workflow.reconcile(practice_id, trigger=Trigger(trigger), deps=deps)
         current_guid = (result.new_guid if result.action is Action.SWITCHED else result.old_guid) or ""

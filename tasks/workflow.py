@@ -80,7 +80,7 @@ class Deps:
     # Runs after the commit: keeps the coordination store's GUID index and freshness marks in step.
     after_commit: Callable[["ReconcileResult"], None] = lambda result: None
     # Runs as soon as Halo has answered (the work queue notes when, to tell answered reports apart).
-    on_answer: Callable[[], None] = lambda: None
+    on_answer: Callable[[HaloAnswer], None] = lambda answer: None
 
     @classmethod
     def from_settings(cls) -> "Deps":
@@ -395,7 +395,7 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps | None = None) -
     calls_before = deps.client.attempts
     answer = ask_halo(deps.client, practice, deps.identifier_query)
     halo_calls = deps.client.attempts - calls_before
-    deps.on_answer()
+    deps.on_answer(answer)
 
     for _ in range(MAX_CONFLICTS):
         now = deps.clock()

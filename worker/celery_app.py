@@ -100,6 +100,7 @@ def follow_settings() -> None:
         if app._pool is not None:
             app._pool.force_close_all()
         app._pool = None
+        app.amqp._producer_pool = None  # holds the old connection pool otherwise
         app.conf.broker_url = url
 
 
