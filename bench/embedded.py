@@ -6,12 +6,14 @@ empty data directory, publishing from one process, consuming with two worker pro
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import shutil
 import statistics
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from kombu import Connection, Exchange, Queue
@@ -29,11 +31,19 @@ def _valkey(folder: Path) -> tuple[str, dict]:
     return embedded_broker_url(load_settings()), {}
 
 
+_CONTROL_FOLDER = tempfile.mkdtemp(prefix="halo-bench-broker-control-")
+atexit.register(shutil.rmtree, _CONTROL_FOLDER, ignore_errors=True)
+
+
 def _filesystem(folder: Path) -> tuple[str, dict]:
     for sub in ("in", "processed"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    # control_folder (exchange bindings) defaults to ./control, which would litter the working directory.
+    # It is one folder for the whole process, not one per round: kombu remembers declared exchanges in
+    # class-level state, so a second round would not re-write its bindings into a fresh folder.
     options = {"data_folder_in": str(folder / "in"), "data_folder_out": str(folder / "in"),
-               "processed_folder": str(folder / "processed"), "store_processed": False}
+               "processed_folder": str(folder / "processed"), "store_processed": False,
+               "control_folder": _CONTROL_FOLDER}
     return "filesystem://", options
 
 
@@ -102,20 +112,23 @@ def run_one(name: str, make) -> dict:
 def main() -> None:
     print(f"embedded broker candidates: {MESSAGES} messages, 1 publisher, 2 consumer processes, "
           f"median of {ROUNDS} rounds, {os.cpu_count()} cores")
-    print(f"{'candidate':<28} {'start-up ms':>12} {'publish msg/s':>14} {'consume msg/s':>14} {'lost':>6} {'doubled':>8}")
+    print(f"{'candidate':<28} {'start-up ms':>12} {'publish msg/s':>14} {'consume msg/s':>14} {'lost':>6} {'doubled':>8} {'failed':>7}")
     for name, make in CANDIDATES.items():
-        rounds = []
-        for _ in range(ROUNDS):
+        rounds, failures = [], []
+        for n in range(ROUNDS):
             try:
                 rounds.append(run_one(name, make))
             except Exception as exc:  # a candidate that fails is a result, not a crash of the benchmark
-                print(f"{name:<28} failed: {type(exc).__name__}: {exc}")
-                break
-        if not rounds:
-            continue
-        med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-        print(f"{name:<28} {med['startup'] * 1000:>12.1f} {med['publish']:>14.0f} {med['consume']:>14.0f} "
-              f"{max(r['lost'] for r in rounds):>6} {max(r['doubled'] for r in rounds):>8}")
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                failures.append(f"round {n + 1}: {type(exc).__name__} {exc} at {Path(where.filename).name}:{where.lineno}")
+        if rounds:
+            med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+            print(f"{name:<28} {med['startup'] * 1000:>12.1f} {med['publish']:>14.0f} {med['consume']:>14.0f} "
+                  f"{max(r['lost'] for r in rounds):>6} {max(r['doubled'] for r in rounds):>8} {len(failures):>7}")
+        else:
+            print(f"{name:<28} {'every round failed':>50} {len(failures):>7}")
+        for line in failures:
+            print(f"    {line}")
 
 
 if __name__ == "__main__":
