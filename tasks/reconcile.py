@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from sqlalchemy.exc import OperationalError
 
 from models import Action, Trigger
@@ -9,6 +10,8 @@ from tasks import workflow
 from tasks.deliver import deliver_outbox
 from worker.celery_app import app
 from worker.coordination import CoordinationUnavailable
+
+log = structlog.get_logger()
 
 
 @app.task(
@@ -30,8 +33,10 @@ def reconcile_practice(self, practice_id: int, trigger: str) -> str | None:
     from worker.workqueue import WorkQueue
 
 
-    queue = WorkQueue(get_redis())
-    claim = queue.start(practice_id)
+    queue = WorkQueue(get_redis(), lock_seconds=get_settings().run_lock_seconds)
+    claim = queue.start(practice_id, token=self.request.id)
+    if claim.taken_over:
+        log.warning("reconcile_redelivered", practice_id=practice_id, task_id=self.request.id)
     if not claim.granted:
         # Another run holds the practice (or a crashed one's lock has not expired yet): come back
         # when it can be ours; the finished run re-queues by itself if a report is still pending.

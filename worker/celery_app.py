@@ -38,6 +38,7 @@ def ensure_broker() -> None:
 
 
 def create_app() -> Celery:
+    settings = get_settings()
     app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep", "tasks.events"])
     app.conf.update(
         broker_url=broker_url(),
@@ -56,11 +57,16 @@ def create_app() -> Celery:
         worker_prefetch_multiplier=1,
         # A task past its soft limit gets SoftTimeLimitExceeded and is retried later by the sweep; the
         # hard limit kills a process stuck beyond that. Halo calls time out well before either.
-        task_soft_time_limit=240,
-        task_time_limit=300,
-        # Redis redelivers an unacknowledged message after the visibility timeout; it must be longer
-        # than the longest task (the hard limit) or a slow task would run twice at once.
-        broker_transport_options={"visibility_timeout": 3600},
+        task_soft_time_limit=int(settings.task_time_limit_seconds * 0.8),
+        task_time_limit=settings.task_time_limit_seconds,
+        # Redis redelivers an unacknowledged message after the visibility timeout (a worker host died
+        # holding it); configuration keeps it longer than the longest task, or a slow task would run
+        # twice at once. kombu looks for such messages every interval (default: every 100 s).
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout_seconds // 10)),
+            "unacked_restore_throttle": 1,
+        },
         # Separate queues so a storm of 403 events cannot starve sweeps or ticket delivery.
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="reconcile",
@@ -77,7 +83,7 @@ def create_app() -> Celery:
             # The outbox is also drained right after each change; this catches what a crash left.
             "deliver-outbox": {"task": "halo.deliver_outbox", "schedule": 15.0},
             # Stale practices and due retries; the task itself takes a lock, so two beats are safe.
-            "sweep": {"task": "halo.sweep", "schedule": get_settings().sweep_interval_seconds},
+            "sweep": {"task": "halo.sweep", "schedule": settings.sweep_interval_seconds},
         },
         broker_connection_retry_on_startup=True,
         # Our logs are structlog lines on the real stderr; Celery must neither replace the root

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
 
     # --- events -------------------------------------------------------------------------------
+    # A reconciliation past the hard limit is killed; its practice's run lock outlives it by 30 s.
+    task_time_limit_seconds: int = Field(default=300, ge=10, le=3600)
+    # Redis hands an unacknowledged message (its worker host died) to another worker after this long.
+    broker_visibility_timeout_seconds: int = Field(default=3600, ge=5, le=7 * 24 * 3600)
     report_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     # After Halo confirms a practice unchanged, further 403s for a while only count (the tail of a
     # storm costs no calls); a real change in that window is caught when it ends.
@@ -152,6 +156,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "HALO_RECONCILER_BACKOFF_MAX_SECONDS must not be below HALO_RECONCILER_BACKOFF_MIN_SECONDS"
             )
+        if self.broker_visibility_timeout_seconds <= self.run_lock_seconds:
+            # Shorter, and a message still running (or waiting on a retry countdown) would be handed
+            # to a second worker while the first holds it.
+            raise ValueError(
+                "HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS must be longer than "
+                "HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS + 30"
+            )
         if self.webhook_url and not self.webhook_secret:
             raise ValueError("HALO_RECONCILER_WEBHOOK_SECRET is required when HALO_RECONCILER_WEBHOOK_URL is set")
         return self
@@ -161,6 +172,11 @@ class Settings(BaseSettings):
     def is_embedded(self) -> bool:
         """No broker configured: the embedded broker and coordination store in ``data_dir``."""
         return self.broker_url is None
+
+    @property
+    def run_lock_seconds(self) -> int:
+        """How long a practice's run lock lives: past the hard time limit, so it never outlives a run."""
+        return self.task_time_limit_seconds + 30
 
     @property
     def effective_database_url(self) -> str:

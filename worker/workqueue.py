@@ -5,9 +5,11 @@ Two Redis keys per practice give client-go's promise (``dirty`` and ``processing
 * ``dirty:{id}``       the practice is queued, or was reported again while it ran. Its value is
                        ``GUID|ms``: the GUID the report named (``*`` for sweeps and manual runs)
                        and when, on the Redis server's clock.
-* ``processing:{id}``  a reconciliation runs; the value is the run's token. It expires, so a
-                       crashed worker blocks the practice for at most ``lock_seconds``; an expired
-                       lock never lets two runs both switch, because the version column decides.
+* ``processing:{id}``  a reconciliation runs; the value is the run's token (its Celery task id).
+                       A redelivery of the same message takes the lock over at once (the broker
+                       redelivers only when the delivery holding it died); otherwise it expires, so
+                       a crashed worker blocks the practice for at most ``lock_seconds``. An
+                       expired lock never lets two runs both switch: the version column decides.
 
 ``add`` publishes only when the practice was neither queued nor running; ``start`` claims it;
 ``done`` releases it and says whether exactly one more run must follow: a report arrived while it
@@ -40,6 +42,11 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
   redis.call('DEL', KEYS[1])
   return 1
 end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return 2
+end
 return -redis.call('PTTL', KEYS[2])
 """
 
@@ -70,6 +77,7 @@ class Claim:
     token: str
     granted: bool
     retry_in_ms: int = 0
+    taken_over: bool = False  # the lock was this same token's: an earlier delivery died holding it
 
 
 class WorkQueue:
@@ -89,12 +97,15 @@ class WorkQueue:
         keys_ = [keys.dirty(practice_id), keys.processing(practice_id)]
         return bool(self._add(keys=keys_, args=[guid, self.queued_seconds]))
 
-    def start(self, practice_id: int) -> Claim:
-        token = uuid.uuid4().hex
+    def start(self, practice_id: int, token: str | None = None) -> Claim:
+        """Claim the practice. ``token`` names the run; a broker message delivered again after its
+        worker died passes the same token (its task id) and takes the dead delivery's lock over
+        instead of waiting for it to expire."""
+        token = token or uuid.uuid4().hex
         keys_ = [keys.dirty(practice_id), keys.processing(practice_id)]
         answer = int(self._start(keys=keys_, args=[token, self.lock_seconds]))
-        if answer == 1:
-            return Claim(practice_id, token, True)
+        if answer in (1, 2):
+            return Claim(practice_id, token, True, taken_over=answer == 2)
         return Claim(practice_id, token, False, retry_in_ms=max(-answer, 1000))
 
     def now_ms(self) -> int:

@@ -132,6 +132,16 @@ def test_a_crashed_runs_lock_expires(r):
     assert queue.start(7).granted
 
 
+def test_a_redelivered_message_takes_its_dead_deliverys_lock_over(r):
+    queue = WorkQueue(r)
+    assert queue.start(7, token="task-1").granted
+    assert not queue.start(7, token="task-2").granted  # another message waits
+    again = queue.start(7, token="task-1")  # the same message, delivered again: its worker died
+    assert again.granted and again.taken_over
+    assert queue.done(again, current_guid=OLD) is False
+    assert queue.start(7, token="task-2").granted
+
+
 def test_rate_limiter_holds_the_rate_across_clients(redis_url):
     from worker.ratelimit import RateLimiter
 

@@ -60,3 +60,12 @@ def test_a_webhook_needs_a_secret(monkeypatch):
     monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_URL", "https://hooks.example/tickets")
     with pytest.raises(ConfigError, match="WEBHOOK_SECRET"):
         load_settings()
+
+
+def test_the_visibility_timeout_must_outlast_a_run(monkeypatch):
+    monkeypatch.setenv("HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS", "60")
+    monkeypatch.setenv("HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS", "90")
+    with pytest.raises(ConfigError, match="BROKER_VISIBILITY_TIMEOUT_SECONDS"):
+        load_settings()
+    monkeypatch.setenv("HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS", "91")
+    assert load_settings().run_lock_seconds == 90
