@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import redis as redis_lib
 import structlog
@@ -209,10 +209,14 @@ def index_from_db(redis: redis_lib.Redis, practice: Practice) -> None:
 # --- worker tasks ------------------------------------------------------------------------------
 
 from worker.celery_app import app  # noqa: E402
+from worker.messages import GuidText, PracticeId, ReportMessage, parsed_arguments  # noqa: E402
+
+IntegratorCause = Literal["ip_not_allowed", "quota_exceeded"]
 
 
 @app.task(name="halo.lookup_forbidden", acks_late=True, ignore_result=True)
-def lookup_forbidden(guid: str, message: str | None) -> str:
+@parsed_arguments
+def lookup_forbidden(guid: GuidText, message: ReportMessage | None) -> str | None:
     """A GUID the index did not know: find its practice in the database, index it, report again."""
     from tasks import store
     from worker import db
@@ -238,7 +242,8 @@ def lookup_forbidden(guid: str, message: str | None) -> str:
 
 
 @app.task(name="halo.note_forbidden_persists", acks_late=True, ignore_result=True)
-def note_forbidden_persists(practice_id: int) -> None:
+@parsed_arguments
+def note_forbidden_persists(practice_id: PracticeId) -> None:
     """403s keep coming for a GUID Halo just confirmed: a person must ask Halo why."""
     from tasks import tickets
     from worker import db
@@ -263,7 +268,8 @@ def note_forbidden_persists(practice_id: int) -> None:
 
 
 @app.task(name="halo.note_integrator_forbidden", acks_late=True, ignore_result=True)
-def note_integrator_forbidden(cause: str, message: str | None) -> None:
+@parsed_arguments
+def note_integrator_forbidden(cause: IntegratorCause, message: ReportMessage | None) -> None:
     """A 403 whose message blames the caller's IP or the quota: one integrator-wide ticket."""
     from tasks import tickets
     from worker import db

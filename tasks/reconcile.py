@@ -10,6 +10,7 @@ from tasks import workflow
 from tasks.deliver import deliver_outbox
 from worker.celery_app import app
 from worker.coordination import CoordinationUnavailable
+from worker.messages import PracticeId, parsed_arguments
 
 log = structlog.get_logger()
 
@@ -26,7 +27,8 @@ log = structlog.get_logger()
     retry_backoff_max=300,
     retry_jitter=True,
 )
-def reconcile_practice(self, practice_id: int, trigger: str) -> str | None:
+@parsed_arguments
+def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str | None:
     from tasks.events import note_verified
     from worker.config import get_settings
     from worker.coordination import get_redis

@@ -126,11 +126,18 @@ def sweep_now(
 
 # --- the Celery adapter -------------------------------------------------------------------------
 
+from typing import Annotated  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
 from worker.celery_app import app  # noqa: E402
+from worker.messages import parsed_arguments  # noqa: E402
 
 
 @app.task(name="halo.sweep", acks_late=True, ignore_result=True)
-def sweep_task(older_than_seconds: int | None = None, scheduled: bool = True) -> int:
+@parsed_arguments
+def sweep_task(older_than_seconds: Annotated[int, Field(strict=True, ge=0)] | None = None,
+               scheduled: Annotated[bool, Field(strict=True)] = True) -> int | None:
     """Plan a sweep and enqueue its reconciliations.
 
     Two beats may fire it: the first to claim this interval's slot sweeps, the other's run is

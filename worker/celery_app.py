@@ -9,7 +9,15 @@ from __future__ import annotations
 import sys
 
 from celery import Celery
-from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    beat_init,
+    task_rejected,
+    task_unknown,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
+from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu import Queue
 
 from worker.config import get_settings
@@ -86,6 +94,8 @@ def create_app() -> Celery:
             "sweep": {"task": "halo.sweep", "schedule": settings.sweep_interval_seconds},
         },
         broker_connection_retry_on_startup=True,
+        # Counts messages whose body does not decode (see ``Consumer``).
+        worker_consumer="worker.celery_app:Consumer",
         # Our logs are structlog lines on the real stderr; Celery must neither replace the root
         # logger nor route stderr back into logging (the lines would loop and vanish).
         worker_hijack_root_logger=False,
@@ -108,6 +118,30 @@ def follow_settings() -> None:
         app._pool = None
         app.amqp._producer_pool = None  # holds the old connection pool otherwise
         app.conf.broker_url = url
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, counting what it drops: a body that does not decode, or that is not JSON."""
+
+    def on_decode_error(self, message, exc):  # noqa: ANN001
+        from worker.messages import count_refused
+
+        count_refused("undecodable", content_type=str(message.content_type)[:100], error=type(exc).__name__)
+        super().on_decode_error(message, exc)
+
+
+@task_unknown.connect
+def _count_unknown_task(name: object = None, **_: object) -> None:
+    from worker.messages import count_refused
+
+    count_refused("unregistered_task", task=str(name)[:200])
+
+
+@task_rejected.connect
+def _count_rejected_message(exc: object = None, **_: object) -> None:
+    from worker.messages import count_refused
+
+    count_refused("invalid_message", error=type(exc).__name__ if exc is not None else "unknown_format")
 
 
 @worker_init.connect

@@ -73,6 +73,7 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
         canonical = parse_guid(guid)
     except InvalidGuid as exc:
         log.warning("forbidden_rejected", reason=str(exc))
+        _count_rejected()
         return False
     from worker.coordination import CoordinationUnavailable
 
@@ -87,6 +88,17 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
     log.debug("forbidden_reported", guid=canonical, outcome=outcome,
               duration_ms=round((time.perf_counter() - started) * 1000, 3))
     return True
+
+
+def _count_rejected() -> None:
+    """A malformed report writes nothing but this count (one bounded call; losing it is harmless)."""
+    from worker import keys
+    from worker.coordination import get_redis
+
+    try:
+        get_redis().incr(keys.rejected_reports())
+    except Exception:  # the hook edge: counting must not raise into the application either
+        log.debug("forbidden_rejected_uncounted", exc_info=True)
 
 
 def guid_from_url(url: Any) -> str | None:
