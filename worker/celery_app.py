@@ -19,6 +19,7 @@ from celery.signals import (
 )
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu import Queue
+from kombu import pools as kombu_pools
 
 from worker.config import get_settings
 
@@ -117,6 +118,9 @@ def follow_settings() -> None:
             app._pool.force_close_all()
         app._pool = None
         app.amqp._producer_pool = None  # holds the old connection pool otherwise
+        # kombu keeps producer pools in a process-wide registry keyed by URL: going back to a URL
+        # used before would otherwise hand out a pool over connections closed here.
+        kombu_pools.reset()
         app.conf.broker_url = url
 
 

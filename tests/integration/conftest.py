@@ -42,16 +42,21 @@ def stack(monkeypatch, tmp_path, redis_url, postgres_url):
         yield sim, env
 
 
-def start_workers(env: dict[str, str], tmp_path: Path, count: int = 2) -> list[subprocess.Popen]:
+def start_workers(env: dict[str, str], tmp_path: Path, count: int = 2, *, name: str = "worker",
+                  concurrency: int = 2, loglevel: str = "WARNING") -> list[subprocess.Popen]:
+    """Celery workers as process groups; each logs to ``tmp_path / f"{name}{i}.log"``."""
     procs = []
     for i in range(count):
-        log = open(tmp_path / f"worker{i}.log", "wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "prefork", "--concurrency", "2",
-             "--queues", "events,reconcile,sweep,deliver", "--hostname", f"w{i}@%h", "--without-heartbeat",
-             "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        log = tmp_path / f"{name}{i}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "prefork", "--concurrency",
+             str(concurrency), "--queues", "events,reconcile,sweep,deliver", "--hostname", f"{name}{i}@%h",
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", loglevel],
+            cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc.log = log  # type: ignore[attr-defined]
+        procs.append(proc)
     return procs
 
 
