@@ -104,13 +104,13 @@ class Reporter:
         self._script = self.redis.register_script(_REPORT)
 
     @classmethod
-    def from_settings(cls) -> "Reporter":
+    def from_settings(cls, *, bounded: bool = False) -> "Reporter":
         from worker.config import get_settings
         from worker.coordination import get_redis
 
         settings = get_settings()
         return cls(
-            redis=get_redis(),
+            redis=get_redis(bounded=bounded),
             publish=celery_publish(settings.report_timeout_seconds),
             threshold=settings.forbidden_threshold,
             window_seconds=settings.forbidden_window_seconds,

@@ -31,8 +31,7 @@ class CoordinationUnavailable(Exception):
 
 
 _lock = threading.Lock()
-_client: redis_lib.Redis | None = None
-_client_key: tuple[int, str] | None = None
+_clients: dict[tuple[int, str, bool], redis_lib.Redis] = {}
 
 
 def _no_retry() -> Retry:
@@ -159,38 +158,47 @@ def redis_url(settings: Settings | None = None) -> str:
     return embedded_redis_url(settings)
 
 
-def get_redis() -> redis_lib.Redis:
-    """This process's Redis client (rebuilt after a fork); raises CoordinationUnavailable."""
-    global _client, _client_key
+def get_redis(*, bounded: bool = False) -> redis_lib.Redis:
+    """This process's Redis client (rebuilt after a fork); raises CoordinationUnavailable.
+
+    ``bounded``: the application hook's client, whose every call (connect and read) is bounded by
+    ``HALO_RECONCILER_REPORT_TIMEOUT_SECONDS``, so a Redis that accepts but does not answer cannot
+    hold the application longer. Workers use a longer read timeout: their scripts may queue behind
+    a storm's reports and a spurious timeout would only cost a retry.
+    """
     settings = get_settings()
     with _lock:
         source = settings.broker_url or str(settings.data_dir)
-        key = (os.getpid(), source)
-        if _client is None or _client_key != key:
+        key = (os.getpid(), source, bounded)
+        client = _clients.get(key)
+        if client is None:
             try:
                 url = redis_url(settings)
             except OSError as exc:
                 raise CoordinationUnavailable(f"cannot start the embedded coordination store: {exc}") from exc
-            _client = redis_lib.Redis.from_url(
+            timeout = settings.report_timeout_seconds
+            client = redis_lib.Redis.from_url(
                 url,
-                socket_connect_timeout=settings.report_timeout_seconds,
-                socket_timeout=max(settings.report_timeout_seconds, 5.0),
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout if bounded else max(timeout, 5.0),
                 health_check_interval=30,
                 # redis-py retries three times with backoff by default; a caller with a time bound
                 # (the application hook) must fail fast instead, and callers here decide what to redo.
                 retry=_no_retry(),
             )
-            _client_key = key
-    return _CheckedRedis(_client)
+            for stale in [k for k in _clients if k[:2] != key[:2]]:
+                old = _clients.pop(stale)
+                if stale[0] == key[0]:  # a parent's client after a fork is left alone, not shut down
+                    old.close()
+            _clients[key] = client
+    return _CheckedRedis(client)
 
 
 def reset_client() -> None:
-    global _client, _client_key
     with _lock:
-        if _client is not None:
-            _client.close()
-        _client = None
-        _client_key = None
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
 
 
 class _CheckedRedis:

@@ -57,7 +57,7 @@ def _get_reporter():
         if _reporter is None or _reporter_pid != os.getpid():
             from tasks.events import Reporter
 
-            _reporter = Reporter.from_settings()
+            _reporter = Reporter.from_settings(bounded=True)
             _reporter_pid = os.getpid()
         return _reporter
 
@@ -96,7 +96,7 @@ def _count_rejected() -> None:
     from worker.coordination import get_redis
 
     try:
-        get_redis().incr(keys.rejected_reports())
+        get_redis(bounded=True).incr(keys.rejected_reports())
     except Exception:  # the hook edge: counting must not raise into the application either
         log.debug("forbidden_rejected_uncounted", exc_info=True)
 
