@@ -18,7 +18,7 @@ from celery.signals import (
     worker_process_shutdown,
 )
 from celery.worker.consumer import Consumer as CeleryConsumer
-from kombu import Queue
+from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
 from worker.config import get_settings
@@ -77,7 +77,9 @@ def create_app() -> Celery:
             "unacked_restore_throttle": 1,
         },
         # Separate queues so a storm of 403 events cannot starve sweeps or ticket delivery.
-        task_queues=[Queue(name) for name in QUEUES],
+        # Each queue its own direct exchange and routing key: with one shared default exchange and key,
+        # a message published to the exchange would be copied into every queue.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue="reconcile",
         task_create_missing_queues=False,
         task_routes={
