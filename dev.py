@@ -4,6 +4,7 @@
     python3 dev.py demo     # create .venv, install, run the demo on the embedded default
     python3 dev.py test     # create .venv, install with test extras, run the whole suite
     python3 dev.py bench    # the benchmarks (prints tables)
+    python3 dev.py reliability  # the reliability suite, rewriting docs/RELIABILITY.md
 
 Extra arguments go to the underlying command (``python3 dev.py test -k classify``).
 """
@@ -41,7 +42,7 @@ def _ensure_venv() -> None:
 
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
-    if command not in {"demo", "test", "bench", "install"}:
+    if command not in {"demo", "test", "bench", "reliability", "install"}:
         print(__doc__)
         return 0 if command in {"help", "-h", "--help"} else 2
     _ensure_venv()
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> int:
         cmd = [str(BIN / "halo-reconciler"), "demo", *rest]
     elif command == "test":
         cmd = [str(PY), "-m", "pytest", *rest]
+    elif command == "reliability":
+        cmd = [str(PY), "-m", "tests.reliability.report", *rest]
     else:
         cmd = [str(PY), "-m", "bench", *rest]
     return subprocess.call(cmd, cwd=ROOT)

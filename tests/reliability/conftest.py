@@ -18,7 +18,7 @@ from sqlmodel import func, select
 from tests.integration.conftest import ROOT, stack, start_workers, stop_workers, wait_until  # noqa: F401
 from worker import db
 
-RECORD = "HALO_RELIABILITY_RECORD"
+RECORD = "RELIABILITY_RECORD"  # not HALO_*: the suite clears those from every test's environment
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 
 import pytest
 import redis
@@ -28,6 +29,13 @@ from worker.simulator import Simulator, serve
 pytestmark = pytest.mark.integration
 
 FIXTURES_OK = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+examples: Counter[str] = Counter()
+
+
+def tally(observe, name: str, fault: str, how: str, held: str) -> None:
+    """One row per generated test; the last example's call wins, so it carries the full count."""
+    examples[name] += 1
+    observe(fault=fault, how=how, observed=f"{examples[name]} generated examples: {held}")
 
 
 def is_guid(text: str) -> bool:
@@ -38,19 +46,22 @@ def is_guid(text: str) -> bool:
     return True
 
 
-@given(st.one_of(st.text(), st.binary(), st.integers(), st.none(), st.lists(st.text(max_size=3))))
-def test_parse_guid_accepts_a_guid_or_raises_invalid_guid_only(value):
+@FIXTURES_OK
+@given(value=st.one_of(st.text(), st.binary(), st.integers(), st.none(), st.lists(st.text(max_size=3))))
+def test_parse_guid_accepts_a_guid_or_raises_invalid_guid_only(observe, value):
     try:
         parsed = parse_guid(value)
     except InvalidGuid as exc:
         assert len(str(exc)) < 120  # names the value, cut short
     else:
         assert parsed == parsed.lower() and len(parsed) == 36
+    tally(observe, "guid", "GUIDs that are not GUIDs", "any text, bytes, numbers, None, lists",
+          "a canonical GUID or InvalidGuid with a short message, nothing else raised")
 
 
 @FIXTURES_OK
 @given(guid=st.text().filter(lambda t: not is_guid(t)), message=st.one_of(st.none(), st.text(max_size=10_000)))
-def test_a_report_with_a_malformed_guid_is_refused_and_only_counted(redis_url, monkeypatch, guid, message):
+def test_a_report_with_a_malformed_guid_is_refused_and_only_counted(redis_url, monkeypatch, observe, guid, message):
     monkeypatch.setenv("BROKER_URL", redis_url)
     client = redis.Redis.from_url(redis_url)
     before = set(client.keys("*")) - {keys.rejected_reports().encode()}
@@ -60,11 +71,14 @@ def test_a_report_with_a_malformed_guid_is_refused_and_only_counted(redis_url, m
 
     assert set(client.keys("*")) - {keys.rejected_reports().encode()} == before
     assert int(client.get(keys.rejected_reports())) == counted + 1
+    tally(observe, "report", "403 reports naming no GUID", "report_forbidden with any non-GUID text and a "
+          "message of up to 10,000 characters, real Valkey", "False returned, never raised; no Redis key "
+          "changed but halo:reports:rejected, which rose by one each time")
 
 
 @FIXTURES_OK
 @given(argv=st.lists(st.text(min_size=0, max_size=40), min_size=0, max_size=4))
-def test_practices_add_with_junk_arguments_exits_2_in_one_line_and_writes_nothing(capsys, argv):
+def test_practices_add_with_junk_arguments_exits_2_in_one_line_and_writes_nothing(capsys, observe, argv):
     code = main(["practices", "add", *argv])
     out, err = capsys.readouterr()
     pms_ok = len(argv) == 2 and argv[0].strip() in {t.value for t in PmsType} and argv[1].strip()
@@ -74,6 +88,8 @@ def test_practices_add_with_junk_arguments_exits_2_in_one_line_and_writes_nothin
     assert out == "" and err.strip() and "Traceback" not in err
     assert main(["practices", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    tally(observe, "cli", "junk command-line arguments", "`practices add` with 0-4 arbitrary arguments",
+          "exit 2, one line on stderr, no traceback, no practice written")
 
 
 pms_types = st.sampled_from([t.value for t in PmsType] + ["Best Practice", "", "bestpractice", "Medical Director"])
@@ -81,7 +97,7 @@ pms_types = st.sampled_from([t.value for t in PmsType] + ["Best Practice", "", "
 
 @FIXTURES_OK
 @given(table=st.lists(st.tuples(pms_types, st.text(max_size=80)), max_size=8))
-def test_a_csv_of_junk_rows_is_reported_row_by_row(tmp_path_factory, capsys, monkeypatch, table):
+def test_a_csv_of_junk_rows_is_reported_row_by_row(tmp_path_factory, capsys, monkeypatch, observe, table):
     sim = Simulator(key="bad-input-key")
     sim.add_practice(pms_type=PmsType.ZEDMED, pms_id="Z1", practice_name="Real Clinic")
     buffer = io.StringIO()
@@ -101,12 +117,15 @@ def test_a_csv_of_junk_rows_is_reported_row_by_row(tmp_path_factory, capsys, mon
         code = main(["practices", "import", str(path), "--json"])
         out, err = capsys.readouterr()
     assert "Traceback" not in err and "unexpected" not in err
+    how = "`practices import` of up to 8 generated rows (any PMS name, any text as PMS ID) and one good row"
     if code == 2:  # the file as a whole was refused (e.g. a NUL byte): one line, nothing onboarded
         assert out == "" and err.count("\n") == 1
-        return
-    summary = json.loads(out)
-    assert summary["onboarded"] + summary["already_onboarded"] == 1
-    assert code == (1 if summary["failed"] else 0)
+    else:
+        summary = json.loads(out)
+        assert summary["onboarded"] + summary["already_onboarded"] == 1
+        assert code == (1 if summary["failed"] else 0)
+    tally(observe, "csv", "CSV rows that are not practices", how, "the good row onboarded and each bad row "
+          "reported (exit 1), or the whole file refused in one line (exit 2); never a traceback")
 
 
 def publish_raw(url: str, body: bytes, content_type: str, headers: dict | None = None) -> None:

