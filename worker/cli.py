@@ -23,7 +23,10 @@ from rich.table import Table
 from models.practice import PracticeOut
 from models.ticket import TicketOut
 from worker import admin, db
+from kombu.exceptions import OperationalError as BrokerUnreachable
+
 from worker.config import ConfigError, Settings, get_settings
+from worker.coordination import CoordinationUnavailable
 from worker.errors import BadInput, OperationFailed, ReconcilerError
 from worker.guids import InvalidGuid, parse_guid
 from worker.halo_errors import HaloError, HaloUnauthorized
@@ -447,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(1, f"Halo Cloud: {exc.message}")
     except (OperationFailed, ReconcilerError, db.DatabaseError) as exc:
         return _fail(1, str(exc))
+    except (CoordinationUnavailable, BrokerUnreachable) as exc:
+        # The message names host and port, never the URL (it may carry a password).
+        return _fail(1, f"the broker (Redis) is unreachable: {exc}; nothing was queued")
     except KeyboardInterrupt:
         return _fail(130, "interrupted")
     except Exception as exc:  # the CLI edge: log the trace for the operator, print one line

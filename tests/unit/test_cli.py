@@ -188,3 +188,20 @@ def test_import_refuses_a_file_that_is_not_our_csv(sim, capsys, tmp_path, conten
 
 def test_import_of_a_missing_file_is_bad_input(sim, capsys, tmp_path):
     assert run(capsys, "practices", "import", str(tmp_path / "nope.csv"))[0] == 2
+
+
+def test_enqueueing_with_the_broker_down_is_one_line_and_exit_1(sim, capsys, monkeypatch):
+    from tests.utils.servers import free_port
+
+    sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP1", practice_name="Clinic")
+    assert run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP1")[0] == 0
+    monkeypatch.setenv("BROKER_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")  # nothing listens there
+    from worker.celery_app import follow_settings
+    from worker.config import get_settings
+
+    get_settings.cache_clear()
+    follow_settings()
+    for argv in (["reconcile", "1"], ["sweep"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 1, err
+        assert "unreachable" in err and "Traceback" not in err and "hunter2" not in err
