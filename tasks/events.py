@@ -38,21 +38,25 @@ UNKNOWN_SECONDS = 600
 INTEGRATOR_WIDE_FOLD_SECONDS = 300
 
 _REPORT = """
+local function out(outcome, pid)
+  redis.call('HINCRBY', KEYS[7], outcome, 1)
+  return {outcome, pid}
+end
 local guid = ARGV[1]
 local entry = redis.call('HGET', KEYS[1], guid)
 if not entry then
   if redis.call('EXISTS', KEYS[3]) == 1 then
     redis.call('INCR', KEYS[5])
-    return {'unknown', ''}
+    return out('unknown', '')
   end
-  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[9]) then return {'lookup', ''} end
-  return {'folded', ''}
+  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[9]) then return out('lookup', '') end
+  return out('folded', '')
 end
 local sep = string.find(entry, ':', 1, true)
 local pid = string.sub(entry, 1, sep - 1)
 if string.sub(entry, sep + 1) ~= 'current' then
   redis.call('INCR', KEYS[4])
-  return {'stale', pid}
+  return out('stale', pid)
 end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -60,15 +64,15 @@ local fresh = redis.call('GET', ARGV[6] .. pid)
 if fresh then
   local n = redis.call('INCR', ARGV[8] .. pid)
   redis.call('EXPIRE', ARGV[8] .. pid, ARGV[2])
-  if fresh == 'confirmed' and n == tonumber(ARGV[7]) then return {'persists', pid} end
-  return {'counted', pid}
+  if fresh == 'confirmed' and n == tonumber(ARGV[7]) then return out('persists', pid) end
+  return out('counted', pid)
 end
 local dirty = ARGV[3] .. pid
-if redis.call('EXISTS', dirty) == 1 then return {'folded', pid} end
+if redis.call('EXISTS', dirty) == 1 then return out('folded', pid) end
 local t = redis.call('TIME')
 redis.call('SET', dirty, guid .. '|' .. (t[1] * 1000 + math.floor(t[2] / 1000)), 'EX', ARGV[5])
-if redis.call('EXISTS', ARGV[4] .. pid) == 1 then return {'folded', pid} end
-return {'publish', pid}
+if redis.call('EXISTS', ARGV[4] .. pid) == 1 then return out('folded', pid) end
+return out('publish', pid)
 """
 
 Publish = Callable[[str, list[Any], str], None]
@@ -121,7 +125,11 @@ class Reporter:
 
         cause = is_integrator_wide(message)
         if cause is not None:
-            if self.redis.set(keys.integrator_forbidden(str(cause)), "1", nx=True, ex=INTEGRATOR_WIDE_FOLD_SECONDS):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(keys.integrator_forbidden(str(cause)), "1", nx=True, ex=INTEGRATOR_WIDE_FOLD_SECONDS)
+            pipe.hincrby(keys.report_outcomes(), "integrator_wide", 1)
+            first, _ = pipe.execute()
+            if first:
                 self.publish("halo.note_integrator_forbidden", [str(cause), message], "events")
                 return "integrator_wide"
             return "folded"
@@ -134,6 +142,7 @@ class Reporter:
                 keys.stale_reports(),
                 keys.unknown_reports(),
                 keys.lookup(guid),
+                keys.report_outcomes(),
             ],
             args=[
                 guid,

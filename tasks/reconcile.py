@@ -29,11 +29,19 @@ log = structlog.get_logger()
 )
 @parsed_arguments
 def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str | None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=self.request.id, practice_id=practice_id)
+    try:
+        return _run(self, practice_id, Trigger(trigger))
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def _run(self, practice_id: int, trigger: Trigger) -> str | None:  # noqa: ANN001 - ``self`` is the bound task
     from tasks.events import note_verified
     from worker.config import get_settings
     from worker.coordination import get_redis
     from worker.workqueue import WorkQueue
-
 
     queue = WorkQueue(get_redis(), lock_seconds=get_settings().run_lock_seconds)
     claim = queue.start(practice_id, token=self.request.id)
@@ -46,6 +54,7 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
     current_guid = ""
     answered: dict[str, int] = {}
     deps = workflow.Deps.from_settings()
+
     def on_answer(answer) -> None:
         answered.setdefault("ms", queue.now_ms())
         if answer.error is None:

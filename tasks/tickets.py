@@ -18,6 +18,7 @@ from models import Ticket, TicketKind, TicketReason, TicketStatus
 from models.outbox import OutboxEvent
 from models.ticket import TicketOut, dedup_key
 from worker.errors import InvalidState, UnknownTicket
+from worker.metrics import observe_ticket_opened
 
 log = structlog.get_logger()
 
@@ -86,6 +87,7 @@ def open_or_count(
         except IntegrityError:
             continue
         _emit(session, ticket, "opened", now)
+        observe_ticket_opened(str(kind), str(reason))
         log.info("ticket_opened", ticket_id=ticket.id, kind=str(kind), reason=str(reason), practice_id=practice_id)
         return ticket, True
     raise RuntimeError(f"could not open or count ticket {key}")  # pragma: no cover - needs 3 lost races

@@ -31,6 +31,7 @@ from tasks.select import select_site
 from worker.errors import InvalidState
 from worker.halo_client import HaloClient
 from worker.halo_errors import HaloError, HaloUnavailable
+from worker.metrics import observe_reconciliation
 
 log = structlog.get_logger()
 
@@ -412,6 +413,10 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps | None = None) -
                 ) if confirmed else 0,
             )
             classification = classify(recorded, answer, history, now=now, policy=deps.policy)
+            # Every later line of this reconciliation (the task binds practice and task id) says what
+            # it is about: the GUID in use, the one Halo proposes, the verdict.
+            structlog.contextvars.bind_contextvars(old_guid=recorded.halo_guid, new_guid=classification.new_guid,
+                                                   verdict=str(classification.verdict))
             guard = (
                 guard_state(session, now=now, policy=deps.policy)
                 if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE
@@ -449,6 +454,8 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps | None = None) -
                 detail=classification.reason,
             )
         deps.after_commit(result)
+        observe_reconciliation(str(result.verdict), str(result.action))
+        structlog.contextvars.unbind_contextvars("old_guid", "new_guid", "verdict")
         log.info("reconcile_finished", practice_id=practice_id, trigger=str(trigger), verdict=str(result.verdict),
                  action=str(result.action), old_guid=result.old_guid, new_guid=result.new_guid,
                  halo_calls=halo_calls, duration_ms=duration_ms)

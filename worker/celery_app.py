@@ -7,9 +7,11 @@ The broker is ``BROKER_URL`` (Redis) or, with none set, the embedded Valkey serv
 from __future__ import annotations
 
 import sys
+import time
 
 from celery import Celery
 from celery.signals import (
+    before_task_publish,
     beat_init,
     task_rejected,
     task_unknown,
@@ -24,6 +26,7 @@ from kombu import pools as kombu_pools
 from worker.config import get_settings
 
 QUEUES = ("events", "reconcile", "sweep", "deliver")
+SENT_AT_HEADER = "halo_sent_at"
 
 
 def broker_url() -> str:
@@ -188,7 +191,19 @@ def _warm_up() -> None:
 def _init_main_process(**_: object) -> None:
     from worker.logging import configure_logging
 
-    configure_logging(get_settings(), stream=sys.__stderr__)
+    settings = get_settings()
+    configure_logging(settings, stream=sys.__stderr__)
+    if settings.metrics_port:
+        from worker.metrics import start_metrics_server
+
+        start_metrics_server(settings.metrics_port)  # before the pool forks: children inherit the setup
+
+
+@before_task_publish.connect
+def _stamp_sent_at(headers: dict | None = None, **_: object) -> None:
+    """Every task carries when it was sent, so the metrics can say how old a queue's oldest message is."""
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())
 
 
 @worker_process_shutdown.connect

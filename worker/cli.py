@@ -391,6 +391,26 @@ def db_current(as_json: JsonOption = False) -> None:
         stdout.print(f"current {current or 'empty'}, code needs {head}", markup=False)
 
 
+@app.command("health")
+def health(
+    skip_halo: Annotated[bool, typer.Option("--skip-halo", help="Do not call Halo (saves a call per check).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the database, the broker, the last sweep and Halo; exit 1 with the reasons when unhealthy."""
+    from worker.health import run_checks
+
+    checks = run_checks(_settings(), halo=not skip_halo)
+    healthy = all(check.ok for check in checks)
+    if as_json:
+        _print_json({"healthy": healthy, "checks": [check.to_json() for check in checks]})
+    else:
+        for check in checks:
+            (stdout if check.ok else stderr).print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}",
+                                                   markup=False)
+    if not healthy:
+        raise typer.Exit(1)
+
+
 # --- simulator and demo ----------------------------------------------------------------------------
 
 

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=300, ge=10, le=3600)
     # Redis hands an unacknowledged message (its worker host died) to another worker after this long.
     broker_visibility_timeout_seconds: int = Field(default=3600, ge=5, le=7 * 24 * 3600)
+    # The worker's Prometheus endpoint (main process; off when unset). HALO_RECONCILER_METRICS_PORT.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     report_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     # After Halo confirms a practice unchanged, further 403s for a while only count (the tail of a
     # storm costs no calls); a real change in that window is caught when it ends.

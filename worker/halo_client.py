@@ -38,6 +38,7 @@ from worker.halo_errors import (
     forbidden_cause,
 )
 from worker.halo_models import FindSitesResult, QueryResult, Site
+from worker.metrics import observe_halo_call
 
 log = structlog.get_logger()
 
@@ -215,20 +216,24 @@ class HaloClient:
                 self._before_request(endpoint)
             with self._lock:
                 self._attempts += 1
+            sent = time.perf_counter()
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TimeoutException as exc:
+                observe_halo_call(endpoint, "timeout", time.perf_counter() - sent)
                 failure = HaloTimeout(f"Halo did not answer {endpoint} in time")
                 failure.__cause__ = exc
                 retry_after = None
                 status = None
             except httpx.TransportError as exc:
+                observe_halo_call(endpoint, "unreachable", time.perf_counter() - sent)
                 failure = HaloTimeout(f"could not reach Halo for {endpoint} ({type(exc).__name__})")
                 failure.__cause__ = exc
                 retry_after = None
                 status = None
             else:
                 status = response.status_code
+                observe_halo_call(endpoint, status, time.perf_counter() - sent)
                 if 200 <= status < 300:
                     return response
                 if status not in RETRYABLE:

@@ -13,6 +13,7 @@ key                                type, TTL                what
 ``halo:lookup:{guid}``             string, 10 s             a database lookup of the GUID is on its way
 ``halo:reports:stale``             counter, none            reports naming a GUID a practice has left
 ``halo:reports:unknown``           counter, none            reports naming a GUID no practice has
+``halo:reports``                   hash, none               reports by outcome (publish, folded, stale...)
 ``halo:reports:rejected``          counter, none            reports refused as malformed (no GUID)
 ``halo:broker:refused``            counter, none            broker messages that are not ours, dropped
 ``halo:integrator-403:{cause}``    string, 5 min            an integrator-wide 403 ticket was just noted
@@ -66,6 +67,10 @@ def stale_reports() -> str:
 
 def unknown_reports() -> str:
     return f"{PREFIX}reports:unknown"
+
+
+def report_outcomes() -> str:
+    return f"{PREFIX}reports"
 
 
 def rejected_reports() -> str:

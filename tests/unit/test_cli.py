@@ -205,3 +205,25 @@ def test_enqueueing_with_the_broker_down_is_one_line_and_exit_1(sim, capsys, mon
         code, out, err = run(capsys, *argv)
         assert code == 1, err
         assert "unreachable" in err and "Traceback" not in err and "hunter2" not in err
+
+
+def test_health_is_ok_then_names_what_is_wrong(sim, capsys, monkeypatch):
+    sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP1", practice_name="Clinic")
+    assert run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP1")[0] == 0
+    report = run_json(capsys, "health")
+    assert report["healthy"] is True
+    assert [c["name"] for c in report["checks"]] == ["database", "broker", "sweep", "halo"]
+
+    sim.inject(Fault("unauthorized"))
+    code, out, err = run(capsys, "health")
+    assert code == 1
+    assert "FAIL halo" in err and "401" in err and KEY not in out + err
+    assert "ok   database" in out and "ok   broker" in out
+    sim.clear_faults()
+
+    from worker import keys
+    from worker.coordination import get_redis
+
+    get_redis().set(keys.last_sweep(), "2020-01-01T00:00:00+00:00")
+    code, out, err = run(capsys, "health", "--skip-halo")
+    assert code == 1 and "FAIL sweep" in err and "halo" not in out

@@ -1,0 +1,112 @@
+"""``halo-reconciler health``: is this deployment able to do its job right now?
+
+Four checks, each bounded and independent (one failing does not hide the others): the database
+answers and its schema is the one this code needs; the broker and coordination store (Redis)
+answers; the last sweep is recent (beat and a worker are both alive); Halo answers with the
+configured key. A container health check runs it; the exit code says healthy or not, each line
+says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from worker.config import Settings
+
+NIL_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def check_database() -> Check:
+    from worker import db
+
+    try:
+        current, head = db.current_revision(), db.head_revision()
+    except Exception as exc:  # each check reports its own failure; the others still run
+        return Check("database", False, f"unreachable: {exc}")
+    if current != head:
+        return Check("database", False, f"schema at {current or 'nothing'}, this code needs {head}: "
+                                        "run `halo-reconciler db upgrade`")
+    return Check("database", True, f"answers, schema {head}")
+
+
+def check_broker() -> Check:
+    from worker.coordination import get_redis
+
+    try:
+        get_redis().ping()
+    except Exception as exc:
+        return Check("broker", False, f"Redis does not answer: {exc}")
+    return Check("broker", True, "Redis answers")
+
+
+def check_sweep(settings: Settings, now: datetime | None = None) -> Check:
+    """The last sweep's age against three intervals (and a minute of slack)."""
+    from worker import keys
+    from worker.coordination import get_redis
+
+    now = now or datetime.now(UTC)
+    allowed = 3 * settings.sweep_interval_seconds + 60
+    try:
+        raw = get_redis().get(keys.last_sweep())
+    except Exception as exc:
+        return Check("sweep", False, f"cannot read the last sweep: {exc}")
+    if raw is None:
+        # A fresh deployment has not swept yet: not a failure, but say so.
+        return Check("sweep", True, "no sweep has finished yet (beat sweeps every "
+                                    f"{settings.sweep_interval_seconds:.0f} s)")
+    try:
+        finished = datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return Check("sweep", False, "the last sweep's time does not parse")
+    age = (now - finished).total_seconds()
+    if age > allowed:
+        return Check("sweep", False, f"the last sweep finished {age:.0f} s ago (more than {allowed:.0f} s): "
+                                     "is beat running, and a worker consuming the sweep queue?")
+    return Check("sweep", True, f"last sweep {age:.0f} s ago")
+
+
+def check_halo(settings: Settings) -> Check:
+    """One unretried call: any answer but 401 shows Halo takes the key (a 404 for the nil GUID does)."""
+    from sqlmodel import select
+
+    from models import Practice
+    from worker import db
+    from worker.halo_client import HaloClient
+    from worker.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
+
+    guid = NIL_GUID
+    try:
+        with db.new_session() as session:
+            first = session.exec(select(Practice.halo_guid).order_by(Practice.id).limit(1)).first()
+            guid = first or NIL_GUID
+    except Exception:  # the database check reports that; Halo can still be asked about the nil GUID
+        pass
+    try:
+        with HaloClient.from_settings(settings, max_attempts=1, timeout=min(settings.halo_timeout_seconds, 10)) as client:
+            client.get_site(guid)
+    except HaloUnauthorized:
+        return Check("halo", False, "Halo refused the subscription key (401): check HALO_SUBSCRIPTION_KEY and "
+                                    "HALO_BASE_URL (stage and production keys differ)")
+    except HaloUnavailable as exc:
+        return Check("halo", False, f"Halo did not answer: {exc.message}")
+    except HaloError as exc:
+        return Check("halo", True, f"answers with the key ({exc.status} for a site status)")
+    return Check("halo", True, "answers with the key")
+
+
+def run_checks(settings: Settings, *, halo: bool = True) -> list[Check]:
+    checks = [check_database(), check_broker(), check_sweep(settings)]
+    if halo:
+        checks.append(check_halo(settings))
+    return checks

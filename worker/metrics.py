@@ -1,0 +1,187 @@
+"""Prometheus metrics: what the worker did (counters its pool processes write) and the state of the
+system (read from Redis and the database when Prometheus scrapes).
+
+Celery's prefork pool runs tasks in child processes, so counters use prometheus_client's
+multiprocess mode: ``start_metrics_server`` (the worker's main process, before the pool forks)
+points ``PROMETHEUS_MULTIPROC_DIR`` at an empty directory in the data directory, every process
+writes its own file there, and a scrape sums them. Reports are counted in Redis by the report
+script itself (they happen in the integrator's application, not here) and read at scrape time,
+like queue depths, the last sweep and open tickets: one endpoint answers "what happened" and
+"what is waiting" for the whole fleet, whichever worker is scraped.
+
+Off unless ``HALO_RECONCILER_METRICS_PORT`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import values as prometheus_values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+log = structlog.get_logger()
+
+NAMESPACE = "halo_reconciler"
+
+RECONCILIATIONS = Counter("reconciliations", "Reconciliations recorded, by verdict and action",
+                          ["verdict", "action"], namespace=NAMESPACE)
+HALO_CALLS = Counter("halo_calls", "HTTP calls to Halo Cloud, by endpoint and status (or 'timeout')",
+                     ["endpoint", "status"], namespace=NAMESPACE)
+HALO_LATENCY = Histogram("halo_call_seconds", "Time Halo Cloud took to answer one call, by endpoint", ["endpoint"],
+                         namespace=NAMESPACE, buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+TICKETS_OPENED = Counter("tickets_opened", "Tickets opened, by kind and reason", ["kind", "reason"],
+                         namespace=NAMESPACE)
+
+
+def _multiprocess_dir(port: int) -> Path:
+    from worker.config import get_settings
+
+    return get_settings().data_dir / "metrics" / str(port)
+
+
+def prepare_multiprocess(port: int) -> Path:
+    """Give this process tree an empty multiprocess directory (stale files would resurrect old counts)."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _multiprocess_dir(port))
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    # prometheus_client chose its value class when first imported; no labelled value exists yet, so
+    # switching now makes every counter this process and its forked children create file-backed.
+    prometheus_values.ValueClass = prometheus_values.get_value_class()
+    return path
+
+
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:
+    prepare_multiprocess(port)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(StateCollector())
+    start_http_server(port, addr=host, registry=registry)
+    log.info("metrics_serving", port=port)
+
+
+def observe_reconciliation(verdict: str, action: str) -> None:
+    RECONCILIATIONS.labels(verdict=verdict, action=action).inc()
+
+
+def observe_halo_call(endpoint: str, status: int | str, seconds: float) -> None:
+    HALO_CALLS.labels(endpoint=endpoint, status=str(status)).inc()
+    HALO_LATENCY.labels(endpoint=endpoint).observe(seconds)
+
+
+def observe_ticket_opened(kind: str, reason: str) -> None:
+    TICKETS_OPENED.labels(kind=kind, reason=reason).inc()
+
+
+def oldest_message_age(raw: bytes | None, now: float) -> float | None:
+    """Age in seconds of a kombu Redis message (as LINDEX returns it), or None if it has no stamp."""
+    from worker.celery_app import SENT_AT_HEADER
+
+    if not raw:
+        return None
+    try:
+        sent = float(json.loads(raw)["headers"][SENT_AT_HEADER])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return max(0.0, now - sent)
+
+
+class StateCollector:
+    """Read at scrape time: report outcomes, refused input, queues, the last sweep, open tickets."""
+
+    def collect(self) -> Iterator[object]:
+        yield from self._from_redis()
+        yield from self._from_database()
+
+    def _from_redis(self) -> Iterator[object]:
+        from worker import keys
+        from worker.celery_app import QUEUES
+        from worker.coordination import get_redis
+
+        up = GaugeMetricFamily(f"{NAMESPACE}_redis_up", "1 if Redis answered this scrape")
+        try:
+            redis = get_redis()
+            pipe = redis.pipeline(transaction=False)
+            pipe.hgetall(keys.report_outcomes())
+            pipe.get(keys.rejected_reports())
+            pipe.get(keys.refused_messages())
+            pipe.get(keys.last_sweep())
+            for queue in QUEUES:
+                pipe.llen(queue)
+                pipe.lindex(queue, -1)  # kombu pushes on the left: the right end is the oldest
+            answers = pipe.execute()
+        except Exception as exc:  # a scrape reports what it can; Redis down is itself a reading
+            log.warning("metrics_redis_unavailable", error=str(exc))
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        outcomes, rejected, refused, last_sweep, *queues = answers
+        reports = CounterMetricFamily(f"{NAMESPACE}_reports", "403 reports from the application, by outcome "
+                                      "(publish, folded, counted, persists, stale, unknown, lookup, "
+                                      "integrator_wide, rejected)", labels=["outcome"])
+        for outcome, n in sorted((outcomes or {}).items()):
+            reports.add_metric([outcome.decode() if isinstance(outcome, bytes) else outcome], float(n))
+        reports.add_metric(["rejected"], float(rejected or 0))
+        yield reports
+        yield CounterMetricFamily(f"{NAMESPACE}_broker_messages_refused", "Broker messages that were not ours "
+                                  "(unparsed arguments, unknown tasks, undecodable bodies)", value=float(refused or 0))
+        now = time.time()
+        depth = GaugeMetricFamily(f"{NAMESPACE}_queue_depth", "Messages waiting per queue", labels=["queue"])
+        age = GaugeMetricFamily(f"{NAMESPACE}_queue_oldest_age_seconds",
+                                "Age of the oldest waiting message per queue (0 when empty)", labels=["queue"])
+        for i, queue in enumerate(QUEUES):
+            length, oldest = queues[2 * i], queues[2 * i + 1]
+            depth.add_metric([queue], float(length))
+            age.add_metric([queue], oldest_message_age(oldest, now) or 0.0)
+        yield depth
+        yield age
+        since = GaugeMetricFamily(f"{NAMESPACE}_last_sweep_age_seconds",
+                                  "Seconds since the last sweep finished (absent before the first)")
+        if last_sweep:
+            try:
+                finished = datetime.fromisoformat(last_sweep.decode() if isinstance(last_sweep, bytes) else last_sweep)
+                since.add_metric([], max(0.0, (datetime.now(UTC) - finished).total_seconds()))
+            except ValueError:
+                pass
+        yield since
+
+    def _from_database(self) -> Iterator[object]:
+        from sqlmodel import func, select
+
+        from models import Practice, Ticket, TicketStatus
+        from worker import db
+
+        up = GaugeMetricFamily(f"{NAMESPACE}_database_up", "1 if the database answered this scrape")
+        try:
+            with db.new_session() as session:
+                tickets = session.exec(
+                    select(Ticket.kind, func.count()).where(Ticket.status != TicketStatus.RESOLVED).group_by(Ticket.kind)
+                ).all()
+                states = session.exec(select(Practice.state, func.count()).group_by(Practice.state)).all()
+        except Exception as exc:
+            log.warning("metrics_database_unavailable", error=str(exc))
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        open_tickets = GaugeMetricFamily(f"{NAMESPACE}_tickets_open", "Tickets open or acknowledged, by kind",
+                                         labels=["kind"])
+        for kind, n in tickets:
+            open_tickets.add_metric([str(kind)], float(n))
+        yield open_tickets
+        practices = GaugeMetricFamily(f"{NAMESPACE}_practices", "Practices by state", labels=["state"])
+        for state, n in states:
+            practices.add_metric([str(state)], float(n))
+        yield practices
