@@ -418,7 +418,8 @@ def health(
 def simulator(
     host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port; 0 picks a free one.", min=0, max=65535)] = 8080,
-    key: Annotated[str | None, typer.Option("--key", help="Answer 401 to calls without this subscription key.")] = None,
+    key: Annotated[str | None, typer.Option("--key", envvar="HALO_SIMULATOR_KEY",
+                                            help="Answer 401 to calls without this subscription key.")] = None,
     sites: Annotated[Path | None, typer.Option("--sites", help='JSON file {"sites": [...]} in the shape Find sites returns.')] = None,
     practices: Annotated[int, typer.Option("--practices", help="Seed this many generated practices.", min=0, max=1_000_000)] = 0,
 ) -> None:
