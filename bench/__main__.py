@@ -1,9 +1,22 @@
-"""``python -m bench [NAME ...]``: run the named benchmarks (all when none is named)."""
+"""``python -m bench [NAME ...] [--quick] [--write]``: run the named benchmarks (all when none is named).
+
+``--write`` also puts each table into docs/BENCHMARKS.md, between its ``<!-- bench:NAME -->`` markers,
+with the date, the machine and the versions it ran on.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.metadata
+import io
+import os
+import platform
+import re
+import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 BENCHMARKS = {
     "storm": "bench.storm",
@@ -12,10 +25,44 @@ BENCHMARKS = {
     "embedded": "bench.embedded",
     "simulator": "bench.simulator_throughput",
 }
+DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: io.TextIOBase) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        sys.__stdout__.flush()
+        return len(text)
+
+
+def machine() -> str:
+    from tests.utils.servers import postgres_bindir, redis_binary
+
+    pg = subprocess.run([str(postgres_bindir() / "postgres"), "--version"], capture_output=True, text=True).stdout.split()[-3]
+    valkey = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True).stdout.split()[2].removeprefix("v=")
+    versions = ", ".join(f"{n} {importlib.metadata.version(n)}" for n in ("celery", "kombu", "redis", "SQLAlchemy", "httpx"))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}, {versions}, "
+            f"PostgreSQL {pg}, Valkey {valkey}")
+
+
+def write_section(name: str, table: str, command: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}"
+    body = f"<!-- bench:{name} -->\n`{command}`, {stamp}:\n\n```text\n{table.rstrip()}\n```\n<!-- /bench:{name} -->"
+    pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+    text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + f"\n\n## {name}\n\n{body}\n"
+    DOC.write_text(text)
 
 
 def main(argv: list[str]) -> int:
     options = [a for a in argv if a.startswith("--")]
+    write = "--write" in options
+    options = [o for o in options if o != "--write"]
     names = [a for a in argv if not a.startswith("--")] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -23,8 +70,12 @@ def main(argv: list[str]) -> int:
         return 2
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
-        module.main(options) if name in ("storm", "sweep") else module.main()
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
+            module.main(options) if name in ("storm", "sweep") else module.main()
         print()
+        if write:
+            write_section(name, captured.getvalue(), " ".join(["python3 dev.py bench", name, *options]))
     return 0
 
 

@@ -105,9 +105,10 @@ def test_a_csv_of_junk_rows_is_reported_row_by_row(tmp_path_factory, capsys, mon
     writer.writerow(["pms_type", "pms_id"])
     writer.writerows(table)
     writer.writerow(["Zedmed", "Z1"])  # one good row after the junk: it must still be onboarded
+    # One data directory (the test's own) for every example: Z1 is onboarded by the first and already
+    # onboarded for the rest; nothing else Halo knows.
     path = tmp_path_factory.mktemp("csv") / "practices.csv"
     path.write_text(buffer.getvalue(), encoding="utf-8")
-    monkeypatch.setenv("HALO_RECONCILER_DATA_DIR", str(path.parent / "data"))
     with serve(sim, host="127.0.0.1", port=0) as server:
         monkeypatch.setenv("HALO_BASE_URL", server.url)
         monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", "bad-input-key")
