@@ -46,11 +46,6 @@ UNITS = {
 APP_SERVICES = {"migrate", "worker", "beat", "simulator"}
 CONTRACT_VARIABLES = {"DATABASE_URL", "BROKER_URL", "HALO_BASE_URL", "HALO_SUBSCRIPTION_KEY"}
 
-# Used by the deploy files for features other engineers are adding under issue 7. Each is accepted
-# here until the code reads it; the matching test below skips (saying why) until then, and checks
-# it for real from the day it lands.
-AWAITED_VARIABLES = {"HALO_RECONCILER_METRICS_PORT": "the worker's Prometheus endpoint"}
-AWAITED_COMMANDS = {"health": "the `halo-reconciler health` command used by the image's HEALTHCHECK"}
 
 
 # --- what the code really reads and runs -------------------------------------------------------------
@@ -78,7 +73,7 @@ def config_variables() -> set[str]:
 
 
 def known_variables() -> set[str]:
-    return config_variables() | set(AWAITED_VARIABLES)
+    return config_variables()
 
 
 def parse_cli(args: list[str]):
@@ -96,13 +91,6 @@ def parse_cli(args: list[str]):
         assert command is not None, f"no command in {args}"
         parent = group_ctx
     return command.make_context(name, args, parent=parent)
-
-
-def cli_has_command(name: str) -> bool:
-    from worker.cli import app
-
-    root = typer.main.get_command(app)
-    return name in root.commands  # type: ignore[attr-defined]
 
 
 def load_settings_from(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch):
@@ -379,13 +367,9 @@ def test_dockerfile_healthcheck_uses_the_health_command():
     assert healthcheck and healthcheck.upper() != "NONE"
     options, _, command = healthcheck.partition("CMD ")
     assert all(o.startswith("--") for o in options.split()), options
-    assert _exec_form(command) == ["halo-reconciler", "health"]
-
-
-def test_health_command_exists():
-    if not cli_has_command("health"):
-        pytest.skip(f"awaiting {AWAITED_COMMANDS['health']} (not in worker/cli.py yet)")
-    parse_cli(["health"])
+    argv = _exec_form(command)
+    assert argv[:2] == ["halo-reconciler", "health"]
+    parse_cli(argv[1:])  # the options it passes are the command's own
 
 
 def _dockerignore_rules() -> list[tuple[bool, re.Pattern]]:
@@ -628,11 +612,9 @@ def test_systemd_analyze_verify(tmp_path):
         assert missing_exe, f"systemd-analyze verify failed: {output}"
 
 
-@pytest.mark.parametrize("name", sorted(AWAITED_VARIABLES))
-def test_awaited_variable_is_read_and_accepts_the_deployed_value(name, compose, units, monkeypatch):
-    if name not in config_variables():
-        pytest.skip(f"awaiting {AWAITED_VARIABLES[name]} ({name} not in worker/config.py yet)")
-    # Once the code reads it, every value the deploy files give it must be valid configuration.
+def test_the_metrics_port_the_deploy_files_set_is_valid_configuration(compose, units, monkeypatch):
+    name = "HALO_RECONCILER_METRICS_PORT"
+    assert name in config_variables()
     values = {interpolate(service_environment(s)[name]) for s in compose["services"].values() if name in service_environment(s)}
     values |= {u for unit in units.values() if (u := unit_environment(unit).get(name))}
     values |= {v for k, v in env_file_entries(ENV_EXAMPLE).items() if k == name}
