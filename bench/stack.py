@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +98,8 @@ class Stack:
         self.stop(self.procs + [self.sim])
         self.redis.stop()
         self.postgres.stop()
+        if sys.exc_info()[0] is None:  # called from a ``finally``: keep the logs when a run failed
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def group_rss_mb(pgid: int) -> float:
@@ -115,6 +118,33 @@ def group_rss_mb(pgid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / 1024
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system, including reaped children) of a process and all its descendants.
+
+    By parentage, not process group: PostgreSQL's backends start sessions of their own.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent[int(entry.name)] = int(stat[1])
+            used[int(entry.name)] = sum(int(v) for v in stat[11:15])  # utime, stime, cutime, cstime
+        except (OSError, IndexError, ValueError):
+            continue
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    return sum(ticks_ for pid, ticks_ in used.items() if descends(pid)) / ticks
 
 
 class MemorySampler:

@@ -8,6 +8,7 @@ practice from a bare thread pool of the same concurrency), in one run.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import threading
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from bench.fleet import index_all, seed_database
-from bench.stack import KEY, MemorySampler, Stack
+from bench.stack import KEY, MemorySampler, Stack, tree_cpu_seconds
 
 LATENCY = 0.08
 WORKERS, CONCURRENCY = 2, 8
@@ -68,6 +69,15 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
     workers = stack.start_workers(env, app="bench.naive" if naive else "worker", count=WORKERS,
                                   concurrency=CONCURRENCY, queues="naive" if naive else "events,reconcile,sweep,deliver")
     sampler = MemorySampler(workers)
+    groups = {"workers": [w.pid for w in workers], "redis": [stack.redis.proc.pid],
+              "postgres": [stack.postgres.proc.pid], "simulator": [stack.sim.pid]}
+
+    def cpu() -> dict[str, float]:
+        used = {name: sum(tree_cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+        used["sender"] = time.process_time()  # this process: the 8 sending threads (and a settling watcher)
+        return used
+
+    cpu_before = cpu()
     control.reset_counters()
     first_report: dict[str, float] = {}
     began_wall, began = time.time(), time.monotonic()
@@ -137,6 +147,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
         raise TimeoutError(f"{'naive' if naive else 'coalesced'} run not settled after {timeout:.0f} s: "
                            f"{verified} of {len(ids)} practices verified, {runs} reconciliations, "
                            f"{control.call_count('find_sites')} Find sites calls; logs in {stack.tmp}") from None
+    cpu_used = {name: seconds - cpu_before[name] for name, seconds in cpu().items()}
     time.sleep(1.0)
     peaks = sampler.stop()
     finds = control.call_count("find_sites")
@@ -152,7 +163,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
     stack.stop(workers)
     return {"reports": len(reports), "taken": taken, "send_s": sent, "finds": finds, "wall": wall,
             "p50": statistics.median(latencies), "p95": latencies[int(0.95 * (len(latencies) - 1))],
-            "peak_mb": max(peaks), "states": states, "switched": switched}
+            "peak_mb": max(peaks), "states": states, "switched": switched, "cpu": cpu_used}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -195,6 +206,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"coalesced / ideal wall: {coalesced['wall'] / ideal_wall:.2f}x (target <= 1.5x); "
               f"naive / coalesced wall: {naive['wall'] / coalesced['wall']:.1f}x (target >= 20x); "
               f"Find sites calls {coalesced['finds']} for {n_practices} affected practices (target: equal)")
+        for name, r in (("coalesced", coalesced), ("naive", naive)):
+            used = r["cpu"]
+            print(f"CPU seconds until settled, {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items())
+                  + f"; total {sum(used.values()):.1f} of {os.cpu_count() * r['wall']:.1f} available on {os.cpu_count()} cores "
+                  f"in {r['wall']:.1f} s")
         print(f"end states after the coalesced storm: {coalesced['states']}, switched {coalesced['switched']}; "
               f"reports sent in {coalesced['send_s']:.1f} s, {coalesced['taken']} taken")
     finally:
