@@ -56,10 +56,12 @@ def _run(self, practice_id: int, trigger: Trigger) -> str | None:  # noqa: ANN00
     deps = workflow.Deps.from_settings()
 
     def on_answer(answer) -> None:
-        answered.setdefault("ms", queue.now_ms())
         if answer.error is None:
             # From now on this run answers any report: later ones only count (no second run).
             note_verified(queue.redis, practice_id, confirmed=False, fresh_seconds=get_settings().verified_fresh_seconds)
+        # Read after the fresh mark is set: a report stamped up to this instant either folded into
+        # this run (before the mark) or only counted (after it); only a later one may ask for another.
+        answered.setdefault("ms", queue.now_ms())
 
     deps.on_answer = on_answer
     try:

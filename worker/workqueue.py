@@ -61,7 +61,7 @@ if sep then
   guid = string.sub(dirty, 1, sep - 1)
   at = tonumber(string.sub(dirty, sep + 1)) or 0
 end
-if (guid == ARGV[2] or guid == '*') and at >= tonumber(ARGV[3]) then return 1 end
+if (guid == ARGV[2] or guid == '*') and at > tonumber(ARGV[3]) then return 1 end
 redis.call('DEL', KEYS[1])
 return 0
 """
@@ -115,8 +115,9 @@ class WorkQueue:
     def done(self, claim: Claim, current_guid: str, answered_ms: int = 0) -> bool:
         """Release the claim. True means: publish exactly one more run.
 
-        ``answered_ms`` is when Halo answered this run (``now_ms``); reports stamped before it are
-        answered already. 0 re-runs for any pending report that names the GUID in use.
+        ``answered_ms`` is when this run had Halo's answer and had marked the practice fresh
+        (``now_ms``); reports stamped up to it are answered already. 0 re-runs for any pending
+        report that names the GUID in use.
         """
         keys_ = [keys.dirty(claim.practice_id), keys.processing(claim.practice_id)]
         return bool(self._done(keys=keys_, args=[claim.token, current_guid, answered_ms]))

@@ -181,3 +181,13 @@ def test_a_report_made_after_halo_answered_gets_one_more_run(r, reporter):
     time.sleep(0.005)
     reporter.report(OLD, None, {})
     assert queue.done(claim, current_guid=OLD, answered_ms=answered) is True
+
+
+def test_a_report_stamped_the_instant_halo_answered_is_answered_by_that_run(r):
+    # The run reads the clock after marking the practice fresh: a report with that very stamp was
+    # made before the mark, so it folded into this run and needs no other (the storm's stray calls).
+    queue = WorkQueue(r)
+    claim = queue.start(7)
+    answered = queue.now_ms()
+    r.set(keys.dirty(7), f"{OLD}|{answered}")
+    assert queue.done(claim, current_guid=OLD, answered_ms=answered) is False
