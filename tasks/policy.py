@@ -86,6 +86,10 @@ _CLEARED_BY_UNCHANGED = (
     TicketReason.INFRASTRUCTURE_CHANGE,
 )
 
+# 403s that persisted after a clean verification are explained once Halo shows the practice changed
+# (it changed right after that verification): the change's own handling replaces that ticket.
+_EXPLAINED_BY_A_CHANGE = (TicketReason.FORBIDDEN_PERSISTS,)
+
 
 def _ticket(kind: TicketKind, reason: TicketReason, detail: str, *, integrator_wide: bool = False) -> TicketSpec:
     return TicketSpec(kind=kind, reason=reason, integrator_wide=integrator_wide, detail=detail)
@@ -117,13 +121,14 @@ def decide(
     if verdict is Verdict.INFRASTRUCTURE_CHANGE:
         new = classification.new_guid
         if policy.infrastructure == InfrastructurePolicy.HOLD:
-            return Decision(Action.HELD, hold=True, reset_backoff=True,
+            return Decision(Action.HELD, hold=True, reset_backoff=True, resolve_tickets=_EXPLAINED_BY_A_CHANGE,
                             ticket=_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE,
                                            f"{seen} Policy holds infrastructure changes: approve or reject practice "
                                            f"{recorded.practice_id}."))
         limit = policy.mass_change_limit(guard.onboarded_practices)
         if guard.autoswitch_paused or guard.switches_in_window >= limit:
-            return Decision(Action.HELD, hold=True, reset_backoff=True, trip_guard=not guard.autoswitch_paused)
+            return Decision(Action.HELD, hold=True, reset_backoff=True, trip_guard=not guard.autoswitch_paused,
+                            resolve_tickets=_EXPLAINED_BY_A_CHANGE)
         ticket = None
         if policy.infrastructure == InfrastructurePolicy.SWITCH_AND_TICKET:
             ticket = _ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE,
@@ -135,7 +140,7 @@ def decide(
         if classification.fingerprint is not None and classification.fingerprint == recorded.rejected_fingerprint:
             return Decision(Action.NONE, reset_backoff=True)  # a person already rejected exactly this
         return Decision(
-            Action.HELD, hold=True, reset_backoff=True,
+            Action.HELD, hold=True, reset_backoff=True, resolve_tickets=_EXPLAINED_BY_A_CHANGE,
             ticket=_ticket(TicketKind.CONTACT_PRACTICE, TicketReason.BUSINESS_CHANGE,
                            f"{seen} The practice's identity changed: confirm with the practice, then "
                            f"`halo-reconciler approve {recorded.practice_id}` or `reject {recorded.practice_id}`."),

@@ -69,3 +69,19 @@ def test_case_and_white_space_are_not_a_business_change(world):
     world.sim.rename(world.practice(pid).halo_guid, "  HALO   clinic south ")
     assert world.reconcile(pid).verdict == Verdict.UNCHANGED
     assert world.practice(pid).practice_name == "Halo Clinic South"  # the raw value is kept
+
+
+def test_a_change_right_after_a_clean_verification_explains_the_persisting_403s(world):
+    pid = world.onboard("Halo Clinic South", pms_id="BP1")
+    guid = world.practice(pid).halo_guid
+    world.reconcile(pid)
+    world.forbidden[(pid, guid)] = 3
+    world.reconcile(pid)  # still unchanged at Halo: forbidden_persists
+    new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
+    world.sim.rename(new, "Another Practice Pty Ltd")  # ... then it changed hands
+
+    assert world.reconcile(pid).verdict == Verdict.BUSINESS_CHANGE
+
+    by_reason = {t.reason: t.status for t in world.tickets()}
+    assert by_reason == {TicketReason.FORBIDDEN_PERSISTS: TicketStatus.RESOLVED,
+                         TicketReason.BUSINESS_CHANGE: TicketStatus.OPEN}
