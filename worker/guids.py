@@ -17,9 +17,15 @@ def parse_guid(value: object) -> str:
         raise InvalidGuid(f"a GUID must be a string, not {type(value).__name__}")
     text = value.strip()
     if not 32 <= len(text) <= 45:
-        raise InvalidGuid(f"not a GUID: {text[:60]!r}")
+        raise InvalidGuid(f"not a GUID: {_shown(text)}")
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise InvalidGuid(f"not a GUID: {text[:60]!r}") from None
+        raise InvalidGuid(f"not a GUID: {_shown(text)}") from None
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """The value as a message may show it: quoted, escaped, and never longer than ``limit``."""
+    shown = repr(text[:limit])
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
