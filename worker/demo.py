@@ -79,7 +79,8 @@ def run_demo(keep: bool = False) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
     env.update(HALO_RECONCILER_DATA_DIR=str(data), HALO_SUBSCRIPTION_KEY=KEY, HALO_RECONCILER_LOG_FORMAT="json",
                HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS="0.05")
-    sim = worker = beat = None
+    sim = None
+    started: list[subprocess.Popen] = []  # the worker and beat, once the walkthrough starts them
     try:
         console.print(f"[bold]halo-reconciler demo[/] (data directory {data})")
         sim, url = _start_simulator(env, data)
@@ -89,10 +90,10 @@ def run_demo(keep: bool = False) -> int:
             os.environ.pop(name, None)
         _reset(data)
         console.print(f"1. Halo Cloud simulator on {url}")
-        return _walkthrough(env, data, url, lambda: (worker, beat))
+        return _walkthrough(env, data, url, started)
     finally:
-        _stop(beat)
-        _stop(worker)
+        for proc in reversed(started):  # beat first, then the worker
+            _stop(proc)
         _stop(sim)
         _shutdown_embedded()
         if keep:
@@ -123,7 +124,7 @@ def _shutdown_embedded() -> None:
         pass
 
 
-def _walkthrough(env: dict[str, str], data: Path, url: str, processes) -> int:
+def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subprocess.Popen]) -> int:
     from sqlmodel import select
 
     from models import Reconciliation
@@ -151,8 +152,9 @@ def _walkthrough(env: dict[str, str], data: Path, url: str, processes) -> int:
     worker = _start([sys.executable, "-m", "celery", "-A", "worker", "worker", "--queues",
                      "events,reconcile,sweep,deliver", "--concurrency", "2", "--loglevel", "WARNING",
                      "--without-gossip", "--without-mingle"], env, data / "worker.log")
+    started.append(worker)  # registered at once: the caller stops whatever was started, whatever fails next
     beat = _start([sys.executable, "-m", "worker.cli", "beat"], env, data / "beat.log")
-    globals()["_processes"] = (worker, beat)
+    started.append(beat)
     console.print(f"3. Celery worker (pid {worker.pid}) and beat (pid {beat.pid}) on the embedded broker")
 
     for pms_id, name, change in PRACTICES:
