@@ -39,25 +39,19 @@ INTEGRATOR_WIDE_FOLD_SECONDS = 300
 
 _REPORT = """
 local function out(outcome, pid)
-  redis.call('HINCRBY', KEYS[7], outcome, 1)
+  redis.call('HINCRBY', KEYS[5], outcome, 1)
   return {outcome, pid}
 end
 local guid = ARGV[1]
 local entry = redis.call('HGET', KEYS[1], guid)
 if not entry then
-  if redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('INCR', KEYS[5])
-    return out('unknown', '')
-  end
-  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[9]) then return out('lookup', '') end
+  if redis.call('EXISTS', KEYS[3]) == 1 then return out('unknown', '') end
+  if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[9]) then return out('lookup', '') end
   return out('folded', '')
 end
 local sep = string.find(entry, ':', 1, true)
 local pid = string.sub(entry, 1, sep - 1)
-if string.sub(entry, sep + 1) ~= 'current' then
-  redis.call('INCR', KEYS[4])
-  return out('stale', pid)
-end
+if string.sub(entry, sep + 1) ~= 'current' then return out('stale', pid) end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local fresh = redis.call('GET', ARGV[6] .. pid)
@@ -139,8 +133,6 @@ class Reporter:
                 keys.guid_index(),
                 keys.forbidden_bucket(guid, bucket),
                 keys.unknown_guid(guid),
-                keys.stale_reports(),
-                keys.unknown_reports(),
                 keys.lookup(guid),
                 keys.report_outcomes(),
             ],
@@ -240,7 +232,7 @@ def lookup_forbidden(guid: GuidText, message: ReportMessage | None) -> str | Non
     if practice is None:
         pipe = redis.pipeline(transaction=False)
         pipe.set(keys.unknown_guid(guid), "1", ex=UNKNOWN_SECONDS)
-        pipe.incr(keys.unknown_reports())
+        pipe.hincrby(keys.report_outcomes(), "unknown", 1)
         pipe.delete(keys.lookup(guid))
         pipe.execute()
         log.info("forbidden_unknown", guid=guid)

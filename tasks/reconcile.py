@@ -32,7 +32,7 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=self.request.id, practice_id=practice_id)
     try:
-        return _run(self, practice_id, Trigger(trigger))
+        return _run(self, practice_id, trigger)
     finally:
         structlog.contextvars.clear_contextvars()
 
@@ -46,7 +46,7 @@ def _run(self, practice_id: int, trigger: Trigger) -> str | None:  # noqa: ANN00
     queue = WorkQueue(get_redis(), lock_seconds=get_settings().run_lock_seconds)
     claim = queue.start(practice_id, token=self.request.id)
     if claim.taken_over:
-        log.warning("reconcile_redelivered", practice_id=practice_id, task_id=self.request.id)
+        log.warning("reconcile_redelivered")  # practice and task id are bound for every line
     if not claim.granted:
         # Another run holds the practice (or a crashed one's lock has not expired yet): come back
         # when it can be ours; the finished run re-queues by itself if a report is still pending.
@@ -65,7 +65,7 @@ def _run(self, practice_id: int, trigger: Trigger) -> str | None:  # noqa: ANN00
 
     deps.on_answer = on_answer
     try:
-        result = workflow.reconcile(practice_id, trigger=Trigger(trigger), deps=deps)
+        result = workflow.reconcile(practice_id, trigger=trigger, deps=deps)
         current_guid = (result.new_guid if result.action is Action.SWITCHED else result.old_guid) or ""
     finally:
         again = queue.done(claim, current_guid, answered.get("ms", 0))

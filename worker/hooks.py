@@ -96,7 +96,7 @@ def _count_rejected() -> None:
     from worker.coordination import get_redis
 
     try:
-        get_redis(bounded=True).incr(keys.rejected_reports())
+        get_redis(bounded=True).hincrby(keys.report_outcomes(), "rejected", 1)
     except Exception:  # the hook edge: counting must not raise into the application either
         log.debug("forbidden_rejected_uncounted", exc_info=True)
 

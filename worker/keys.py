@@ -5,16 +5,14 @@ key                                type, TTL                what
 =================================  =======================  ============================================
 ``halo:guids``                     hash, none               GUID → ``"{practice_id}:current|stale"``
 ``halo:dirty:{id}``                string, 1 h              practice queued / reported while running
-``halo:processing:{id}``           string, limit + 30 s           a reconciliation of the practice runs
+``halo:processing:{id}``           string, limit + 30 s     a reconciliation of the practice runs
 ``halo:fresh:{id}``                string, 5 min            verified unchanged moments ago
 ``halo:since-verified:{id}``       counter, window          403s since that verification
 ``halo:403:{guid}:{minute}``       counter, window + 60 s   403 reports per GUID per minute (the ledger)
 ``halo:unknown:{guid}``            string, 10 min           no practice has this GUID
 ``halo:lookup:{guid}``             string, 10 s             a database lookup of the GUID is on its way
-``halo:reports:stale``             counter, none            reports naming a GUID a practice has left
-``halo:reports:unknown``           counter, none            reports naming a GUID no practice has
-``halo:reports``                   hash, none               reports by outcome (publish, folded, stale...)
-``halo:reports:rejected``          counter, none            reports refused as malformed (no GUID)
+``halo:reports``                   hash, none               403 reports by outcome: ``tasks.events``'s
+                                                            outcomes, and ``rejected`` (no GUID at all)
 ``halo:broker:refused``            counter, none            broker messages that are not ours, dropped
 ``halo:integrator-403:{cause}``    string, 5 min            an integrator-wide 403 ticket was just noted
 ``halo:ratelimit:{name}``          string, ~1 s             the shared token bucket's theoretical arrival
@@ -61,20 +59,8 @@ def lookup(guid: str) -> str:
     return f"{PREFIX}lookup:{guid}"
 
 
-def stale_reports() -> str:
-    return f"{PREFIX}reports:stale"
-
-
-def unknown_reports() -> str:
-    return f"{PREFIX}reports:unknown"
-
-
 def report_outcomes() -> str:
     return f"{PREFIX}reports"
-
-
-def rejected_reports() -> str:
-    return f"{PREFIX}reports:rejected"
 
 
 def refused_messages() -> str:

@@ -95,6 +95,12 @@ def oldest_message_age(raw: bytes | None, now: float) -> float | None:
     return max(0.0, now - sent)
 
 
+def _up(name: str, what: str, answered: bool) -> GaugeMetricFamily:
+    up = GaugeMetricFamily(f"{NAMESPACE}_{name}_up", f"1 if {what} answered this scrape")
+    up.add_metric([], 1 if answered else 0)
+    return up
+
+
 class StateCollector:
     """Read at scrape time: report outcomes, refused input, queues, the last sweep, open tickets."""
 
@@ -107,12 +113,10 @@ class StateCollector:
         from worker.celery_app import QUEUES
         from worker.coordination import get_redis
 
-        up = GaugeMetricFamily(f"{NAMESPACE}_redis_up", "1 if Redis answered this scrape")
         try:
             redis = get_redis()
             pipe = redis.pipeline(transaction=False)
             pipe.hgetall(keys.report_outcomes())
-            pipe.get(keys.rejected_reports())
             pipe.get(keys.refused_messages())
             pipe.get(keys.last_sweep())
             for queue in QUEUES:
@@ -121,18 +125,15 @@ class StateCollector:
             answers = pipe.execute()
         except Exception as exc:  # a scrape reports what it can; Redis down is itself a reading
             log.warning("metrics_redis_unavailable", error=str(exc))
-            up.add_metric([], 0)
-            yield up
+            yield _up("redis", "Redis", False)
             return
-        up.add_metric([], 1)
-        yield up
-        outcomes, rejected, refused, last_sweep, *queues = answers
+        yield _up("redis", "Redis", True)
+        outcomes, refused, last_sweep, *queues = answers
         reports = CounterMetricFamily(f"{NAMESPACE}_reports", "403 reports from the application, by outcome "
                                       "(publish, folded, counted, persists, stale, unknown, lookup, "
                                       "integrator_wide, rejected)", labels=["outcome"])
         for outcome, n in sorted((outcomes or {}).items()):
             reports.add_metric([outcome.decode() if isinstance(outcome, bytes) else outcome], float(n))
-        reports.add_metric(["rejected"], float(rejected or 0))
         yield reports
         yield CounterMetricFamily(f"{NAMESPACE}_broker_messages_refused", "Broker messages that were not ours "
                                   "(unparsed arguments, unknown tasks, undecodable bodies)", value=float(refused or 0))
@@ -162,7 +163,6 @@ class StateCollector:
         from models import Practice, Ticket, TicketStatus
         from worker import db
 
-        up = GaugeMetricFamily(f"{NAMESPACE}_database_up", "1 if the database answered this scrape")
         try:
             with db.new_session() as session:
                 tickets = session.exec(
@@ -171,11 +171,9 @@ class StateCollector:
                 states = session.exec(select(Practice.state, func.count()).group_by(Practice.state)).all()
         except Exception as exc:
             log.warning("metrics_database_unavailable", error=str(exc))
-            up.add_metric([], 0)
-            yield up
+            yield _up("database", "the database", False)
             return
-        up.add_metric([], 1)
-        yield up
+        yield _up("database", "the database", True)
         open_tickets = GaugeMetricFamily(f"{NAMESPACE}_tickets_open", "Tickets open or acknowledged, by kind",
                                          labels=["kind"])
         for kind, n in tickets:

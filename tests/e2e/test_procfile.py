@@ -4,7 +4,6 @@ reported through the hook is switched by the worker, and the metrics endpoint co
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,11 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models import PmsType
+from tests.integration.conftest import stop_workers, use_environment
 from tests.utils.servers import free_port
 from worker import admin, db
-from worker.celery_app import follow_settings
-from worker.config import get_settings
 from worker.hooks import report_forbidden
 from worker.simulator.control import SimulatorControl
 
@@ -66,11 +63,7 @@ def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp
         "HALO_RECONCILER_DATA_DIR": str(tmp_path / "data"),
         "HALO_RECONCILER_LOG_FORMAT": "json",
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    db.reset_engine()
-    follow_settings()
+    use_environment(monkeypatch, env)
     db.upgrade_schema()  # the release step (`halo-reconciler db upgrade`) runs before the Procfile
 
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -107,9 +100,4 @@ def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp
         assert metric(text, "halo_reconciler_practices", state="active") == 1
         assert control.call_count("find_sites") >= 2  # onboarding's call and the reconciliation's
     finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        try:
-            honcho.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
-            honcho.wait()
+        stop_workers([honcho])  # SIGTERM to its process group, SIGKILL after 20 s

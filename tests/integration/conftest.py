@@ -33,13 +33,18 @@ def stack(monkeypatch, tmp_path, redis_url, postgres_url):
             "HALO_RECONCILER_DATA_DIR": str(tmp_path / "data"),
             "HALO_RECONCILER_LOG_FORMAT": "json",
         }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        db.reset_engine()
-        follow_settings()
+        use_environment(monkeypatch, env)
         db.upgrade_schema()
         yield sim, env
+
+
+def use_environment(monkeypatch, env: dict[str, str]) -> None:
+    """Point this process at ``env``: settings, engine and broker follow it (undone after the test)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    db.reset_engine()
+    follow_settings()
 
 
 def start_workers(env: dict[str, str], tmp_path: Path, count: int = 2, *, name: str = "worker",

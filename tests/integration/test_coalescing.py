@@ -69,7 +69,7 @@ def test_a_report_while_running_is_dropped_if_the_run_replaced_that_guid(r, repo
 def test_reports_naming_a_replaced_guid_cost_nothing(r, reporter, published):
     index_practice(r, 7, NEW, [OLD])
     assert {reporter.report(OLD, None, {}) for _ in range(20)} == {"stale"}
-    assert published == [] and int(r.get(keys.stale_reports())) == 20
+    assert published == [] and int(r.hget(keys.report_outcomes(), "stale")) == 20
 
 
 def test_unknown_guid_is_looked_up_once_then_counted(r, reporter, published):
@@ -78,7 +78,7 @@ def test_unknown_guid_is_looked_up_once_then_counted(r, reporter, published):
     assert published == [("halo.lookup_forbidden", [UNKNOWN, None], "events")]
     r.set(keys.unknown_guid(UNKNOWN), "1")  # what the lookup task records
     assert reporter.report(UNKNOWN, None, {}) == "unknown"
-    assert int(r.get(keys.unknown_reports())) == 1
+    assert int(r.hget(keys.report_outcomes(), "unknown")) == 1
 
 
 def test_after_an_unchanged_verification_reports_count_and_the_threshold_notes_persistence(r, reporter, published):

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import func, select
 
+from models import PmsType
 from tests.integration.conftest import ROOT, stack, start_workers, stop_workers, wait_until  # noqa: F401
-from worker import db
+from worker import admin, db
 
 RECORD = "RELIABILITY_RECORD"  # not HALO_*: the suite clears those from every test's environment
 
@@ -54,6 +55,17 @@ def start_ready_workers(env: dict[str, str], tmp_path: Path, count: int = 1, *, 
         time.sleep(0.1)
     stop_workers(procs)
     raise AssertionError("workers did not become ready")
+
+
+def onboard_fleet(sim, pms_type: PmsType, pms_ids: list[str]) -> tuple[list[int], dict[int, str]]:
+    """Each PMS ID a practice in the simulator, onboarded through the real client: ids, and GUID by id."""
+    ids, guids = [], {}
+    for pms_id in pms_ids:
+        sim.add_practice(pms_type=pms_type, pms_id=pms_id, practice_name=f"Clinic {pms_id}")
+        out = admin.onboard(str(pms_type), pms_id)
+        ids.append(out.id)
+        guids[out.id] = out.halo_guid
+    return ids, guids
 
 
 def rows(model, *where) -> list:

@@ -64,16 +64,19 @@ def test_parse_guid_accepts_a_guid_or_raises_invalid_guid_only(observe, value):
 def test_a_report_with_a_malformed_guid_is_refused_and_only_counted(redis_url, monkeypatch, observe, guid, message):
     monkeypatch.setenv("BROKER_URL", redis_url)
     client = redis.Redis.from_url(redis_url)
-    before = set(client.keys("*")) - {keys.rejected_reports().encode()}
-    counted = int(client.get(keys.rejected_reports()) or 0)
+    outcomes = keys.report_outcomes()
+    before = set(client.keys("*")) - {outcomes.encode()}
+    counts = client.hgetall(outcomes)
 
     assert report_forbidden(guid, message) is False
 
-    assert set(client.keys("*")) - {keys.rejected_reports().encode()} == before
-    assert int(client.get(keys.rejected_reports())) == counted + 1
+    assert set(client.keys("*")) - {outcomes.encode()} == before
+    after = client.hgetall(outcomes)
+    assert int(after.pop(b"rejected")) == int(counts.pop(b"rejected", 0)) + 1
+    assert after == counts  # no other outcome counted
     tally(observe, "report", "403 reports naming no GUID", "report_forbidden with any non-GUID text and a "
           "message of up to 10,000 characters, real Valkey", "False returned, never raised; no Redis key "
-          "changed but halo:reports:rejected, which rose by one each time")
+          "changed but the outcome count halo:reports, whose rejected field rose by one each time")
 
 
 @FIXTURES_OK

@@ -14,9 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from models import Action, PmsType, Practice, Reconciliation
-from tests.reliability.conftest import count, rows, start_beats, start_ready_workers, stop_workers, wait_until
+from tests.integration.conftest import use_environment
+from tests.reliability.conftest import (
+    count,
+    onboard_fleet,
+    rows,
+    start_beats,
+    start_ready_workers,
+    stop_workers,
+    wait_until,
+)
 from tests.utils.servers import start_redis
-from worker import admin
 from worker.hooks import report_forbidden
 
 pytestmark = pytest.mark.integration
@@ -46,13 +54,8 @@ def test_redis_restart_during_a_storm(stack, redis_server, tmp_path, monkeypatch
     sim, env = stack
     env = {**env, "HALO_RECONCILER_REPORT_TIMEOUT_SECONDS": str(TIMEOUT),
            "HALO_RECONCILER_SWEEP_STALE_AFTER_SECONDS": "1", "HALO_RECONCILER_SWEEP_INTERVAL_SECONDS": "2"}
-    monkeypatch.setenv("HALO_RECONCILER_REPORT_TIMEOUT_SECONDS", str(TIMEOUT))
-    old, ids = {}, []
-    for i in range(30):
-        sim.add_practice(pms_type=PmsType.D4W, pms_id=f"D{i}", practice_name=f"Dental {i}")
-        out = admin.onboard("D4w", f"D{i}")
-        ids.append(out.id)
-        old[out.id] = out.halo_guid
+    use_environment(monkeypatch, env)  # this process's hook is bounded by the same timeout
+    ids, old = onboard_fleet(sim, PmsType.D4W, [f"D{i}" for i in range(30)])
     before_outage, during_outage, steady = ids[:10], ids[10:20], ids[20:]
     new = {pid: sim.change_guid(PmsType.D4W, f"D{i}") for i, pid in enumerate(ids[:20])}
 

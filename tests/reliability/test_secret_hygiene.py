@@ -13,9 +13,9 @@ import redis
 from sqlalchemy import MetaData, select
 
 from models import PmsType, Practice, Ticket, TicketReason
+from tests.integration.conftest import use_environment
 from tests.reliability.conftest import count, rows, start_ready_workers, stop_workers, wait_until
 from worker import admin, db
-from worker.config import get_settings
 from worker.hooks import report_forbidden
 from worker.simulator.faults import Fault
 
@@ -67,9 +67,7 @@ def test_no_secret_is_written_anywhere(stack, tmp_path, monkeypatch, capfd, obse
     env = {**env, "HALO_SUBSCRIPTION_KEY": SECRET_KEY, "HALO_RECONCILER_LOG_LEVEL": "DEBUG",
            "HALO_RECONCILER_WEBHOOK_URL": f"http://127.0.0.1:{server.server_port}/tickets",
            "HALO_RECONCILER_WEBHOOK_SECRET": WEBHOOK_SECRET}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    use_environment(monkeypatch, env)
     try:
         ids = {}
         for pms_id in ("BP1", "BP2", "BP3"):

@@ -14,8 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from models import Action, PmsType, Practice, Reconciliation, Ticket, TicketReason, TicketStatus
-from tests.reliability.conftest import count, rows, start_beats, start_ready_workers, stop_workers, wait_until
-from worker import admin
+from tests.reliability.conftest import (
+    count,
+    onboard_fleet,
+    rows,
+    start_beats,
+    start_ready_workers,
+    stop_workers,
+    wait_until,
+)
 from worker.hooks import report_forbidden
 
 pytestmark = pytest.mark.integration
@@ -25,12 +32,7 @@ def test_two_workers_two_beats_one_switch_one_ticket(stack, tmp_path, observe):
     sim, env = stack
     env = {**env, "HALO_RECONCILER_SWEEP_STALE_AFTER_SECONDS": "1", "HALO_RECONCILER_SWEEP_INTERVAL_SECONDS": "2"}
     sim.set_latency(0.05)
-    old, ids = {}, []
-    for i in range(60):
-        sim.add_practice(pms_type=PmsType.ZEDMED, pms_id=f"Z{i}", practice_name=f"Zed Clinic {i}")
-        out = admin.onboard("Zedmed", f"Z{i}")
-        ids.append(out.id)
-        old[out.id] = out.halo_guid
+    ids, old = onboard_fleet(sim, PmsType.ZEDMED, [f"Z{i}" for i in range(60)])
     moved, sold, steady = ids[:40], ids[40:50], ids[50:]
     new: dict[int, str] = {}
 

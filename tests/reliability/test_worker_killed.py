@@ -57,7 +57,7 @@ def received(worker) -> set[str]:
 
 
 def assert_ended_right(ids, new1):
-    (p1, old1), (p2, old2) = ids["BP1"], ids["BP2"]
+    (p1, _), (p2, old2) = ids["BP1"], ids["BP2"]
     assert wait_until(lambda: count(Ticket, Ticket.reason == TicketReason.BUSINESS_CHANGE) >= 1
                       and count(Practice, Practice.id == p1, Practice.halo_guid == new1) == 1, timeout=90)
     time.sleep(2)  # anything still in flight lands before we count
