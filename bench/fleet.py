@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from models import GuidHistory, Practice
-from tasks.identifiers import normalise_identifiers
+from reconciler.core.identifiers import normalise_identifiers
 
 
 def seed_database(practices: list[tuple[str, str]], *, stale_every: int = 0, chunk: int = 5000) -> list[int]:
@@ -42,7 +42,7 @@ def seed_database(practices: list[tuple[str, str]], *, stale_every: int = 0, chu
 
 
 def index_all(redis, ids: list[int], practices: list[tuple[str, str]]) -> None:
-    from worker import keys
+    from reconciler.adapters.coordination import keys
 
     pipe = redis.pipeline(transaction=False)
     for pid, (_, guid) in zip(ids, practices):

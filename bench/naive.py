@@ -18,8 +18,8 @@ app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_res
 @app.task(name="bench.naive_reconcile")
 def naive_reconcile(guid: str) -> None:
     from models import Trigger
-    from tasks import store
-    from tasks.workflow import reconcile
+    from reconciler.adapters import store
+    from reconciler.usecases.reconcile import reconcile
     from worker import db
 
     with db.new_session() as session:

@@ -45,7 +45,8 @@ class Stack:
 
     def use(self, env: dict[str, str]) -> None:
         """Point this process at ``env`` (settings, engine, broker, coordination client)."""
-        from worker import coordination, db, halo_client, hooks
+        from reconciler.adapters import halo_client
+        from worker import coordination, db, hooks
         from worker.celery_app import follow_settings
         from worker.config import get_settings
 

@@ -45,7 +45,7 @@ def prepare(stack: Stack, database: str, practices: list[tuple[str, str]]) -> li
 
 def ideal(stack: Stack, practices: list[tuple[str, str]]) -> float:
     from models import PmsType
-    from worker.halo_client import HaloClient
+    from reconciler.adapters.halo_client import HaloClient
 
     clients = [HaloClient(base_url=stack.sim_url, subscription_key=KEY) for _ in range(WORKERS * CONCURRENCY)]
     began = time.monotonic()
@@ -135,7 +135,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
             behind = session.exec(select(Practice).where(Practice.last_verified_at < since)).all()
             import redis as redis_lib
 
-            from worker import keys as k
+            from reconciler.adapters.coordination import keys as k
 
             r = redis_lib.Redis.from_url(stack.redis.url)
             for p in behind:

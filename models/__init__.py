@@ -1,6 +1,6 @@
 """SQLModel tables. Importing this package registers every table on ``SQLModel.metadata``."""
 
-from models.enums import (
+from reconciler.core.vocabulary import (
     Action,
     Availability,
     ForbiddenCause,

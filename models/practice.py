@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.enums import PmsType, PracticeState, Verdict
+from reconciler.core.vocabulary import PmsType, PracticeState, Verdict
 from models.types import UTCDateTime, utcnow
 
 

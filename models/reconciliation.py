@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
-from models.enums import Action, Trigger, Verdict
+from reconciler.core.vocabulary import Action, Trigger, Verdict
 from models.types import UTCDateTime, utcnow
 
 

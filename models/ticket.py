@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlmodel import Field, SQLModel
 
-from models.enums import TicketKind, TicketReason, TicketStatus
+from reconciler.core.vocabulary import TicketKind, TicketReason, TicketStatus
 from models.types import UTCDateTime, utcnow
 
 

@@ -18,7 +18,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from models.outbox import OutboxEvent
-from worker import webhook
+from reconciler.adapters import webhook
 
 log = structlog.get_logger()
 

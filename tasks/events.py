@@ -29,7 +29,7 @@ import redis as redis_lib
 import structlog
 
 from models import Practice, TicketKind, TicketReason
-from worker import keys
+from reconciler.adapters.coordination import keys
 
 log = structlog.get_logger()
 
@@ -199,7 +199,7 @@ def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool |
 
 
 def index_from_db(redis: redis_lib.Redis, practice: Practice) -> None:
-    from tasks import store
+    from reconciler.adapters import store
     from worker import db
 
     with db.new_session() as session:
@@ -219,7 +219,7 @@ IntegratorCause = Literal["ip_not_allowed", "quota_exceeded"]
 @parsed_arguments
 def lookup_forbidden(guid: GuidText, message: ReportMessage | None) -> str | None:
     """A GUID the index did not know: find its practice in the database, index it, report again."""
-    from tasks import store
+    from reconciler.adapters import store
     from worker import db
     from worker.coordination import get_redis
 
@@ -246,7 +246,7 @@ def lookup_forbidden(guid: GuidText, message: ReportMessage | None) -> str | Non
 @parsed_arguments
 def note_forbidden_persists(practice_id: PracticeId) -> None:
     """403s keep coming for a GUID Halo just confirmed: a person must ask Halo why."""
-    from tasks import tickets
+    from reconciler.adapters import tickets
     from worker import db
     from worker.config import get_settings
 
@@ -272,7 +272,7 @@ def note_forbidden_persists(practice_id: PracticeId) -> None:
 @parsed_arguments
 def note_integrator_forbidden(cause: IntegratorCause, message: ReportMessage | None) -> None:
     """A 403 whose message blames the caller's IP or the quota: one integrator-wide ticket."""
-    from tasks import tickets
+    from reconciler.adapters import tickets
     from worker import db
 
     reason = TicketReason(cause)

@@ -1,4 +1,4 @@
-"""Celery tasks for reconciliations: thin adapters over ``tasks.workflow`` and the work queue."""
+"""Celery tasks for reconciliations: thin adapters over ``reconciler.usecases.reconcile`` and the work queue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from models import Action, Trigger
-from tasks import workflow
+from reconciler.usecases import reconcile as workflow
 from tasks.deliver import deliver_outbox
 from worker.celery_app import app
 from worker.coordination import CoordinationUnavailable
@@ -41,7 +41,7 @@ def _run(self, practice_id: int, trigger: Trigger) -> str | None:  # noqa: ANN00
     from tasks.events import note_verified
     from worker.config import get_settings
     from worker.coordination import get_redis
-    from worker.workqueue import WorkQueue
+    from reconciler.adapters.coordination.workqueue import WorkQueue
 
     queue = WorkQueue(get_redis(), lock_seconds=get_settings().run_lock_seconds)
     claim = queue.start(practice_id, token=self.request.id)

@@ -146,10 +146,11 @@ def sweep_task(older_than_seconds: Annotated[int, Field(strict=True, ge=0)] | No
     from datetime import UTC
 
     from tasks.reconcile import reconcile_practice
-    from worker import db, keys
+    from worker import db
+    from reconciler.adapters.coordination import keys
     from worker.config import get_settings
     from worker.coordination import get_redis
-    from worker.workqueue import WorkQueue
+    from reconciler.adapters.coordination.workqueue import WorkQueue
 
     settings = get_settings()
     older = timedelta(seconds=settings.sweep_stale_after_seconds if older_than_seconds is None else older_than_seconds)

@@ -21,7 +21,8 @@ _database_numbers = itertools.count(1)
 
 
 def _reset_process_state() -> None:
-    from worker import db, halo_client, hooks
+    from reconciler.adapters import halo_client
+    from worker import db, hooks
     from worker.config import get_settings
 
     get_settings.cache_clear()

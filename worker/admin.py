@@ -23,10 +23,11 @@ from sqlmodel import Session
 from models import PmsType, Practice, TicketKind, TicketStatus, Trigger
 from models.practice import PracticeOut
 from models.ticket import TicketOut
-from tasks import people, store, tickets
+from reconciler.adapters import store, tickets
+from reconciler.usecases import decisions as people
 from worker import db
-from worker.errors import BadInput, UnknownPractice
-from worker.guids import parse_guid
+from reconciler.core.errors import BadInput, UnknownPractice
+from reconciler.core.guids import parse_guid
 
 
 def _now() -> datetime:
@@ -92,9 +93,9 @@ def find_practice(
 
 
 def onboard(pms_type: str, pms_id: str) -> PracticeOut:
-    from tasks.onboard import onboard_practice, parse_request
+    from reconciler.usecases.onboarding import onboard_practice, parse_request
     from worker.config import get_settings
-    from worker.halo_client import HaloClient
+    from reconciler.adapters.halo_client import HaloClient
 
     settings = get_settings()
     request = parse_request(pms_type, pms_id)
@@ -144,7 +145,7 @@ def current_guid(guid: str) -> str | None:
 
 def reconcile_now(practice_id: int | None = None, **selector: Any):
     """Run a reconciliation in this process, at once (backoff and a refused key do not stop it)."""
-    from tasks.workflow import reconcile
+    from reconciler.usecases.reconcile import reconcile
 
     with unit_of_work() as session:
         target = find_practice(session, practice_id, **selector).id
@@ -241,7 +242,7 @@ def sweep_now(older_than_seconds: int | None = None, progress_factory=None):
 
     from tasks.sweep import count_planned
     from tasks.sweep import sweep_now as run_sweep
-    from tasks.workflow import Deps, reconcile
+    from reconciler.usecases.reconcile import Deps, reconcile
     from worker.config import get_settings
 
     settings = get_settings()

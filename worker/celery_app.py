@@ -173,10 +173,10 @@ def _warm_up() -> None:
     import structlog
 
     import tasks.events  # noqa: F401
-    import tasks.workflow  # noqa: F401
+    import reconciler.usecases.reconcile  # noqa: F401
     from worker import db
     from worker.coordination import get_redis
-    from worker.halo_client import get_client
+    from reconciler.adapters.halo_client import get_client
 
     try:
         with db.get_engine().connect():
@@ -194,7 +194,7 @@ def _init_main_process(**_: object) -> None:
     settings = get_settings()
     configure_logging(settings, stream=sys.__stderr__)
     if settings.metrics_port:
-        from worker.metrics import start_metrics_server
+        from reconciler.adapters.metrics import start_metrics_server
 
         start_metrics_server(settings.metrics_port)  # before the pool forks: children inherit the setup
 
@@ -208,6 +208,6 @@ def _stamp_sent_at(headers: dict | None = None, **_: object) -> None:
 
 @worker_process_shutdown.connect
 def _close_process(**_: object) -> None:
-    from worker.halo_client import close_client
+    from reconciler.adapters.halo_client import close_client
 
     close_client()

@@ -27,9 +27,9 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from worker.config import ConfigError, Settings, get_settings
 from worker.coordination import CoordinationUnavailable
-from worker.errors import BadInput, OperationFailed, ReconcilerError
-from worker.guids import InvalidGuid, parse_guid
-from worker.halo_errors import HaloError, HaloUnauthorized
+from reconciler.core.errors import BadInput, OperationFailed, ReconcilerError
+from reconciler.core.guids import InvalidGuid, parse_guid
+from reconciler.core.halo_errors import HaloError, HaloUnauthorized
 from worker.logging import configure_logging
 
 log = structlog.get_logger()
@@ -159,8 +159,8 @@ def practices_import(
     as_json: JsonOption = False,
 ) -> None:
     """Onboard many practices from a CSV file; a bad row is reported and the rest go on."""
-    from tasks.importer import import_rows, iter_lines, read_rows
-    from worker.halo_client import HaloClient
+    from reconciler.usecases.importing import import_rows, iter_lines, read_rows
+    from reconciler.adapters.halo_client import HaloClient
 
     settings = _settings()
     rows = read_rows(file)

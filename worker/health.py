@@ -52,7 +52,7 @@ def check_broker() -> Check:
 
 def check_sweep(settings: Settings, now: datetime | None = None) -> Check:
     """The last sweep's age against three intervals (and a minute of slack)."""
-    from worker import keys
+    from reconciler.adapters.coordination import keys
     from worker.coordination import get_redis
 
     now = now or datetime.now(UTC)
@@ -82,8 +82,8 @@ def check_halo(settings: Settings) -> Check:
 
     from models import Practice
     from worker import db
-    from worker.halo_client import HaloClient
-    from worker.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
+    from reconciler.adapters.halo_client import HaloClient
+    from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
 
     guid = NIL_GUID
     try:

@@ -24,8 +24,8 @@ from typing import Any
 import structlog
 
 from models import ForbiddenCause
-from worker.guids import InvalidGuid, parse_guid
-from worker.halo_errors import forbidden_cause
+from reconciler.core.guids import InvalidGuid, parse_guid
+from reconciler.core.halo_errors import forbidden_cause
 
 log = structlog.get_logger()
 
@@ -92,7 +92,7 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
 
 def _count_rejected() -> None:
     """A malformed report writes nothing but this count (one bounded call; losing it is harmless)."""
-    from worker import keys
+    from reconciler.adapters.coordination import keys
     from worker.coordination import get_redis
 
     try:

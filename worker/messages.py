@@ -33,7 +33,7 @@ class RefusedMessage(Exception):
 
 def count_refused(reason: str, **fields: Any) -> None:
     """Log and count one refused message; the count is best-effort (Redis may be what failed)."""
-    from worker import keys
+    from reconciler.adapters.coordination import keys
     from worker.coordination import get_redis
 
     log.warning("broker_message_refused", reason=reason, **fields)

@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from tasks.events import Reporter, index_practice, note_verified
-from worker import keys
-from worker.workqueue import WorkQueue
+from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination.workqueue import WorkQueue
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ def test_after_a_held_change_reports_only_count(r, reporter, published):
 
 
 def test_every_report_counts_in_the_ledger(r, reporter):
-    from tasks.ledger import ForbiddenLedger
+    from reconciler.adapters.coordination.ledger import ForbiddenLedger
 
     index_practice(r, 7, OLD, [])
     for _ in range(40):
@@ -143,7 +143,7 @@ def test_a_redelivered_message_takes_its_dead_deliverys_lock_over(r):
 
 
 def test_rate_limiter_holds_the_rate_across_clients(redis_url):
-    from worker.ratelimit import RateLimiter
+    from reconciler.adapters.coordination.ratelimit import RateLimiter
 
     clients = [redis.Redis.from_url(redis_url) for _ in range(3)]
     limiters = [RateLimiter(c, name="test", rate_per_second=50) for c in clients]

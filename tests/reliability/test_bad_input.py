@@ -20,9 +20,10 @@ from kombu import Connection, Exchange, Producer
 
 from models import PmsType, Practice, Reconciliation, Ticket
 from tests.reliability.conftest import count, rows, start_ready_workers, stop_workers, wait_until
-from worker import admin, keys
+from reconciler.adapters.coordination import keys
+from worker import admin
 from worker.cli import main
-from worker.guids import InvalidGuid, parse_guid
+from reconciler.core.guids import InvalidGuid, parse_guid
 from worker.hooks import report_forbidden
 from worker.simulator import Simulator, serve
 

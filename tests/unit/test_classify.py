@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import ForbiddenCause, Verdict
-from tasks.classify import HaloAnswer, History, classify
-from tasks.policy import Policy
+from reconciler.core.classify import HaloAnswer, History, classify
+from reconciler.core.policy import Policy
 from tests.utils.builders import recorded, site
-from worker.halo_errors import (
+from reconciler.core.halo_errors import (
     HaloBadResponse, HaloForbidden, HaloNotFound, HaloRateLimited, HaloServerError, HaloTimeout, HaloUnauthorized,
 )
 

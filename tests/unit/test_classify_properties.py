@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings, strategies as st
 
 from models import Action, PracticeState, Verdict
-from tasks.classify import HaloAnswer, History, Recorded, classify
-from tasks.identifiers import normalise, normalise_identifiers
-from tasks.policy import GuardState, Policy, decide, next_backoff
-from worker.halo_errors import HaloBadResponse, HaloServerError, HaloTimeout
-from worker.halo_models import Site
+from reconciler.core.classify import HaloAnswer, History, Recorded, classify
+from reconciler.core.identifiers import normalise, normalise_identifiers
+from reconciler.core.policy import GuardState, Policy, decide, next_backoff
+from reconciler.core.halo_errors import HaloBadResponse, HaloServerError, HaloTimeout
+from reconciler.core.sites import Site
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 GUIDS = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(4)]

@@ -221,7 +221,7 @@ def test_health_is_ok_then_names_what_is_wrong(sim, capsys, monkeypatch):
     assert "ok   database" in out and "ok   broker" in out
     sim.clear_faults()
 
-    from worker import keys
+    from reconciler.adapters.coordination import keys
     from worker.coordination import get_redis
 
     get_redis().set(keys.last_sweep(), "2020-01-01T00:00:00+00:00")

@@ -12,9 +12,9 @@ from hypothesis import given, strategies as st
 from structlog.testing import capture_logs
 
 from models import ForbiddenCause, PmsType
-from worker.guids import InvalidGuid
-from worker.halo_client import ClientClosed, HaloClient
-from worker.halo_errors import (
+from reconciler.core.guids import InvalidGuid
+from reconciler.adapters.halo_client import ClientClosed, HaloClient
+from reconciler.core.halo_errors import (
     HaloBadRequest, HaloBadResponse, HaloForbidden, HaloNotFound, HaloRateLimited, HaloServerError, HaloTimeout,
     HaloUnauthorized,
 )
@@ -181,7 +181,7 @@ def test_a_closed_client_refuses_reuse():
 
 
 def test_get_client_is_rebuilt_after_fork(monkeypatch):
-    from worker import halo_client
+    from reconciler.adapters import halo_client
 
     first = halo_client.get_client()
     assert halo_client.get_client() is first

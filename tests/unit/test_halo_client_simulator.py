@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from models import ForbiddenCause, PmsType
-from worker.halo_client import HaloClient
-from worker.halo_errors import (
+from reconciler.adapters.halo_client import HaloClient
+from reconciler.core.halo_errors import (
     HaloBadRequest, HaloBadResponse, HaloForbidden, HaloNotFound, HaloRateLimited, HaloServerError, HaloTimeout,
     HaloUnauthorized,
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fakeredis
 
-from tasks.ledger import ForbiddenLedger
-from worker import keys
+from reconciler.adapters.coordination.ledger import ForbiddenLedger
+from reconciler.adapters.coordination import keys
 
 GUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 

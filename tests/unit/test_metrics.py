@@ -1,6 +1,6 @@
 import json
 
-from worker.metrics import oldest_message_age
+from reconciler.adapters.metrics import oldest_message_age
 
 
 def message(headers: dict) -> bytes:

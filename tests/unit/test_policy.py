@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import Action, TicketKind, TicketReason, Verdict
-from tasks.classify import Classification, History
-from tasks.policy import GuardState, Policy, decide, next_backoff
+from reconciler.core.classify import Classification, History
+from reconciler.core.policy import GuardState, Policy, decide, next_backoff
 from tests.utils.builders import recorded
 
 GUID, NEW = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"

@@ -14,9 +14,10 @@ from sqlmodel import select
 
 from models import TicketKind, TicketReason
 from models.outbox import OutboxEvent
-from tasks import tickets
+from reconciler.adapters import tickets
 from tasks.deliver import deliver_pending
-from worker import db, webhook
+from reconciler.adapters import webhook
+from worker import db
 
 SECRET = "webhook-secret-for-tests"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tasks.classify import Recorded
-from tasks.identifiers import normalise_identifiers
-from worker.halo_models import Site
+from reconciler.core.classify import Recorded
+from reconciler.core.identifiers import normalise_identifiers
+from reconciler.core.sites import Site
 
 _UNSET: Any = object()
 

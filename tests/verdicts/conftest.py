@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import PmsType, Practice, Ticket, Trigger
-from tasks import store
-from tasks.onboard import onboard_practice, parse_request
-from tasks.policy import Policy
-from tasks.workflow import Deps, ReconcileResult, reconcile
+from reconciler.adapters import store
+from reconciler.usecases.onboarding import onboard_practice, parse_request
+from reconciler.core.policy import Policy
+from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
 from worker import db
 from worker.config import get_settings
-from worker.halo_client import HaloClient
+from reconciler.adapters.halo_client import HaloClient
 from worker.simulator import Simulator
 
 KEY = "test-subscription-key-7f3a"

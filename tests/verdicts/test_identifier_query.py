@@ -1,7 +1,7 @@
 """Optional extra identifiers from an immediate query: recorded at onboarding, compared later."""
 
 from models import PmsType, Verdict
-from tasks.onboard import onboard_practice, parse_request
+from reconciler.usecases.onboarding import onboard_practice, parse_request
 from worker import db
 
 SQL = "SELECT abn FROM practice_details"
@@ -23,7 +23,7 @@ def test_same_abn_on_a_new_guid_is_an_infrastructure_change(world):
     new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")  # the query rows move with the practice
     deps = world.deps()
     deps.identifier_query = SQL
-    from tasks.workflow import reconcile
+    from reconciler.usecases.reconcile import reconcile
     from models import Trigger
 
     assert reconcile(pid, trigger=Trigger.FORBIDDEN, deps=deps).verdict == Verdict.INFRASTRUCTURE_CHANGE
@@ -36,7 +36,7 @@ def test_a_different_abn_is_a_business_change_even_with_the_same_name(world):
     world.sim.set_query_rows(new, [{"abn": "98 765 432 109"}])
     deps = world.deps()
     deps.identifier_query = SQL
-    from tasks.workflow import reconcile
+    from reconciler.usecases.reconcile import reconcile
     from models import Trigger
 
     result = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=deps)

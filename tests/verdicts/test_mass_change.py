@@ -1,5 +1,5 @@
 from models import Action, PmsType, PracticeState, TicketReason, Verdict
-from tasks import people
+from reconciler.usecases import decisions as people
 from worker import db
 
 

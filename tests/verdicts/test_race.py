@@ -1,7 +1,7 @@
 """Two reconciliations of one practice racing: the version column lets only one switch."""
 
 from models import PmsType, Trigger, Verdict
-from tasks.workflow import reconcile
+from reconciler.usecases.reconcile import reconcile
 
 
 def test_racing_reconciliations_switch_once(world):

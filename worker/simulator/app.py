@@ -21,8 +21,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from models.enums import Availability, PmsType, SiteStatus
-from worker.guids import InvalidGuid, parse_guid
+from reconciler.core.vocabulary import Availability, PmsType, SiteStatus
+from reconciler.core.guids import InvalidGuid, parse_guid
 from worker.simulator.faults import Fault, FaultError
 from worker.simulator.state import SiteRecord
 

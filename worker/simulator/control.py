@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from models.enums import Availability, PmsType, SiteStatus
+from reconciler.core.vocabulary import Availability, PmsType, SiteStatus
 from worker.simulator.faults import Fault, FaultError
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from models.enums import Availability, PmsType, SiteStatus
+from reconciler.core.vocabulary import Availability, PmsType, SiteStatus
 
 
 def _stamp(moment: datetime) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from worker import keys
+from reconciler.adapters.coordination import keys
 
 _GCRA = """
 local t = redis.call('TIME')

@@ -14,9 +14,9 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from models import GuidHistory, Practice, PmsType
-from tasks.identifiers import normalise_identifiers
-from worker.errors import UnknownPractice
-from worker.guids import parse_guid
+from reconciler.core.identifiers import normalise_identifiers
+from reconciler.core.errors import UnknownPractice
+from reconciler.core.guids import parse_guid
 
 
 def get_practice(session: Session, *, practice_id: int) -> Practice:

@@ -6,7 +6,7 @@ not, maps to a verdict. Rules, in order:
 1. Halo failed: 401 → ``unauthorized``; 403 blaming the IP → ``ip_not_allowed``; 403 blaming the
    quota → ``quota_exceeded``; anything else (timeouts, 429/5xx after retries, other 403s, 404, an
    answer that did not parse) → ``halo_unavailable``. An unparsed answer never switches a GUID.
-2. Select the authoritative active site (``tasks.select``): none → ``not_found``; no single one →
+2. Select the authoritative active site (``reconciler.core.selection``): none → ``not_found``; no single one →
    ``ambiguous``.
 3. Compare: identifiers differ (GUID changed or not) → ``business_change``; same GUID →
    ``unchanged``; new GUID that we switched away from within the flapping window → ``flapping``;
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from models.enums import ForbiddenCause, PracticeState, Verdict
-from tasks.identifiers import differing, identifiers_from_site, normalise_identifiers
-from tasks.policy import Policy
-from tasks.select import select_site
-from worker.halo_errors import HaloError, HaloForbidden, HaloUnauthorized
-from worker.halo_models import Site
+from reconciler.core.vocabulary import ForbiddenCause, PracticeState, Verdict
+from reconciler.core.identifiers import differing, identifiers_from_site, normalise_identifiers
+from reconciler.core.policy import Policy
+from reconciler.core.selection import select_site
+from reconciler.core.halo_errors import HaloError, HaloForbidden, HaloUnauthorized
+from reconciler.core.sites import Site
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,15 @@ from sqlmodel import Session, col, select
 
 from models import Action, GuidHistory, Practice, PracticeState, Reconciliation, TicketKind, TicketReason, Trigger, Verdict
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
-from tasks import store, tickets
-from tasks.classify import Classification, HaloAnswer, History, Recorded, classify
-from tasks.identifiers import normalise_identifiers
-from tasks.policy import Decision, GuardState, Policy, decide, next_backoff
-from tasks.select import select_site
-from worker.errors import InvalidState
-from worker.halo_client import HaloClient
-from worker.halo_errors import HaloError, HaloUnavailable
-from worker.metrics import observe_reconciliation
+from reconciler.adapters import store, tickets
+from reconciler.core.classify import Classification, HaloAnswer, History, Recorded, classify
+from reconciler.core.identifiers import normalise_identifiers
+from reconciler.core.policy import Decision, GuardState, Policy, decide, next_backoff
+from reconciler.core.selection import select_site
+from reconciler.core.errors import InvalidState
+from reconciler.adapters.halo_client import HaloClient
+from reconciler.core.halo_errors import HaloError, HaloUnavailable
+from reconciler.adapters.metrics import observe_reconciliation
 
 log = structlog.get_logger()
 
@@ -87,7 +87,7 @@ class Deps:
     def from_settings(cls) -> "Deps":
         from worker import db
         from worker.config import get_settings
-        from worker.halo_client import get_client
+        from reconciler.adapters.halo_client import get_client
 
         settings = get_settings()
         return cls(
@@ -104,7 +104,7 @@ def _ledger_counter(settings: Any) -> Callable[[int, str, datetime | None], int]
     """403 reports for a GUID since a time, read from the coordination store's ledger."""
 
     def count(practice_id: int, guid: str, since: datetime | None) -> int:
-        from tasks.ledger import ForbiddenLedger
+        from reconciler.adapters.coordination.ledger import ForbiddenLedger
         from worker.coordination import CoordinationUnavailable, get_redis
 
         try:

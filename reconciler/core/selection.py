@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from models.enums import SiteStatus
-from worker.halo_models import Site
+from reconciler.core.vocabulary import SiteStatus
+from reconciler.core.sites import Site
 
 Outcome = Literal["selected", "not_found", "ambiguous"]
 

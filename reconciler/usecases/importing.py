@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from tasks.onboard import OnboardRequest, onboard_practice, parse_request
-from worker.errors import AlreadyOnboarded, BadInput, ReconcilerError
-from worker.halo_client import HaloClient
-from worker.halo_errors import HaloError, HaloUnauthorized
+from reconciler.usecases.onboarding import OnboardRequest, onboard_practice, parse_request
+from reconciler.core.errors import AlreadyOnboarded, BadInput, ReconcilerError
+from reconciler.adapters.halo_client import HaloClient
+from reconciler.core.halo_errors import HaloError, HaloUnauthorized
 
 REQUIRED_COLUMNS = ("pms_type", "pms_id")
 MAX_FILE_BYTES = 50 * 1024 * 1024

@@ -1,7 +1,7 @@
 """The Halo Cloud client: the Halo policy (key header, bounded retries, Retry-After, the error
 envelope) over one pooled ``httpx.Client``. Transport-agnostic: tests pass ``transport=``.
 
-Callers see only ``worker.halo_errors`` types and parsed ``worker.halo_models`` values.
+Callers see only ``reconciler.core.halo_errors`` types and parsed ``reconciler.core.sites`` values.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
-from models.enums import PmsType
+from reconciler.core.vocabulary import PmsType
 from worker.config import Settings, get_settings
-from worker.guids import parse_guid
-from worker.halo_errors import (
+from reconciler.core.guids import parse_guid
+from reconciler.core.halo_errors import (
     HaloBadRequest,
     HaloBadResponse,
     HaloError,
@@ -37,8 +37,8 @@ from worker.halo_errors import (
     HaloUnavailable,
     forbidden_cause,
 )
-from worker.halo_models import FindSitesResult, QueryResult, Site
-from worker.metrics import observe_halo_call
+from reconciler.core.sites import FindSitesResult, QueryResult, Site
+from reconciler.adapters.metrics import observe_halo_call
 
 log = structlog.get_logger()
 
@@ -302,7 +302,7 @@ def _rate_limit_hook() -> Callable[[str], None]:
 
     def acquire(endpoint: str) -> None:
         from worker.coordination import CoordinationUnavailable, get_redis
-        from worker.ratelimit import RateLimiter
+        from reconciler.adapters.coordination.ratelimit import RateLimiter
 
         try:
             if "limiter" not in state:

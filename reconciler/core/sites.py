@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.enums import Availability, PmsType, SiteStatus
-from worker.guids import parse_guid
+from reconciler.core.vocabulary import Availability, PmsType, SiteStatus
+from reconciler.core.guids import parse_guid
 
 
 class _HaloModel(BaseModel):

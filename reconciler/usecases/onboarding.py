@@ -12,11 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models import Practice, PmsType
-from tasks import store
-from tasks.identifiers import identifiers_from_site
-from tasks.select import select_site
-from worker.errors import AlreadyOnboarded, BadInput, OnboardingRefused
-from worker.halo_client import HaloClient
+from reconciler.adapters import store
+from reconciler.core.identifiers import identifiers_from_site
+from reconciler.core.selection import select_site
+from reconciler.core.errors import AlreadyOnboarded, BadInput, OnboardingRefused
+from reconciler.adapters.halo_client import HaloClient
 
 log = structlog.get_logger()
 

@@ -9,11 +9,11 @@ from sqlmodel import Session
 
 from models import Action, Practice, PracticeState, Reconciliation, TicketReason, Trigger, Verdict
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
-from tasks import store, tickets
-from tasks.classify import fingerprint
-from tasks.identifiers import normalise_identifiers
-from tasks.workflow import _switch_history, _write_practice, set_flag
-from worker.errors import InvalidState
+from reconciler.adapters import store, tickets
+from reconciler.core.classify import fingerprint
+from reconciler.core.identifiers import normalise_identifiers
+from reconciler.usecases.reconcile import _switch_history, _write_practice, set_flag
+from reconciler.core.errors import InvalidState
 
 log = structlog.get_logger()
 

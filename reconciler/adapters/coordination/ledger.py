@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from worker import keys
+from reconciler.adapters.coordination import keys
 
 BUCKET_SECONDS = 60
 

@@ -109,7 +109,7 @@ class StateCollector:
         yield from self._from_database()
 
     def _from_redis(self) -> Iterator[object]:
-        from worker import keys
+        from reconciler.adapters.coordination import keys
         from worker.celery_app import QUEUES
         from worker.coordination import get_redis
 

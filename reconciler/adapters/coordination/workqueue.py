@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import redis as redis_lib
 
-from worker import keys
+from reconciler.adapters.coordination import keys
 
 ANY_GUID = "*"
 

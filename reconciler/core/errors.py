@@ -11,7 +11,7 @@
     └── OperationFailed          the request was fine but could not be carried out: exit 1
         └── OnboardingRefused    Halo has no single authoritative active site for the PMS ID
 
-Halo failures (``worker.halo_errors``), database failures (``worker.db``) and configuration errors
+Halo failures (``reconciler.core.halo_errors``), database failures (``worker.db``) and configuration errors
 (``worker.config.ConfigError``) keep their own types; the CLI maps each to its exit code in one place.
 """
 

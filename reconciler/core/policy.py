@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from models.enums import Action, PracticeState, TicketKind, TicketReason, Verdict
+from reconciler.core.vocabulary import Action, PracticeState, TicketKind, TicketReason, Verdict
 from worker.config import BusinessPolicy, InfrastructurePolicy
 
 if TYPE_CHECKING:
-    from tasks.classify import Classification, History, Recorded
+    from reconciler.core.classify import Classification, History, Recorded
     from worker.config import Settings
 
 

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from worker.halo_models import Site
+from reconciler.core.sites import Site
 
 _SPACE = re.compile(r"\s+")
 

@@ -17,8 +17,8 @@ from sqlmodel import Session, col, select
 from models import Ticket, TicketKind, TicketReason, TicketStatus
 from models.outbox import OutboxEvent
 from models.ticket import TicketOut, dedup_key
-from worker.errors import InvalidState, UnknownTicket
-from worker.metrics import observe_ticket_opened
+from reconciler.core.errors import InvalidState, UnknownTicket
+from reconciler.adapters.metrics import observe_ticket_opened
 
 log = structlog.get_logger()
 

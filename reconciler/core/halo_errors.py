@@ -19,7 +19,7 @@ our own words, never from request headers, so the subscription key cannot leak t
 
 from __future__ import annotations
 
-from models.enums import ForbiddenCause
+from reconciler.core.vocabulary import ForbiddenCause
 
 
 class HaloError(Exception):
