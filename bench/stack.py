@@ -45,8 +45,7 @@ class Stack:
 
     def use(self, env: dict[str, str]) -> None:
         """Point this process at ``env`` (settings, engine, broker, coordination client)."""
-        from reconciler.adapters import halo_client
-        from worker import coordination, db, hooks
+        from worker import coordination, db, hooks, wiring
         from worker.celery_app import follow_settings
         from worker.config import get_settings
 
@@ -55,7 +54,7 @@ class Stack:
         os.environ.update(env)
         get_settings.cache_clear()
         db.reset_engine()
-        halo_client.close_client()
+        wiring.close_halo_client()
         coordination.reset_client()
         hooks._reporter = None
         follow_settings()

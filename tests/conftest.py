@@ -21,13 +21,12 @@ _database_numbers = itertools.count(1)
 
 
 def _reset_process_state() -> None:
-    from reconciler.adapters import halo_client
-    from worker import db, hooks
+    from worker import db, hooks, wiring
     from worker.config import get_settings
 
     get_settings.cache_clear()
     db.reset_engine()
-    halo_client.close_client()
+    wiring.close_halo_client()
     hooks._reporter = None
     from worker import coordination
     from worker.celery_app import follow_settings

@@ -95,11 +95,11 @@ def find_practice(
 def onboard(pms_type: str, pms_id: str) -> PracticeOut:
     from reconciler.usecases.onboarding import onboard_practice, parse_request
     from worker.config import get_settings
-    from reconciler.adapters.halo_client import HaloClient
+    from worker import wiring
 
     settings = get_settings()
     request = parse_request(pms_type, pms_id)
-    with unit_of_work() as session, HaloClient.from_settings(settings) as client:
+    with unit_of_work() as session, wiring.build_halo_client(settings, rate_limited=True) as client:
         practice = onboard_practice(session, client, request, now=_now(), identifier_query=settings.identifier_query)
         session.commit()
         out = _out(session, practice)

@@ -176,13 +176,13 @@ def _warm_up() -> None:
     import reconciler.usecases.reconcile  # noqa: F401
     from worker import db
     from worker.coordination import get_redis
-    from reconciler.adapters.halo_client import get_client
+    from worker import wiring
 
     try:
         with db.get_engine().connect():
             pass
         get_redis().ping()
-        get_client()
+        wiring.halo_client()
     except Exception as exc:  # a dependency down at start-up: tasks retry it, the worker still starts
         structlog.get_logger().warning("worker_warm_up_failed", error=str(exc))
 
@@ -208,6 +208,6 @@ def _stamp_sent_at(headers: dict | None = None, **_: object) -> None:
 
 @worker_process_shutdown.connect
 def _close_process(**_: object) -> None:
-    from reconciler.adapters.halo_client import close_client
+    from worker import wiring
 
-    close_client()
+    wiring.close_halo_client()

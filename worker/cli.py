@@ -160,13 +160,13 @@ def practices_import(
 ) -> None:
     """Onboard many practices from a CSV file; a bad row is reported and the rest go on."""
     from reconciler.usecases.importing import import_rows, iter_lines, read_rows
-    from reconciler.adapters.halo_client import HaloClient
+    from worker import wiring
 
     settings = _settings()
     rows = read_rows(file)
     db.ensure_schema()
     show_bar = sys.stderr.isatty() and not as_json
-    with HaloClient.from_settings(settings) as client, Progress(console=stderr, disable=not show_bar) as bar:
+    with wiring.build_halo_client(settings, rate_limited=True) as client, Progress(console=stderr, disable=not show_bar) as bar:
         task = bar.add_task("onboarding", total=len(rows))
         summary = import_rows(
             rows,

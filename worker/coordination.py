@@ -21,13 +21,12 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from reconciler.core.errors import CoordinationUnavailable
 from worker.config import Settings, get_settings
 
 SOCKET = "valkey.sock"
 
 
-class CoordinationUnavailable(Exception):
-    """The coordination store cannot be reached (or the embedded server cannot be started)."""
 
 
 _lock = threading.Lock()

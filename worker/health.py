@@ -82,7 +82,7 @@ def check_halo(settings: Settings) -> Check:
 
     from models import Practice
     from worker import db
-    from reconciler.adapters.halo_client import HaloClient
+    from worker import wiring
     from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
 
     guid = NIL_GUID
@@ -93,7 +93,7 @@ def check_halo(settings: Settings) -> Check:
     except Exception:  # the database check reports that; Halo can still be asked about the nil GUID
         pass
     try:
-        with HaloClient.from_settings(settings, max_attempts=1, timeout=min(settings.halo_timeout_seconds, 10)) as client:
+        with wiring.build_halo_client(settings, max_attempts=1, timeout=min(settings.halo_timeout_seconds, 10)) as client:
             client.get_site(guid)
     except HaloUnauthorized:
         return Check("halo", False, "Halo refused the subscription key (401): check HALO_SUBSCRIPTION_KEY and "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random as random_module
 import threading
 import time
@@ -22,7 +21,6 @@ import structlog
 from pydantic import ValidationError
 
 from reconciler.core.vocabulary import PmsType
-from worker.config import Settings, get_settings
 from reconciler.core.guids import parse_guid
 from reconciler.core.halo_errors import (
     HaloBadRequest,
@@ -38,7 +36,6 @@ from reconciler.core.halo_errors import (
     forbidden_cause,
 )
 from reconciler.core.sites import FindSitesResult, QueryResult, Site
-from reconciler.adapters.metrics import observe_halo_call
 
 log = structlog.get_logger()
 
@@ -95,6 +92,7 @@ class HaloClient:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = random_module.random,
         before_request: Callable[[str], None] | None = None,
+        on_call: Callable[[str, int | str, float], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -116,26 +114,18 @@ class HaloClient:
         self._sleep = sleep
         self._random = random
         self._before_request = before_request
+        # Told of every attempt's endpoint, status (or "timeout"/"unreachable") and seconds: metrics.
+        self._on_call = on_call or (lambda endpoint, status, seconds: None)
         self._attempts = 0
         self._lock = threading.Lock()
         self._closed = False
 
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> "HaloClient":
-        settings = settings or get_settings()
-        options: dict[str, Any] = {
-            "base_url": settings.halo_base_url,
-            "subscription_key": settings.subscription_key,
-            "timeout": settings.halo_timeout_seconds,
-            "max_attempts": settings.halo_max_attempts,
-            "backoff_base": settings.halo_backoff_base_seconds,
-            "retry_after_cap": settings.halo_retry_after_cap_seconds,
-        }
-        options.update(overrides)
-        return cls(**options)
-
     def __repr__(self) -> str:  # never the key
         return f"HaloClient(base_url={self._base_url!r}, closed={self._closed})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def attempts(self) -> int:
@@ -220,20 +210,20 @@ class HaloClient:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TimeoutException as exc:
-                observe_halo_call(endpoint, "timeout", time.perf_counter() - sent)
+                self._on_call(endpoint, "timeout", time.perf_counter() - sent)
                 failure = HaloTimeout(f"Halo did not answer {endpoint} in time")
                 failure.__cause__ = exc
                 retry_after = None
                 status = None
             except httpx.TransportError as exc:
-                observe_halo_call(endpoint, "unreachable", time.perf_counter() - sent)
+                self._on_call(endpoint, "unreachable", time.perf_counter() - sent)
                 failure = HaloTimeout(f"could not reach Halo for {endpoint} ({type(exc).__name__})")
                 failure.__cause__ = exc
                 retry_after = None
                 status = None
             else:
                 status = response.status_code
-                observe_halo_call(endpoint, status, time.perf_counter() - sent)
+                self._on_call(endpoint, status, time.perf_counter() - sent)
                 if 200 <= status < 300:
                     return response
                 if status not in RETRYABLE:
@@ -268,48 +258,3 @@ class HaloClient:
         if status == 404:
             return HaloNotFound(message, status=404)
         return HaloBadResponse(f"Halo answered an unexpected {status}: {message}", status=status)
-
-
-# --- one client per process ---------------------------------------------------------------------
-
-_client: HaloClient | None = None
-_client_pid: int | None = None
-_client_lock = threading.Lock()
-
-
-def get_client() -> HaloClient:
-    """This process's client, built on first use and rebuilt after a fork (never shared across one)."""
-    global _client, _client_pid
-    with _client_lock:
-        if _client is None or _client_pid != os.getpid() or _client._closed:
-            _client = HaloClient.from_settings(before_request=_rate_limit_hook())
-            _client_pid = os.getpid()
-        return _client
-
-
-def close_client() -> None:
-    global _client
-    with _client_lock:
-        if _client is not None and _client_pid == os.getpid():
-            _client.close()
-        _client = None
-
-
-def _rate_limit_hook() -> Callable[[str], None]:
-    """Every call of every worker waits for a token from the one bucket in the coordination store."""
-    settings = get_settings()
-    state: dict[str, Any] = {}
-
-    def acquire(endpoint: str) -> None:
-        from worker.coordination import CoordinationUnavailable, get_redis
-        from reconciler.adapters.coordination.ratelimit import RateLimiter
-
-        try:
-            if "limiter" not in state:
-                state["limiter"] = RateLimiter(get_redis(), name="halo", rate_per_second=settings.rate_limit_per_second)
-            state["limiter"].acquire(timeout=None)
-        except CoordinationUnavailable as exc:
-            # Better one unthrottled call than no reconciliation; Halo's own 429 still bounds us.
-            log.warning("rate_limiter_unavailable", endpoint=endpoint, error=str(exc))
-
-    return acquire

@@ -46,3 +46,7 @@ class OperationFailed(ReconcilerError):
 
 class OnboardingRefused(OperationFailed):
     pass
+
+
+class CoordinationUnavailable(Exception):
+    """The coordination store (Redis) cannot be reached, or the embedded server cannot be started."""

@@ -87,11 +87,11 @@ class Deps:
     def from_settings(cls) -> "Deps":
         from worker import db
         from worker.config import get_settings
-        from reconciler.adapters.halo_client import get_client
+        from worker import wiring
 
         settings = get_settings()
         return cls(
-            client=get_client(),
+            client=wiring.halo_client(),
             session_factory=db.new_session,
             policy=Policy.from_settings(settings),
             forbidden_count=_ledger_counter(settings),

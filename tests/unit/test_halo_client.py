@@ -181,12 +181,12 @@ def test_a_closed_client_refuses_reuse():
 
 
 def test_get_client_is_rebuilt_after_fork(monkeypatch):
-    from reconciler.adapters import halo_client
+    from worker import wiring
 
-    first = halo_client.get_client()
-    assert halo_client.get_client() is first
-    monkeypatch.setattr(halo_client.os, "getpid", lambda: -1)
-    assert halo_client.get_client() is not first
+    first = wiring.halo_client()
+    assert wiring.halo_client() is first
+    monkeypatch.setattr(wiring.os, "getpid", lambda: -1)
+    assert wiring.halo_client() is not first
 
 
 @given(attempt=st.integers(min_value=1, max_value=10), fraction=st.floats(min_value=0, max_value=1))
