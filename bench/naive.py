@@ -6,6 +6,8 @@ Run with ``celery -A bench.naive worker``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from celery import Celery
 
 from worker.celery_app import broker_url
@@ -20,10 +22,11 @@ def naive_reconcile(guid: str) -> None:
     from models import Trigger
     from reconciler.adapters import store
     from reconciler.usecases.reconcile import reconcile
-    from worker import db
+    from worker import db, wiring
 
     with db.new_session() as session:
         practice = store.find_practice_by_guid(session, guid=guid)
         practice_id = practice.id if practice else None
     if practice_id is not None:
-        reconcile(practice_id, trigger=Trigger.FORBIDDEN)
+        # No work queue: the baseline runs every report, one Find sites call each.
+        reconcile(practice_id, trigger=Trigger.FORBIDDEN, deps=replace(wiring.reconcile_deps(), queue=None))

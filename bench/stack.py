@@ -56,7 +56,7 @@ class Stack:
         db.reset_engine()
         wiring.close_halo_client()
         coordination.reset_client()
-        hooks._reporter = None
+        hooks.reset()
         follow_settings()
         configure_logging(get_settings())  # the benchmark's own process logs at WARNING too
 

@@ -1,98 +1,12 @@
-"""Deliver the outbox to the webhook: at least once, in order per event id, with backoff.
-
-Events are written in the same transaction as the ticket change they describe, so a crash between
-commit and send loses nothing; a retry re-sends the same event id, so the receiver never sees a
-second ticket. On PostgreSQL rows are claimed with ``FOR UPDATE SKIP LOCKED`` so two workers never
-send the same event at once.
-"""
+"""``halo.deliver_outbox``: send pending ticket events to the webhook."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-import httpx
-import structlog
-from sqlmodel import Session, col, select
-
-from models.outbox import OutboxEvent
-from reconciler.adapters import webhook
-
-log = structlog.get_logger()
-
-RETRY_MIN = timedelta(seconds=15)
-RETRY_MAX = timedelta(hours=1)
-GIVE_UP_AFTER = 50  # about two days at the capped interval
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    sent: int
-    failed: int
-
-
-def retry_delay(attempts: int) -> timedelta:
-    return min(RETRY_MIN * (2 ** max(attempts - 1, 0)), RETRY_MAX)
-
-
-def deliver_pending(
-    session_factory: Callable[[], Session],
-    *,
-    url: str,
-    secret: str,
-    transport: httpx.BaseTransport | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    limit: int = 100,
-    timeout: float = 5.0,
-) -> DeliveryReport:
-    sent = failed = 0
-    with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client, session_factory() as session:
-        query = (
-            select(OutboxEvent)
-            .where(col(OutboxEvent.delivered_at).is_(None), OutboxEvent.next_attempt_at <= now(),
-                   OutboxEvent.attempts < GIVE_UP_AFTER)
-            .order_by(col(OutboxEvent.id))
-            .limit(limit)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        for event in session.exec(query).all():
-            body = webhook.encode(event.event_id, event.payload)
-            event.attempts += 1
-            try:
-                webhook.post(client, url, secret, event_id=event.event_id, body=body, timestamp=int(time.time()))
-            except webhook.WebhookRejected as exc:
-                event.last_error = str(exc)[:500]
-                event.next_attempt_at = now() + retry_delay(event.attempts)
-                failed += 1
-                log.warning("webhook_delivery_failed", event_id=event.event_id, attempts=event.attempts, error=str(exc))
-            else:
-                event.delivered_at = now()
-                event.last_error = None
-                sent += 1
-                log.info("webhook_delivered", event_id=event.event_id, event_type=event.event_type)
-            session.add(event)
-            session.commit()  # one event at a time: a crash mid-batch re-sends at most one
-    return DeliveryReport(sent=sent, failed=failed)
-
-
-def deliver_from_settings() -> DeliveryReport | None:
-    """Deliver with the configured webhook, if any."""
-    from worker import db
-    from worker.config import get_settings
-
-    settings = get_settings()
-    if not settings.webhook_url or not settings.webhook_secret:
-        return None
-    return deliver_pending(db.new_session, url=settings.webhook_url, secret=settings.webhook_secret.get_secret_value())
-
-
-from worker.celery_app import app  # noqa: E402  (the task below is this module's Celery adapter)
+from worker import wiring
+from worker.celery_app import app
 
 
 @app.task(name="halo.deliver_outbox", acks_late=True, ignore_result=True)
 def deliver_outbox() -> int:
-    report = deliver_from_settings()
+    report = wiring.deliver_outbox()
     return report.sent if report else 0

@@ -27,7 +27,7 @@ def _reset_process_state() -> None:
     get_settings.cache_clear()
     db.reset_engine()
     wiring.close_halo_client()
-    hooks._reporter = None
+    hooks.reset()
     from worker import coordination
     from worker.celery_app import follow_settings
 

@@ -15,19 +15,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from sqlmodel import Session
 
-from models import PmsType, Practice, TicketKind, TicketStatus, Trigger
+from models import Action, PmsType, Practice, TicketKind, TicketStatus, Trigger
+from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
 from models.ticket import TicketOut
 from reconciler.adapters import store, tickets
-from reconciler.usecases import decisions as people
-from worker import db
-from reconciler.core.errors import BadInput, UnknownPractice
+from reconciler.adapters.store import SqlStore
+from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, UnknownPractice
 from reconciler.core.guids import parse_guid
+from reconciler.core.vocabulary import SkipReason
+from reconciler.usecases import decisions, sweep
+from reconciler.usecases.onboarding import onboard_practice, parse_request
+from reconciler.usecases.reconcile import ReconcileResult, reconcile
+from worker import db, wiring
+from worker.config import get_settings
+
+log = structlog.get_logger()
+
+# How long an operator's run waits for a worker's run of the same practice to finish.
+CLAIM_WAIT_SECONDS = 30.0
 
 
 def _now() -> datetime:
@@ -43,9 +56,7 @@ def unit_of_work() -> Iterator[Session]:
 
 def deliver_tickets() -> None:
     """Send ticket events to the webhook now; whatever fails stays in the outbox for the worker."""
-    from tasks.deliver import deliver_from_settings
-
-    deliver_from_settings()
+    wiring.deliver_outbox()
 
 
 def _out(session: Session, practice: Practice) -> PracticeOut:
@@ -93,14 +104,11 @@ def find_practice(
 
 
 def onboard(pms_type: str, pms_id: str) -> PracticeOut:
-    from reconciler.usecases.onboarding import onboard_practice, parse_request
-    from worker.config import get_settings
-    from worker import wiring
-
     settings = get_settings()
     request = parse_request(pms_type, pms_id)
     with unit_of_work() as session, wiring.build_halo_client(settings, rate_limited=True) as client:
-        practice = onboard_practice(session, client, request, now=_now(), identifier_query=settings.identifier_query)
+        practice = onboard_practice(SqlStore(session), client, request, now=_now(),
+                                    identifier_query=settings.identifier_query)
         session.commit()
         out = _out(session, practice)
     index_guids(out.id, out.halo_guid, [])
@@ -110,15 +118,10 @@ def onboard(pms_type: str, pms_id: str) -> PracticeOut:
 def index_guids(practice_id: int, current: str, past: list[str]) -> None:
     """Tell the coordination store which practice a GUID belongs to (best effort: the hook's lookup
     path repairs a missing entry from the database)."""
-    import structlog
-
-    from tasks.events import index_practice
-    from worker.coordination import CoordinationUnavailable, get_redis
-
     try:
-        index_practice(get_redis(), practice_id, current, past)
+        wiring.guid_index().index(practice_id, current, past)
     except CoordinationUnavailable as exc:
-        structlog.get_logger().warning("guid_index_update_failed", practice_id=practice_id, error=str(exc))
+        log.warning("guid_index_update_failed", practice_id=practice_id, error=str(exc))
 
 
 def practice(practice_id: int | None = None, **selector: Any) -> PracticeOut:
@@ -143,20 +146,39 @@ def current_guid(guid: str) -> str | None:
 # --- reconciliation -----------------------------------------------------------------------------
 
 
-def reconcile_now(practice_id: int | None = None, **selector: Any):
-    """Run a reconciliation in this process, at once (backoff and a refused key do not stop it)."""
-    from reconciler.usecases.reconcile import reconcile
-
+def reconcile_now(practice_id: int | None = None, **selector: Any) -> ReconcileResult:
+    """Run a reconciliation in this process, at once (backoff and a refused key do not stop it),
+    through the work queue's claim like the worker's: a run of the same practice there is waited for."""
     with unit_of_work() as session:
-        target = find_practice(session, practice_id, **selector).id
-    result = reconcile(target, trigger=Trigger.MANUAL)  # type: ignore[arg-type]
+        target: int = find_practice(session, practice_id, **selector).id  # type: ignore[assignment]
+    result = reconcile(target, trigger=Trigger.MANUAL, deps=wiring.reconcile_deps(), wait_seconds=CLAIM_WAIT_SECONDS,
+                       operator=True)
+    _follow_up(result)
     deliver_tickets()
     return result
 
 
+def _follow_up(result: ReconcileResult) -> None:
+    """A report the run did not answer arrived while it ran: the worker runs the practice once more."""
+    if result.again:
+        try:
+            _send("halo.reconcile_practice", [result.practice_id, str(Trigger.FORBIDDEN)], "reconcile")
+        except (BrokerUnreachable, CoordinationUnavailable):
+            # The next report or sweep queues it again; the operator's own run is done.
+            log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)
+
+
+def _send(name: str, args: list[Any] | None = None, queue: str = "reconcile", **kwargs: Any) -> str:
+    """Publish a task by name: the shell knows tasks by their names, not by importing them."""
+    from worker.celery_app import app, ensure_broker  # the Celery app only for the commands that publish
+
+    ensure_broker()
+    return app.send_task(name, args=args, queue=queue, **kwargs).id
+
+
 def approve(practice_id: int) -> PracticeOut:
     with unit_of_work() as session:
-        row = people.approve(session, practice_id=practice_id, now=_now())
+        row = decisions.approve(SqlStore(session), practice_id=practice_id, now=_now())
         session.commit()
         out = _out(session, row)
     index_guids(out.id, out.halo_guid, [p.guid for p in out.guid_history])
@@ -166,7 +188,7 @@ def approve(practice_id: int) -> PracticeOut:
 
 def reject(practice_id: int) -> PracticeOut:
     with unit_of_work() as session:
-        row = people.reject(session, practice_id=practice_id, now=_now())
+        row = decisions.reject(SqlStore(session), practice_id=practice_id, now=_now())
         session.commit()
         out = _out(session, row)
     deliver_tickets()
@@ -212,9 +234,10 @@ def autoswitch(action: str) -> dict[str, Any]:
         raise BadInput(f"unknown autoswitch action {action!r}: expected status, pause or resume")
     with unit_of_work() as session:
         if action != "status":
-            people.set_autoswitch(session, paused=action == "pause", now=_now(), reason=f"{action} by an operator")
+            decisions.set_autoswitch(SqlStore(session), paused=action == "pause", now=_now(),
+                                     reason=f"{action} by an operator")
             session.commit()
-        flag = people.autoswitch_paused(session)
+        flag = store.flag(session, AUTOSWITCH_PAUSED)
         return {
             "paused": flag is not None,
             "reason": flag.reason if flag else None,
@@ -223,50 +246,38 @@ def autoswitch(action: str) -> dict[str, Any]:
 
 
 def enqueue_reconcile(practice_id: int | None = None, **selector: Any) -> str:
-    """Queue a manual reconciliation for the worker; returns the Celery task id."""
-    from tasks.reconcile import reconcile_practice
-    from worker.celery_app import ensure_broker
-
+    """Queue a reconciliation for the worker; returns the Celery task id. It passes the gates as any
+    queued work does (``reconcile --now`` is the operator's way through them)."""
     with unit_of_work() as session:
         target = find_practice(session, practice_id, **selector).id
-    ensure_broker()
-    return reconcile_practice.apply_async(args=[target, str(Trigger.MANUAL)]).id
+    return _send("halo.reconcile_practice", [target, str(Trigger.MANUAL)], "reconcile")
 
 
 # --- sweeps -------------------------------------------------------------------------------------
 
 
-def sweep_now(older_than_seconds: int | None = None, progress_factory=None):
-    """Reconcile every stale practice and every due retry in this process."""
-    from datetime import timedelta
-
-    from tasks.sweep import count_planned
-    from tasks.sweep import sweep_now as run_sweep
-    from reconciler.usecases.reconcile import Deps, reconcile
-    from worker.config import get_settings
-
+def sweep_now(older_than_seconds: int | None = None, progress_factory=None) -> sweep.SweepSummary:
+    """Reconcile every stale practice and every due retry in this process, one claim at a time."""
     settings = get_settings()
     older = timedelta(seconds=settings.sweep_stale_after_seconds if older_than_seconds is None else older_than_seconds)
-    db.ensure_schema()
-    deps = Deps.from_settings()
-    now = _now()
-    with db.new_session() as session:
-        total = count_planned(session, now=now, older_than=older)
-    progress = progress_factory(total) if progress_factory else (lambda: None)
-    summary = run_sweep(
-        db.new_session,
-        now=now,
-        older_than=older,
-        reconcile=lambda practice_id, trigger: reconcile(practice_id, trigger=trigger, deps=deps),
-        progress=progress,
-    )
+    deps = wiring.reconcile_deps(settings)
+    with unit_of_work() as session:
+        planned = list(sweep.plan(SqlStore(session), now=_now(), older_than=older))
+    progress = progress_factory(len(planned)) if progress_factory else (lambda: None)
+
+    def run(practice_id: int, trigger: Trigger) -> ReconcileResult:
+        try:
+            result = reconcile(practice_id, trigger=trigger, deps=deps, wait_seconds=CLAIM_WAIT_SECONDS)
+        except Busy:
+            return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
+                                   skipped=SkipReason.BUSY)
+        _follow_up(result)
+        return result
+
+    summary = sweep.sweep_now(planned, reconcile=run, progress=progress)
     deliver_tickets()
     return summary
 
 
 def enqueue_sweep(older_than_seconds: int | None = None) -> str:
-    from tasks.sweep import sweep_task
-    from worker.celery_app import ensure_broker
-
-    ensure_broker()
-    return sweep_task.apply_async(kwargs={"older_than_seconds": older_than_seconds, "scheduled": False}).id
+    return _send("halo.sweep", queue="sweep", kwargs={"older_than_seconds": older_than_seconds, "scheduled": False})

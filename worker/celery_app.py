@@ -172,11 +172,8 @@ def _warm_up() -> None:
     """Pay for imports and connections before the first task, not during a storm's first second."""
     import structlog
 
-    import tasks.events  # noqa: F401
-    import reconciler.usecases.reconcile  # noqa: F401
-    from worker import db
+    from worker import db, wiring
     from worker.coordination import get_redis
-    from worker import wiring
 
     try:
         with db.get_engine().connect():
@@ -194,9 +191,15 @@ def _init_main_process(**_: object) -> None:
     settings = get_settings()
     configure_logging(settings, stream=sys.__stderr__)
     if settings.metrics_port:
-        from reconciler.adapters.metrics import start_metrics_server
+        from reconciler.adapters.metrics import StateCollector, start_metrics_server
+        from worker import db
+        from worker.coordination import get_redis
 
-        start_metrics_server(settings.metrics_port)  # before the pool forks: children inherit the setup
+        # Before the pool forks: children inherit the multiprocess set-up.
+        start_metrics_server(
+            settings.metrics_port, multiprocess_dir=settings.data_dir / "metrics" / str(settings.metrics_port),
+            state=StateCollector(redis=get_redis, session=db.new_session, queues=QUEUES, sent_at_header=SENT_AT_HEADER),
+        )
 
 
 @before_task_publish.connect

@@ -170,7 +170,7 @@ def practices_import(
         task = bar.add_task("onboarding", total=len(rows))
         summary = import_rows(
             rows,
-            session_factory=db.new_session,
+            unit_of_work=wiring.unit_of_work,
             client=client,
             identifier_query=settings.identifier_query,
             progress=lambda: bar.advance(task),

@@ -15,22 +15,14 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reconciler.core.vocabulary import BusinessPolicy, InfrastructurePolicy
+
 PRODUCTION_URL = "https://api.haloconnect.io"
 STAGE_URL = "https://api.stage.haloconnect.io"
 
 
 class ConfigError(Exception):
     """The environment holds a value we cannot run with. The message names the variable."""
-
-
-class InfrastructurePolicy(StrEnum):
-    SWITCH = "switch"
-    SWITCH_AND_TICKET = "switch_and_ticket"
-    HOLD = "hold"
-
-
-class BusinessPolicy(StrEnum):
-    HOLD = "hold"
 
 
 class LogFormat(StrEnum):

@@ -16,16 +16,21 @@ the two edges allowed to have one: nothing we do may raise into the integrator's
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
-from models import ForbiddenCause
+from reconciler.adapters.coordination.reporter import PublishFailed, Reporter
+from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.guids import InvalidGuid, parse_guid
-from reconciler.core.halo_errors import forbidden_cause
+from worker import wiring
+from worker.config import get_settings
 
 log = structlog.get_logger()
 
@@ -34,8 +39,7 @@ _SITE_PATH = re.compile(r"/integrator/sites/([0-9A-Fa-f{}-]{32,40})(?:/|$)")
 HALO_HOSTS = frozenset({"api.haloconnect.io", "api.stage.haloconnect.io"})
 
 _lock = threading.Lock()
-_reporter: Any = None
-_reporter_pid: int | None = None
+_reporter: tuple[int, Reporter] | None = None  # (pid, reporter): rebuilt after a fork
 
 
 def cut_message(message: object) -> str | None:
@@ -49,17 +53,19 @@ def cut_message(message: object) -> str | None:
     return data[:MAX_MESSAGE_BYTES].decode("utf-8", errors="ignore")
 
 
-def _get_reporter():
-    global _reporter, _reporter_pid
-    import os
-
+def _get_reporter() -> Reporter:
+    global _reporter
     with _lock:
-        if _reporter is None or _reporter_pid != os.getpid():
-            from tasks.events import Reporter
+        if _reporter is None or _reporter[0] != os.getpid():
+            _reporter = (os.getpid(), wiring.reporter(bounded=True))
+        return _reporter[1]
 
-            _reporter = Reporter.from_settings(bounded=True)
-            _reporter_pid = os.getpid()
-        return _reporter
+
+def reset() -> None:
+    """Forget this process's reporter (the settings changed)."""
+    global _reporter
+    with _lock:
+        _reporter = None
 
 
 def report_forbidden(guid: str, message: str | None = None, **context: Any) -> bool:
@@ -75,28 +81,23 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
         log.warning("forbidden_rejected", reason=str(exc))
         _count_rejected()
         return False
-    from worker.coordination import CoordinationUnavailable
-
     try:
-        outcome = _get_reporter().report(canonical, cut_message(message), context)
-    except CoordinationUnavailable as exc:
+        outcome = _get_reporter().report(canonical, cut_message(message))
+    except (CoordinationUnavailable, PublishFailed) as exc:
         log.warning("forbidden_report_failed", guid=canonical, error=str(exc))
         return False
     except Exception:  # the hook edge: log, count, never raise into the application
         log.warning("forbidden_report_failed", guid=canonical, exc_info=True)
         return False
-    log.debug("forbidden_reported", guid=canonical, outcome=outcome,
+    log.debug("forbidden_reported", guid=canonical, outcome=str(outcome),
               duration_ms=round((time.perf_counter() - started) * 1000, 3))
     return True
 
 
 def _count_rejected() -> None:
     """A malformed report writes nothing but this count (one bounded call; losing it is harmless)."""
-    from reconciler.adapters.coordination import keys
-    from worker.coordination import get_redis
-
     try:
-        get_redis(bounded=True).hincrby(keys.report_outcomes(), "rejected", 1)
+        _get_reporter().count_rejected()
     except Exception:  # the hook edge: counting must not raise into the application either
         log.debug("forbidden_rejected_uncounted", exc_info=True)
 
@@ -117,21 +118,15 @@ def _is_halo(url: Any) -> bool:
     if host in HALO_HOSTS:
         return True
     try:
-        from urllib.parse import urlsplit
-
-        from worker.config import get_settings
-
         return host == (urlsplit(get_settings().halo_base_url).hostname or "")
     except Exception:  # configuration problems must not reach the application either
         return False
 
 
 def _message(body: bytes) -> str | None:
-    import json
-
     try:
         return str(json.loads(body)["error"]["message"])
-    except Exception:  # not the envelope: keep what it said, cut
+    except (ValueError, KeyError, TypeError):  # not the envelope: keep what it said, cut
         return body[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace") or None
 
 
@@ -164,13 +159,8 @@ async def async_forbidden_event_hook(response: Any) -> None:
         log.warning("forbidden_hook_failed", exc_info=True)
 
 
-def is_integrator_wide(message: str | None) -> ForbiddenCause | None:
-    cause = forbidden_cause(message)
-    return cause if cause in (ForbiddenCause.IP_NOT_ALLOWED, ForbiddenCause.QUOTA_EXCEEDED) else None
-
-
 def current_guid(guid: str) -> str | None:
     """The GUID the application should use now for a practice it knew by ``guid`` (None if unknown)."""
-    from worker.admin import current_guid as lookup
+    from worker import admin  # the database only for applications that ask (start-up time of the hook)
 
-    return lookup(guid)
+    return admin.current_guid(guid)

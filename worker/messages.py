@@ -18,6 +18,9 @@ from typing import Annotated, Any, TypeVar
 import structlog
 from pydantic import Field, TypeAdapter, ValidationError
 
+from reconciler.adapters.coordination import keys
+from worker.coordination import get_redis
+
 log = structlog.get_logger()
 
 PracticeId = Annotated[int, Field(strict=True, gt=0, lt=2**63)]
@@ -33,9 +36,6 @@ class RefusedMessage(Exception):
 
 def count_refused(reason: str, **fields: Any) -> None:
     """Log and count one refused message; the count is best-effort (Redis may be what failed)."""
-    from reconciler.adapters.coordination import keys
-    from worker.coordination import get_redis
-
     log.warning("broker_message_refused", reason=reason, **fields)
     try:
         get_redis().incr(keys.refused_messages())

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
 
+from reconciler.adapters import outbox
+from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
+from reconciler.adapters.coordination.reporter import Reporter
+from reconciler.adapters.coordination.sweeps import SweepCoordinator
+from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.adapters.halo_client import HaloClient
-from reconciler.adapters.metrics import observe_halo_call
+from reconciler.adapters.metrics import observe_halo_call, observe_reconciliation
+from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.policy import Policy
+from reconciler.usecases.reconcile import Deps, ReconcileResult
+from worker import db
 from worker.config import Settings, get_settings
 from worker.coordination import get_redis
 
@@ -77,3 +88,106 @@ def _rate_limit_hook(settings: Settings):
             log.warning("rate_limiter_unavailable", endpoint=endpoint, error=str(exc))
 
     return acquire
+
+
+# --- policy, database, coordination -------------------------------------------------------------
+
+
+def policy(settings: Settings | None = None) -> Policy:
+    settings = settings or get_settings()
+    return Policy(
+        infrastructure=settings.infrastructure_policy,
+        business=settings.business_policy,
+        forbidden_threshold=settings.forbidden_threshold,
+        forbidden_window_seconds=settings.forbidden_window_seconds,
+        flapping_window_seconds=settings.flapping_window_seconds,
+        mass_change_min=settings.mass_change_min,
+        mass_change_fraction=settings.mass_change_fraction,
+        mass_change_window_seconds=settings.mass_change_window_seconds,
+        backoff_min_seconds=settings.backoff_min_seconds,
+        backoff_max_seconds=settings.backoff_max_seconds,
+    )
+
+
+@contextmanager
+def unit_of_work() -> Iterator[SqlStore]:
+    """One transaction's store over a fresh session; nothing is written unless the caller commits."""
+    db.ensure_schema()
+    session = db.new_session()
+    try:
+        yield SqlStore(session)
+    finally:
+        session.close()
+
+
+def work_queue(settings: Settings | None = None) -> WorkQueue:
+    settings = settings or get_settings()
+    return WorkQueue(get_redis(), lock_seconds=settings.run_lock_seconds)
+
+
+def coordination(settings: Settings | None = None) -> RedisCoordination:
+    settings = settings or get_settings()
+    return RedisCoordination(get_redis(), window_seconds=settings.forbidden_window_seconds,
+                             fresh_seconds=settings.verified_fresh_seconds)
+
+
+def guid_index() -> RedisGuidIndex:
+    return RedisGuidIndex(get_redis())
+
+
+def sweeps(settings: Settings | None = None) -> SweepCoordinator:
+    settings = settings or get_settings()
+    return SweepCoordinator(get_redis(), interval_seconds=settings.sweep_interval_seconds)
+
+
+def reporter(*, bounded: bool = False, settings: Settings | None = None) -> Reporter:
+    """The report path; ``bounded`` is the application hook's (every call within the report timeout)."""
+    settings = settings or get_settings()
+    return Reporter(
+        redis=get_redis(bounded=bounded),
+        publish=publisher(settings.report_timeout_seconds),
+        threshold=settings.forbidden_threshold,
+        window_seconds=settings.forbidden_window_seconds,
+    )
+
+
+def publisher(timeout: float):
+    """Publish a task by name (no task module imported into the application), with a bounded retry."""
+
+    def publish(name: str, args: list[Any], queue: str) -> None:
+        from worker.celery_app import app  # the Celery app only when a report first needs a worker
+
+        app.send_task(
+            name, args=args, queue=queue, retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": timeout / 2,
+                          "interval_max": timeout / 2},
+        )
+
+    return publish
+
+
+def reconcile_deps(settings: Settings | None = None) -> Deps:
+    """Everything a reconciliation needs: the real clients, the configured policy, the work queue."""
+    settings = settings or get_settings()
+    return Deps(
+        halo=halo_client(),
+        unit_of_work=unit_of_work,
+        policy=policy(settings),
+        queue=work_queue(settings),
+        coordination=coordination(settings),
+        identifier_query=settings.identifier_query,
+        observe=_observe,
+    )
+
+
+def _observe(result: ReconcileResult) -> None:
+    observe_reconciliation(str(result.verdict), str(result.action))
+
+
+def deliver_outbox(settings: Settings | None = None) -> outbox.DeliveryReport | None:
+    """Send pending ticket events to the configured webhook, if any."""
+    settings = settings or get_settings()
+    if not settings.webhook_url or not settings.webhook_secret:
+        return None
+    return outbox.deliver_pending(db.new_session, url=settings.webhook_url,
+                                  secret=settings.webhook_secret.get_secret_value())

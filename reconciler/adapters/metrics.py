@@ -18,15 +18,22 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis as redis_lib
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client import values as prometheus_values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, func, select
+
+from models import Practice, Ticket, TicketStatus
+from reconciler.adapters.coordination import keys
+from reconciler.core.errors import CoordinationUnavailable
 
 log = structlog.get_logger()
 
@@ -42,15 +49,9 @@ TICKETS_OPENED = Counter("tickets_opened", "Tickets opened, by kind and reason",
                          namespace=NAMESPACE)
 
 
-def _multiprocess_dir(port: int) -> Path:
-    from worker.config import get_settings
-
-    return get_settings().data_dir / "metrics" / str(port)
-
-
-def prepare_multiprocess(port: int) -> Path:
+def prepare_multiprocess(default_dir: Path) -> Path:
     """Give this process tree an empty multiprocess directory (stale files would resurrect old counts)."""
-    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _multiprocess_dir(port))
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or default_dir)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
@@ -60,11 +61,11 @@ def prepare_multiprocess(port: int) -> Path:
     return path
 
 
-def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:
-    prepare_multiprocess(port)
+def start_metrics_server(port: int, *, multiprocess_dir: Path, state: "StateCollector", host: str = "0.0.0.0") -> None:
+    prepare_multiprocess(multiprocess_dir)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    registry.register(StateCollector())
+    registry.register(state)
     start_http_server(port, addr=host, registry=registry)
     log.info("metrics_serving", port=port)
 
@@ -82,14 +83,12 @@ def observe_ticket_opened(kind: str, reason: str) -> None:
     TICKETS_OPENED.labels(kind=kind, reason=reason).inc()
 
 
-def oldest_message_age(raw: bytes | None, now: float) -> float | None:
-    """Age in seconds of a kombu Redis message (as LINDEX returns it), or None if it has no stamp."""
-    from worker.celery_app import SENT_AT_HEADER
-
+def oldest_message_age(raw: bytes | None, now: float, *, header: str) -> float | None:
+    """Age in seconds of a kombu Redis message (as LINDEX returns it), or None if it has no ``header`` stamp."""
     if not raw:
         return None
     try:
-        sent = float(json.loads(raw)["headers"][SENT_AT_HEADER])
+        sent = float(json.loads(raw)["headers"][header])
     except (ValueError, KeyError, TypeError):
         return None
     return max(0.0, now - sent)
@@ -104,26 +103,29 @@ def _up(name: str, what: str, answered: bool) -> GaugeMetricFamily:
 class StateCollector:
     """Read at scrape time: report outcomes, refused input, queues, the last sweep, open tickets."""
 
+    def __init__(self, *, redis: Callable[[], redis_lib.Redis], session: Callable[[], Session], queues: Sequence[str],
+                 sent_at_header: str) -> None:
+        self.redis = redis
+        self.session = session
+        self.queues = tuple(queues)
+        self.sent_at_header = sent_at_header
+
     def collect(self) -> Iterator[object]:
         yield from self._from_redis()
         yield from self._from_database()
 
     def _from_redis(self) -> Iterator[object]:
-        from reconciler.adapters.coordination import keys
-        from worker.celery_app import QUEUES
-        from worker.coordination import get_redis
-
         try:
-            redis = get_redis()
+            redis = self.redis()
             pipe = redis.pipeline(transaction=False)
             pipe.hgetall(keys.report_outcomes())
             pipe.get(keys.refused_messages())
             pipe.get(keys.last_sweep())
-            for queue in QUEUES:
+            for queue in self.queues:
                 pipe.llen(queue)
                 pipe.lindex(queue, -1)  # kombu pushes on the left: the right end is the oldest
             answers = pipe.execute()
-        except Exception as exc:  # a scrape reports what it can; Redis down is itself a reading
+        except (redis_lib.RedisError, CoordinationUnavailable) as exc:  # Redis down is itself a reading
             log.warning("metrics_redis_unavailable", error=str(exc))
             yield _up("redis", "Redis", False)
             return
@@ -141,10 +143,10 @@ class StateCollector:
         depth = GaugeMetricFamily(f"{NAMESPACE}_queue_depth", "Messages waiting per queue", labels=["queue"])
         age = GaugeMetricFamily(f"{NAMESPACE}_queue_oldest_age_seconds",
                                 "Age of the oldest waiting message per queue (0 when empty)", labels=["queue"])
-        for i, queue in enumerate(QUEUES):
+        for i, queue in enumerate(self.queues):
             length, oldest = queues[2 * i], queues[2 * i + 1]
             depth.add_metric([queue], float(length))
-            age.add_metric([queue], oldest_message_age(oldest, now) or 0.0)
+            age.add_metric([queue], oldest_message_age(oldest, now, header=self.sent_at_header) or 0.0)
         yield depth
         yield age
         since = GaugeMetricFamily(f"{NAMESPACE}_last_sweep_age_seconds",
@@ -158,18 +160,13 @@ class StateCollector:
         yield since
 
     def _from_database(self) -> Iterator[object]:
-        from sqlmodel import func, select
-
-        from models import Practice, Ticket, TicketStatus
-        from worker import db
-
         try:
-            with db.new_session() as session:
+            with self.session() as session:
                 tickets = session.exec(
                     select(Ticket.kind, func.count()).where(Ticket.status != TicketStatus.RESOLVED).group_by(Ticket.kind)
                 ).all()
                 states = session.exec(select(Practice.state, func.count()).group_by(Practice.state)).all()
-        except Exception as exc:
+        except SQLAlchemyError as exc:  # the database down is itself a reading
             log.warning("metrics_database_unavailable", error=str(exc))
             yield _up("database", "the database", False)
             return

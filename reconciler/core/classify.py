@@ -38,6 +38,7 @@ class Recorded:
     state: PracticeState = PracticeState.ACTIVE
     proposed_guid: str | None = None
     rejected_fingerprint: str | None = None
+    backoff_attempts: int = 0
 
 
 @dataclass(frozen=True)

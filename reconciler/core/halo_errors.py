@@ -83,3 +83,12 @@ def forbidden_cause(message: str | None) -> ForbiddenCause:
     if "authoritative" in text:
         return ForbiddenCause.NOT_AUTHORITATIVE
     return ForbiddenCause.OTHER
+
+
+INTEGRATOR_WIDE_CAUSES = (ForbiddenCause.IP_NOT_ALLOWED, ForbiddenCause.QUOTA_EXCEEDED)
+
+
+def integrator_wide_cause(message: str | None) -> ForbiddenCause | None:
+    """The cause when a 403 blames the integrator (its IP, its quota) rather than one site's GUID."""
+    cause = forbidden_cause(message)
+    return cause if cause in INTEGRATOR_WIDE_CAUSES else None

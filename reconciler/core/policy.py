@@ -7,12 +7,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from reconciler.core.vocabulary import Action, PracticeState, TicketKind, TicketReason, Verdict
-from worker.config import BusinessPolicy, InfrastructurePolicy
+from reconciler.core import backoff, ticket_texts as texts
+from reconciler.core.vocabulary import (
+    Action,
+    BusinessPolicy,
+    InfrastructurePolicy,
+    PracticeState,
+    TicketKind,
+    TicketReason,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from reconciler.core.classify import Classification, History, Recorded
-    from worker.config import Settings
 
 
 @dataclass(frozen=True)
@@ -27,21 +34,6 @@ class Policy:
     mass_change_window_seconds: int = 3600
     backoff_min_seconds: int = 60
     backoff_max_seconds: int = 3600
-
-    @classmethod
-    def from_settings(cls, settings: "Settings") -> "Policy":
-        return cls(
-            infrastructure=settings.infrastructure_policy,
-            business=settings.business_policy,
-            forbidden_threshold=settings.forbidden_threshold,
-            forbidden_window_seconds=settings.forbidden_window_seconds,
-            flapping_window_seconds=settings.flapping_window_seconds,
-            mass_change_min=settings.mass_change_min,
-            mass_change_fraction=settings.mass_change_fraction,
-            mass_change_window_seconds=settings.mass_change_window_seconds,
-            backoff_min_seconds=settings.backoff_min_seconds,
-            backoff_max_seconds=settings.backoff_max_seconds,
-        )
 
     def mass_change_limit(self, onboarded: int) -> int:
         """Automatic switches allowed per window: max(absolute, share of the fleet)."""
@@ -111,8 +103,7 @@ def decide(
             return Decision(
                 Action.TICKETED,
                 ticket=_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.FORBIDDEN_PERSISTS,
-                               f"{history.forbidden_reports_since_verified} 403s for the GUID in use since it was last "
-                               f"verified, yet Halo confirms it as current. {seen} Ask Halo support why queries are refused."),
+                               texts.forbidden_persists(reports=history.forbidden_reports_since_verified, seen=seen)),
                 resolve_tickets=tuple(r for r in _CLEARED_BY_UNCHANGED if r is not TicketReason.FORBIDDEN_PERSISTS),
                 reset_backoff=True,
             )
@@ -123,8 +114,7 @@ def decide(
         if policy.infrastructure == InfrastructurePolicy.HOLD:
             return Decision(Action.HELD, hold=True, reset_backoff=True, resolve_tickets=_EXPLAINED_BY_A_CHANGE,
                             ticket=_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE,
-                                           f"{seen} Policy holds infrastructure changes: approve or reject practice "
-                                           f"{recorded.practice_id}."))
+                                           texts.infrastructure_change_held(seen=seen, practice_id=recorded.practice_id)))
         limit = policy.mass_change_limit(guard.onboarded_practices)
         if guard.autoswitch_paused or guard.switches_in_window >= limit:
             return Decision(Action.HELD, hold=True, reset_backoff=True, trip_guard=not guard.autoswitch_paused,
@@ -132,7 +122,7 @@ def decide(
         ticket = None
         if policy.infrastructure == InfrastructurePolicy.SWITCH_AND_TICKET:
             ticket = _ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE,
-                             f"{seen} Switched automatically; this ticket records it for review.")
+                             texts.infrastructure_change_switched(seen=seen))
         return Decision(Action.SWITCHED, switch_to=new, ticket=ticket, reset_backoff=True,
                         resolve_tickets=(TicketReason.NOT_FOUND, TicketReason.AMBIGUOUS, TicketReason.FORBIDDEN_PERSISTS))
 
@@ -142,49 +132,41 @@ def decide(
         return Decision(
             Action.HELD, hold=True, reset_backoff=True, resolve_tickets=_EXPLAINED_BY_A_CHANGE,
             ticket=_ticket(TicketKind.CONTACT_PRACTICE, TicketReason.BUSINESS_CHANGE,
-                           f"{seen} The practice's identity changed: confirm with the practice, then "
-                           f"`halo-reconciler approve {recorded.practice_id}` or `reject {recorded.practice_id}`."),
+                           texts.business_change(seen=seen, practice_id=recorded.practice_id)),
         )
 
     if verdict is Verdict.NOT_FOUND:
         return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
             TicketKind.CONTACT_PRACTICE, TicketReason.NOT_FOUND,
-            f"{seen} Ask the practice whether Halo Link is still installed and its PMS ID unchanged."))
+            texts.not_found(seen=seen)))
     if verdict is Verdict.AMBIGUOUS:
         return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
             TicketKind.CONTACT_HALO_SUPPORT, TicketReason.AMBIGUOUS,
-            f"{seen} Ask Halo support which database is authoritative."))
+            texts.ambiguous(seen=seen)))
     if verdict is Verdict.FLAPPING:
         return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
             TicketKind.CONTACT_HALO_SUPPORT, TicketReason.FLAPPING,
-            f"{seen} The authoritative database keeps moving; ask Halo support before anything switches."))
+            texts.flapping(seen=seen)))
     if verdict is Verdict.IP_NOT_ALLOWED:
         return Decision(Action.TICKETED, ticket=_ticket(
             TicketKind.CONTACT_HALO_SUPPORT, TicketReason.IP_NOT_ALLOWED,
-            f"{seen} Ask Halo support to allow-list the worker's outbound IP address.", integrator_wide=True))
+            texts.ip_not_allowed(seen=seen), integrator_wide=True))
     if verdict is Verdict.QUOTA_EXCEEDED:
         return Decision(Action.TICKETED, ticket=_ticket(
             TicketKind.CONTACT_HALO_SUPPORT, TicketReason.QUOTA_EXCEEDED,
-            f"{seen} The subscription's call quota is exhausted; ask Halo support to raise it.", integrator_wide=True))
+            texts.quota_exceeded(seen=seen), integrator_wide=True))
     if verdict is Verdict.UNAUTHORIZED:
         return Decision(Action.TICKETED, ticket=_ticket(
             TicketKind.CHECK_INTEGRATION, TicketReason.UNAUTHORIZED,
-            f"{seen} Check HALO_SUBSCRIPTION_KEY and HALO_BASE_URL (stage and production keys differ); automatic "
-            "reconciliations stop until a call succeeds (`halo-reconciler reconcile ID --now` tests a new key).",
+            texts.unauthorized(seen=seen),
             integrator_wide=True))
     return Decision(Action.BACKED_OFF, backoff=True)  # halo_unavailable
 
 
 def next_backoff(attempts: int, *, policy: Policy, random: float) -> timedelta:
-    """Wait before retry number ``attempts + 1``: min × 2^attempts capped at max, "equal jitter".
-
-    ``base = min(backoff_min × 2**attempts, backoff_max)``; the wait is ``base/2 + random × base/2``,
-    so it stays within [backoff_min/2, backoff_max] and never collapses to zero.
-    """
-    exponent = min(max(attempts, 0), 32)
-    base = min(policy.backoff_min_seconds * 2**exponent, policy.backoff_max_seconds)
-    fraction = min(max(random, 0.0), 1.0)
-    return timedelta(seconds=base / 2 + fraction * base / 2)
+    """Wait before retry number ``attempts + 1`` of a practice: equal jitter, within [min/2, max]."""
+    return timedelta(seconds=backoff.equal_jitter(attempts, base=policy.backoff_min_seconds, random=random,
+                                                  cap=policy.backoff_max_seconds))
 
 
 __all__ = ["Decision", "GuardState", "Policy", "PracticeState", "TicketSpec", "decide", "next_backoff"]

@@ -116,3 +116,39 @@ class TicketStatus(StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+
+
+class InfrastructurePolicy(StrEnum):
+    """What an infrastructure change does (``HALO_RECONCILER_INFRASTRUCTURE_POLICY``)."""
+
+    SWITCH = "switch"
+    SWITCH_AND_TICKET = "switch_and_ticket"
+    HOLD = "hold"
+
+
+class BusinessPolicy(StrEnum):
+    """What a business change does (``HALO_RECONCILER_BUSINESS_POLICY``)."""
+
+    HOLD = "hold"
+
+
+class SkipReason(StrEnum):
+    """Why an automatic reconciliation spent no Halo call (a manual one always runs)."""
+
+    BACKOFF = "backoff"  # the practice waits for its retry time
+    KEY_REFUSED = "key_refused"  # Halo refused the key; automatic work waits for a call that succeeds
+    BUSY = "busy"  # another run held the practice for longer than this one would wait
+
+
+class ReportOutcome(StrEnum):
+    """What one 403 report did, as the report script and the metrics name it."""
+
+    PUBLISH = "publish"  # first report for the practice: a reconciliation was published
+    FOLDED = "folded"  # the practice is already queued or running; this report rides along
+    COUNTED = "counted"  # Halo answered about the practice moments ago: the report only counts
+    PERSISTS = "persists"  # ... and this report took the count past the persistence threshold
+    STALE = "stale"  # the GUID is one a practice has left: counted, no Halo call
+    UNKNOWN = "unknown"  # no practice has the GUID: counted, nothing else
+    LOOKUP = "lookup"  # the GUID is not in the index: a worker looks it up in the database
+    INTEGRATOR_WIDE = "integrator_wide"  # Halo's message blames the IP or the quota, not the GUID
+    REJECTED = "rejected"  # not a GUID at all

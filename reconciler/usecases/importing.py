@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlmodel import Session
-
-from reconciler.usecases.onboarding import OnboardRequest, onboard_practice, parse_request
 from reconciler.core.errors import AlreadyOnboarded, BadInput, ReconcilerError
-from reconciler.adapters.halo_client import HaloClient
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
+from reconciler.usecases.onboarding import OnboardRequest, onboard_practice, parse_request
+from reconciler.usecases.ports import Halo, UnitOfWork
 
 REQUIRED_COLUMNS = ("pms_type", "pms_id")
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -88,8 +86,8 @@ def read_rows(path: Path) -> list[CsvRow]:
 def import_rows(
     rows: list[CsvRow],
     *,
-    session_factory: Callable[[], Session],
-    client: HaloClient,
+    unit_of_work: UnitOfWork,
+    client: Halo,
     identifier_query: str | None = None,
     progress: Callable[[], None] = lambda: None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -103,9 +101,9 @@ def import_rows(
     for row in rows:
         try:
             request: OnboardRequest = parse_request(row.pms_type, row.pms_id)
-            with session_factory() as session:
-                practice = onboard_practice(session, client, request, now=now(), identifier_query=identifier_query)
-                session.commit()
+            with unit_of_work() as store:
+                practice = onboard_practice(store, client, request, now=now(), identifier_query=identifier_query)
+                store.commit()
                 summary.onboarded.append(practice.id)  # type: ignore[arg-type]
                 onboarded(practice.id, practice.halo_guid)  # type: ignore[arg-type]
         except AlreadyOnboarded:

@@ -8,15 +8,12 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
 from models import Practice, PmsType
-from reconciler.adapters import store
+from reconciler.core.errors import AlreadyOnboarded, BadInput, Conflict, OnboardingRefused
 from reconciler.core.identifiers import identifiers_from_site
 from reconciler.core.selection import select_site
-from reconciler.core.errors import AlreadyOnboarded, BadInput, OnboardingRefused
-from reconciler.adapters.halo_client import HaloClient
+from reconciler.usecases.ports import Halo, Store
 
 log = structlog.get_logger()
 
@@ -44,7 +41,7 @@ def parse_request(pms_type: str, pms_id: str) -> OnboardRequest:
     return OnboardRequest(kind, pms_id)
 
 
-def extra_identifiers(client: HaloClient, guid: str, sql: str | None) -> Mapping[str, Any] | None:
+def extra_identifiers(client: Halo, guid: str, sql: str | None) -> Mapping[str, Any] | None:
     """The first row of the integrator's identifier query, when one is configured."""
     if not sql:
         return None
@@ -53,8 +50,8 @@ def extra_identifiers(client: HaloClient, guid: str, sql: str | None) -> Mapping
 
 
 def onboard_practice(
-    session: Session,
-    client: HaloClient,
+    store: Store,
+    client: Halo,
     request: OnboardRequest,
     *,
     now: datetime,
@@ -65,7 +62,7 @@ def onboard_practice(
     Refuses an already onboarded practice before spending a Halo call. Halo errors propagate as
     their own types (``HaloUnauthorized`` and friends) for the caller to report.
     """
-    if store.find_practice_by_pms(session, pms_type=request.pms_type, pms_id=request.pms_id) is not None:
+    if store.practice_by_pms(request.pms_type, request.pms_id) is not None:
         raise AlreadyOnboarded(f"{request.pms_type} practice {request.pms_id} is already onboarded")
     sites = client.find_sites(request.pms_type, request.pms_id)
     selection = select_site(sites)
@@ -77,16 +74,10 @@ def onboard_practice(
     site = selection.site
     identifiers = identifiers_from_site(site, extra_identifiers(client, site.id, identifier_query))
     try:
-        with session.begin_nested():
-            practice = store.add_practice(
-                session,
-                pms_type=request.pms_type,
-                pms_id=request.pms_id,
-                halo_guid=site.id,
-                identifiers=identifiers,
-                now=now,
-            )
-    except IntegrityError:
+        practice = store.add_practice(
+            pms_type=request.pms_type, pms_id=request.pms_id, halo_guid=site.id, identifiers=identifiers, now=now,
+        )
+    except Conflict:
         # Another process onboarded it between our check and our insert.
         raise AlreadyOnboarded(f"{request.pms_type} practice {request.pms_id} is already onboarded") from None
     log.info("practice_onboarded", practice_id=practice.id, pms_type=str(request.pms_type), halo_guid=site.id)

@@ -7,7 +7,8 @@ import time
 import pytest
 import redis
 
-from tasks.events import Reporter, index_practice, note_verified
+from reconciler.adapters.coordination.marks import index_practice, note_verified
+from reconciler.adapters.coordination.reporter import PublishFailed, Reporter
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.workqueue import WorkQueue
 
@@ -37,7 +38,7 @@ def reporter(r, published):
 
 def test_a_storm_for_one_practice_publishes_one_task(r, reporter, published):
     index_practice(r, 7, OLD, [])
-    outcomes = [reporter.report(OLD, "Forbidden", {}) for _ in range(500)]
+    outcomes = [reporter.report(OLD, "Forbidden") for _ in range(500)]
     assert outcomes.count("publish") == 1 and outcomes.count("folded") == 499
     assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]
 
@@ -45,11 +46,11 @@ def test_a_storm_for_one_practice_publishes_one_task(r, reporter, published):
 def test_a_report_while_running_gives_exactly_one_more_run(r, reporter, published):
     index_practice(r, 7, OLD, [])
     queue = WorkQueue(r)
-    reporter.report(OLD, None, {})
+    reporter.report(OLD, None)
     claim = queue.start(7)
     assert claim.granted
     for _ in range(50):
-        reporter.report(OLD, None, {})  # arrive while it runs
+        reporter.report(OLD, None)  # arrive while it runs
     assert len(published) == 1
     assert queue.done(claim, current_guid=OLD) is True  # still the GUID in use: one more run
     again = queue.start(7)
@@ -59,32 +60,32 @@ def test_a_report_while_running_gives_exactly_one_more_run(r, reporter, publishe
 def test_a_report_while_running_is_dropped_if_the_run_replaced_that_guid(r, reporter):
     index_practice(r, 7, OLD, [])
     queue = WorkQueue(r)
-    reporter.report(OLD, None, {})
+    reporter.report(OLD, None)
     claim = queue.start(7)
-    reporter.report(OLD, None, {})
+    reporter.report(OLD, None)
     assert queue.done(claim, current_guid=NEW) is False
     assert not r.exists(keys.dirty(7))
 
 
 def test_reports_naming_a_replaced_guid_cost_nothing(r, reporter, published):
     index_practice(r, 7, NEW, [OLD])
-    assert {reporter.report(OLD, None, {}) for _ in range(20)} == {"stale"}
+    assert {reporter.report(OLD, None) for _ in range(20)} == {"stale"}
     assert published == [] and int(r.hget(keys.report_outcomes(), "stale")) == 20
 
 
 def test_unknown_guid_is_looked_up_once_then_counted(r, reporter, published):
-    assert reporter.report(UNKNOWN, None, {}) == "lookup"
-    assert reporter.report(UNKNOWN, None, {}) == "folded"  # the lookup is on its way
+    assert reporter.report(UNKNOWN, None) == "lookup"
+    assert reporter.report(UNKNOWN, None) == "folded"  # the lookup is on its way
     assert published == [("halo.lookup_forbidden", [UNKNOWN, None], "events")]
     r.set(keys.unknown_guid(UNKNOWN), "1")  # what the lookup task records
-    assert reporter.report(UNKNOWN, None, {}) == "unknown"
+    assert reporter.report(UNKNOWN, None) == "unknown"
     assert int(r.hget(keys.report_outcomes(), "unknown")) == 1
 
 
 def test_after_an_unchanged_verification_reports_count_and_the_threshold_notes_persistence(r, reporter, published):
     index_practice(r, 7, OLD, [])
     note_verified(r, 7, confirmed=True, fresh_seconds=60)
-    outcomes = [reporter.report(OLD, None, {}) for _ in range(5)]
+    outcomes = [reporter.report(OLD, None) for _ in range(5)]
     assert outcomes == ["counted", "counted", "persists", "counted", "counted"]
     assert published == [("halo.note_forbidden_persists", [7], "events")]
 
@@ -92,7 +93,7 @@ def test_after_an_unchanged_verification_reports_count_and_the_threshold_notes_p
 def test_after_a_held_change_reports_only_count(r, reporter, published):
     index_practice(r, 7, OLD, [])
     note_verified(r, 7, confirmed=False, fresh_seconds=60)
-    assert {reporter.report(OLD, None, {}) for _ in range(10)} == {"counted"}
+    assert {reporter.report(OLD, None) for _ in range(10)} == {"counted"}
     assert published == []
 
 
@@ -101,14 +102,14 @@ def test_every_report_counts_in_the_ledger(r, reporter):
 
     index_practice(r, 7, OLD, [])
     for _ in range(40):
-        reporter.report(OLD, None, {})
+        reporter.report(OLD, None)
     assert ForbiddenLedger(r, window_seconds=3600).count(OLD) == 40
 
 
 def test_integrator_wide_403s_fold_into_one_note(r, reporter, published):
     index_practice(r, 7, OLD, [])
     for _ in range(30):
-        reporter.report(OLD, "Caller Ip Not Allowed", {})
+        reporter.report(OLD, "Caller Ip Not Allowed")
     assert published == [("halo.note_integrator_forbidden", ["ip_not_allowed", "Caller Ip Not Allowed"], "events")]
 
 
@@ -118,8 +119,8 @@ def test_a_failed_publish_leaves_nothing_blocking(r):
 
     index_practice(r, 7, OLD, [])
     reporter = Reporter(redis=r, publish=broken)
-    with pytest.raises(ConnectionError):
-        reporter.report(OLD, None, {})
+    with pytest.raises(PublishFailed):
+        reporter.report(OLD, None)
     assert not r.exists(keys.dirty(7))
 
 
@@ -165,9 +166,9 @@ def test_rate_limiter_holds_the_rate_across_clients(redis_url):
 def test_a_report_made_before_halo_answered_is_answered_by_that_run(r, reporter):
     index_practice(r, 7, OLD, [])
     queue = WorkQueue(r)
-    reporter.report(OLD, None, {})
+    reporter.report(OLD, None)
     claim = queue.start(7)
-    reporter.report(OLD, None, {})  # while the run is still asking Halo
+    reporter.report(OLD, None)  # while the run is still asking Halo
     time.sleep(0.005)
     assert queue.done(claim, current_guid=OLD, answered_ms=queue.now_ms()) is False
 
@@ -175,11 +176,11 @@ def test_a_report_made_before_halo_answered_is_answered_by_that_run(r, reporter)
 def test_a_report_made_after_halo_answered_gets_one_more_run(r, reporter):
     index_practice(r, 7, OLD, [])
     queue = WorkQueue(r)
-    reporter.report(OLD, None, {})
+    reporter.report(OLD, None)
     claim = queue.start(7)
     answered = queue.now_ms()
     time.sleep(0.005)
-    reporter.report(OLD, None, {})
+    reporter.report(OLD, None)
     assert queue.done(claim, current_guid=OLD, answered_ms=answered) is True
 
 

@@ -8,12 +8,12 @@ def message(headers: dict) -> bytes:
 
 
 def test_the_oldest_message_age_comes_from_the_stamp_we_put_on_every_task():
-    assert oldest_message_age(message({"halo_sent_at": 100.0}), now=130.5) == 30.5
-    assert oldest_message_age(message({"halo_sent_at": 200.0}), now=130.0) == 0.0  # clocks differ: never negative
+    assert oldest_message_age(message({"halo_sent_at": 100.0}), now=130.5, header="halo_sent_at") == 30.5
+    assert oldest_message_age(message({"halo_sent_at": 200.0}), now=130.0, header="halo_sent_at") == 0.0  # clocks differ: never negative
 
 
 def test_an_empty_queue_or_a_message_without_a_stamp_has_no_age():
-    assert oldest_message_age(None, now=1.0) is None
-    assert oldest_message_age(message({}), now=1.0) is None
-    assert oldest_message_age(b"not json", now=1.0) is None
-    assert oldest_message_age(message({"halo_sent_at": "soon"}), now=1.0) is None
+    assert oldest_message_age(None, now=1.0, header="halo_sent_at") is None
+    assert oldest_message_age(message({}), now=1.0, header="halo_sent_at") is None
+    assert oldest_message_age(b"not json", now=1.0, header="halo_sent_at") is None
+    assert oldest_message_age(message({"halo_sent_at": "soon"}), now=1.0, header="halo_sent_at") is None

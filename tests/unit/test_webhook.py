@@ -15,7 +15,7 @@ from sqlmodel import select
 from models import TicketKind, TicketReason
 from models.outbox import OutboxEvent
 from reconciler.adapters import tickets
-from tasks.deliver import deliver_pending
+from reconciler.adapters.outbox import deliver_pending
 from reconciler.adapters import webhook
 from worker import db
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from models import PmsType, Practice, Ticket, Trigger
 from reconciler.adapters import store
-from reconciler.usecases.onboarding import onboard_practice, parse_request
-from reconciler.core.policy import Policy
-from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
-from worker import db
-from worker.config import get_settings
 from reconciler.adapters.halo_client import HaloClient
+from reconciler.usecases.onboarding import onboard_practice, parse_request
+from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
+from worker import db, wiring
 from worker.simulator import Simulator
 
 KEY = "test-subscription-key-7f3a"
@@ -35,6 +33,23 @@ class Clock:
 
 
 @dataclass
+class Ledger:
+    """The coordination port with a 403 count the test sets by hand."""
+
+    forbidden: dict[tuple[int, str], int]
+    practice_ids: dict[str, int] = field(default_factory=dict)
+
+    def forbidden_count(self, guid: str, *, since: datetime | None) -> int:
+        return sum(n for (pid, g), n in self.forbidden.items() if g == guid)
+
+    def note_answered(self, practice_id: int) -> None:
+        pass
+
+    def note_reconciled(self, practice_id: int, **_: object) -> None:
+        pass
+
+
+@dataclass
 class World:
     sim: Simulator
     client: HaloClient
@@ -43,16 +58,12 @@ class World:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def deps(self, **policy_overrides: object) -> Deps:
-        policy = Policy.from_settings(get_settings())
-        if policy_overrides:
-            from dataclasses import replace
-
-            policy = replace(policy, **policy_overrides)
+        policy = replace(wiring.policy(), **policy_overrides)
         return Deps(
-            client=self.client,
-            session_factory=db.new_session,
+            halo=self.client,
+            unit_of_work=wiring.unit_of_work,
             policy=policy,
-            forbidden_count=lambda pid, guid, since: self.forbidden.get((pid, guid), 0),
+            coordination=Ledger(self.forbidden),
             clock=self.clock,
             random=lambda: 0.5,
         )
@@ -60,13 +71,14 @@ class World:
     def onboard(self, name: str = "Halo Clinic South", pms_id: str | None = None) -> int:
         pms_id = pms_id or f"BP{next(self._ids):05d}"
         self.sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id=pms_id, practice_name=name)
-        with db.new_session() as session:
-            practice = onboard_practice(session, self.client, parse_request("BestPractice", pms_id), now=self.clock())
-            session.commit()
+        with wiring.unit_of_work() as unit:
+            practice = onboard_practice(unit, self.client, parse_request("BestPractice", pms_id), now=self.clock())
+            unit.commit()
             return practice.id  # type: ignore[return-value]
 
     def reconcile(self, practice_id: int, trigger: Trigger = Trigger.FORBIDDEN, **policy: object) -> ReconcileResult:
-        return reconcile(practice_id, trigger=trigger, deps=self.deps(**policy))
+        # A manual run here is the operator's in-process one (``reconcile --now``).
+        return reconcile(practice_id, trigger=trigger, deps=self.deps(**policy), operator=trigger is Trigger.MANUAL)
 
     def practice(self, practice_id: int) -> Practice:
         with db.new_session() as session:

@@ -1,6 +1,6 @@
 from models import Action, PmsType, PracticeState, TicketKind, TicketReason, TicketStatus, Verdict
-from reconciler.usecases import decisions as people
-from worker import db
+from reconciler.usecases import decisions
+from worker import wiring
 
 
 def test_renamed_practice_is_held_with_a_contact_practice_ticket(world):
@@ -30,9 +30,9 @@ def test_new_guid_and_new_name_does_not_switch_and_approve_does(world):
     assert world.practice(pid).halo_guid == old
     assert world.practice(pid).proposed_guid == new
 
-    with db.new_session() as session:
-        people.approve(session, practice_id=pid, now=world.clock())
-        session.commit()
+    with wiring.unit_of_work() as unit:
+        decisions.approve(unit, practice_id=pid, now=world.clock())
+        unit.commit()
 
     practice = world.practice(pid)
     assert (practice.halo_guid, practice.state, practice.practice_name) == (
@@ -48,9 +48,9 @@ def test_rejected_change_does_not_ticket_again_until_something_else_changes(worl
     new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
     world.sim.rename(new, "Another Practice")
     world.reconcile(pid)
-    with db.new_session() as session:
-        people.reject(session, practice_id=pid, now=world.clock())
-        session.commit()
+    with wiring.unit_of_work() as unit:
+        decisions.reject(unit, practice_id=pid, now=world.clock())
+        unit.commit()
 
     again = world.reconcile(pid)
 

@@ -2,7 +2,7 @@
 
 from models import PmsType, Verdict
 from reconciler.usecases.onboarding import onboard_practice, parse_request
-from worker import db
+from worker import wiring
 
 SQL = "SELECT abn FROM practice_details"
 
@@ -10,10 +10,10 @@ SQL = "SELECT abn FROM practice_details"
 def onboard_with_abn(world, abn: str) -> int:
     guid = world.sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP1", practice_name="Halo Clinic")
     world.sim.set_query_rows(guid, [{"abn": abn}])
-    with db.new_session() as session:
-        practice = onboard_practice(session, world.client, parse_request("BestPractice", "BP1"), now=world.clock(),
+    with wiring.unit_of_work() as unit:
+        practice = onboard_practice(unit, world.client, parse_request("BestPractice", "BP1"), now=world.clock(),
                                     identifier_query=SQL)
-        session.commit()
+        unit.commit()
         assert practice.identifiers == {"practice_name": "Halo Clinic", "abn": abn}
         return practice.id
 

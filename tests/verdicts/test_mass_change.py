@@ -1,6 +1,6 @@
 from models import Action, PmsType, PracticeState, TicketReason, Verdict
-from reconciler.usecases import decisions as people
-from worker import db
+from models.guard import AUTOSWITCH_PAUSED
+from worker import db, wiring
 
 
 def test_more_switches_than_plausible_pause_autoswitching_and_hold(world):
@@ -15,5 +15,5 @@ def test_more_switches_than_plausible_pause_autoswitching_and_hold(world):
     assert [world.practice(p).state for p in ids[2:]] == [PracticeState.HELD, PracticeState.HELD]
     mass = [t for t in world.tickets() if t.reason == TicketReason.MASS_CHANGE]
     assert len(mass) == 1 and mass[0].practice_id is None
-    with db.new_session() as session:
-        assert people.autoswitch_paused(session) is not None
+    with wiring.unit_of_work() as unit:
+        assert unit.is_flag_set(AUTOSWITCH_PAUSED)

@@ -8,11 +8,11 @@ key                                type, TTL                what
 ``halo:processing:{id}``           string, limit + 30 s     a reconciliation of the practice runs
 ``halo:fresh:{id}``                string, 5 min            verified unchanged moments ago
 ``halo:since-verified:{id}``       counter, window          403s since that verification
+``halo:persists-noted:{id}``       string, window           the persistence ticket was asked for
 ``halo:403:{guid}:{minute}``       counter, window + 60 s   403 reports per GUID per minute (the ledger)
 ``halo:unknown:{guid}``            string, 10 min           no practice has this GUID
 ``halo:lookup:{guid}``             string, 10 s             a database lookup of the GUID is on its way
-``halo:reports``                   hash, none               403 reports by outcome: ``tasks.events``'s
-                                                            outcomes, and ``rejected`` (no GUID at all)
+``halo:reports``                   hash, none               403 reports by ``ReportOutcome``
 ``halo:broker:refused``            counter, none            broker messages that are not ours, dropped
 ``halo:integrator-403:{cause}``    string, 5 min            an integrator-wide 403 ticket was just noted
 ``halo:ratelimit:{name}``          string, ~1 s             the shared token bucket's theoretical arrival
@@ -45,6 +45,10 @@ def fresh(practice_id: int | str) -> str:
 
 def since_verified(practice_id: int | str) -> str:
     return f"{PREFIX}since-verified:{practice_id}"
+
+
+def persists_noted(practice_id: int | str) -> str:
+    return f"{PREFIX}persists-noted:{practice_id}"
 
 
 def forbidden_bucket(guid: str, minute: int) -> str:

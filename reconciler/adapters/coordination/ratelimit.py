@@ -11,20 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination import keys, scripts
 
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local allow_at = tat - tolerance
-if now < allow_at then return allow_at - now end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
-return 0
-"""
 
 
 class RateLimiter:
@@ -37,7 +25,7 @@ class RateLimiter:
         self.tolerance_us = self.interval_us * max(burst - 1, 0)
         self.sleep = sleep
         self.clock = clock
-        self._script = redis.register_script(_GCRA)
+        self._script = redis.register_script(scripts.load("gcra"))
 
     def try_acquire(self) -> float:
         """0 if a call may go now, else the seconds to wait."""

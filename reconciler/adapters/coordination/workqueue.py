@@ -20,64 +20,13 @@ were still asking Halo is answered by this run). All three are Lua scripts, one 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import redis as redis_lib
 
-from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination import keys, scripts
+from reconciler.core.work import ANY_GUID, Claim
 
-ANY_GUID = "*"
-
-_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-
-_ADD = _NOW_MS + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. now, 'EX', ARGV[2])
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-return 1
-"""
-
-_START = """
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-  redis.call('DEL', KEYS[1])
-  return 2
-end
-return -redis.call('PTTL', KEYS[2])
-"""
-
-_DONE = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-local dirty = redis.call('GET', KEYS[1])
-if not dirty then return 0 end
-local sep = string.find(dirty, '|', 1, true)
-local guid = dirty
-local at = 0
-if sep then
-  guid = string.sub(dirty, 1, sep - 1)
-  at = tonumber(string.sub(dirty, sep + 1)) or 0
-end
-if (guid == ARGV[2] or guid == '*') and at > tonumber(ARGV[3]) then return 1 end
-redis.call('DEL', KEYS[1])
-return 0
-"""
-
-_TIME_MS = _NOW_MS + "return now"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The right to run one reconciliation of a practice (or, if not ``granted``, how long to wait)."""
-
-    practice_id: int
-    token: str
-    granted: bool
-    retry_in_ms: int = 0
-    taken_over: bool = False  # the lock was this same token's: an earlier delivery died holding it
+__all__ = ["ANY_GUID", "Claim", "WorkQueue"]
 
 
 class WorkQueue:
@@ -87,10 +36,10 @@ class WorkQueue:
         self.redis = redis
         self.queued_seconds = queued_seconds
         self.lock_seconds = lock_seconds
-        self._add = redis.register_script(_ADD)
-        self._start = redis.register_script(_START)
-        self._done = redis.register_script(_DONE)
-        self._time = redis.register_script(_TIME_MS)
+        self._add = redis.register_script(scripts.load("queue_add"))
+        self._start = redis.register_script(scripts.load("queue_start"))
+        self._done = redis.register_script(scripts.load("queue_done"))
+        self._time = redis.register_script(scripts.load("now_ms"))
 
     def add(self, practice_id: int, guid: str = ANY_GUID) -> bool:
         """Mark the practice for a run. True means: publish a task now (nobody else will)."""

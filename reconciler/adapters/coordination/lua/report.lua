@@ -1,0 +1,41 @@
+-- One 403 report, in one round trip: find the practice by GUID, count the report in the ledger, and
+-- fold it into the practice's pending reconciliation. Returns {outcome, practice_id}; the outcomes
+-- are reconciler.core.vocabulary.ReportOutcome.
+-- KEYS: 1 GUID index, 2 this minute's ledger bucket, 3 unknown-GUID mark, 4 lookup mark, 5 outcomes hash
+-- ARGV: 1 GUID, 2 ledger bucket lifetime, 3 dirty prefix, 4 processing prefix, 5 queued-mark lifetime,
+--       6 fresh prefix, 7 persistence threshold, 8 since-verified prefix, 9 lookup fold seconds,
+--       10 persists-noted prefix, 11 persistence window seconds
+local function out(outcome, pid)
+  redis.call('HINCRBY', KEYS[5], outcome, 1)
+  return {outcome, pid}
+end
+local guid = ARGV[1]
+local entry = redis.call('HGET', KEYS[1], guid)
+if not entry then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return out('unknown', '') end
+  if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[9]) then return out('lookup', '') end
+  return out('folded', '')
+end
+local sep = string.find(entry, ':', 1, true)
+local pid = string.sub(entry, 1, sep - 1)
+if string.sub(entry, sep + 1) ~= 'current' then return out('stale', pid) end
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+local fresh = redis.call('GET', ARGV[6] .. pid)
+if fresh then
+  local n = redis.call('INCR', ARGV[8] .. pid)
+  redis.call('EXPIRE', ARGV[8] .. pid, ARGV[2])
+  -- The rule is Python's (policy.decide): "threshold or more". The noted mark makes the crossing
+  -- publish once per window, not once per report.
+  if fresh == 'confirmed' and n >= tonumber(ARGV[7])
+     and redis.call('SET', ARGV[10] .. pid, '1', 'NX', 'EX', ARGV[11]) then
+    return out('persists', pid)
+  end
+  return out('counted', pid)
+end
+local dirty = ARGV[3] .. pid
+if redis.call('EXISTS', dirty) == 1 then return out('folded', pid) end
+local t = redis.call('TIME')
+redis.call('SET', dirty, guid .. '|' .. (t[1] * 1000 + math.floor(t[2] / 1000)), 'EX', ARGV[5])
+if redis.call('EXISTS', ARGV[4] .. pid) == 1 then return out('folded', pid) end
+return out('publish', pid)

@@ -1,0 +1,93 @@
+"""The change one verdict makes to a practice, calculated before anything is written. Pure.
+
+``plan_change`` turns a classification and the policy's decision into column values, a GUID
+history entry, tickets to open or resolve and integrator-wide flags; the store applies it in the
+act step's one transaction. Nothing here reads a clock or draws a random number: both are passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconciler.core import ticket_texts as texts
+from reconciler.core.classify import Classification, Recorded
+from reconciler.core.policy import Decision, Policy, TicketSpec, next_backoff
+from reconciler.core.vocabulary import PracticeState, TicketKind, TicketReason, Verdict
+
+# Integrator-wide conditions that clear as soon as Halo answers a call normally.
+INTEGRATOR_WIDE_REASONS = (TicketReason.IP_NOT_ALLOWED, TicketReason.QUOTA_EXCEEDED, TicketReason.UNAUTHORIZED)
+
+
+@dataclass(frozen=True)
+class PracticeChange:
+    values: dict[str, Any]  # practice columns to write (the version column is the store's)
+    switch_to: str | None = None  # close the current GUID history entry, open one for this GUID
+    history_reason: str = ""
+    tickets: tuple[TicketSpec, ...] = ()  # open, or count once more
+    resolve: tuple[TicketReason, ...] = ()  # this practice's tickets with these reasons
+    resolve_integrator_wide: tuple[TicketReason, ...] = ()
+    pause_autoswitch: bool = False
+    key_refused: bool | None = None  # True: set the flag; False: clear it; None: leave it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_change(
+    recorded: Recorded,
+    classification: Classification,
+    decision: Decision,
+    *,
+    halo_answered: bool,
+    now: datetime,
+    policy: Policy,
+    random: float,
+) -> PracticeChange:
+    verdict = classification.verdict
+    values: dict[str, Any] = {"last_verdict": verdict, "updated_at": now}
+    if halo_answered:
+        values["last_verified_at"] = now
+    if decision.switch_to:
+        values.update(halo_guid=decision.switch_to, state=PracticeState.ACTIVE, proposed_guid=None,
+                      proposed_identifiers=None)
+    elif decision.hold:
+        values.update(
+            state=PracticeState.HELD,
+            proposed_guid=classification.new_guid or recorded.halo_guid,
+            proposed_identifiers=dict(classification.seen_identifiers),
+        )
+    elif verdict is Verdict.UNCHANGED:
+        values.update(state=PracticeState.ACTIVE, proposed_guid=None, proposed_identifiers=None)
+    if decision.backoff:
+        values.update(
+            backoff_attempts=recorded.backoff_attempts + 1,
+            next_attempt_at=now + next_backoff(recorded.backoff_attempts, policy=policy, random=random),
+        )
+        if recorded.state != PracticeState.HELD:
+            values["state"] = PracticeState.BACKOFF
+    elif decision.reset_backoff or halo_answered:
+        values.update(backoff_attempts=0, next_attempt_at=None)
+        if recorded.state == PracticeState.BACKOFF and "state" not in values:
+            values["state"] = PracticeState.ACTIVE
+
+    tickets: list[TicketSpec] = [decision.ticket] if decision.ticket is not None else []
+    if decision.trip_guard:
+        tickets.append(TicketSpec(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.MASS_CHANGE, integrator_wide=True,
+                                  detail=texts.mass_change(window_seconds=policy.mass_change_window_seconds)))
+    key_refused: bool | None = None
+    resolve_integrator_wide: tuple[TicketReason, ...] = ()
+    if verdict is Verdict.UNAUTHORIZED:
+        key_refused = True
+    elif halo_answered:
+        key_refused = False
+        resolve_integrator_wide = INTEGRATOR_WIDE_REASONS
+    return PracticeChange(
+        values=values,
+        switch_to=decision.switch_to,
+        history_reason=str(verdict),
+        tickets=tuple(tickets),
+        resolve=tuple(decision.resolve_tickets),
+        resolve_integrator_wide=resolve_integrator_wide,
+        pause_autoswitch=decision.trip_guard,
+        key_refused=key_refused,
+    )

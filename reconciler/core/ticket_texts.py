@@ -1,0 +1,75 @@
+"""Every sentence a ticket says to a person: what was seen and what to do. Pure.
+
+One function per ticket reason, so a text is written once and names the configured numbers (the
+403 window, for instance) instead of assuming them.
+"""
+
+from __future__ import annotations
+
+
+def _window(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return "the hour" if hours == 1 else f"{hours} hours"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+def forbidden_persists(*, reports: int, seen: str) -> str:
+    return (f"{reports} 403s for the GUID in use since it was last verified, yet Halo confirms it as current. "
+            f"{seen} Ask Halo support why queries are refused.")
+
+
+def forbidden_persists_reported(*, threshold: int, window_seconds: int) -> str:
+    return (f"{threshold} or more 403s within {_window(window_seconds)} for a GUID Halo confirms as current; "
+            "ask Halo support why queries to this practice are refused.")
+
+
+def infrastructure_change_held(*, seen: str, practice_id: int) -> str:
+    return f"{seen} Policy holds infrastructure changes: approve or reject practice {practice_id}."
+
+
+def infrastructure_change_switched(*, seen: str) -> str:
+    return f"{seen} Switched automatically; this ticket records it for review."
+
+
+def business_change(*, seen: str, practice_id: int) -> str:
+    return (f"{seen} The practice's identity changed: confirm with the practice, then "
+            f"`halo-reconciler approve {practice_id}` or `reject {practice_id}`.")
+
+
+def not_found(*, seen: str) -> str:
+    return f"{seen} Ask the practice whether Halo Link is still installed and its PMS ID unchanged."
+
+
+def ambiguous(*, seen: str) -> str:
+    return f"{seen} Ask Halo support which database is authoritative."
+
+
+def flapping(*, seen: str) -> str:
+    return f"{seen} The authoritative database keeps moving; ask Halo support before anything switches."
+
+
+def ip_not_allowed(*, seen: str) -> str:
+    return f"{seen} Ask Halo support to allow-list the worker's outbound IP address."
+
+
+def quota_exceeded(*, seen: str) -> str:
+    return f"{seen} The subscription's call quota is exhausted; ask Halo support to raise it."
+
+
+def integrator_forbidden_reported(*, ip_not_allowed: bool, message: str | None) -> str:
+    what = "the caller's IP address is not allow-listed" if ip_not_allowed else "the call quota is exhausted"
+    return f"Halo answers 403 because {what} ({(message or '')[:200]}); contact Halo support."
+
+
+def unauthorized(*, seen: str) -> str:
+    return (f"{seen} Check HALO_SUBSCRIPTION_KEY and HALO_BASE_URL (stage and production keys differ); automatic "
+            "reconciliations stop until a call succeeds (`halo-reconciler reconcile ID --now` tests a new key).")
+
+
+def mass_change(*, window_seconds: int) -> str:
+    return (f"More practices changed GUID within {_window(window_seconds)} than is plausible; automatic switching "
+            "is paused and further changes are held. Check with Halo support, approve or reject the held practices, "
+            "then run `halo-reconciler autoswitch resume`.")

@@ -1,0 +1,94 @@
+"""Sweeps: re-resolve practices before their users meet a 403, and retry those whose backoff is due.
+
+``plan`` names every practice a sweep should look at, each once (due retries first, then the never
+verified and the stale), paging through the database so a sweep over 100,000 practices holds one
+page of ids at a time. ``sweep_now`` reconciles them in this process; ``enqueue_planned`` queues them
+through the work queue, so a practice a storm already queued is not doubled.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from models import Trigger
+
+log = structlog.get_logger()
+
+
+class SweepPlanSource(Protocol):
+    """The three keyset queries a plan reads (``reconciler.adapters.store`` has them)."""
+
+    def due_retry_ids(self, *, now: datetime) -> Iterator[int]: ...
+    def never_verified_ids(self) -> Iterator[int]: ...
+    def stale_practice_ids(self, *, cutoff: datetime) -> Iterator[int]: ...
+
+
+class Queue(Protocol):
+    def add(self, practice_id: int) -> bool: ...
+    def forget(self, practice_id: int) -> None: ...
+
+
+def plan(source: SweepPlanSource, *, now: datetime, older_than: timedelta) -> Iterator[tuple[int, Trigger]]:
+    retried: set[int] = set()
+    for practice_id in source.due_retry_ids(now=now):
+        retried.add(practice_id)
+        yield practice_id, Trigger.RETRY
+    for practice_id in source.never_verified_ids():
+        if practice_id not in retried:
+            yield practice_id, Trigger.SWEEP
+    for practice_id in source.stale_practice_ids(cutoff=now - older_than):
+        if practice_id not in retried:
+            yield practice_id, Trigger.SWEEP
+
+
+@dataclass
+class SweepSummary:
+    checked: int = 0
+    skipped: int = 0
+    verdicts: Counter = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checked": self.checked, "verdicts": dict(sorted(self.verdicts.items())), "skipped": self.skipped}
+
+
+def sweep_now(planned: list[tuple[int, Trigger]], *, reconcile: Callable[[int, Trigger], Any],
+              progress: Callable[[], None] = lambda: None) -> SweepSummary:
+    """Reconcile every planned practice in this process."""
+    summary = SweepSummary()
+    for practice_id, trigger in planned:
+        result = reconcile(practice_id, trigger)
+        summary.checked += 1
+        if result.verdict is None:
+            summary.skipped += 1
+        else:
+            summary.verdicts[str(result.verdict)] += 1
+        progress()
+    log.info("sweep_finished", checked=summary.checked, skipped=summary.skipped, verdicts=dict(summary.verdicts))
+    return summary
+
+
+def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
+                    publish: Callable[[int, Trigger], None]) -> int:
+    """Queue each planned practice that is neither queued nor running; returns how many were published.
+
+    A publish that fails takes its queued mark back (``forget``), so the next report or sweep can
+    queue the practice at once instead of folding into a task that was never sent.
+    """
+    enqueued = 0
+    for practice_id, trigger in planned:
+        if not queue.add(practice_id):
+            continue
+        try:
+            publish(practice_id, trigger)
+        except BaseException:
+            queue.forget(practice_id)
+            raise
+        enqueued += 1
+    log.info("sweep_enqueued", enqueued=enqueued)
+    return enqueued
