@@ -43,4 +43,5 @@ def sweep_task(older_than_seconds: Annotated[int, Field(strict=True, ge=0)] | No
                 publish=lambda practice_id, trigger: reconcile_practice.apply_async(args=[practice_id, str(trigger)]),
             )
     sweeps.mark_finished(datetime.now(UTC))
+    log.info("sweep_finished", enqueued=enqueued)
     return enqueued

@@ -1,6 +1,7 @@
 """The Celery application, configured for this workload. Each setting says why.
 
-The broker is ``BROKER_URL`` (Redis) or, with none set, the embedded Valkey server that
+Process set-up (logging, metrics, clients after fork) is ``worker.process``'s, connected when
+``celery -A worker`` loads the app. The broker is ``BROKER_URL`` (Redis) or, with none set, the embedded Valkey server that
 ``worker.coordination`` starts on demand in the data directory: one code path either way.
 """
 
@@ -10,20 +11,14 @@ import sys
 import time
 
 from celery import Celery
-from celery.signals import (
-    before_task_publish,
-    beat_init,
-    task_rejected,
-    task_unknown,
-    worker_init,
-    worker_process_init,
-    worker_process_shutdown,
-)
+from celery.signals import before_task_publish, task_rejected, task_unknown
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
 from worker.config import get_settings
+from worker.coordination import SOCKET, ensure_embedded_server
+from worker.messages import count_refused
 
 QUEUES = ("events", "reconcile", "sweep", "deliver")
 SENT_AT_HEADER = "halo_sent_at"
@@ -35,8 +30,6 @@ def broker_url() -> str:
     settings = get_settings()
     if settings.broker_url:
         return settings.broker_url
-    from worker.coordination import SOCKET
-
     return f"redis+socket://{settings.data_dir / SOCKET}"
 
 
@@ -44,8 +37,6 @@ def ensure_broker() -> None:
     """Start the embedded broker if this process uses it and it is not running yet."""
     settings = get_settings()
     if settings.broker_url is None:
-        from worker.coordination import ensure_embedded_server
-
         ensure_embedded_server(settings)
 
 
@@ -133,73 +124,18 @@ class Consumer(CeleryConsumer):
     """Celery's consumer, counting what it drops: a body that does not decode, or that is not JSON."""
 
     def on_decode_error(self, message, exc):  # noqa: ANN001
-        from worker.messages import count_refused
-
         count_refused("undecodable", content_type=str(message.content_type)[:100], error=type(exc).__name__)
         super().on_decode_error(message, exc)
 
 
 @task_unknown.connect
 def _count_unknown_task(name: object = None, **_: object) -> None:
-    from worker.messages import count_refused
-
     count_refused("unregistered_task", task=str(name)[:200])
 
 
 @task_rejected.connect
 def _count_rejected_message(exc: object = None, **_: object) -> None:
-    from worker.messages import count_refused
-
     count_refused("invalid_message", error=type(exc).__name__ if exc is not None else "unknown_format")
-
-
-@worker_init.connect
-@beat_init.connect
-def _start_broker(**_: object) -> None:
-    ensure_broker()
-
-
-@worker_process_init.connect
-def _init_process(**_: object) -> None:
-    """Per-process set-up after fork: logging; clients are built lazily on first use."""
-    from worker.logging import configure_logging
-
-    configure_logging(get_settings(), stream=sys.__stderr__)
-    _warm_up()
-
-
-def _warm_up() -> None:
-    """Pay for imports and connections before the first task, not during a storm's first second."""
-    import structlog
-
-    from worker import db, wiring
-    from worker.coordination import get_redis
-
-    try:
-        with db.get_engine().connect():
-            pass
-        get_redis().ping()
-        wiring.halo_client()
-    except Exception as exc:  # a dependency down at start-up: tasks retry it, the worker still starts
-        structlog.get_logger().warning("worker_warm_up_failed", error=str(exc))
-
-
-@worker_init.connect
-def _init_main_process(**_: object) -> None:
-    from worker.logging import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings, stream=sys.__stderr__)
-    if settings.metrics_port:
-        from reconciler.adapters.metrics import StateCollector, start_metrics_server
-        from worker import db
-        from worker.coordination import get_redis
-
-        # Before the pool forks: children inherit the multiprocess set-up.
-        start_metrics_server(
-            settings.metrics_port, multiprocess_dir=settings.data_dir / "metrics" / str(settings.metrics_port),
-            state=StateCollector(redis=get_redis, session=db.new_session, queues=QUEUES, sent_at_header=SENT_AT_HEADER),
-        )
 
 
 @before_task_publish.connect
@@ -207,10 +143,3 @@ def _stamp_sent_at(headers: dict | None = None, **_: object) -> None:
     """Every task carries when it was sent, so the metrics can say how old a queue's oldest message is."""
     if headers is not None:
         headers.setdefault(SENT_AT_HEADER, time.time())
-
-
-@worker_process_shutdown.connect
-def _close_process(**_: object) -> None:
-    from worker import wiring
-
-    wiring.close_halo_client()

@@ -159,6 +159,7 @@ def practices_import(
     as_json: JsonOption = False,
 ) -> None:
     """Onboard many practices from a CSV file; a bad row is reported and the rest go on."""
+    # The use cases and clients only for the commands that need them (start-up time of the CLI).
     from reconciler.usecases.importing import import_rows, iter_lines, read_rows
     from worker import wiring
 
@@ -335,7 +336,7 @@ def report_403(
     as_json: JsonOption = False,
 ) -> None:
     """Report a 403 exactly as the application hook does."""
-    from worker.hooks import report_forbidden
+    from worker.hooks import report_forbidden  # the report path only when reporting (start-up time)
 
     _settings()
     canonical = parse_guid(guid)  # malformed: bad input, exit 2
@@ -347,6 +348,8 @@ def report_403(
 @app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker_command(ctx: typer.Context) -> None:
     """Run a Celery worker on every queue (extra arguments go to Celery)."""
+    # Celery and the process set-up only for the commands that run it (start-up time of the CLI).
+    from worker import process  # noqa: F401  (the worker's signal handlers)
     from worker.celery_app import QUEUES, app as celery_app
 
     _settings()
@@ -356,6 +359,8 @@ def worker_command(ctx: typer.Context) -> None:
 @app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat_command(ctx: typer.Context) -> None:
     """Run Celery beat: the sweep and the outbox schedule (extra arguments go to Celery)."""
+    # Celery and the process set-up only for the commands that run it (start-up time of the CLI).
+    from worker import process  # noqa: F401  (beat's signal handlers)
     from worker.celery_app import app as celery_app
 
     settings = _settings()
@@ -397,7 +402,7 @@ def health(
     as_json: JsonOption = False,
 ) -> None:
     """Check the database, the broker, the last sweep and Halo; exit 1 with the reasons when unhealthy."""
-    from worker.health import run_checks
+    from worker.health import run_checks  # health's clients only for `health` (start-up time)
 
     checks = run_checks(_settings(), halo=not skip_halo)
     healthy = all(check.ok for check in checks)
@@ -424,7 +429,7 @@ def simulator(
     practices: Annotated[int, typer.Option("--practices", help="Seed this many generated practices.", min=0, max=1_000_000)] = 0,
 ) -> None:
     """Serve a Halo Cloud simulator until stopped."""
-    from worker.simulator.server import run_simulator
+    from worker.simulator.server import run_simulator  # the simulator's server only here (start-up time)
 
     _settings()
     run_simulator(host=host, port=port, key=key, sites_file=sites, practices=practices)
@@ -435,7 +440,7 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's data directory.")] = False,
 ) -> None:
     """Run the whole thing on the embedded default against a simulator, and show what it did."""
-    from worker.demo import run_demo
+    from worker.demo import run_demo  # the demo only for `demo` (start-up time)
 
     raise typer.Exit(run_demo(keep=keep))
 

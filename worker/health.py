@@ -12,6 +12,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import select
+
+from models import Practice
+from reconciler.adapters.coordination import keys
+from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
+from worker import db, wiring
+from worker.coordination import get_redis
 from worker.config import Settings
 
 NIL_GUID = "00000000-0000-0000-0000-000000000000"
@@ -28,11 +38,9 @@ class Check:
 
 
 def check_database() -> Check:
-    from worker import db
-
     try:
         current, head = db.current_revision(), db.head_revision()
-    except Exception as exc:  # each check reports its own failure; the others still run
+    except (SQLAlchemyError, OSError) as exc:  # each check reports its own failure; the others still run
         return Check("database", False, f"unreachable: {exc}")
     if current != head:
         return Check("database", False, f"schema at {current or 'nothing'}, this code needs {head}: "
@@ -41,25 +49,21 @@ def check_database() -> Check:
 
 
 def check_broker() -> Check:
-    from worker.coordination import get_redis
-
     try:
         get_redis().ping()
-    except Exception as exc:
+    except (RedisError, CoordinationUnavailable) as exc:
         return Check("broker", False, f"Redis does not answer: {exc}")
     return Check("broker", True, "Redis answers")
 
 
 def check_sweep(settings: Settings, now: datetime | None = None) -> Check:
     """The last sweep's age against three intervals (and a minute of slack)."""
-    from reconciler.adapters.coordination import keys
-    from worker.coordination import get_redis
 
     now = now or datetime.now(UTC)
     allowed = 3 * settings.sweep_interval_seconds + 60
     try:
         raw = get_redis().get(keys.last_sweep())
-    except Exception as exc:
+    except (RedisError, CoordinationUnavailable) as exc:
         return Check("sweep", False, f"cannot read the last sweep: {exc}")
     if raw is None:
         # A fresh deployment has not swept yet: not a failure, but say so.
@@ -78,19 +82,13 @@ def check_sweep(settings: Settings, now: datetime | None = None) -> Check:
 
 def check_halo(settings: Settings) -> Check:
     """One unretried call: any answer but 401 shows Halo takes the key (a 404 for the nil GUID does)."""
-    from sqlmodel import select
-
-    from models import Practice
-    from worker import db
-    from worker import wiring
-    from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
 
     guid = NIL_GUID
     try:
         with db.new_session() as session:
             first = session.exec(select(Practice.halo_guid).order_by(Practice.id).limit(1)).first()
             guid = first or NIL_GUID
-    except Exception:  # the database check reports that; Halo can still be asked about the nil GUID
+    except SQLAlchemyError:  # the database check reports that; Halo can still be asked about the nil GUID
         pass
     try:
         with wiring.build_halo_client(settings, max_attempts=1, timeout=min(settings.halo_timeout_seconds, 10)) as client:

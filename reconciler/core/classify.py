@@ -24,47 +24,11 @@ from typing import Any
 
 from reconciler.core.vocabulary import ForbiddenCause, PracticeState, Verdict
 from reconciler.core.identifiers import differing, identifiers_from_site, normalise_identifiers
+from reconciler.core.facts import Classification, HaloAnswer, History, Recorded
 from reconciler.core.policy import Policy
 from reconciler.core.selection import select_site
 from reconciler.core.halo_errors import HaloError, HaloForbidden, HaloUnauthorized
 from reconciler.core.sites import Site
-
-
-@dataclass(frozen=True)
-class Recorded:
-    practice_id: int
-    halo_guid: str
-    identifiers_normalised: Mapping[str, str]
-    state: PracticeState = PracticeState.ACTIVE
-    proposed_guid: str | None = None
-    rejected_fingerprint: str | None = None
-    backoff_attempts: int = 0
-
-
-@dataclass(frozen=True)
-class History:
-    # GUID → when we last switched away from it.
-    previous_guids: Mapping[str, datetime] = field(default_factory=dict)
-    # 403 reports for the current GUID since it was last verified, within the window.
-    forbidden_reports_since_verified: int = 0
-
-
-@dataclass(frozen=True)
-class HaloAnswer:
-    sites: tuple[Site, ...] | None
-    error: HaloError | None = None
-    extra_identifiers: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Classification:
-    verdict: Verdict
-    reason: str
-    site: Site | None = None
-    new_guid: str | None = None
-    seen_identifiers: Mapping[str, Any] = field(default_factory=dict)
-    differing: tuple[str, ...] = ()
-    fingerprint: str | None = None
 
 
 def fingerprint(guid: str | None, identifiers_normalised: Mapping[str, str]) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from reconciler.core import backoff, ticket_texts as texts
+from reconciler.core.facts import Classification, History, Recorded
 from reconciler.core.vocabulary import (
     Action,
     BusinessPolicy,
@@ -18,8 +18,6 @@ from reconciler.core.vocabulary import (
     Verdict,
 )
 
-if TYPE_CHECKING:
-    from reconciler.core.classify import Classification, History, Recorded
 
 
 @dataclass(frozen=True)
@@ -88,12 +86,12 @@ def _ticket(kind: TicketKind, reason: TicketReason, detail: str, *, integrator_w
 
 
 def decide(
-    classification: "Classification",
-    recorded: "Recorded",
+    classification: Classification,
+    recorded: Recorded,
     *,
     policy: Policy,
     guard: GuardState,
-    history: "History",
+    history: History,
 ) -> Decision:
     verdict = classification.verdict
     seen = classification.reason

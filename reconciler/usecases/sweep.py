@@ -90,5 +90,4 @@ def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
             queue.forget(practice_id)
             raise
         enqueued += 1
-    log.info("sweep_enqueued", enqueued=enqueued)
     return enqueued
