@@ -29,7 +29,7 @@ import structlog
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from reconciler.core.vocabulary import PmsType
+from reconciler.core.vocabulary import ForbiddenCause, PmsType
 from reconciler.core.guids import parse_guid
 from reconciler.core.halo_errors import (
     HaloBadRequest,
@@ -37,6 +37,7 @@ from reconciler.core.halo_errors import (
     HaloError,
     HaloForbidden,
     HaloNotFound,
+    HaloPairingRefused,
     HaloRateLimited,
     HaloServerError,
     HaloTimeout,
@@ -164,7 +165,36 @@ class HaloClient:
         return self._parse(FindSitesResult, response).sites
 
     def get_site(self, guid: str) -> Site:
+        """Get site status: the site's ``status`` and ``availability`` as Halo sees them now.
+
+        A site we are not paired with answers 403: ``HaloForbidden`` with cause ``other`` (a GUID
+        problem), never ``ip_not_allowed`` or ``quota_exceeded`` unless Halo's message says so.
+        """
         response = self._send("get_site", "GET", f"/integrator/sites/{parse_guid(guid)}")
+        return self._parse(Site, response)
+
+    def pair_site(self, pms_type: PmsType, pms_id: str, pairing_code: str | None = None) -> Site:
+        """Pair with a site, which every other call on it needs, and return the site Halo paired.
+
+        Best Practice sites need the practice's ``pairing_code``; Zedmed and D4w pair without one
+        (``pairingCode`` is sent only when given). A refused pairing is :class:`HaloPairingRefused`.
+        Like every call it is retried on 429, 5xx and timeouts; pairing an already paired site is
+        harmless, but if Halo spends a one-time code on an attempt whose answer was lost, the retry
+        may be refused: check the site with :meth:`get_site` before reporting the code as wrong.
+        """
+        if not pms_id or not pms_id.strip():
+            raise ValueError("pms_id is empty")
+        params = {"practiceManagementSiteId": pms_id.strip(), "practiceManagementName": PmsType(pms_type).query_name}
+        if pairing_code is not None:
+            if not pairing_code.strip():
+                raise ValueError("the pairing code is empty")
+            params["pairingCode"] = pairing_code.strip()
+        try:
+            response = self._send("pair_site", "POST", "/integrator/pair-site", params=params)
+        except (HaloBadRequest, HaloForbidden) as exc:
+            if not _is_refused_pairing(exc):
+                raise
+            raise HaloPairingRefused(f"Halo refused to pair with the site: {exc.message}", status=exc.status) from exc
         return self._parse(Site, response)
 
     def immediate_query(
@@ -275,3 +305,12 @@ class HaloClient:
             return HaloNotFound(message, status=404)
         return HaloBadResponse(f"Halo answered an unexpected {status}: {message}", status=status)
 
+
+def _is_refused_pairing(error: HaloBadRequest | HaloForbidden) -> bool:
+    """Whether Pair with a site's 400 or 403 refuses the pairing itself (a wrong, expired or missing
+    code). The document names no message for it, so: a 403 that is not about our IP, our quota or an
+    authoritative site, or a 400 whose message speaks of pairing. Other 400s (a parameter we spelt
+    wrong) stay HaloBadRequest."""
+    if isinstance(error, HaloForbidden):
+        return error.cause is ForbiddenCause.OTHER
+    return "pair" in error.message.casefold()
