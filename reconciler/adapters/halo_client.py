@@ -2,6 +2,14 @@
 envelope) over one pooled ``httpx.Client``. Transport-agnostic: tests pass ``transport=``.
 
 Callers see only ``reconciler.core.halo_errors`` types and parsed ``reconciler.core.sites`` values.
+
+Retries run on tenacity (a dependency already) rather than stamina. Both would do; tenacity fits our
+policy without bending it: the wait is one function of the failed attempt (Retry-After when Halo
+sends it, capped, else full jitter from *our* injected ``random``), and the sleep is the injected
+``sleep`` of this one client. stamina's backoff adds jitter on top of an exponential wait instead of
+drawing the whole wait at random, and its test mode is a process-wide switch rather than a sleep
+passed to the client; its ready-made structlog/Prometheus instrumentation would duplicate our
+``halo_request_retried`` event and ``on_call`` metrics.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ from typing import Any
 import httpx
 import structlog
 from pydantic import ValidationError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from reconciler.core.vocabulary import PmsType
+from reconciler.core.vocabulary import ForbiddenCause, PmsType
 from reconciler.core.guids import parse_guid
 from reconciler.core.halo_errors import (
     HaloBadRequest,
@@ -28,6 +37,7 @@ from reconciler.core.halo_errors import (
     HaloError,
     HaloForbidden,
     HaloNotFound,
+    HaloPairingRefused,
     HaloRateLimited,
     HaloServerError,
     HaloTimeout,
@@ -155,7 +165,36 @@ class HaloClient:
         return self._parse(FindSitesResult, response).sites
 
     def get_site(self, guid: str) -> Site:
+        """Get site status: the site's ``status`` and ``availability`` as Halo sees them now.
+
+        A site we are not paired with answers 403: ``HaloForbidden`` with cause ``other`` (a GUID
+        problem), never ``ip_not_allowed`` or ``quota_exceeded`` unless Halo's message says so.
+        """
         response = self._send("get_site", "GET", f"/integrator/sites/{parse_guid(guid)}")
+        return self._parse(Site, response)
+
+    def pair_site(self, pms_type: PmsType, pms_id: str, pairing_code: str | None = None) -> Site:
+        """Pair with a site, which every other call on it needs, and return the site Halo paired.
+
+        Best Practice sites need the practice's ``pairing_code``; Zedmed and D4w pair without one
+        (``pairingCode`` is sent only when given). A refused pairing is :class:`HaloPairingRefused`.
+        Like every call it is retried on 429, 5xx and timeouts; pairing an already paired site is
+        harmless, but if Halo spends a one-time code on an attempt whose answer was lost, the retry
+        may be refused: check the site with :meth:`get_site` before reporting the code as wrong.
+        """
+        if not pms_id or not pms_id.strip():
+            raise ValueError("pms_id is empty")
+        params = {"practiceManagementSiteId": pms_id.strip(), "practiceManagementName": PmsType(pms_type).query_name}
+        if pairing_code is not None:
+            if not pairing_code.strip():
+                raise ValueError("the pairing code is empty")
+            params["pairingCode"] = pairing_code.strip()
+        try:
+            response = self._send("pair_site", "POST", "/integrator/pair-site", params=params)
+        except (HaloBadRequest, HaloForbidden) as exc:
+            if not _is_refused_pairing(exc):
+                raise
+            raise HaloPairingRefused(f"Halo refused to pair with the site: {exc.message}", status=exc.status) from exc
         return self._parse(Site, response)
 
     def immediate_query(
@@ -198,53 +237,60 @@ class HaloClient:
         return self._random() * self._backoff_base * 2 ** (attempt - 1)
 
     def _send(self, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call: at most ``max_attempts`` attempts, retrying only what :meth:`_attempt` calls
+        :class:`HaloUnavailable`; the last such failure is raised as it is."""
         if self._closed:
             raise ClientClosed("this HaloClient is closed")
-        failure: HaloUnavailable | None = None
-        for attempt in range(1, self._max_attempts + 1):
-            if self._before_request is not None:
-                self._before_request(endpoint)
-            with self._lock:
-                self._attempts += 1
-            sent = time.perf_counter()
-            try:
-                response = self._http.request(method, path, **kwargs)
-            except httpx.TimeoutException as exc:
-                self._on_call(endpoint, "timeout", time.perf_counter() - sent)
-                failure = HaloTimeout(f"Halo did not answer {endpoint} in time")
-                failure.__cause__ = exc
-                retry_after = None
-                status = None
-            except httpx.TransportError as exc:
-                self._on_call(endpoint, "unreachable", time.perf_counter() - sent)
-                failure = HaloTimeout(f"could not reach Halo for {endpoint} ({type(exc).__name__})")
-                failure.__cause__ = exc
-                retry_after = None
-                status = None
-            else:
-                status = response.status_code
-                self._on_call(endpoint, status, time.perf_counter() - sent)
-                if 200 <= status < 300:
-                    return response
-                if status not in RETRYABLE:
-                    raise self._error(response)
-                retry_after = _retry_after(response, time.time())
-                message = _envelope_message(response) or response.reason_phrase or "no message"
-                if status == 429:
-                    failure = HaloRateLimited(f"Halo rate-limited {endpoint}: {message}", status=429, retry_after=retry_after)
-                else:
-                    failure = HaloServerError(f"Halo answered {status} to {endpoint}: {message}", status=status,
-                                              retry_after=retry_after)
-            if attempt == self._max_attempts:
-                break
-            wait = self._wait(attempt, retry_after)
-            log.info("halo_request_retried", endpoint=endpoint, attempt=attempt, status=status,
-                     wait_seconds=round(wait, 3))
-            self._sleep(wait)
-        assert failure is not None
-        log.warning("halo_request_failed", endpoint=endpoint, attempts=self._max_attempts, status=failure.status,
-                    error=type(failure).__name__)
-        raise failure
+
+        def wait(state: RetryCallState) -> float:
+            if state.attempt_number >= self._max_attempts:  # tenacity asks before it stops: no draw
+                return 0.0
+            return self._wait(state.attempt_number, state.outcome.exception().retry_after)
+
+        def log_retry(state: RetryCallState) -> None:
+            log.info("halo_request_retried", endpoint=endpoint, attempt=state.attempt_number,
+                     status=state.outcome.exception().status, wait_seconds=round(state.upcoming_sleep, 3))
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(HaloUnavailable), stop=stop_after_attempt(self._max_attempts),
+            wait=wait, sleep=self._sleep, before_sleep=log_retry, reraise=True,
+            before=(lambda state: self._before_request(endpoint)) if self._before_request else None,
+        )
+        try:
+            return retrying(self._attempt, endpoint, method, path, **kwargs)
+        except HaloUnavailable as failure:
+            log.warning("halo_request_failed", endpoint=endpoint, attempts=self._max_attempts, status=failure.status,
+                        error=type(failure).__name__)
+            raise
+
+    def _attempt(self, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP attempt: a 2xx response, or the error it means, chained from httpx's."""
+        with self._lock:
+            self._attempts += 1
+        sent = time.perf_counter()
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            self._on_call(endpoint, "timeout", time.perf_counter() - sent)
+            raise HaloTimeout(f"Halo did not answer {endpoint} in time") from exc
+        except httpx.TransportError as exc:
+            self._on_call(endpoint, "unreachable", time.perf_counter() - sent)
+            raise HaloTimeout(f"could not reach Halo for {endpoint} ({type(exc).__name__})") from exc
+        status = response.status_code
+        self._on_call(endpoint, status, time.perf_counter() - sent)
+        if 200 <= status < 300:
+            return response
+        # Our own words, not httpx's: its message names the URL, and pair-site's holds the pairing code.
+        http_error = httpx.HTTPStatusError(f"HTTP {status}", request=response.request, response=response)
+        if status not in RETRYABLE:
+            raise self._error(response) from http_error
+        retry_after = _retry_after(response, time.time())
+        message = _envelope_message(response) or response.reason_phrase or "no message"
+        if status == 429:
+            raise HaloRateLimited(f"Halo rate-limited {endpoint}: {message}", status=429,
+                                  retry_after=retry_after) from http_error
+        raise HaloServerError(f"Halo answered {status} to {endpoint}: {message}", status=status,
+                              retry_after=retry_after) from http_error
 
     def _error(self, response: httpx.Response) -> HaloError:
         status = response.status_code
@@ -258,3 +304,13 @@ class HaloClient:
         if status == 404:
             return HaloNotFound(message, status=404)
         return HaloBadResponse(f"Halo answered an unexpected {status}: {message}", status=status)
+
+
+def _is_refused_pairing(error: HaloBadRequest | HaloForbidden) -> bool:
+    """Whether Pair with a site's 400 or 403 refuses the pairing itself (a wrong, expired or missing
+    code). The document names no message for it, so: a 403 that is not about our IP, our quota or an
+    authoritative site, or a 400 whose message speaks of pairing. Other 400s (a parameter we spelt
+    wrong) stay HaloBadRequest."""
+    if isinstance(error, HaloForbidden):
+        return error.cause is ForbiddenCause.OTHER
+    return "pair" in error.message.casefold()

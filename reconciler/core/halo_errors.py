@@ -9,9 +9,14 @@
     │   └── HaloServerError      500, 502, 503, 504 (``status``)
     ├── HaloUnauthorized         401: wrong or missing key, or the wrong environment
     ├── HaloForbidden            403 (``cause``: not_authoritative, ip_not_allowed, quota_exceeded, other)
+    ├── HaloPairingRefused       Pair with a site refused the pairing (a wrong, expired or missing code)
     ├── HaloNotFound             404
     ├── HaloBadRequest           400, e.g. a PMS name spelt as responses spell it
     └── HaloBadResponse          an answer that does not parse: never acted upon
+
+A 403 from a site we are not paired with is ``HaloForbidden(cause=other)``: neither the published
+document nor error-codes.yml gives a message that tells it apart from any other GUID problem, so it
+is never mistaken for the integrator-wide ``ip_not_allowed`` or ``quota_exceeded``.
 
 Only :class:`HaloUnavailable` is worth retrying. Messages are built from Halo's error envelope and
 our own words, never from request headers, so the subscription key cannot leak through them.
@@ -59,6 +64,13 @@ class HaloForbidden(HaloError):
     def __init__(self, message: str, *, cause: ForbiddenCause, status: int | None = 403) -> None:
         super().__init__(message, status=status)
         self.cause = cause
+
+
+class HaloPairingRefused(HaloError):
+    """Halo would not pair with the site: the practice's pairing code was wrong, expired or missing.
+
+    Not retryable, and not a GUID problem: the practice has to give a (new) code. ``status`` is the
+    status Halo answered (400 or 403)."""
 
 
 class HaloNotFound(HaloError):

@@ -1,19 +1,53 @@
 """Halo Cloud answers, parsed once into typed values (from the published OpenAPI document).
 
-Parsing is strict about what we act upon (``id`` must be a GUID, ``status`` one of the documented
-values) and tolerant of what we don't (unknown extra properties are ignored, optional ones may be
-missing), so a new field from Halo never stops the worker but a garbled answer never switches a GUID.
+Strict about what we act upon, lenient about the rest, so a new value from Halo never stops the
+worker but a garbled answer never switches a GUID:
+
+- **strict**: the GUID (``id``), ``status``, ``authoritative`` (``true``/``false``, or absent: None,
+  which is not False) and the identifiers we compare (``practiceMetadata.practiceName``,
+  ``practiceMetadata.practiceManagementSiteId`` and their deprecated top-level fallbacks ``name`` and
+  ``practiceManagementSiteId``). An invalid one rejects the whole answer; the client raises
+  ``HaloBadResponse``. A Find sites answer is rejected whole rather than with the bad site left out:
+  leaving out a garbled authoritative site could make a sibling look like the single candidate.
+- **lenient** (:data:`Lenient`): ``availability``, ``pmsType``, ``haloLinkVersion``, ``enrichedAt``,
+  ``practiceManagementVersion``. A value outside the document (``availability: "unknown"``, a
+  malformed date) is recorded as unknown, None, and the answer still parses. ``availability`` None
+  therefore means "absent or not a value we know"; the practice JSON prints it as null.
+- **ignored**: every other property, documented (``catalogue``, ``createdAt``, timestamps) or new.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError, ValidatorFunctionWrapHandler,
+    WrapValidator, field_validator,
+)
 
 from reconciler.core.vocabulary import Availability, PmsType, SiteStatus
 from reconciler.core.guids import parse_guid
+
+T = TypeVar("T")
+
+
+def _unknown_as_none(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        return None
+
+
+def _text_only(value: Any) -> Any:
+    """A date-time is a string in the document: a number would be read as seconds since 1970."""
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
+# A property we show but never act on: a value we cannot read is recorded as unknown (None).
+Lenient = Annotated[T | None, WrapValidator(_unknown_as_none)]
 
 
 class _HaloModel(BaseModel):
@@ -21,26 +55,28 @@ class _HaloModel(BaseModel):
 
 
 class PracticeMetadata(_HaloModel):
-    pms_type: PmsType | None = Field(default=None, alias="pmsType")
-    practice_name: str | None = Field(default=None, alias="practiceName")
-    practice_management_site_id: str | None = Field(default=None, alias="practiceManagementSiteId")
-    practice_management_version: str | None = Field(default=None, alias="practiceManagementVersion")
+    practice_name: StrictStr | None = Field(default=None, alias="practiceName")
+    practice_management_site_id: StrictStr | None = Field(default=None, alias="practiceManagementSiteId")
+    pms_type: Lenient[PmsType] = Field(default=None, alias="pmsType")
+    practice_management_version: Lenient[StrictStr] = Field(default=None, alias="practiceManagementVersion")
 
 
 class Site(_HaloModel):
-    """One site as Find sites / Get site status return it."""
+    """One site as Find sites, Get site status and Pair with a site return it."""
 
+    # Strict: what selection, comparison and switching act upon.
     id: str
     status: SiteStatus
-    availability: Availability | None = None
-    pms_type: PmsType | None = Field(default=None, alias="pmsType")
-    # Deprecated in the spec but still returned; None means Halo did not say.
-    authoritative: bool | None = None
+    # Deprecated in the spec but still returned; None means Halo did not say (not the same as False).
+    authoritative: StrictBool | None = None
     practice_metadata: PracticeMetadata | None = Field(default=None, alias="practiceMetadata")
-    name: str | None = None
-    practice_management_site_id: str | None = Field(default=None, alias="practiceManagementSiteId")
-    halo_link_version: str | None = Field(default=None, alias="haloLinkVersion")
-    enriched_at: datetime | None = Field(default=None, alias="enrichedAt")
+    name: StrictStr | None = None  # deprecated; the practice name when practiceMetadata has none
+    practice_management_site_id: StrictStr | None = Field(default=None, alias="practiceManagementSiteId")
+    # Lenient: shown and recorded, never acted upon.
+    availability: Lenient[Availability] = None
+    pms_type: Lenient[PmsType] = Field(default=None, alias="pmsType")
+    halo_link_version: Lenient[StrictStr] = Field(default=None, alias="haloLinkVersion")
+    enriched_at: Lenient[Annotated[datetime, BeforeValidator(_text_only)]] = Field(default=None, alias="enrichedAt")
 
     @field_validator("id", mode="before")
     @classmethod
