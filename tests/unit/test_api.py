@@ -436,3 +436,19 @@ def test_the_answers_conform_to_the_document(client, practices, reporter):
     for guid in (OLD, "99999999-9999-4999-8999-999999999999", "nope"):
         _conforms("GET", f"/v1/guids/{guid}", "/v1/guids/{guid}", client.get(f"/v1/guids/{guid}", headers=AUTH))
     _conforms("GET", "/healthz", "/healthz", client.get("/healthz"))
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def test_serve_runs_the_app_with_the_settings_host_and_port(monkeypatch, settings):
+    from worker import serve as serve_package
+    from worker.cli import main
+
+    calls = []
+    monkeypatch.setattr(serve_package, "run_server", lambda s, **kw: calls.append((s, kw)))
+    assert main(["serve"]) == 0
+    assert main(["serve", "--host", "0.0.0.0", "--port", "9001"]) == 0
+    assert [kw for _, kw in calls] == [{"host": "127.0.0.1", "port": 8000}, {"host": "0.0.0.0", "port": 9001}]
+    assert len(calls[0][0].api_tokens) == 2
+    assert main(["serve", "--port", "70000"]) == 2
