@@ -43,6 +43,7 @@ from worker.serve.threads import run_blocking
 log = structlog.get_logger()
 
 REQUEST_TIMEOUT_SECONDS = 10.0
+REJECTED_COUNT_SECONDS = 1.0
 SOURCE = "http"
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -107,7 +108,9 @@ async def post_report(request: Request) -> Response:
         parse_guid(guid)
     except InvalidGuid as exc:
         # The hook refuses it too, and counts it as rejected: the same count whichever way it came.
-        await run_blocking(hooks.report_forbidden, guid, message, source=SOURCE)
+        # Losing that count is harmless; it must not turn bad input into a 503.
+        with anyio.move_on_after(REJECTED_COUNT_SECONDS):
+            await run_blocking(hooks.report_forbidden, guid, message, source=SOURCE)
         return _error(400, str(exc))
     if not await run_blocking(hooks.report_forbidden, guid, message, source=SOURCE):
         return _error(503, "the report was not taken: the coordination store did not answer; retry later",
