@@ -445,6 +445,20 @@ def demo(
     raise typer.Exit(run_demo(keep=keep))
 
 
+# --- the HTTP API ----------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the HTTP API (/v1, bearer tokens from HALO_RECONCILER_API_TOKENS) and /healthz, /readyz."""
+    from worker.serve import run_server
+
+    run_server(_settings(), host=host, port=port)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 

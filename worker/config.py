@@ -11,9 +11,10 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from reconciler.core.vocabulary import BusinessPolicy, InfrastructurePolicy
 
@@ -88,6 +89,10 @@ class Settings(BaseSettings):
     # storm costs no calls); a real change in that window is caught when it ends.
     verified_fresh_seconds: int = Field(default=300, ge=0, le=86_400)
 
+    # --- the HTTP API (`halo-reconciler serve`) ------------------------------------------------
+    # Bearer tokens an application may present under /v1/, comma-separated; none: /v1 refuses all.
+    api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+
     # --- logging ------------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
@@ -111,6 +116,25 @@ class Settings(BaseSettings):
         if any(ch.isspace() for ch in secret) or not secret.isprintable():
             raise ValueError("must be a single printable token without white space")
         return SecretStr(secret)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, (list, tuple)):
+            tokens = []
+            for item in value:
+                secret = item.get_secret_value() if isinstance(item, SecretStr) else str(item).strip()
+                if not secret:
+                    continue
+                if any(ch.isspace() for ch in secret) or not secret.isprintable():
+                    raise ValueError("each token must be printable, without white space (tokens are comma-separated)")
+                tokens.append(SecretStr(secret))
+            return tuple(tokens)
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,76 @@
+"""The ASGI application of ``halo-reconciler serve``, and running it with uvicorn.
+
+``create_app(settings)`` builds the routes in one place::
+
+    RequestLog                      one api_request_handled line per request; JSON, never a traceback
+    └── Starlette
+        ├── /healthz, /readyz       probes (no token)
+        ├── /v1  -> BearerAuth -> api (reports, guids, openapi.json)
+        └── /    -> console         the operator console, when one is passed in (not yet built)
+
+Unrouted paths answer a JSON 404.
+"""
+
+from __future__ import annotations
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
+
+from worker.config import Settings
+from worker.serve.api import build_api
+from worker.serve.observe import RequestLog
+from worker.serve.probes import healthz, readyz
+
+log = structlog.get_logger()
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(settings: Settings, *, console: ASGIApp | None = None, **api_options: float) -> Starlette:
+    """The whole server. ``console``: an ASGI app to mount at ``/`` (after every other route)."""
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Mount("/v1", app=build_api(settings, **api_options)),
+    ]
+    if console is not None:
+        routes.append(Mount("/", app=console))
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestLog, routes=routes)],
+        exception_handlers={HTTPException: _http_error},
+    )
+
+
+def run_server(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve until stopped (SIGINT/SIGTERM: uvicorn finishes the requests in flight)."""
+    import uvicorn
+
+    from worker.logging import register_secret
+
+    for token in settings.api_tokens:
+        register_secret(token.get_secret_value())
+    if not settings.api_tokens:
+        log.warning("api_tokens_missing", detail="HALO_RECONCILER_API_TOKENS is empty: /v1 refuses every request (401)")
+    log.info("api_serving", host=host, port=port, tokens=len(settings.api_tokens))
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,  # keep the process's logging (configure_logging); uvicorn's lines go through it
+        access_log=False,  # api_request_handled is the access log
+        server_header=False,
+        lifespan="off",
+    )
