@@ -27,7 +27,7 @@ from models import GuidHistory, PmsType, Practice
 from reconciler.adapters import store
 from reconciler.adapters.coordination import keys
 from reconciler.core.errors import CoordinationUnavailable
-from tasks.events import Reporter
+from reconciler.adapters.coordination.reporter import Reporter
 from worker import coordination, hooks
 from worker.config import get_settings, load_settings
 from worker.serve import create_app
@@ -55,9 +55,9 @@ def reporter(fake_redis):
     """The hook's reporter, autospec'd: the hook's own path (parse, cut, context) runs for real."""
     fake = mock.create_autospec(Reporter, instance=True)
     fake.report.return_value = "publish"
-    hooks._reporter, hooks._reporter_pid = fake, os.getpid()
+    hooks._reporter = (os.getpid(), fake)
     yield fake
-    hooks._reporter = None
+    hooks.reset()
 
 
 @pytest.fixture
@@ -159,13 +159,13 @@ def test_tokens_never_show_in_settings_or_the_middleware():
 def test_a_report_takes_the_hooks_path(client, reporter):
     response = report(client, {"guid": "{" + GUID.upper() + "}", "message": "Forbidden"})
     assert (response.status_code, response.json()) == (202, {"taken": True})
-    reporter.report.assert_called_once_with(GUID, "Forbidden", {"source": "http"})
+    reporter.report.assert_called_once_with(GUID, "Forbidden")
 
 
 def test_a_report_without_a_message_and_with_a_null_one(client, reporter):
     assert report(client, {"guid": GUID}).status_code == 202
     assert report(client, {"guid": GUID, "message": None, "extra": 1}).status_code == 202
-    assert reporter.report.call_args_list == [mock.call(GUID, None, {"source": "http"})] * 2
+    assert reporter.report.call_args_list == [mock.call(GUID, None)] * 2
 
 
 def test_a_long_message_is_cut_to_4_kib_as_the_hook_does(client, reporter):
