@@ -5,6 +5,7 @@
     python3 dev.py test     # create .venv, install with test extras, run the whole suite
     python3 dev.py bench    # the benchmarks (prints tables)
     python3 dev.py reliability  # the reliability suite, rewriting docs/RELIABILITY.md
+    python3 dev.py openapi [PATH]  # re-extract tests/data/halo-openapi-subset.json from Halo's document
 
 Extra arguments go to the underlying command (``python3 dev.py test -k classify``).
 """
@@ -42,6 +43,8 @@ def _ensure_venv() -> None:
 
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
+    if command == "openapi":  # stdlib only: needs no .venv
+        return subprocess.call([sys.executable, str(ROOT / "tools" / "extract_halo_openapi.py"), *rest], cwd=ROOT)
     if command not in {"demo", "test", "bench", "reliability", "install"}:
         print(__doc__)
         return 0 if command in {"help", "-h", "--help"} else 2
