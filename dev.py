@@ -3,18 +3,28 @@
 
     python3 dev.py demo     # create .venv, install, run the demo on the embedded default
     python3 dev.py test     # create .venv, install with test extras, run the whole suite
+    python3 dev.py install  # only create .venv and install (from requirements.lock, hash-checked)
     python3 dev.py bench    # the benchmarks (prints tables)
     python3 dev.py reliability  # the reliability suite, rewriting docs/RELIABILITY.md
+    python3 dev.py lock [--keep]   # regenerate requirements.lock from pyproject.toml (newest versions)
+    python3 dev.py openapi [PATH]  # re-extract tests/data/halo-openapi-subset.json from Halo's document
 
 Extra arguments go to the underlying command (``python3 dev.py test -k classify``).
+
+Installing: pip installs uv (its pin and hashes are in requirements.lock), uv makes .venv exactly
+requirements.lock (``uv pip sync``, hashes required), then installs the project itself editable with
+``--no-deps``. It runs again whenever pyproject.toml or requirements.lock changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
+import tempfile
+import tomllib
 import venv
 from pathlib import Path
 
@@ -22,26 +32,109 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+UV = BIN / ("uv.exe" if os.name == "nt" else "uv")
 STAMP = VENV / ".installed"
+LOCK = ROOT / "requirements.lock"
+# Locked beside the project's own dependencies: the build backend (the editable install runs without
+# build isolation, so it is pinned too) and uv, which installs everything else.
+TOOLING = ["uv"]
 
 
-def _ensure_venv() -> None:
+def _stamp() -> str:
+    digest = hashlib.sha256()
+    for path in (ROOT / "pyproject.toml", LOCK):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _create_venv() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"halo-reconciler needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PY.exists():
         print("creating .venv ...", file=sys.stderr, flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def _lock_entry(name: str) -> str:
+    """One package's pin and hashes from requirements.lock, as a requirements file of its own."""
+    lines: list[str] = []
+    keep = False
+    for line in LOCK.read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            keep = re.split(r"[=<>;\[ ]", line, maxsplit=1)[0].lower() == name
+        if keep and not line.lstrip().startswith("#"):
+            lines.append(line)
+    if not lines:
+        sys.exit(f"{LOCK.name} has no {name}: run python3 dev.py lock")
+    return "\n".join(lines).rstrip(" \\") + "\n"
+
+
+def _bootstrap_uv() -> None:
+    """pip installs the locked uv (hash-checked) unless .venv already has exactly that one."""
+    pin = _lock_entry("uv").split()[0]  # uv==X.Y.Z
+    if UV.exists():
+        done = subprocess.run([str(UV), "--version"], capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.split()[1:2] == [pin.split("==")[1]]:
+            return
+    with tempfile.TemporaryDirectory() as tmp:
+        requirement = Path(tmp) / "uv.txt"
+        requirement.write_text(_lock_entry("uv"))
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--require-hashes", "--no-deps", "-r", str(requirement)], check=True)
+
+
+def _ensure_venv() -> None:
+    _create_venv()
+    wanted = _stamp()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
-    print("installing dependencies into .venv ...", file=sys.stderr, flush=True)
-    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"], check=True)
+    print(f"installing {LOCK.name} into .venv ...", file=sys.stderr, flush=True)
+    STAMP.unlink(missing_ok=True)
+    _bootstrap_uv()
+    uv_pip = [str(UV), "pip"]
+    target = ["--quiet", "--python", str(PY)]
+    subprocess.run([*uv_pip, "sync", *target, "--require-hashes", str(LOCK)], check=True)
+    subprocess.run([*uv_pip, "install", *target, "--no-deps", "--no-build-isolation", "-e", f"{ROOT}[test]"],
+                   check=True)
     STAMP.write_text(wanted)
+
+
+def lock(rest: list[str]) -> int:
+    """Regenerate requirements.lock from pyproject.toml: dependencies, every extra, build backend, uv.
+
+    Every package goes to its newest allowed version (``--keep``: keep the current pins where
+    pyproject.toml still allows them). Other arguments go to ``uv pip compile``
+    (``--upgrade-package httpx`` upgrades just one). The lock is universal: every platform, Python
+    from the lowest that pyproject.toml allows.
+    """
+    _create_venv()
+    if LOCK.exists():
+        _bootstrap_uv()
+    elif not UV.exists():
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "uv"], check=True)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lowest = re.search(r">=\s*(\d+\.\d+)", project["project"].get("requires-python", ">=3.11"))
+    extras = [arg for extra in sorted(project["project"].get("optional-dependencies", {}))
+              for arg in ("--extra", extra)]
+    upgrade = [] if "--keep" in rest or any(a.startswith(("-P", "--upgrade-package")) for a in rest) else ["--upgrade"]
+    rest = [a for a in rest if a != "--keep"]
+    tooling = "\n".join([*project["build-system"]["requires"], *TOOLING]) + "\n"
+    command = [str(UV), "pip", "compile", "pyproject.toml", "-", *extras, "--universal",
+               "--python-version", lowest.group(1) if lowest else "3.11", "--generate-hashes",
+               "--custom-compile-command", "python3 dev.py lock", "--output-file", LOCK.name, "--quiet",
+               *upgrade, *rest]
+    done = subprocess.run(command, cwd=ROOT, input=tooling, text=True)
+    if done.returncode == 0:
+        print(f"wrote {LOCK.name}; the next dev.py command installs it", file=sys.stderr)
+    return done.returncode
 
 
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
+    if command == "openapi":  # stdlib only: needs no .venv
+        return subprocess.call([sys.executable, str(ROOT / "tools" / "extract_halo_openapi.py"), *rest], cwd=ROOT)
+    if command == "lock":
+        return lock(rest)
     if command not in {"demo", "test", "bench", "reliability", "install"}:
         print(__doc__)
         return 0 if command in {"help", "-h", "--help"} else 2

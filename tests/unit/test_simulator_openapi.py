@@ -1,38 +1,22 @@
-"""The simulator answers as Halo's published OpenAPI document says, so it cannot drift from the real API."""
+"""The simulator answers as Halo's published OpenAPI document says, so it cannot drift from the real API.
+
+The document is the in-tree subset (``tests/data/halo-openapi-subset.json``, ``tests/utils/halo_openapi.py``).
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from functools import lru_cache
-from pathlib import Path
 
 import pytest
-from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 from models import PmsType, SiteStatus
+from tests.utils.halo_openapi import halo_openapi as openapi
+from tests.utils.halo_openapi import load_halo_openapi as spec_document
 from worker.simulator import Fault, Simulator
 
 KEY = "conformance-key"
 HOST = "https://api.haloconnect.io"
-
-
-def spec_path() -> Path:
-    env = os.environ.get("HALO_OPENAPI_PATH")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "halo" / "integrator-openapi.json"
-
-
-@lru_cache(maxsize=1)
-def spec_document() -> dict:
-    return json.loads(spec_path().read_text())
-
-
-@lru_cache(maxsize=1)
-def openapi() -> OpenAPI:
-    return OpenAPI.from_dict(spec_document())
 
 
 @pytest.fixture
