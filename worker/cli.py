@@ -454,7 +454,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=1, max=65535)] = 8000,
 ) -> None:
     """Serve the HTTP API (/v1, bearer tokens from HALO_RECONCILER_API_TOKENS) and /healthz, /readyz."""
-    from worker.serve import run_server
+    from worker.serve import run_server  # starlette and uvicorn only for `serve` (start-up time)
 
     run_server(_settings(), host=host, port=port)
 

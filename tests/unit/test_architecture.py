@@ -28,11 +28,23 @@ def _function_level_imports(path: Path) -> list[tuple[int, str]]:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         for inner in ast.walk(node):
-            if isinstance(inner, (ast.Import, ast.ImportFrom)):
-                here, above = lines[inner.lineno - 1], lines[inner.lineno - 2] if inner.lineno > 1 else ""
-                if "#" not in here and not above.strip().startswith("#"):
-                    found.append((inner.lineno, here.strip()))
+            if isinstance(inner, (ast.Import, ast.ImportFrom)) and not _explained(lines, inner.lineno - 1):
+                found.append((inner.lineno, lines[inner.lineno - 1].strip()))
     return found
+
+
+def _explained(lines: list[str], index: int) -> bool:
+    """A comment on the import's line, or above the block of imports it stands in."""
+    if "#" in lines[index]:
+        return True
+    while index > 0:
+        index -= 1
+        text = lines[index].strip()
+        if text.startswith("#"):
+            return True
+        if not text.startswith(("from ", "import ")):
+            return False
+    return False
 
 
 def test_every_import_inside_a_function_says_why():

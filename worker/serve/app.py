@@ -14,6 +14,7 @@ Unrouted paths answer a JSON 404.
 from __future__ import annotations
 
 import structlog
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from worker.config import Settings
+from worker.logging import register_secret
 from worker.serve.api import build_api
 from worker.serve.observe import RequestLog
 from worker.serve.probes import healthz, readyz
@@ -56,10 +58,6 @@ def create_app(settings: Settings, *, console: ASGIApp | None = None, **api_opti
 
 def run_server(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve until stopped (SIGINT/SIGTERM: uvicorn finishes the requests in flight)."""
-    import uvicorn
-
-    from worker.logging import register_secret
-
     for token in settings.api_tokens:
         register_secret(token.get_secret_value())
     if not settings.api_tokens:

@@ -14,6 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from worker.serve.threads import run_blocking
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from reconciler.core.errors import CoordinationUnavailable
+from worker import db
+from worker.coordination import get_redis
+from worker.health import check_database
 
 log = structlog.get_logger()
 
@@ -23,12 +30,9 @@ READY_TIMEOUT_SECONDS = 3.0
 def database_ready() -> tuple[bool, str]:
     """The database answers with the schema this code needs (the embedded SQLite one is migrated on
     first use, as every command does; PostgreSQL behind its schema is not ready: run ``db upgrade``)."""
-    from worker import db
-    from worker.health import check_database
-
     try:
         db.ensure_schema()
-    except Exception as exc:  # unreachable or behind: not ready, and why goes to the log
+    except (db.DatabaseError, SQLAlchemyError, OSError) as exc:  # unreachable or behind: not ready, and why
         return False, f"{type(exc).__name__}: {exc}"
     check = check_database()
     return check.ok, check.detail
@@ -36,11 +40,9 @@ def database_ready() -> tuple[bool, str]:
 
 def broker_ready() -> tuple[bool, str]:
     """One PING on the bounded client (the hook's: every call within the report timeout)."""
-    from worker.coordination import get_redis
-
     try:
         get_redis(bounded=True).ping()
-    except Exception as exc:  # any failure means not ready; the reason goes to the log
+    except (RedisError, CoordinationUnavailable) as exc:  # not ready; the reason goes to the log
         return False, f"Redis does not answer: {type(exc).__name__}: {exc}"
     return True, "answers"
 
