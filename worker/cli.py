@@ -1,6 +1,7 @@
 """``halo-reconciler``: the operator's command line.
 
-Every command is a thin adapter over ``tasks`` and ``worker.db``. Output contract (PRODUCT.md,
+Every command is a thin adapter over ``worker.admin`` (which calls the use cases with the clients
+``worker.wiring`` builds); none holds logic of its own. Output contract (PRODUCT.md,
 "Contract details"): ``--json`` prints one JSON document on stdout and nothing else there; exit 0 done,
 2 bad input (one line on stderr), 1 anything else that stopped the command (explained on stderr);
 no traceback for an expected failure. The mapping from error types to exit codes lives in ``main``.

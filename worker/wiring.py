@@ -28,9 +28,9 @@ from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.policy import Policy
 from reconciler.usecases.reconcile import Deps, ReconcileResult
+from worker import coordination as redis_clients
 from worker import db
 from worker.config import Settings, get_settings
-from worker.coordination import get_redis
 
 log = structlog.get_logger()
 
@@ -81,7 +81,7 @@ def _rate_limit_hook(settings: Settings):
     def acquire(endpoint: str) -> None:
         try:
             if "limiter" not in state:
-                state["limiter"] = RateLimiter(get_redis(), name="halo", rate_per_second=settings.rate_limit_per_second)
+                state["limiter"] = RateLimiter(redis_clients.get_redis(), name="halo", rate_per_second=settings.rate_limit_per_second)
             state["limiter"].acquire(timeout=None)
         except CoordinationUnavailable as exc:
             # Better one unthrottled call than no reconciliation; Halo's own 429 still bounds us.
@@ -122,29 +122,29 @@ def unit_of_work() -> Iterator[SqlStore]:
 
 def work_queue(settings: Settings | None = None) -> WorkQueue:
     settings = settings or get_settings()
-    return WorkQueue(get_redis(), lock_seconds=settings.run_lock_seconds)
+    return WorkQueue(redis_clients.get_redis(), lock_seconds=settings.run_lock_seconds)
 
 
 def coordination(settings: Settings | None = None) -> RedisCoordination:
     settings = settings or get_settings()
-    return RedisCoordination(get_redis(), window_seconds=settings.forbidden_window_seconds,
+    return RedisCoordination(redis_clients.get_redis(), window_seconds=settings.forbidden_window_seconds,
                              fresh_seconds=settings.verified_fresh_seconds)
 
 
 def guid_index() -> RedisGuidIndex:
-    return RedisGuidIndex(get_redis())
+    return RedisGuidIndex(redis_clients.get_redis())
 
 
 def sweeps(settings: Settings | None = None) -> SweepCoordinator:
     settings = settings or get_settings()
-    return SweepCoordinator(get_redis(), interval_seconds=settings.sweep_interval_seconds)
+    return SweepCoordinator(redis_clients.get_redis(), interval_seconds=settings.sweep_interval_seconds)
 
 
 def reporter(*, bounded: bool = False, settings: Settings | None = None) -> Reporter:
     """The report path; ``bounded`` is the application hook's (every call within the report timeout)."""
     settings = settings or get_settings()
     return Reporter(
-        redis=get_redis(bounded=bounded),
+        redis=redis_clients.get_redis(bounded=bounded),
         publish=publisher(settings.report_timeout_seconds),
         threshold=settings.forbidden_threshold,
         window_seconds=settings.forbidden_window_seconds,

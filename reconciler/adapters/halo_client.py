@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from reconciler.core.vocabulary import ForbiddenCause, PmsType
+from reconciler.core import backoff
 from reconciler.core.guids import parse_guid
 from reconciler.core.halo_errors import (
     HaloBadRequest,
@@ -233,8 +234,8 @@ class HaloClient:
     def _wait(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self._retry_after_cap)
-        # Full jitter (AWS architecture blog): spreads retries of many workers over the whole window.
-        return self._random() * self._backoff_base * 2 ** (attempt - 1)
+        # Full jitter: spreads retries of many workers over the whole window, as Halo asks.
+        return backoff.full_jitter(attempt - 1, base=self._backoff_base, random=self._random())
 
     def _send(self, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One call: at most ``max_attempts`` attempts, retrying only what :meth:`_attempt` calls

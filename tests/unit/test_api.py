@@ -210,10 +210,11 @@ def test_bad_reports_are_400_with_an_error(client, reporter, content, fragment):
     reporter.report.assert_not_called()
 
 
-def test_a_malformed_guid_is_counted_as_rejected_like_the_hook_does(client, fake_redis):
+def test_a_malformed_guid_is_counted_as_rejected_like_the_hook_does(client, reporter):
     assert report(client, {"guid": "not-a-guid"}).status_code == 400
     assert hooks.report_forbidden("not-a-guid") is False
-    assert int(fake_redis.hget(keys.report_outcomes(), "rejected")) == 2
+    assert reporter.count_rejected.call_count == 2
+    reporter.report.assert_not_called()
 
 
 def test_a_bad_content_length_is_400(client, reporter):

@@ -18,8 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.core.errors import CoordinationUnavailable
-from worker import db
-from worker.coordination import get_redis
+from worker import coordination, db
 from worker.health import check_database
 
 log = structlog.get_logger()
@@ -41,7 +40,7 @@ def database_ready() -> tuple[bool, str]:
 def broker_ready() -> tuple[bool, str]:
     """One PING on the bounded client (the hook's: every call within the report timeout)."""
     try:
-        get_redis(bounded=True).ping()
+        coordination.get_redis(bounded=True).ping()
     except (RedisError, CoordinationUnavailable) as exc:  # not ready; the reason goes to the log
         return False, f"Redis does not answer: {type(exc).__name__}: {exc}"
     return True, "answers"
