@@ -372,6 +372,17 @@ class Simulator:
             return sum(n for (e, k), n in self.calls.items()
                        if (endpoint is None or e == endpoint) and (key is None or k == key))
 
+    def counted(self) -> list[tuple[tuple[str, str | None], int]]:
+        """``((endpoint, key), count)`` for every call counted since the last reset."""
+        with self._lock:
+            return list(self.calls.items())
+
+    def logged(self, limit: int | None = None) -> list[tuple[float, str, str | None, int]]:
+        """The request log, oldest first (the last ``limit`` entries): ``(monotonic, endpoint, key, status)``."""
+        with self._lock:
+            log = list(self.request_log)
+        return log[-limit:] if limit else log
+
     def reset_counters(self) -> None:
         with self._lock:
             self.calls.clear()

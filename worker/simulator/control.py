@@ -73,15 +73,17 @@ def _flag(data: dict[str, Any], name: str, default: bool) -> bool:
 
 @_operation("GET", "/calls")
 def _calls(sim: "Simulator", data: dict, call: "Call") -> dict:
-    calls = [{"endpoint": e, "key": k, "count": n} for (e, k), n in sorted(sim.calls.items(), key=str)]
-    return {"total": sim.call_count(), "find_sites": sim.call_count("find_sites"), "calls": calls}
+    counted = sim.counted()
+    calls = [{"endpoint": e, "key": k, "count": n} for (e, k), n in sorted(counted, key=str)]
+    return {"total": sum(n for _, n in counted), "find_sites": sum(n for (e, _), n in counted if e == "find_sites"),
+            "calls": calls}
 
 
 @_operation("GET", "/rate")
 def _rate(sim: "Simulator", data: dict, call: "Call") -> dict:
     """Calls served per whole second since the counters were reset, per endpoint."""
     per_second: dict[str, dict[int, int]] = {}
-    log = list(sim.request_log)
+    log = sim.logged()
     start = log[0][0] if log else 0.0
     for moment, endpoint, _key, _status in log:
         bucket = per_second.setdefault(endpoint, {})
@@ -94,7 +96,7 @@ def _rate(sim: "Simulator", data: dict, call: "Call") -> dict:
 def _requests(sim: "Simulator", data: dict, call: "Call") -> dict:
     """The request log, oldest first: ``{at, endpoint, key, status}`` (``at`` in monotonic seconds)."""
     limit = int(call.params.get("limit", 10_000))
-    log = list(sim.request_log)[-limit:] if limit > 0 else []
+    log = sim.logged()[-limit:] if limit > 0 else []
     return {"requests": [{"at": at, "endpoint": e, "key": k, "status": s} for at, e, k, s in log]}
 
 
