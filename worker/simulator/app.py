@@ -471,7 +471,7 @@ class Simulator:
             self.end(ticket, response[0] if response else None)
 
     def answer(self, ticket: Ticket, call: Call) -> Response:
-        given = _header(call.headers, KEY_HEADER)
+        given = header(call.headers, KEY_HEADER)
         refused = self.refuses_key(given)
         if refused:
             return refused
@@ -616,7 +616,7 @@ class Simulator:
         })
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
     """A header, whatever the case of its name (``name`` is lower case)."""
     if isinstance(headers, dict):
         for key, value in headers.items():
@@ -636,6 +636,7 @@ def params_of(query: Mapping[str, Any] | str | bytes) -> dict[str, str]:
 
 
 _params = params_of
+_header = header
 
 
 __all__ = ["Call", "Fault", "FaultError", "Simulator", "SimulatorConfigError", "Ticket", "envelope", "ok"]

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Match, Route
 
-from worker.simulator.app import KEY_HEADER, Call, Response, Simulator, envelope, params_of
+from worker.simulator.app import KEY_HEADER, Call, Response, Simulator, envelope, header, params_of
 from worker.simulator.control import OPERATIONS, PREFIX, ControlOperation, run_control
 
 MAX_BODY = 1024 * 1024
@@ -79,14 +79,8 @@ class _ControlRoute(Route):
         super().__init__(PREFIX + operation.path, endpoint, methods=[operation.method])
 
     def sync(self, call: Call) -> Response:
-        refused = self._sim.refuses_key(_header(call.headers, KEY_HEADER))
+        refused = self._sim.refuses_key(header(call.headers, KEY_HEADER))
         return refused or run_control(self._sim, self.operation, call)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    from worker.simulator.app import _header as header
-
-    return header(headers, name)
 
 
 async def _call_of(request: Request) -> Call | Response:
