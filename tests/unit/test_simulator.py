@@ -151,7 +151,7 @@ def test_the_server_overlaps_slow_calls_and_keeps_connections_alive(sim):
 
 def test_the_control_api_from_another_process_view(sim):
     with serve(sim) as server:
-        control = SimulatorControl(server.url)
+        control = SimulatorControl(server.url, key=KEY)
         guid = control.add_practice(pms_type="Zedmed", pms_id="Z1", practice_name="Zed")
         new = control.change_guid("Zedmed", "Z1")
         control.rename(new, "Zed Two")

@@ -17,7 +17,7 @@ KINDS = frozenset({
     "timeout",          # answer normally after ``delay`` seconds (longer than the client waits)
     "offline",          # sites report availability offline; immediate queries get 503
 })
-ENDPOINTS = frozenset({"find_sites", "get_site", "immediate_query"})
+ENDPOINTS = frozenset({"find_sites", "get_site", "pair_site", "immediate_query"})
 
 
 class FaultError(ValueError):

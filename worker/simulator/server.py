@@ -1,86 +1,115 @@
-"""The simulator as a real HTTP/1.1 server on loopback (threaded, keep-alive)."""
+"""The simulator as a real HTTP/1.1 server on loopback: its ASGI app under uvicorn (keep-alive).
+
+``serve(sim)`` runs it in a background thread (tests, benchmarks); ``run_simulator`` runs it in the
+foreground for ``halo-reconciler simulator`` until SIGINT or SIGTERM. Either way the listening
+socket is bound before anything else happens, so ``port=0`` gives a known free port at once, and
+stopping closes the socket and every connection.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
+
+import uvicorn
 
 from worker.simulator.app import Simulator, SimulatorConfigError
 
-MAX_BODY = 1024 * 1024
+# Slow calls (the latency and timeout faults) still being answered when the server stops are cut
+# after this long.
+GRACE_SECONDS = 1.0
+# Long enough that pooled clients (the worker's Halo client, benchmark threads) keep their connections
+# between bursts, as they would against Halo's front door.
+KEEP_ALIVE_SECONDS = 300
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
-        import sys
-
-        error = sys.exc_info()[1]
-        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
-            return  # a client that timed out and left: what the timeout fault is for
-        super().handle_error(request, client_address)
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The caller owns signals (run_simulator installs its own; a background thread has none):
+        # uvicorn's own handling would re-raise SIGTERM after shutting down and exit non-zero.
+        yield
 
 
-def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their pooled connections
-        # Headers and body go out as two writes; with Nagle on, the second waits for the client's
-        # delayed ACK (40 ms a response on Linux).
-        disable_nagle_algorithm = True
-
-        def _dispatch(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.send_error(413)
-                return
-            body = self.rfile.read(length) if length else b""
-            path, _, query = self.path.partition("?")
-            status, headers, payload = sim.handle(self.command, path, query, dict(self.headers.items()), body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_DELETE = do_PUT = _dispatch
-
-        def log_message(self, *args: object) -> None:  # one line per request would drown a benchmark
-            pass
-
-    return Handler
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
+    # without it each answer's second write waits for the client's delayed ACK (40 ms on Linux).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
 
 
 class SimulatorServer:
     def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim = sim
-        self._server = _Server((host, port), _handler_for(sim))
+        self._socket = _bind(host, port)
         self.host = host
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="halo-simulator", daemon=True)
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(
+            sim.app(), lifespan="off", http="h11", ws="none", loop="asyncio", interface="asgi3",
+            log_config=None, log_level="warning", access_log=False, server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=GRACE_SECONDS, backlog=2048,
+        )
+        self._server = _Server(config)
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> "SimulatorServer":
+        """Serve in a background thread; returns once the server accepts connections."""
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._server.run(sockets=[self._socket])
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                failed.append(exc)
+
+        self._thread = threading.Thread(target=run, name="halo-simulator", daemon=True)
         self._thread.start()
+        while not self._server.started and self._thread.is_alive():
+            self._thread.join(0.01)
+        if not self._server.started:
+            self._close_socket()
+            raise RuntimeError(f"the simulator did not start: {failed[0] if failed else 'unknown error'}")
         return self
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        """Serve in this thread until ``shutdown`` (from another thread or a signal handler)."""
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._close_socket()
 
     def shutdown(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.should_exit = True
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(GRACE_SECONDS + 10)
+        if self._thread is not None:
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._socket.close()
 
     def __enter__(self) -> "SimulatorServer":
         return self
@@ -114,19 +143,15 @@ def run_simulator(*, host: str, port: int, key: str | None, sites_file: Path | N
     if practices:
         sim.seed(practices)
     server = SimulatorServer(sim, host, port)
-    stop = threading.Event()
 
     def _stop(*_: object) -> None:
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        server._server.should_exit = True
 
-    signal.signal(signal.SIGTERM, _stop)
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"halo simulator listening on {server.url}", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
-        if not stop.is_set():
-            server._server.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sys.stdout.flush()

@@ -1,7 +1,12 @@
-"""What the simulated Halo Cloud holds: sites, each carrying a PMS ID, grouped by practice."""
+"""What the simulated Halo Cloud holds: sites, each carrying a PMS ID, grouped by practice.
+
+A site is paired with the (one) simulated integrator or not; a Best Practice site carries the
+pairing code the practice would generate in Bp Premier.
+"""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +16,11 @@ from reconciler.core.vocabulary import Availability, PmsType, SiteStatus
 
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_pairing_code() -> str:
+    """A code of the shape the document's example shows (``ABC123``)."""
+    return secrets.token_hex(3).upper()
 
 
 @dataclass
@@ -23,6 +33,11 @@ class SiteRecord:
     availability: Availability = Availability.ONLINE
     authoritative: bool | None = True  # None: the deprecated property is left out of answers
     query_rows: list[dict[str, Any]] | None = None
+    paired: bool = True
+    pairing_code: str | None = None  # Best Practice only; None: no code would pair it
+    # Properties served as given, over the computed ones (odd values for lenient-parsing tests);
+    # a value of None leaves the property out.
+    overrides: dict[str, Any] = field(default_factory=dict)
     pms_version: str = "3.4.1"
     halo_link_version: str = "26.619.10213"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -31,7 +46,8 @@ class SiteRecord:
         return self.query_rows if self.query_rows is not None else [{"practice_name": self.practice_name}]
 
     def to_json(self, *, availability: Availability | None = None) -> dict[str, Any]:
-        """The site as Find sites and Get site status return it: every property the document lists."""
+        """The site as Find sites, Get site status and Pair with a site return it: every property the
+        document lists."""
         now = _stamp(datetime.now(UTC))
         site: dict[str, Any] = {
             "id": self.guid,
@@ -57,4 +73,16 @@ class SiteRecord:
         }
         if self.authoritative is not None:
             site["authoritative"] = self.authoritative
+        for name, value in self.overrides.items():
+            if value is None:
+                site.pop(name, None)
+            else:
+                site[name] = value
         return site
+
+    def control_json(self) -> dict[str, Any]:
+        """What the control API tells about a site beyond what Halo serves: pairing and overrides."""
+        return {"guid": self.guid, "pms_type": str(self.pms_type), "pms_id": self.pms_id,
+                "practice_name": self.practice_name, "status": str(self.status),
+                "availability": str(self.availability), "authoritative": self.authoritative,
+                "paired": self.paired, "pairing_code": self.pairing_code, "overrides": dict(self.overrides)}
