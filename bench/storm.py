@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
 
     stack = Stack()
     try:
-        control = SimulatorControl(stack.sim_url)
+        control = SimulatorControl(stack.sim_url, key=KEY)
         practices = control.seed(n_practices)
         for i, (pms_id, _) in enumerate(practices):
             if i % 10 < 8:

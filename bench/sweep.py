@@ -41,14 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     import redis
 
     from bench.fleet import index_all, seed_database
-    from bench.stack import ROOT, Stack
+    from bench.stack import KEY, ROOT, Stack
     from worker import db
     from worker.simulator.control import SimulatorControl
 
     n = 10_000 if argv and "--quick" in argv else 100_000
     stack = Stack()
     try:
-        control = SimulatorControl(stack.sim_url, timeout=300)
+        control = SimulatorControl(stack.sim_url, timeout=300, key=KEY)
         practices = control.seed(n)
         stack.postgres.create_database("bench_sweep")
         env = stack.env("bench_sweep", HALO_RECONCILER_RATE_LIMIT_PER_SECOND=str(LIMIT))

@@ -32,6 +32,7 @@ PATHS = (
     "/integrator/sites",  # GET  Find sites by PMS ID
     "/integrator/sites/{siteId}",  # GET  Get site status
     "/integrator/pair-site",  # POST Pair with a site
+    "/integrator/pairSite",  # POST Pair with a site, the deprecated spelling the simulator still serves
     "/integrator/sites/{siteId}/queries/immediate",  # POST Execute immediate query
 )
 

@@ -74,7 +74,8 @@ def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp
     try:
         control = SimulatorControl(env["HALO_BASE_URL"])
         scrape = f"http://127.0.0.1:{metrics_port}/metrics"
-        wait_for(lambda: httpx.get(f"{env['HALO_BASE_URL']}/_sim/calls").status_code == 200, what="the simulator")
+        wait_for(lambda: httpx.get(f"{env['HALO_BASE_URL']}/_sim/calls", headers={"Ocp-Apim-Subscription-Key": KEY}).status_code == 200,
+                 what="the simulator")
         wait_for(lambda: httpx.get(scrape).status_code == 200, what="the metrics endpoint")
 
         control.add_practice(pms_type="BestPractice", pms_id="BP42", practice_name="Procfile Clinic")

@@ -27,6 +27,9 @@ GET_SITE = "/integrator/sites/{siteId}"  # GET  Get site status
 PAIR_SITE = "/integrator/pair-site"  # POST Pair with a site
 IMMEDIATE_QUERY = "/integrator/sites/{siteId}/queries/immediate"  # POST Execute immediate query
 CLIENT_PATHS = {FIND_SITES: "get", GET_SITE: "get", PAIR_SITE: "post", IMMEDIATE_QUERY: "post"}
+# Served by the simulator too, for integrators still on the deprecated spelling.
+DEPRECATED_PAIR_SITE = "/integrator/pairSite"
+SIMULATED_PATHS = {**CLIENT_PATHS, DEPRECATED_PAIR_SITE: "post"}
 
 
 @lru_cache(maxsize=1)

@@ -5,9 +5,9 @@ In process: ``Simulator(key=...)`` with ``.transport()`` for sync httpx clients,
 ``SimulatorControl(url, key=...)``; from the shell: ``halo-reconciler simulator``.
 """
 
-from worker.simulator.app import Simulator, SimulatorConfigError
+from worker.simulator.app import SimulatorConfigError
 from worker.simulator.faults import Fault, FaultError
-from worker.simulator.routes import create_app
+from worker.simulator.routes import Simulator, create_app
 from worker.simulator.server import SimulatorServer, serve
 
 __all__ = ["Fault", "FaultError", "Simulator", "SimulatorConfigError", "SimulatorServer", "create_app", "serve"]

@@ -100,7 +100,7 @@ class Ticket:
     delay: float = 0.0
 
 
-class Simulator:
+class SimulatorState:
     def __init__(self, key: str | None = None) -> None:
         self.key = key
         self._lock = threading.Lock()
@@ -401,34 +401,6 @@ class Simulator:
                         self._faults.remove(fault)
         return taken
 
-    # --- transports ---------------------------------------------------------------------------------
-
-    def app(self):  # -> starlette.applications.Starlette
-        """The ASGI app serving this simulator (built once)."""
-        if self._app is None:
-            from worker.simulator.routes import create_app
-
-            self._app = create_app(self)
-        return self._app
-
-    def handle(self, method: str, path: str, query: Mapping[str, Any] | str | bytes,
-               headers: Mapping[str, str], body: bytes) -> Response:
-        """One request in, one response out, synchronously, through the app's routing table."""
-        from worker.simulator.routes import dispatch
-
-        return dispatch(self, method, path, query, headers, body)
-
-    def transport(self) -> httpx.MockTransport:
-        """An in-process httpx transport (sync clients) answering through ``handle``.
-
-        (For async clients: ``httpx.ASGITransport(app=sim.app())``.)"""
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            status, headers, body = self.handle(request.method, request.url.path, request.url.query,
-                                                request.headers, request.read())
-            return httpx.Response(status, headers=headers, content=body)
-
-        return httpx.MockTransport(handler)
 
     # --- Halo calls ---------------------------------------------------------------------------------
 
@@ -639,4 +611,4 @@ _params = params_of
 _header = header
 
 
-__all__ = ["Call", "Fault", "FaultError", "Simulator", "SimulatorConfigError", "Ticket", "envelope", "ok"]
+__all__ = ["Call", "Fault", "FaultError", "SimulatorState", "SimulatorConfigError", "Ticket", "envelope", "ok"]

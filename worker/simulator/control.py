@@ -12,15 +12,14 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from reconciler.core.vocabulary import Availability, PmsType, SiteStatus
 from worker.simulator.faults import Fault, FaultError
 
-if TYPE_CHECKING:
-    from worker.simulator.app import Call, Response, Simulator
+from worker.simulator.app import Call, Response, SimulatorConfigError, SimulatorState, envelope, ok
 
 PREFIX = "/_sim"
 
@@ -29,7 +28,7 @@ PREFIX = "/_sim"
 class ControlOperation:
     method: str
     path: str  # under PREFIX, Starlette's path syntax
-    run: Callable[["Simulator", dict[str, Any], "Call"], Any]
+    run: Callable[[SimulatorState, dict[str, Any], Call], Any]
 
 
 OPERATIONS: list[ControlOperation] = []
@@ -43,10 +42,8 @@ def _operation(method: str, path: str):
     return register
 
 
-def run_control(sim: "Simulator", operation: ControlOperation, call: "Call") -> "Response":
+def run_control(sim: SimulatorState, operation: ControlOperation, call: Call) -> Response:
     """One control operation: the body parsed, the answer (a dict) as JSON, bad input as 400."""
-    from worker.simulator.app import SimulatorConfigError, envelope, ok
-
     try:
         data = json.loads(call.body) if call.body else {}
         if not isinstance(data, dict):
@@ -72,7 +69,7 @@ def _flag(data: dict[str, Any], name: str, default: bool) -> bool:
 
 
 @_operation("GET", "/calls")
-def _calls(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _calls(sim: SimulatorState, data: dict, call: Call) -> dict:
     counted = sim.counted()
     calls = [{"endpoint": e, "key": k, "count": n} for (e, k), n in sorted(counted, key=str)]
     return {"total": sum(n for _, n in counted), "find_sites": sum(n for (e, _), n in counted if e == "find_sites"),
@@ -80,7 +77,7 @@ def _calls(sim: "Simulator", data: dict, call: "Call") -> dict:
 
 
 @_operation("GET", "/rate")
-def _rate(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _rate(sim: SimulatorState, data: dict, call: Call) -> dict:
     """Calls served per whole second since the counters were reset, per endpoint."""
     per_second: dict[str, dict[int, int]] = {}
     log = sim.logged()
@@ -93,7 +90,7 @@ def _rate(sim: "Simulator", data: dict, call: "Call") -> dict:
 
 
 @_operation("GET", "/requests")
-def _requests(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _requests(sim: SimulatorState, data: dict, call: Call) -> dict:
     """The request log, oldest first: ``{at, endpoint, key, status}`` (``at`` in monotonic seconds)."""
     limit = int(call.params.get("limit", 10_000))
     log = sim.logged()[-limit:] if limit > 0 else []
@@ -101,12 +98,12 @@ def _requests(sim: "Simulator", data: dict, call: "Call") -> dict:
 
 
 @_operation("GET", "/sites")
-def _sites(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _sites(sim: SimulatorState, data: dict, call: Call) -> dict:
     return {"sites": sim.sites()}
 
 
 @_operation("GET", "/sites/{guid}")
-def _site(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _site(sim: SimulatorState, data: dict, call: Call) -> dict:
     return sim.site(call.path_params["guid"])
 
 
@@ -121,14 +118,14 @@ def _pairing(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @_operation("POST", "/practices")
-def _add_practice(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _add_practice(sim: SimulatorState, data: dict, call: Call) -> dict:
     guid = sim.add_practice(pms_type=PmsType(data["pms_type"]), pms_id=str(data["pms_id"]),
                             practice_name=str(data["practice_name"]), guid=data.get("guid"), **_pairing(data))
     return {"guid": guid}
 
 
 @_operation("POST", "/sites")
-def _add_site(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _add_site(sim: SimulatorState, data: dict, call: Call) -> dict:
     guid = sim.add_site(PmsType(data["pms_type"]), str(data["pms_id"]), guid=data.get("guid"),
                         status=SiteStatus(data.get("status", "active")),
                         authoritative=data.get("authoritative", True),
@@ -138,43 +135,43 @@ def _add_site(sim: "Simulator", data: dict, call: "Call") -> dict:
 
 
 @_operation("POST", "/change-guid")
-def _change_guid(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _change_guid(sim: SimulatorState, data: dict, call: Call) -> dict:
     return {"guid": sim.change_guid(PmsType(data["pms_type"]), str(data["pms_id"]), new_guid=data.get("new_guid"),
                                     status=SiteStatus(data.get("status", "active")), **_pairing(data))}
 
 
 @_operation("POST", "/rename")
-def _rename(sim: "Simulator", data: dict, call: "Call") -> None:
+def _rename(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.rename(data["guid"], str(data["practice_name"]))
 
 
 @_operation("POST", "/authoritative")
-def _authoritative(sim: "Simulator", data: dict, call: "Call") -> None:
+def _authoritative(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.set_authoritative(data["guid"], data.get("authoritative"))
 
 
 @_operation("POST", "/status")
-def _status(sim: "Simulator", data: dict, call: "Call") -> None:
+def _status(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.set_status(data["guid"], SiteStatus(data["status"]))
 
 
 @_operation("POST", "/initialising")
-def _initialising(sim: "Simulator", data: dict, call: "Call") -> None:
+def _initialising(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.set_initialising(data["guid"])
 
 
 @_operation("POST", "/activate")
-def _activate(sim: "Simulator", data: dict, call: "Call") -> None:
+def _activate(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.activate(data["guid"])
 
 
 @_operation("POST", "/availability")
-def _availability(sim: "Simulator", data: dict, call: "Call") -> None:
+def _availability(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.set_availability(data["guid"], Availability(data["availability"]))
 
 
 @_operation("POST", "/site-properties")
-def _site_properties(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _site_properties(sim: SimulatorState, data: dict, call: Call) -> dict:
     if _flag(data, "clear", False):
         sim.clear_site_properties(data["guid"])
     sim.set_site_properties(data["guid"], data.get("properties") or {})
@@ -182,18 +179,18 @@ def _site_properties(sim: "Simulator", data: dict, call: "Call") -> dict:
 
 
 @_operation("POST", "/remove")
-def _remove(sim: "Simulator", data: dict, call: "Call") -> None:
+def _remove(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.remove_practice(PmsType(data["pms_type"]), str(data["pms_id"]))
 
 
 @_operation("POST", "/merge")
-def _merge(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _merge(sim: SimulatorState, data: dict, call: Call) -> dict:
     return {"guid": sim.merge(PmsType(data["pms_type"]), str(data["pms_id"]), str(data["into_pms_id"]),
                               paired=_flag(data, "paired", True))}
 
 
 @_operation("POST", "/seed")
-def _seed(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _seed(sim: SimulatorState, data: dict, call: Call) -> dict:
     made = sim.seed(int(data["n"]), pms_type=PmsType(data.get("pms_type", "BestPractice")),
                     start=int(data.get("start", 1)))
     return {"practices": made}
@@ -203,18 +200,18 @@ def _seed(sim: "Simulator", data: dict, call: "Call") -> dict:
 
 
 @_operation("POST", "/unpair")
-def _unpair(sim: "Simulator", data: dict, call: "Call") -> None:
+def _unpair(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.unpair(data["guid"])
 
 
 @_operation("POST", "/pair")
-def _pair(sim: "Simulator", data: dict, call: "Call") -> None:
+def _pair(sim: SimulatorState, data: dict, call: Call) -> None:
     """Paired without the Halo call (as if an earlier integration had paired it)."""
     sim.set_paired(data["guid"], True)
 
 
 @_operation("POST", "/pairing-code")
-def _pairing_code(sim: "Simulator", data: dict, call: "Call") -> dict:
+def _pairing_code(sim: SimulatorState, data: dict, call: Call) -> dict:
     code = data["code"]
     if code is not None and not isinstance(code, str):
         raise TypeError("'code' must be a string or null")
@@ -226,22 +223,22 @@ def _pairing_code(sim: "Simulator", data: dict, call: "Call") -> dict:
 
 
 @_operation("POST", "/faults")
-def _inject(sim: "Simulator", data: dict, call: "Call") -> None:
+def _inject(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.inject(Fault(**data))
 
 
 @_operation("DELETE", "/faults")
-def _clear_faults(sim: "Simulator", data: dict, call: "Call") -> None:
+def _clear_faults(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.clear_faults()
 
 
 @_operation("POST", "/latency")
-def _latency(sim: "Simulator", data: dict, call: "Call") -> None:
+def _latency(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.set_latency(float(data["seconds"]))
 
 
 @_operation("POST", "/reset-counters")
-def _reset_counters(sim: "Simulator", data: dict, call: "Call") -> None:
+def _reset_counters(sim: SimulatorState, data: dict, call: Call) -> None:
     sim.reset_counters()
 
 

@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Match, Route
 
-from worker.simulator.app import KEY_HEADER, Call, Response, Simulator, envelope, header, params_of
+import httpx
+
+from worker.simulator.app import KEY_HEADER, Call, Response, SimulatorState, envelope, header, params_of
 from worker.simulator.control import OPERATIONS, PREFIX, ControlOperation, run_control
 
 MAX_BODY = 1024 * 1024
@@ -38,7 +40,7 @@ HALO_ENDPOINTS = [
 class _HaloRoute(Route):
     """A Halo endpoint; ``sync`` answers a matched call without an event loop."""
 
-    def __init__(self, sim: Simulator, method: str, path: str, endpoint_name: str) -> None:
+    def __init__(self, sim: SimulatorState, method: str, path: str, endpoint_name: str) -> None:
         self.endpoint_name = endpoint_name
         self._sim = sim
 
@@ -63,7 +65,7 @@ class _HaloRoute(Route):
 
 
 class _ControlRoute(Route):
-    def __init__(self, sim: Simulator, operation: ControlOperation) -> None:
+    def __init__(self, sim: SimulatorState, operation: ControlOperation) -> None:
         self.operation = operation
         self._sim = sim
 
@@ -113,12 +115,12 @@ async def _unknown(request: Request, exc: Exception) -> HttpResponse:
     return _http(envelope(status, str(getattr(exc, "detail", "")) or "Error"))
 
 
-def routes_for(sim: Simulator) -> list[Route]:
+def routes_for(sim: SimulatorState) -> list[Route]:
     return ([_HaloRoute(sim, method, path, name) for method, path, name in HALO_ENDPOINTS]
             + [_ControlRoute(sim, operation) for operation in OPERATIONS])
 
 
-def create_app(sim: Simulator) -> Starlette:
+def create_app(sim: SimulatorState) -> Starlette:
     """The ASGI app serving ``sim``: Halo's endpoints and the control API under ``/_sim/``."""
     app = Starlette(routes=routes_for(sim), exception_handlers={HTTPException: _unknown})
     app.router.redirect_slashes = False  # Halo answers 404, not a redirect
@@ -126,7 +128,7 @@ def create_app(sim: Simulator) -> Starlette:
     return app
 
 
-def dispatch(sim: Simulator, method: str, path: str, query: Mapping[str, Any] | str | bytes,
+def dispatch(sim: SimulatorState, method: str, path: str, query: Mapping[str, Any] | str | bytes,
              headers: Mapping[str, str], body: bytes) -> Response:
     """Answer one request synchronously, routed by the app's own routing table."""
     method = method.upper()
@@ -139,3 +141,30 @@ def dispatch(sim: Simulator, method: str, path: str, query: Mapping[str, Any] | 
             call = Call(method, child["path_params"], params_of(query), headers, body)
             return route.sync(call)  # type: ignore[attr-defined]
     return not_found(method, path)
+
+
+class Simulator(SimulatorState):
+    """The simulator's state with its ways in: the ASGI app, a synchronous call, an httpx transport."""
+
+    def app(self) -> Starlette:
+        """The ASGI app serving this simulator (built once)."""
+        if self._app is None:
+            self._app = create_app(self)
+        return self._app
+
+    def handle(self, method: str, path: str, query: Mapping[str, Any] | str | bytes,
+               headers: Mapping[str, str], body: bytes) -> Response:
+        """One request in, one response out, synchronously, through the app's routing table."""
+        return dispatch(self, method, path, query, headers, body)
+
+    def transport(self) -> httpx.MockTransport:
+        """An in-process httpx transport (sync clients) answering through ``handle``.
+
+        (For async clients: ``httpx.ASGITransport(app=sim.app())``.)"""
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            status, headers, body = self.handle(request.method, request.url.path, request.url.query,
+                                                request.headers, request.read())
+            return httpx.Response(status, headers=headers, content=body)
+
+        return httpx.MockTransport(handler)

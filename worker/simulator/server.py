@@ -19,7 +19,8 @@ from pathlib import Path
 
 import uvicorn
 
-from worker.simulator.app import Simulator, SimulatorConfigError
+from worker.simulator.app import SimulatorConfigError
+from worker.simulator.routes import Simulator
 
 # Slow calls (the latency and timeout faults) still being answered when the server stops are cut
 # after this long.
