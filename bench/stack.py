@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,8 +12,9 @@ import time
 from pathlib import Path
 
 from tests.utils.servers import start_postgres, start_redis
+from tests.utils.workers import QUEUES, ROOT, start_workers, stop_workers  # noqa: F401  (ROOT: bench.sweep)
+from worker.processes import start_in_new_group
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-subscription-key"
 
 
@@ -23,9 +23,9 @@ class Stack:
         self.tmp = Path(tempfile.mkdtemp(prefix="halo-bench-"))
         self.redis = start_redis(self.tmp / "valkey")
         self.postgres = start_postgres()
-        self.sim = subprocess.Popen(
+        self.sim = start_in_new_group(
             [sys.executable, "-m", "worker.cli", "simulator", "--port", "0", "--key", KEY],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "HALO_RECONCILER_DATA_DIR": str(self.tmp / "sim")},
         )
         self.sim_url = self.sim.stdout.readline().strip().split()[-1]
@@ -61,38 +61,16 @@ class Stack:
         configure_logging(get_settings())  # the benchmark's own process logs at WARNING too
 
     def start_workers(self, env: dict[str, str], *, app: str = "worker", count: int = 2, concurrency: int = 8,
-                      queues: str = "events,reconcile,sweep,deliver") -> list[subprocess.Popen]:
-        started = []
-        for i in range(count):
-            log = self.tmp / f"{app}-{i}-{len(self.procs)}.log"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "prefork", "--concurrency",
-                 str(concurrency), "--queues", queues, "--hostname", f"{app}{i}-{len(self.procs)}@%h",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
-                 "--prefetch-multiplier", "1"],
-                cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            proc.log = log  # type: ignore[attr-defined]
-            started.append(proc)
+                      queues: str = QUEUES) -> list[subprocess.Popen]:
+        """Workers at INFO, one task prefetched each, returned once every one is consuming."""
+        started = start_workers(env, self.tmp, count, name=f"{app}-{len(self.procs)}-", app=app,
+                                concurrency=concurrency, queues=queues, extra=("--prefetch-multiplier", "1"),
+                                ready=True)
         self.procs += started
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if all(b"ready." in p.log.read_bytes() for p in started):  # type: ignore[attr-defined]
-                return started
-            time.sleep(0.1)
-        raise RuntimeError("workers did not become ready")
+        return started
 
     def stop(self, procs: list[subprocess.Popen]) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_workers(procs, timeout=30)
 
     def close(self) -> None:
         self.stop(self.procs + [self.sim])

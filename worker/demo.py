@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from worker.config import get_settings
 from worker.coordination import stop_embedded_server
 from worker.hooks import report_forbidden
 from worker.logging import configure_logging
+from worker.processes import start_in_new_group, stop_process_group
 from worker.simulator.control import SimulatorControl
 
 KEY = "demo-subscription-key-4c1d9e"
@@ -54,24 +54,18 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return start_in_new_group(cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    if proc is not None:
+        stop_process_group(proc, timeout=20)
 
 
 def _start_simulator(env: dict[str, str], data: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
+    proc = start_in_new_group(
         [sys.executable, "-m", "worker.cli", "simulator", "--port", "0", "--key", KEY],
-        env=env, stdout=subprocess.PIPE, stderr=open(data / "simulator.log", "wb"), start_new_session=True, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=open(data / "simulator.log", "wb"), text=True,
     )
     line = proc.stdout.readline() if proc.stdout else ""
     if "http://" not in line:

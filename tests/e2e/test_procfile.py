@@ -6,16 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import stop_workers, use_environment
+from tests.integration.conftest import use_environment
 from tests.utils.servers import free_port
+from tests.utils.waiting import wait_until
 from worker import admin, db
 from worker.hooks import report_forbidden
+from worker.processes import start_in_new_group, stop_process_group
 from worker.simulator.control import SimulatorControl
 
 pytestmark = pytest.mark.integration
@@ -24,29 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "procfile-e2e-key-0c4f"
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+NOT_UP_YET = (httpx.HTTPError, OSError)  # an endpoint still starting refuses or resets connections
 
 
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in the Prometheus text format (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        series, value = line.rsplit(" ", 1)
-        sample, _, rest = series.partition("{")
-        have = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
-        if sample == name and have == wanted:
-            return float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
     return 0.0
 
 
@@ -68,22 +56,23 @@ def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp
 
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     log = open(tmp_path / "honcho.log", "wb")
-    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT)],
-                              env={**os.environ, **env, "PATH": path}, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    honcho = start_in_new_group([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT)],
+                                env={**os.environ, **env, "PATH": path}, stdout=log, stderr=subprocess.STDOUT)
     try:
         control = SimulatorControl(env["HALO_BASE_URL"])
         scrape = f"http://127.0.0.1:{metrics_port}/metrics"
-        wait_for(lambda: httpx.get(f"{env['HALO_BASE_URL']}/_sim/calls", headers={"Ocp-Apim-Subscription-Key": KEY}).status_code == 200,
-                 what="the simulator")
-        wait_for(lambda: httpx.get(scrape).status_code == 200, what="the metrics endpoint")
+        wait_until(lambda: httpx.get(f"{env['HALO_BASE_URL']}/_sim/calls", headers={"Ocp-Apim-Subscription-Key": KEY}).status_code == 200,
+                   timeout=60, interval=0.2, what="the simulator", ignoring=NOT_UP_YET)
+        wait_until(lambda: httpx.get(scrape).status_code == 200,
+                   timeout=60, interval=0.2, what="the metrics endpoint", ignoring=NOT_UP_YET)
 
         control.add_practice(pms_type="BestPractice", pms_id="BP42", practice_name="Procfile Clinic")
         practice = admin.onboard("BestPractice", "BP42")
         new = control.change_guid("BestPractice", "BP42")
         assert report_forbidden(practice.halo_guid, "Forbidden")
 
-        wait_for(lambda: admin.practice(practice.id).halo_guid == new, what="the switch")
+        wait_until(lambda: admin.practice(practice.id).halo_guid == new,
+                   timeout=60, interval=0.2, what="the switch")
         text = ""
 
         def counted() -> bool:
@@ -92,7 +81,7 @@ def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp
             return metric(text, "halo_reconciler_reconciliations_total",
                           verdict="infrastructure_change", action="switched") == 1
 
-        wait_for(counted, timeout=20, what="the reconciliation in the metrics")
+        wait_until(counted, timeout=20, interval=0.2, what="the reconciliation in the metrics", ignoring=NOT_UP_YET)
         assert metric(text, "halo_reconciler_halo_calls_total", endpoint="find_sites", status="200") >= 1
         assert metric(text, "halo_reconciler_halo_call_seconds_count", endpoint="find_sites") >= 1
         assert metric(text, "halo_reconciler_reports_total", outcome="publish") == 1
@@ -101,4 +90,4 @@ def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp
         assert metric(text, "halo_reconciler_practices", state="active") == 1
         assert control.call_count("find_sites") >= 2  # onboarding's call and the reconciliation's
     finally:
-        stop_workers([honcho])  # SIGTERM to its process group, SIGKILL after 20 s
+        stop_process_group(honcho, timeout=20)

@@ -1,13 +1,6 @@
-"""Shared pieces of the integration tests: the real stack and real Celery worker processes."""
+"""Shared pieces of the integration tests: the real stack (workers and beats: ``tests.utils.workers``)."""
 
 from __future__ import annotations
-
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +10,6 @@ from worker.config import get_settings
 from worker.simulator import Simulator, serve
 
 KEY = "storm-test-key-41d9"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -45,42 +37,3 @@ def use_environment(monkeypatch, env: dict[str, str]) -> None:
     get_settings.cache_clear()
     db.reset_engine()
     follow_settings()
-
-
-def start_workers(env: dict[str, str], tmp_path: Path, count: int = 2, *, name: str = "worker",
-                  concurrency: int = 2, loglevel: str = "WARNING") -> list[subprocess.Popen]:
-    """Celery workers as process groups; each logs to ``tmp_path / f"{name}{i}.log"``."""
-    procs = []
-    for i in range(count):
-        log = tmp_path / f"{name}{i}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "prefork", "--concurrency",
-             str(concurrency), "--queues", "events,reconcile,sweep,deliver", "--hostname", f"{name}{i}@%h",
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", loglevel],
-            cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc.log = log  # type: ignore[attr-defined]
-        procs.append(proc)
-    return procs
-
-
-def stop_workers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def wait_until(predicate, timeout: float = 90.0, interval: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -22,9 +21,11 @@ import redis
 
 from models import PmsType
 from reconciler.adapters.coordination import keys
-from tests.integration.conftest import ROOT
+from tests.utils.waiting import wait_until
+from tests.utils.workers import ROOT
 from tests.utils.servers import free_port
 from worker import admin, hooks
+from worker.processes import start_in_new_group, stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -50,33 +51,25 @@ def server(stack, tmp_path):
     _, env = stack
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = subprocess.Popen(
+    proc = start_in_new_group(
         [sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env={**os.environ, **env, "HALO_RECONCILER_API_TOKENS": f"other-token-1234,{TOKEN}"},
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert proc.poll() is None, log.read_text()
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "serve did not start:\n" + log.read_text()
-            time.sleep(0.1)
+        wait_until(healthy, timeout=30, interval=0.1, what="serve answering /healthz", ignoring=(httpx.HTTPError,),
+                   log=log)
         yield url, log
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise AssertionError("serve did not stop on SIGTERM")
+        stop_process_group(proc, timeout=20)
+    code = proc.returncode
+    assert code != -signal.SIGKILL, "serve did not stop on SIGTERM"
     text = log.read_text()
     # uvicorn finishes the requests in flight, then re-raises the signal it caught: -SIGTERM is a clean stop
     assert code in (0, -signal.SIGTERM) and "Finished server process" in text, text

@@ -11,6 +11,7 @@ from reconciler.adapters.coordination.marks import index_practice, note_verified
 from reconciler.adapters.coordination.reporter import PublishFailed, Reporter
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.workqueue import WorkQueue
+from tests.utils.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +130,7 @@ def test_a_crashed_runs_lock_expires(r):
     assert queue.start(7).granted
     blocked = queue.start(7)
     assert not blocked.granted and 0 < blocked.retry_in_ms <= 1000
-    time.sleep(1.1)
+    wait_until(lambda: not r.exists(keys.processing(7)), timeout=5, interval=0.05, what="the run lock expiring")
     assert queue.start(7).granted
 
 
@@ -169,7 +170,8 @@ def test_a_report_made_before_halo_answered_is_answered_by_that_run(r, reporter)
     reporter.report(OLD, None)
     claim = queue.start(7)
     reporter.report(OLD, None)  # while the run is still asking Halo
-    time.sleep(0.005)
+    reported_ms = int(r.get(keys.dirty(7)).split(b"|")[1])
+    wait_until(lambda: queue.now_ms() > reported_ms, timeout=1, interval=0.001, what="Redis's clock passing the report")
     assert queue.done(claim, current_guid=OLD, answered_ms=queue.now_ms()) is False
 
 
@@ -179,7 +181,7 @@ def test_a_report_made_after_halo_answered_gets_one_more_run(r, reporter):
     reporter.report(OLD, None)
     claim = queue.start(7)
     answered = queue.now_ms()
-    time.sleep(0.005)
+    wait_until(lambda: queue.now_ms() > answered, timeout=1, interval=0.001, what="Redis's clock passing the answer")
     reporter.report(OLD, None)
     assert queue.done(claim, current_guid=OLD, answered_ms=answered) is True
 

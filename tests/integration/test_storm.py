@@ -6,14 +6,14 @@ name replaced GUIDs cost none.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlmodel import select
 
 from models import PmsType, Practice, Reconciliation
-from tests.integration.conftest import start_workers, stop_workers, wait_until
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_workers, stop_workers, wait_until_idle
 from worker import admin, db
 
 pytestmark = pytest.mark.integration
@@ -45,15 +45,15 @@ def test_storm_costs_one_find_sites_call_per_changed_practice(stack, tmp_path):
             taken = list(pool.map(lambda guid: report_forbidden(guid, "Forbidden"), reports))
         assert all(taken)
 
-        assert wait_until(lambda: guids_now(list(new)) == new), "not every changed practice was switched"
-        time.sleep(2)  # let any stray re-run land before counting
+        wait_until(lambda: guids_now(list(new)) == new, what="every changed practice being switched")
+        wait_until_idle(env["BROKER_URL"])  # any stray re-run lands before we count
         assert sim.call_count("find_sites") - onboarding_calls == changed
 
         # 403s that still name the replaced GUIDs cost no Halo call at all.
         before = sim.call_count("find_sites")
         with ThreadPoolExecutor(8) as pool:
             assert all(pool.map(lambda guid: report_forbidden(guid), [old[pid] for pid in new] * 10))
-        time.sleep(3)
+        wait_until_idle(env["BROKER_URL"])
         assert sim.call_count("find_sites") == before
 
         with db.new_session() as session:

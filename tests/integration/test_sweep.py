@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from sqlalchemy import update
 from sqlmodel import select
 
 from models import PmsType, Practice
-from tests.integration.conftest import ROOT, start_workers, stop_workers, wait_until
+from reconciler.adapters.coordination import keys
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_beats, start_workers, stop_workers, wait_until_idle
 from worker import admin, db
 
 pytestmark = pytest.mark.integration
@@ -33,17 +32,21 @@ def test_two_beats_sweep_each_stale_practice_once(stack, tmp_path, monkeypatch):
     sim.reset_counters()
 
     workers = start_workers(env, tmp_path, count=1)
-    beats = [subprocess.Popen([sys.executable, "-m", "worker.cli", "beat", "--schedule", str(tmp_path / f"beat{i}")],
-                              cwd=ROOT, env={**os.environ, **env}, stdout=open(tmp_path / f"beat{i}.log", "wb"),
-                              stderr=subprocess.STDOUT, start_new_session=True) for i in range(2)]
+    beats = start_beats(env, tmp_path, count=2)
     try:
         def verified() -> bool:
             with db.new_session() as session:
                 rows = session.exec(select(Practice).where(Practice.id.in_(ids[:5]))).all()
             return all(p.last_verified_at > long_ago + timedelta(days=1) for p in rows)
 
-        assert wait_until(verified, timeout=60), "the stale practices were not swept"
-        time.sleep(5)  # several more beat intervals: nothing is fresh-stale, nothing more to call
+        wait_until(verified, timeout=60, what="the stale practices being swept")
+        # Two more sweeps, and what they queued run: nothing is fresh-stale, nothing more to call.
+        client = redis.Redis.from_url(env["BROKER_URL"])
+        for _ in range(2):
+            finished = client.get(keys.last_sweep())
+            wait_until(lambda last=finished: client.get(keys.last_sweep()) != last, timeout=30, what="another sweep")
+        client.close()
+        wait_until_idle(env["BROKER_URL"])
         assert sim.call_count("find_sites") == 5
         assert {key for (_, key) in sim.calls} == {f"Z{i}" for i in range(5)}
     finally:

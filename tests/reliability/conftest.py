@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from sqlmodel import func, select
 
 from models import PmsType
-from tests.integration.conftest import ROOT, stack, start_workers, stop_workers, wait_until  # noqa: F401
+from tests.integration.conftest import stack  # noqa: F401  (the fixture, for this folder's tests)
 from worker import admin, db
 
 RECORD = "RELIABILITY_RECORD"  # not HALO_*: the suite clears those from every test's environment
@@ -33,28 +29,6 @@ def observe(request):
                 out.write(json.dumps({"test": request.node.nodeid, **row}, default=str) + "\n")
 
     return record
-
-
-def start_beats(env: dict[str, str], tmp_path: Path, count: int = 1) -> list[subprocess.Popen]:
-    return [
-        subprocess.Popen([sys.executable, "-m", "worker.cli", "beat", "--schedule", str(tmp_path / f"beat{i}")],
-                         cwd=ROOT, env={**os.environ, **env}, stdout=open(tmp_path / f"beat{i}.log", "wb"),
-                         stderr=subprocess.STDOUT, start_new_session=True)
-        for i in range(count)
-    ]
-
-
-def start_ready_workers(env: dict[str, str], tmp_path: Path, count: int = 1, *, name: str = "worker",
-                        concurrency: int = 2, timeout: float = 60) -> list[subprocess.Popen]:
-    """Workers at INFO, returned once each has logged that it is consuming."""
-    procs = start_workers(env, tmp_path, count, name=name, concurrency=concurrency, loglevel="INFO")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(b" ready." in p.log.read_bytes() for p in procs):  # type: ignore[attr-defined]
-            return procs
-        time.sleep(0.1)
-    stop_workers(procs)
-    raise AssertionError("workers did not become ready")
 
 
 def onboard_fleet(sim, pms_type: PmsType, pms_ids: list[str]) -> tuple[list[int], dict[int, str]]:

@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from kombu import Connection, Exchange, Producer
 
 from models import PmsType, Practice, Reconciliation, Ticket
-from tests.reliability.conftest import count, rows, start_ready_workers, stop_workers, wait_until
+from tests.reliability.conftest import count, rows
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_workers, stop_workers
 from reconciler.adapters.coordination import keys
 from worker import admin
 from worker.cli import main
@@ -151,7 +153,7 @@ def test_broker_messages_that_are_not_ours_are_counted_and_dropped(stack, tmp_pa
     url = env["BROKER_URL"]
     client = redis.Redis.from_url(url)
 
-    [worker] = start_ready_workers(env, tmp_path)
+    [worker] = start_workers(env, tmp_path, count=1, ready=True)
     try:
         foreign = [
             lambda: app.send_task("evil.run_shell", args=["rm -rf /"], queue="reconcile"),
@@ -169,11 +171,11 @@ def test_broker_messages_that_are_not_ours_are_counted_and_dropped(stack, tmp_pa
         ]
         for send in foreign:
             send()
-        assert wait_until(lambda: int(client.get(keys.refused_messages()) or 0) >= len(foreign), timeout=30)
+        wait_until(lambda: int(client.get(keys.refused_messages()) or 0) >= len(foreign), timeout=30)
 
         # The worker is still there, and a real 403 is still handled (with a 1 MB message, cut).
         assert report_forbidden(practice.halo_guid, "Forbidden " + "y" * 1_000_000)
-        assert wait_until(lambda: rows(Practice, Practice.id == practice.id)[0].halo_guid == new, timeout=30)
+        wait_until(lambda: rows(Practice, Practice.id == practice.id)[0].halo_guid == new, timeout=30)
         assert worker.poll() is None
         refused = int(client.get(keys.refused_messages()))
         assert refused == len(foreign)

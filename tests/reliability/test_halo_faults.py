@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import pytest
 
 from models import Action, PmsType, Practice, Reconciliation, Ticket, Verdict
-from tests.reliability.conftest import count, rows, start_ready_workers, stop_workers, wait_until
+from tests.reliability.conftest import count, rows
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_workers, stop_workers
 from worker import admin
 from worker.hooks import report_forbidden
 from worker.simulator.faults import Fault
@@ -60,10 +62,10 @@ def test_halo_fault(case, stack, tmp_path, observe):
     sim.reset_counters()
     sim.inject(case.fault)
 
-    [worker] = start_ready_workers(env, tmp_path)
+    [worker] = start_workers(env, tmp_path, count=1, ready=True)
     try:
         assert report_forbidden(practice.halo_guid, "Forbidden")
-        assert wait_until(lambda: count(Reconciliation, Reconciliation.practice_id == practice.id) >= 1, timeout=60)
+        wait_until(lambda: count(Reconciliation, Reconciliation.practice_id == practice.id) >= 1, timeout=60)
         [run] = rows(Reconciliation, Reconciliation.practice_id == practice.id)
         [now] = rows(Practice, Practice.id == practice.id)
         calls = sim.call_count("find_sites")

@@ -15,16 +15,10 @@ import pytest
 
 from models import Action, PmsType, Practice, Reconciliation
 from tests.integration.conftest import use_environment
-from tests.reliability.conftest import (
-    count,
-    onboard_fleet,
-    rows,
-    start_beats,
-    start_ready_workers,
-    stop_workers,
-    wait_until,
-)
+from tests.reliability.conftest import count, onboard_fleet, rows
 from tests.utils.servers import start_redis
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_beats, start_workers, stop_workers
 from worker.hooks import report_forbidden
 
 pytestmark = pytest.mark.integration
@@ -59,12 +53,12 @@ def test_redis_restart_during_a_storm(stack, redis_server, tmp_path, monkeypatch
     before_outage, during_outage, steady = ids[:10], ids[10:20], ids[20:]
     new = {pid: sim.change_guid(PmsType.D4W, f"D{i}") for i, pid in enumerate(ids[:20])}
 
-    [worker] = start_ready_workers(env, tmp_path)
+    [worker] = start_workers(env, tmp_path, count=1, ready=True)
     beats = []
     try:
         with ThreadPoolExecutor(4) as pool:
             assert all(t for t, _ in pool.map(timed_report, [old[pid] for pid in before_outage] * 5))
-        assert wait_until(lambda: guids(before_outage) == {pid: new[pid] for pid in before_outage})
+        wait_until(lambda: guids(before_outage) == {pid: new[pid] for pid in before_outage})
 
         redis_server.stop()
         with ThreadPoolExecutor(4) as pool:
@@ -76,13 +70,13 @@ def test_redis_restart_during_a_storm(stack, redis_server, tmp_path, monkeypatch
         redis_server.start()  # empty: the queue, the GUID index and every pending mark are gone
         restarted_at = time.monotonic()
         first = during_outage[0]
-        assert wait_until(lambda: report_forbidden(old[first], "Forbidden"), timeout=30, interval=0.5)
-        assert wait_until(lambda: guids([first]) == {first: new[first]}, timeout=60), "work did not resume"
+        wait_until(lambda: report_forbidden(old[first], "Forbidden"), timeout=30, interval=0.5)
+        wait_until(lambda: guids([first]) == {first: new[first]}, timeout=60, what="work resuming after the restart")
         resumed = time.monotonic() - restarted_at
 
         beats = start_beats(env, tmp_path)
-        assert wait_until(lambda: guids(during_outage) == {pid: new[pid] for pid in during_outage}, timeout=90), \
-            "the sweep did not repair what the outage dropped"
+        wait_until(lambda: guids(during_outage) == {pid: new[pid] for pid in during_outage},
+                   timeout=90, what="the sweep repairing what the outage dropped")
         repaired = time.monotonic() - restarted_at
         assert guids(steady) == {pid: old[pid] for pid in steady}
         for pid in new:

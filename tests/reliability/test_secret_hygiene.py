@@ -14,7 +14,9 @@ from sqlalchemy import MetaData, select
 
 from models import PmsType, Practice, Ticket, TicketReason
 from tests.integration.conftest import use_environment
-from tests.reliability.conftest import count, rows, start_ready_workers, stop_workers, wait_until
+from tests.reliability.conftest import count, rows
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_workers, stop_workers
 from worker import admin, db
 from worker.hooks import report_forbidden
 from worker.simulator.faults import Fault
@@ -80,14 +82,14 @@ def test_no_secret_is_written_anywhere(stack, tmp_path, monkeypatch, capfd, obse
         sim.change_guid(PmsType.BEST_PRACTICE, "BP3")
         sim.inject(Fault("unauthorized", pms_id="BP3"))
 
-        [worker] = start_ready_workers(env, tmp_path)
+        [worker] = start_workers(env, tmp_path, count=1, ready=True)
         try:
             for out in ids.values():
                 assert report_forbidden(out.halo_guid, "Forbidden")
-            assert wait_until(lambda: rows(Practice, Practice.id == ids["BP1"].id)[0].halo_guid == moved)
-            assert wait_until(lambda: count(Ticket, Ticket.reason == TicketReason.BUSINESS_CHANGE) == 1
-                              and count(Ticket, Ticket.reason == TicketReason.UNAUTHORIZED) == 1)
-            assert wait_until(lambda: len(Receiver.received) >= 2, timeout=30), "the webhook was not called"
+            wait_until(lambda: rows(Practice, Practice.id == ids["BP1"].id)[0].halo_guid == moved)
+            wait_until(lambda: count(Ticket, Ticket.reason == TicketReason.BUSINESS_CHANGE) == 1
+                       and count(Ticket, Ticket.reason == TicketReason.UNAUTHORIZED) == 1)
+            wait_until(lambda: len(Receiver.received) >= 2, timeout=30, what="the webhook being called")
         finally:
             stop_workers([worker])
         # Every ticket, resolved ones too: a later successful call resolves the 401 ticket.

@@ -14,15 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from models import Action, PmsType, Practice, Reconciliation, Ticket, TicketReason, TicketStatus
-from tests.reliability.conftest import (
-    count,
-    onboard_fleet,
-    rows,
-    start_beats,
-    start_ready_workers,
-    stop_workers,
-    wait_until,
-)
+from tests.reliability.conftest import count, onboard_fleet, rows
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_beats, start_workers, stop_workers
 from worker.hooks import report_forbidden
 
 pytestmark = pytest.mark.integration
@@ -39,10 +33,10 @@ def test_two_workers_two_beats_one_switch_one_ticket(stack, tmp_path, observe):
     def sweeps_finished() -> int:
         return sum((tmp_path / f"worker{i}.log").read_text().count('"sweep_finished"') for i in range(2))
 
-    workers = start_ready_workers(env, tmp_path, count=2, concurrency=2)
+    workers = start_workers(env, tmp_path, count=2, concurrency=2, ready=True)
     beats = start_beats(env, tmp_path, count=2)
     try:
-        assert wait_until(lambda: sweeps_finished() >= 1, timeout=30), "the beats are not sweeping"
+        wait_until(lambda: sweeps_finished() >= 1, timeout=30, what="the beats sweeping")
         sweeps_at_start = sweeps_finished()
         for wave in range(3):
             changing = (moved + sold)[wave::3]
@@ -61,10 +55,10 @@ def test_two_workers_two_beats_one_switch_one_ticket(stack, tmp_path, observe):
             return (all(current[pid] == new[pid] for pid in moved)
                     and count(Ticket, Ticket.reason == TicketReason.BUSINESS_CHANGE) == len(sold))
 
-        assert wait_until(settled, timeout=120)
+        wait_until(settled, timeout=120)
         # Several more sweeps by both beats, racing nothing now: still nothing doubled.
         sweeps_before = sweeps_finished()
-        assert wait_until(lambda: sweeps_finished() >= sweeps_before + 3, timeout=30)
+        wait_until(lambda: sweeps_finished() >= sweeps_before + 3, timeout=30)
 
         current = {p.id: p.halo_guid for p in rows(Practice)}
         assert {pid: current[pid] for pid in sold + steady} == {pid: old[pid] for pid in sold + steady}

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from models import Action, GuidHistory, PmsType, Practice, Reconciliation, Ticket, TicketReason
-from tests.reliability.conftest import count, start_ready_workers, stop_workers, wait_until
+from tests.reliability.conftest import count
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_workers, stop_workers, wait_until_idle
 from worker import admin
 from worker.hooks import report_forbidden
 from worker.simulator.faults import Fault
@@ -56,11 +58,11 @@ def received(worker) -> set[str]:
     return set(re.findall(r"halo\.reconcile_practice\[([0-9a-f-]+)\] received", worker.log.read_text()))
 
 
-def assert_ended_right(ids, new1):
+def assert_ended_right(ids, new1, broker_url):
     (p1, _), (p2, old2) = ids["BP1"], ids["BP2"]
-    assert wait_until(lambda: count(Ticket, Ticket.reason == TicketReason.BUSINESS_CHANGE) >= 1
-                      and count(Practice, Practice.id == p1, Practice.halo_guid == new1) == 1, timeout=90)
-    time.sleep(2)  # anything still in flight lands before we count
+    wait_until(lambda: count(Ticket, Ticket.reason == TicketReason.BUSINESS_CHANGE) >= 1
+               and count(Practice, Practice.id == p1, Practice.halo_guid == new1) == 1, timeout=90)
+    wait_until_idle(broker_url)  # anything still in flight lands before we count
     assert count(Reconciliation, Reconciliation.practice_id == p1, Reconciliation.action == Action.SWITCHED) == 1
     assert count(GuidHistory, GuidHistory.practice_id == p1) == 2  # the old GUID and the new, once each
     assert count(Ticket, Ticket.practice_id == p2) == 1
@@ -71,18 +73,18 @@ def test_a_pool_process_killed_mid_run_is_redelivered_at_once(stack, tmp_path, o
     sim, env = stack
     ids, new1 = two_changed_practices(sim)
     before = sim.call_count("find_sites")
-    [worker] = start_ready_workers(env, tmp_path, concurrency=2)
+    [worker] = start_workers(env, tmp_path, count=1, concurrency=2, ready=True)
     try:
         for pms_id, (_, guid) in ids.items():
             assert report_forbidden(guid, "Forbidden")
-        assert wait_until(lambda: sim.call_count("find_sites") - before == 2, timeout=30)
+        wait_until(lambda: sim.call_count("find_sites") - before == 2, timeout=30)
         children = pool_children(worker.pid)
         assert len(children) == 2
         killed_at = time.monotonic()
         for pid in children:
             os.kill(pid, signal.SIGKILL)
 
-        assert_ended_right(ids, new1)
+        assert_ended_right(ids, new1, env["BROKER_URL"])
         settled = time.monotonic() - killed_at
         log = worker.log.read_text()  # type: ignore[attr-defined]
         assert log.count("reconcile_redelivered") == 2
@@ -103,19 +105,19 @@ def test_a_whole_worker_killed_mid_run_is_redelivered_after_the_visibility_timeo
            "HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS": "41"}
     ids, new1 = two_changed_practices(sim)
     before = sim.call_count("find_sites")
-    [doomed] = start_ready_workers(env, tmp_path, name="doomed", concurrency=2)
+    [doomed] = start_workers(env, tmp_path, count=1, name="doomed", concurrency=2, ready=True)
     try:
         for pms_id, (_, guid) in ids.items():
             assert report_forbidden(guid, "Forbidden")
-        assert wait_until(lambda: sim.call_count("find_sites") - before == 2, timeout=30)
+        wait_until(lambda: sim.call_count("find_sites") - before == 2, timeout=30)
         killed_at = time.monotonic()
         os.killpg(doomed.pid, signal.SIGKILL)  # the host is gone: main process and pool together
         doomed.wait()
     finally:
         stop_workers([doomed])
-    [heir] = start_ready_workers(env, tmp_path, name="heir", concurrency=2)
+    [heir] = start_workers(env, tmp_path, count=1, name="heir", concurrency=2, ready=True)
     try:
-        assert_ended_right(ids, new1)
+        assert_ended_right(ids, new1, env["BROKER_URL"])
         settled = time.monotonic() - killed_at
         # The same messages (task ids), not new ones: the broker redelivered what the dead host held.
         assert received(heir) == received(doomed) and len(received(heir)) == 2

@@ -25,10 +25,10 @@ from structlog.testing import capture_logs
 
 from models import GuidHistory, PmsType, Practice
 from reconciler.adapters import store
-from reconciler.adapters.coordination import keys
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.adapters.coordination.reporter import Reporter
-from worker import coordination, hooks
+from tests.utils.fakes import patch_get_redis
+from worker import hooks
 from worker.config import get_settings, load_settings
 from worker.serve import create_app
 from worker.serve import auth as auth_module
@@ -46,7 +46,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def fake_redis(monkeypatch):
     server = fakeredis.FakeRedis()
-    monkeypatch.setattr(coordination, "get_redis", lambda **_: server)
+    patch_get_redis(monkeypatch, lambda **_: server)
     return server
 
 
@@ -213,7 +213,7 @@ def test_bad_reports_are_400_with_an_error(client, reporter, content, fragment):
 def test_a_malformed_guid_is_counted_as_rejected_like_the_hook_does(client, reporter):
     assert report(client, {"guid": "not-a-guid"}).status_code == 400
     assert hooks.report_forbidden("not-a-guid") is False
-    assert reporter.count_rejected.call_count == 2
+    assert reporter.count_rejected.call_count == 2  # once through the API, once through the hook
     reporter.report.assert_not_called()
 
 
@@ -363,7 +363,7 @@ def test_readyz_is_503_when_the_broker_does_not_answer(client, monkeypatch):
     def down(**_):
         raise CoordinationUnavailable("the coordination store did not answer (ConnectionError)")
 
-    monkeypatch.setattr(coordination, "get_redis", down)
+    patch_get_redis(monkeypatch, down)
     with capture_logs() as logs:
         response = client.get("/readyz")
     assert (response.status_code, response.json()) == (503, {"ready": False, "checks": {"database": True, "broker": False}})

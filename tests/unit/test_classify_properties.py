@@ -47,13 +47,45 @@ def test_normalising_is_idempotent(text):
     assert normalise(normalise(text)) == normalise(text)
 
 
+def expected_verdict(rec: Recorded, answer: HaloAnswer, history: History) -> Verdict:
+    """The verdict table of ``reconciler.core.classify``'s docstring, written out again from the inputs
+    this module generates (sites named by ``practiceName`` only, errors that are none of 401/403)."""
+    if answer.sites is None:
+        return Verdict.HALO_UNAVAILABLE
+    active = [s for s in answer.sites if s.status == "active"]
+    flagged = [s for s in active if s.authoritative is True]
+    if not active:
+        return Verdict.NOT_FOUND
+    if len(flagged) == 1:
+        [site] = flagged
+    elif not flagged and len(active) == 1:
+        [site] = active
+    else:
+        return Verdict.AMBIGUOUS
+    if normalise(site.practice_name) != rec.identifiers_normalised["practice_name"]:
+        return Verdict.BUSINESS_CHANGE
+    if site.id == rec.halo_guid:
+        return Verdict.UNCHANGED
+    left_at = history.previous_guids.get(site.id)
+    if left_at is not None and NOW - left_at <= timedelta(seconds=Policy().flapping_window_seconds):
+        return Verdict.FLAPPING
+    return Verdict.INFRASTRUCTURE_CHANGE
+
+
 @given(recordeds, answers, histories)
 @settings(max_examples=300)
 def test_every_input_gets_exactly_one_verdict_and_it_is_a_function_of_the_input(rec, answer, history):
     first = classify(rec, answer, history, now=NOW, policy=Policy())
     second = classify(rec, answer, history, now=NOW, policy=Policy())
-    assert isinstance(first.verdict, Verdict)
     assert first == second
+    assert first.verdict is expected_verdict(rec, answer, history)
+    # The verdict's details agree with it: a site only when one was selected, a new GUID only when it moved.
+    if first.verdict in (Verdict.HALO_UNAVAILABLE, Verdict.NOT_FOUND, Verdict.AMBIGUOUS):
+        assert first.site is None and first.new_guid is None
+    else:
+        assert first.site is not None and first.site in answer.sites and first.site.status == "active"
+        assert first.new_guid == (None if first.site.id == rec.halo_guid else first.site.id)
+    assert bool(first.differing) is (first.verdict is Verdict.BUSINESS_CHANGE)
 
 
 @given(recordeds, answers, histories)

@@ -65,15 +65,3 @@ def test_wrong_key_unknown_site_and_timeouts(sim):
         client(sim)._send(
             "find_sites", "GET", "/integrator/sites", params={"practiceManagementSiteId": "1",
                                                                 "practiceManagementName": "BestPractice"})
-
-
-def test_timeouts_over_real_http(sim):
-    from worker.simulator import serve
-
-    sim.inject(Fault("timeout", delay=0.5))
-    with serve(sim) as server:
-        c = HaloClient(base_url=server.url, subscription_key=KEY, timeout=0.1, sleep=lambda s: None)
-        with pytest.raises(HaloTimeout):
-            c.find_sites(PmsType.BEST_PRACTICE, "1")
-        c.close()
-    assert sim.call_count("find_sites") == 4

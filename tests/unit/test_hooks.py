@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import time
 
+import fakeredis
 import httpx
 
+from reconciler.adapters.coordination import keys
+from tests.utils.fakes import patch_get_redis
 from worker import hooks
 from worker.hooks import MAX_MESSAGE_BYTES, cut_message, guid_from_url, report_forbidden
 
 GUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 
 
-def test_malformed_guids_are_refused_without_raising():
-    for bad in ["", "nope", "3f2504e0-4f89", None, 42, "x" * 10_000]:
+def test_malformed_guids_are_refused_without_raising_and_counted(monkeypatch):
+    store = fakeredis.FakeRedis()
+    patch_get_redis(monkeypatch, lambda **_: store)
+    bad_guids = ["", "nope", "3f2504e0-4f89", None, 42, "x" * 10_000]
+    for bad in bad_guids:
         assert report_forbidden(bad) is False
+    assert int(store.hget(keys.report_outcomes(), "rejected")) == len(bad_guids)
 
 
 def test_messages_are_cut_to_4_kib_on_a_character_boundary():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from sqlmodel import select
 
@@ -23,42 +22,28 @@ SECRET = "webhook-secret-for-tests"
 
 
 class Receiver:
-    """A real HTTP server on loopback that records what it gets and can fail on demand."""
+    """An in-process webhook receiver (an ``httpx.MockTransport``): records what it gets and can fail
+    on demand. The real wire is the reliability suite's (tests/reliability/test_secret_hygiene.py)."""
+
+    url = "http://receiver.test/hooks/tickets"
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.fail_next = 0
-        receiver = self
+        self.transport = httpx.MockTransport(self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if receiver.fail_next:
-                    receiver.fail_next -= 1
-                    self.send_response(503)
-                else:
-                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/tickets"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        assert str(request.url) == self.url and request.method == "POST"
+        if self.fail_next:
+            self.fail_next -= 1
+            return httpx.Response(503)
+        self.received.append(({k.lower(): v for k, v in request.headers.items()}, request.read()))
+        return httpx.Response(204)
 
 
 @pytest.fixture
 def receiver():
-    r = Receiver()
-    yield r
-    r.close()
+    return Receiver()
 
 
 def _open_ticket() -> int:
@@ -73,7 +58,7 @@ def _open_ticket() -> int:
 def test_signature_verifies_independently(receiver):
     ticket_id = _open_ticket()
 
-    report = deliver_pending(db.new_session, url=receiver.url, secret=SECRET)
+    report = deliver_pending(db.new_session, url=receiver.url, secret=SECRET, transport=receiver.transport)
 
     assert (report.sent, report.failed) == (1, 0)
     [(headers, body)] = receiver.received
@@ -92,23 +77,23 @@ def test_failed_delivery_is_retried_with_the_same_event_id_and_sent_once(receive
     _open_ticket()
     receiver.fail_next = 1
 
-    first = deliver_pending(db.new_session, url=receiver.url, secret=SECRET)
+    first = deliver_pending(db.new_session, url=receiver.url, secret=SECRET, transport=receiver.transport)
     assert (first.sent, first.failed) == (0, 1)
     with db.new_session() as session:
         [event] = session.exec(select(OutboxEvent)).all()
         assert event.delivered_at is None and event.attempts == 1
         due = event.next_attempt_at
 
-    assert deliver_pending(db.new_session, url=receiver.url, secret=SECRET).sent == 0  # not due yet
-    second = deliver_pending(db.new_session, url=receiver.url, secret=SECRET, now=lambda: due)
+    assert deliver_pending(db.new_session, url=receiver.url, secret=SECRET, transport=receiver.transport).sent == 0  # not due yet
+    second = deliver_pending(db.new_session, url=receiver.url, secret=SECRET, transport=receiver.transport, now=lambda: due)
     assert second.sent == 1
-    assert deliver_pending(db.new_session, url=receiver.url, secret=SECRET, now=lambda: due).sent == 0
+    assert deliver_pending(db.new_session, url=receiver.url, secret=SECRET, transport=receiver.transport, now=lambda: due).sent == 0
     assert len(receiver.received) == 1
 
 
-def test_a_counted_occurrence_is_a_new_event_but_redelivery_is_not(receiver):
+def test_a_counted_occurrence_is_not_a_new_event(receiver):
     _open_ticket()
     _open_ticket()  # same key: counted, occurrences 2
-    deliver_pending(db.new_session, url=receiver.url, secret=SECRET)
+    deliver_pending(db.new_session, url=receiver.url, secret=SECRET, transport=receiver.transport)
     ids = [h["x-halo-reconciler-id"] for h, _ in receiver.received]
     assert len(ids) == 1  # only "opened" is an event; counting an occurrence updates the open ticket

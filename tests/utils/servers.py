@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.utils.waiting import wait_until
+from worker.processes import start_in_new_group, stop_process_group
 
 
 def free_port() -> int:
@@ -23,35 +24,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(predicate, timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-    raise RuntimeError(f"{what} did not start within {timeout:.0f}s\n{tail}")
-
-
 def _port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
     except OSError:
         return False
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
@@ -90,7 +68,7 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        _kill(self.proc)
+        stop_process_group(self.proc, timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -127,11 +105,11 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
     with open(log, "wb") as out:
         if as_root:
             os.chown(log, user.pw_uid, user.pw_gid)
-        proc = subprocess.Popen(
+        proc = start_in_new_group(
             [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sock),
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=200"],
-            stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, start_new_session=True, cwd="/",
+            stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/",
         )
     server = PostgresServer(proc, port, root)
 
@@ -146,7 +124,7 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
         except Exception:
             return False
 
-    _wait(ready, 30, "PostgreSQL", log)
+    wait_until(ready, timeout=30, interval=0.05, what="PostgreSQL starting", log=log)
     return server
 
 
@@ -185,17 +163,17 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         log = self.root / "redis.log"
-        self.proc = subprocess.Popen(
+        self.proc = start_in_new_group(
             [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.root), "--logfile", str(log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
-        _wait(lambda: _port_open(self.port), 15, "Valkey", log)
+        wait_until(lambda: _port_open(self.port), timeout=15, interval=0.05, what="Valkey starting", log=log)
         return self
 
     def stop(self) -> None:
         if self.proc is not None:
-            _kill(self.proc)
+            stop_process_group(self.proc, timeout=10)
             self.proc = None
 
     def restart(self) -> None:

@@ -10,6 +10,8 @@ from models import PmsType
 from worker.cli import main
 from worker.simulator import Fault, Simulator, serve
 
+pytestmark = pytest.mark.integration  # a simulator on loopback and the embedded Valkey, a process
+
 KEY = "cli-test-key-93b1c0"
 
 
