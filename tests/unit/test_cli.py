@@ -8,14 +8,15 @@ import pytest
 
 from models import PmsType
 from worker.cli import main
-from worker.simulator import Fault, Simulator, serve
+from tests.utils.pairing import PairingSimulator
+from worker.simulator import Fault, serve
 
 KEY = "cli-test-key-93b1c0"
 
 
 @pytest.fixture
 def sim(monkeypatch):
-    simulator = Simulator(key=KEY)
+    simulator = PairingSimulator(key=KEY)
     with serve(simulator, host="127.0.0.1", port=0) as server:
         monkeypatch.setenv("HALO_BASE_URL", server.url)
         monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", KEY)
