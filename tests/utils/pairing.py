@@ -33,12 +33,21 @@ def _params(query: Mapping[str, Any] | str | bytes) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
 
 
+def _site_status(response: Response) -> str | None:
+    try:
+        document = json.loads(response[2])
+        return document.get("status") if response[0] == 200 and isinstance(document, dict) else None
+    except ValueError:
+        return None
+
+
 class PairingSimulator(Simulator):
     def __init__(self, key: str | None = None) -> None:
         super().__init__(key=key)
         self.unpaired: set[str] = set()
         self.codes: dict[str, str] = {}
-        self.requests: list[tuple[str, str | None, int]] = []  # (endpoint, GUID or PMS ID, status)
+        # (endpoint, GUID or PMS ID, HTTP status, the site's status when the answer is a site)
+        self.requests: list[tuple[str, str | None, int, str | None]] = []
 
     def handle(self, method: str, path: str, query: Mapping[str, Any] | str | bytes,
                headers: Mapping[str, str], body: bytes) -> Response:
@@ -47,7 +56,8 @@ class PairingSimulator(Simulator):
         parts = [p for p in path.split("/") if p]
         if method == "POST" and parts == ["integrator", "pair-site"]:
             response = self._pair(_params(query), headers)
-            self.requests.append(("pair_site", _params(query).get("practiceManagementSiteId"), response[0]))
+            self.requests.append(("pair_site", _params(query).get("practiceManagementSiteId"), response[0],
+                                  _site_status(response)))
             return response
         guid = parts[2] if len(parts) >= 3 and parts[:2] == ["integrator", "sites"] else None
         endpoint = "find_sites" if guid is None else ("get_site" if len(parts) == 3 else "immediate_query")
@@ -55,7 +65,8 @@ class PairingSimulator(Simulator):
             response = _envelope(403, "The integrator is not paired with this site.")
         else:
             response = super().handle(method, path, query, headers, body)
-        self.requests.append((endpoint, guid or _params(query).get("practiceManagementSiteId"), response[0]))
+        self.requests.append((endpoint, guid or _params(query).get("practiceManagementSiteId"), response[0],
+                              _site_status(response) if endpoint == "get_site" else None))
         return response
 
     def _pair(self, params: dict[str, str], headers: Mapping[str, str]) -> Response:
@@ -80,8 +91,9 @@ class PairingSimulator(Simulator):
         return 200, {"Content-Type": "application/json"}, json.dumps(site).encode()
 
     def checked_active(self, guid: str, since: int = 0) -> bool:
-        """Whether Get site status answered 200 on ``guid`` among the requests from index ``since``."""
-        return any(e == "get_site" and g == guid and status == 200 for e, g, status in self.requests[since:])
+        """Whether Get site status answered ``active`` on ``guid`` among the requests from ``since``."""
+        return any(e == "get_site" and g == guid and http == 200 and site == "active"
+                   for e, g, http, site in self.requests[since:])
 
     def pairings(self) -> int:
-        return sum(1 for e, _, _ in self.requests if e == "pair_site")
+        return sum(1 for e, *_ in self.requests if e == "pair_site")
