@@ -39,6 +39,9 @@ class Practice(SQLModel, table=True):
     # The change a person rejected: the same proposal does not ticket again until something changes.
     rejected_fingerprint: str | None = Field(default=None, sa_type=String(128))
     last_verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The availability Halo last reported for the GUID in use (online, offline, unreachable; None: not
+    # reported or a value we do not know). An offline site is still the right GUID.
+    availability: str | None = Field(default=None, sa_type=String(16))
     last_verdict: Verdict | None = Field(default=None, sa_type=String(32))
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     backoff_attempts: int = Field(default=0, nullable=False)
@@ -68,6 +71,7 @@ class PracticeOut(SQLModel):
     identifiers: dict[str, Any]
     state: PracticeState
     proposed_guid: str | None
+    availability: str | None = None
     last_verified_at: datetime | None
     last_verdict: Verdict | None
     next_attempt_at: datetime | None
@@ -84,6 +88,7 @@ class PracticeOut(SQLModel):
             identifiers=practice.identifiers,
             state=practice.state,
             proposed_guid=practice.proposed_guid,
+            availability=practice.availability,
             last_verified_at=practice.last_verified_at,
             last_verdict=practice.last_verdict,
             next_attempt_at=practice.next_attempt_at,

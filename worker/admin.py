@@ -28,11 +28,11 @@ from models.practice import PracticeOut
 from models.ticket import TicketOut
 from reconciler.adapters import store, tickets
 from reconciler.adapters.store import SqlStore
-from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, UnknownPractice
+from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
 from reconciler.core.vocabulary import SkipReason
 from reconciler.usecases import decisions, sweep
-from reconciler.usecases.onboarding import onboard_practice, parse_request
+from reconciler.usecases.onboarding import onboard_practice, parse_pairing_code, parse_request
 from reconciler.usecases.reconcile import ReconcileResult, reconcile
 from worker import db, wiring
 from worker.config import get_settings
@@ -103,9 +103,11 @@ def find_practice(
 # --- practices ----------------------------------------------------------------------------------
 
 
-def onboard(pms_type: str, pms_id: str) -> PracticeOut:
+def onboard(pms_type: str, pms_id: str, pairing_code: str | None = None) -> PracticeOut:
+    """Find the practice's authoritative site, pair with it (``pairing_code`` for a Best Practice
+    site that is not paired yet) and record it. Through the fleet-wide rate limiter."""
     settings = get_settings()
-    request = parse_request(pms_type, pms_id)
+    request = parse_request(pms_type, pms_id, pairing_code)
     with unit_of_work() as session, wiring.build_halo_client(settings, rate_limited=True) as client:
         practice = onboard_practice(SqlStore(session), client, request, now=_now(),
                                     identifier_query=settings.identifier_query)
@@ -177,12 +179,36 @@ def _send(name: str, args: list[Any] | None = None, queue: str = "reconcile", **
 
 
 def approve(practice_id: int) -> PracticeOut:
+    """Approve a held change after asking Halo again; raises ``OperationFailed`` (exit 1) saying what
+    changed when Halo no longer shows the proposal (the practice is then re-held or released)."""
+    settings = get_settings()
+    db.ensure_schema()
+    with wiring.build_halo_client(settings, rate_limited=True) as client:
+        decided = decisions.approve(wiring.unit_of_work, client, practice_id=practice_id, now=_now(),
+                                    policy=wiring.policy(settings), identifier_query=settings.identifier_query)
+    return _decided(decided, "approve")
+
+
+def pair(practice_id: int, pairing_code: str) -> PracticeOut:
+    """Complete a change held for ``pairing_required`` with the practice's pairing code."""
+    code = parse_pairing_code(pairing_code)
+    if code is None:
+        raise BadInput("the pairing code is empty")
+    settings = get_settings()
+    db.ensure_schema()
+    with wiring.build_halo_client(settings, rate_limited=True) as client:
+        decided = decisions.pair(wiring.unit_of_work, client, practice_id=practice_id, pairing_code=code, now=_now())
+    return _decided(decided, "pair")
+
+
+def _decided(decided: decisions.Decided, verb: str) -> PracticeOut:
     with unit_of_work() as session:
-        row = decisions.approve(SqlStore(session), practice_id=practice_id, now=_now())
-        session.commit()
-        out = _out(session, row)
-    index_guids(out.id, out.halo_guid, [p.guid for p in out.guid_history])
+        out = _out(session, store.get_practice(session, practice_id=decided.practice.id))  # type: ignore[arg-type]
+    if decided.done:
+        index_guids(out.id, out.halo_guid, [p.guid for p in out.guid_history])
     deliver_tickets()
+    if not decided.done:
+        raise OperationFailed(f"{verb} did not switch practice {out.id}: {decided.message}")
     return out
 
 

@@ -81,6 +81,7 @@ def _print_practice(out: PracticeOut) -> None:
         ("halo guid", out.halo_guid),
         ("state", str(out.state)),
         ("proposed guid", out.proposed_guid or "-"),
+        ("availability", out.availability or "-"),
         ("last verified", _fmt_time(out.last_verified_at)),
         ("last verdict", str(out.last_verdict) if out.last_verdict else "-"),
         ("next attempt", _fmt_time(out.next_attempt_at)),
@@ -106,11 +107,14 @@ def _print_practice(out: PracticeOut) -> None:
 def practices_add(
     pms_type: Annotated[str, typer.Option("--pms-type", help="BestPractice, Zedmed or D4w.")],
     pms_id: Annotated[str, typer.Option("--pms-id", help="The PMS's own id of the practice (Bp Site ID, Zedmed Database ID).")],
+    pairing_code: Annotated[str | None, typer.Option(
+        "--pairing-code", help="The pairing code the practice generated in Bp Premier (Best Practice sites not yet paired).",
+    )] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Onboard a practice: find its authoritative GUID at Halo and record its identifiers."""
+    """Onboard a practice: find its authoritative GUID at Halo, pair with it and record its identifiers."""
     _settings()
-    out = admin.onboard(pms_type, pms_id)
+    out = admin.onboard(pms_type, pms_id, pairing_code)
     if as_json:
         _print_json(out.to_json())
     else:
@@ -154,9 +158,20 @@ def practices_show(
         _print_practice(out)
 
 
+@practices_app.command("pair")
+def practices_pair(
+    practice_id: Annotated[int, typer.Argument(help="A practice held for pairing_required.")],
+    pairing_code: Annotated[str, typer.Option("--pairing-code", help="The pairing code the practice generated in Bp Premier.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Pair with a held change's new site, check it is active, and switch to it."""
+    _settings()
+    _print_change(admin.pair(practice_id, pairing_code), as_json, "paired")
+
+
 @practices_app.command("import")
 def practices_import(
-    file: Annotated[Path, typer.Argument(help="CSV with a header naming the columns pms_type and pms_id.")],
+    file: Annotated[Path, typer.Argument(help="CSV with a header naming the columns pms_type and pms_id (and optionally pairing_code).")],
     as_json: JsonOption = False,
 ) -> None:
     """Onboard many practices from a CSV file; a bad row is reported and the rest go on."""

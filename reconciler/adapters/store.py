@@ -108,6 +108,7 @@ def add_practice(
     halo_guid: str,
     identifiers: dict[str, Any],
     now: datetime,
+    availability: str | None = None,
 ) -> Practice:
     """Record a newly onboarded practice and the first entry of its GUID history."""
     practice = Practice(
@@ -117,6 +118,7 @@ def add_practice(
         practice_name=str(identifiers.get("practice_name") or ""),
         identifiers=dict(identifiers),
         identifiers_normalised=normalise_identifiers(identifiers),
+        availability=availability,
         last_verified_at=now,
         created_at=now,
         updated_at=now,

@@ -16,6 +16,9 @@ from reconciler.core.classify import Classification, Recorded
 from reconciler.core.policy import Decision, Policy, TicketSpec, next_backoff
 from reconciler.core.vocabulary import PracticeState, TicketKind, TicketReason, Verdict
 
+# Verdicts after which no held proposal stands.
+PROPOSAL_ENDING_VERDICTS = (Verdict.NOT_FOUND, Verdict.AMBIGUOUS, Verdict.FLAPPING)
+
 # Integrator-wide conditions that clear as soon as Halo answers a call normally.
 INTEGRATOR_WIDE_REASONS = (TicketReason.IP_NOT_ALLOWED, TicketReason.QUOTA_EXCEEDED, TicketReason.UNAUTHORIZED)
 
@@ -58,6 +61,16 @@ def plan_change(
         )
     elif verdict is Verdict.UNCHANGED:
         values.update(state=PracticeState.ACTIVE, proposed_guid=None, proposed_identifiers=None)
+    elif verdict in PROPOSAL_ENDING_VERDICTS:
+        # A proposal never outlives these: approving it later would switch to what Halo no longer shows.
+        values.update(proposed_guid=None, proposed_identifiers=None)
+        if recorded.state == PracticeState.HELD:
+            values["state"] = PracticeState.ACTIVE
+    site = classification.site
+    if site is not None and (decision.switch_to == site.id or (verdict is Verdict.UNCHANGED
+                                                               and site.id == recorded.halo_guid)):
+        # The availability Halo reports for the GUID in use (after a switch, Get site status's).
+        values["availability"] = str(site.availability) if site.availability else None
     if decision.backoff:
         values.update(
             backoff_attempts=recorded.backoff_attempts + 1,

@@ -6,11 +6,16 @@ not, maps to a verdict. Rules, in order:
 1. Halo failed: 401 → ``unauthorized``; 403 blaming the IP → ``ip_not_allowed``; 403 blaming the
    quota → ``quota_exceeded``; anything else (timeouts, 429/5xx after retries, other 403s, 404, an
    answer that did not parse) → ``halo_unavailable``. An unparsed answer never switches a GUID.
-2. Select the authoritative active site (``reconciler.core.selection``): none → ``not_found``; no single one →
-   ``ambiguous``.
+2. Select the authoritative active site (``reconciler.core.selection``): none, but one site still
+   initialising → ``initialising``; none → ``not_found``; no single one → ``ambiguous``.
 3. Compare: identifiers differ (GUID changed or not) → ``business_change``; same GUID →
    ``unchanged``; new GUID that we switched away from within the flapping window → ``flapping``;
    otherwise → ``infrastructure_change``.
+
+:func:`verify_switch` is the second step, for a change that would switch: it reads Get site status
+on the new GUID (asked by the use case in the same reconciliation) and keeps the verdict only when
+the site is ``active``; ``initialising`` → ``initialising``; a 403 that does not blame our IP or
+quota → the change is ``unpaired``; anything else → the verdict of that failure.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.core.vocabulary import ForbiddenCause, PracticeState, Verdict
+from reconciler.core.vocabulary import ForbiddenCause, PracticeState, SiteStatus, Verdict
 from reconciler.core.identifiers import differing, identifiers_from_site, normalise_identifiers
-from reconciler.core.facts import Classification, HaloAnswer, History, Recorded
+from reconciler.core.facts import Classification, HaloAnswer, History, Recorded, SiteCheck
 from reconciler.core.policy import Policy
 from reconciler.core.selection import select_site
 from reconciler.core.halo_errors import HaloError, HaloForbidden, HaloUnauthorized
@@ -55,6 +60,14 @@ def classify(recorded: Recorded, answer: HaloAnswer, history: History, *, now: d
 
     selection = select_site(answer.sites)
     count = len(answer.sites)
+    if selection.outcome == "initialising" and selection.site is not None:
+        return Classification(
+            Verdict.INITIALISING,
+            f"No active site carries the PMS ID; site {selection.site.id} is still initialising (a Halo Link "
+            "being installed): waiting for it.",
+            site=selection.site,
+            new_guid=selection.site.id if selection.site.id != recorded.halo_guid else None,
+        )
     if selection.outcome == "not_found":
         return Classification(Verdict.NOT_FOUND, f"No active site carries the PMS ID ({count} site(s), none active).")
     if selection.site is None:
@@ -95,3 +108,39 @@ def classify(recorded: Recorded, answer: HaloAnswer, history: History, *, now: d
         f"Halo's authoritative GUID moved {recorded.halo_guid} -> {new_guid}; the identifiers are the same.",
         site=site, new_guid=new_guid, seen_identifiers=seen_raw, fingerprint=fingerprint(new_guid, seen),
     )
+
+
+def is_unpaired_answer(error: HaloError | None) -> bool:
+    """Whether Get site status's failure says the site is not paired with us: a 403 that blames
+    neither our IP nor our quota (Halo gives no message that tells it apart from other GUID 403s)."""
+    return isinstance(error, HaloForbidden) and error.cause in (ForbiddenCause.OTHER, ForbiddenCause.NOT_AUTHORITATIVE)
+
+
+def verify_switch(classification: Classification, check: SiteCheck) -> Classification:
+    """The classification of a change that would switch, once Get site status answered on its GUID."""
+    guid = check.guid
+    if check.site is not None:
+        status = check.site.status
+        if status is SiteStatus.ACTIVE:
+            availability = check.site.availability
+            return replace(classification, site=check.site,
+                           reason=f"{classification.reason} Get site status on {guid}: active"
+                                  f" ({availability or 'availability unknown'}).")
+        if status is SiteStatus.INITIALISING:
+            return Classification(
+                Verdict.INITIALISING,
+                f"{classification.reason} Get site status on {guid}: still initialising; waiting for it.",
+                site=check.site, new_guid=classification.new_guid,
+            )
+        return Classification(Verdict.HALO_UNAVAILABLE,
+                              f"Find sites shows {guid} active but Get site status says {status}; asking again later.")
+    if is_unpaired_answer(check.error):
+        if check.paired:
+            return Classification(Verdict.HALO_UNAVAILABLE,
+                                  f"Site {guid} still answers 403 after pairing with it; asking again later.")
+        return replace(classification, unpaired=True,
+                       reason=f"{classification.reason} Get site status on {guid} answers 403: we are not paired "
+                              "with the site.")
+    if check.error is None:
+        return Classification(Verdict.HALO_UNAVAILABLE, f"Get site status on {guid} gave no answer.")
+    return _error_verdict(check.error)

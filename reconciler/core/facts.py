@@ -32,10 +32,25 @@ class History:
 
 
 @dataclass(frozen=True)
+class SiteCheck:
+    """Get site status on the GUID a switch would go to, made in the same reconciliation.
+
+    ``site`` is Halo's answer (200), else ``error`` is why there was none. ``paired`` says the worker
+    paired with the site (Zedmed, D4w) after a first status call found it unpaired, and ``site`` or
+    ``error`` is then the answer of the status call made after pairing."""
+
+    guid: str
+    site: Site | None = None
+    error: HaloError | None = None
+    paired: bool = False
+
+
+@dataclass(frozen=True)
 class HaloAnswer:
     sites: tuple[Site, ...] | None
     error: HaloError | None = None
     extra_identifiers: Mapping[str, Any] | None = None
+    check: SiteCheck | None = None  # Get site status on the GUID a switch would go to, once asked
 
 
 @dataclass(frozen=True)
@@ -47,3 +62,6 @@ class Classification:
     seen_identifiers: Mapping[str, Any] = field(default_factory=dict)
     differing: tuple[str, ...] = ()
     fingerprint: str | None = None
+    # The new site answers 403 to Get site status: we are not paired with it (a Best Practice site
+    # needs the practice's pairing code, so the change is held).
+    unpaired: bool = False

@@ -74,7 +74,12 @@ _CLEARED_BY_UNCHANGED = (
     TicketReason.FLAPPING,
     TicketReason.BUSINESS_CHANGE,
     TicketReason.INFRASTRUCTURE_CHANGE,
+    TicketReason.PAIRING_REQUIRED,
 )
+
+# The tickets of a change held for a person: approve, reject, pairing, or a proposal that no longer
+# stands (not_found, ambiguous, flapping) resolve them.
+HELD_REASONS = (TicketReason.BUSINESS_CHANGE, TicketReason.INFRASTRUCTURE_CHANGE, TicketReason.PAIRING_REQUIRED)
 
 # 403s that persisted after a clean verification are explained once Halo shows the practice changed
 # (it changed right after that verification): the change's own handling replaces that ticket.
@@ -109,6 +114,14 @@ def decide(
 
     if verdict is Verdict.INFRASTRUCTURE_CHANGE:
         new = classification.new_guid
+        if classification.fingerprint is not None and classification.fingerprint == recorded.rejected_fingerprint:
+            # A person rejected exactly this change (held by policy, the guard or for pairing): it is
+            # neither switched to nor ticketed again until Halo proposes something else.
+            return Decision(Action.NONE, reset_backoff=True)
+        if classification.unpaired:
+            return Decision(Action.HELD, hold=True, reset_backoff=True, resolve_tickets=_EXPLAINED_BY_A_CHANGE,
+                            ticket=_ticket(TicketKind.CONTACT_PRACTICE, TicketReason.PAIRING_REQUIRED,
+                                           texts.pairing_required(seen=seen, practice_id=recorded.practice_id)))
         if policy.infrastructure == InfrastructurePolicy.HOLD:
             return Decision(Action.HELD, hold=True, reset_backoff=True, resolve_tickets=_EXPLAINED_BY_A_CHANGE,
                             ticket=_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE,
@@ -133,18 +146,22 @@ def decide(
                            texts.business_change(seen=seen, practice_id=recorded.practice_id)),
         )
 
+    # A proposal never outlives these verdicts: the held change's tickets resolve with it.
     if verdict is Verdict.NOT_FOUND:
-        return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
+        return Decision(Action.TICKETED, reset_backoff=True, resolve_tickets=HELD_REASONS, ticket=_ticket(
             TicketKind.CONTACT_PRACTICE, TicketReason.NOT_FOUND,
             texts.not_found(seen=seen)))
     if verdict is Verdict.AMBIGUOUS:
-        return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
+        return Decision(Action.TICKETED, reset_backoff=True, resolve_tickets=HELD_REASONS, ticket=_ticket(
             TicketKind.CONTACT_HALO_SUPPORT, TicketReason.AMBIGUOUS,
             texts.ambiguous(seen=seen)))
     if verdict is Verdict.FLAPPING:
-        return Decision(Action.TICKETED, reset_backoff=True, ticket=_ticket(
+        return Decision(Action.TICKETED, reset_backoff=True, resolve_tickets=HELD_REASONS, ticket=_ticket(
             TicketKind.CONTACT_HALO_SUPPORT, TicketReason.FLAPPING,
             texts.flapping(seen=seen)))
+    if verdict is Verdict.INITIALISING:
+        # A Halo Link being installed: wait for it, with halo_unavailable's backoff, and ask nobody.
+        return Decision(Action.BACKED_OFF, backoff=True)
     if verdict is Verdict.IP_NOT_ALLOWED:
         return Decision(Action.TICKETED, ticket=_ticket(
             TicketKind.CONTACT_HALO_SUPPORT, TicketReason.IP_NOT_ALLOWED,
@@ -167,4 +184,4 @@ def next_backoff(attempts: int, *, policy: Policy, random: float) -> timedelta:
                                                   cap=policy.backoff_max_seconds))
 
 
-__all__ = ["Decision", "GuardState", "Policy", "PracticeState", "TicketSpec", "decide", "next_backoff"]
+__all__ = ["HELD_REASONS", "Decision", "GuardState", "Policy", "PracticeState", "TicketSpec", "decide", "next_backoff"]

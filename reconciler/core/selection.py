@@ -1,15 +1,19 @@
 """Which site is the practice's authoritative one. Pure.
 
-=====================================================  ==============
-active sites (removed, uninstalled, initialising out)  outcome
-=====================================================  ==============
-none                                                   ``not_found``
-exactly one flagged ``authoritative: true``            that one
-none flagged true, exactly one active                  that one (the deprecated flag may be absent)
-otherwise (two flagged true, or several unflagged)     ``ambiguous``
-=====================================================  ==============
+A site flagged ``authoritative: false`` is never a candidate, nor is a removed or uninstalled one
+(even when Halo still flags it authoritative). Of the rest:
 
-A removed or uninstalled site is never chosen, even when Halo still flags it authoritative.
+=========================================================  ================
+candidates                                                 outcome
+=========================================================  ================
+exactly one active site flagged ``authoritative: true``    that one
+none flagged true; the one active site (of all sites)      that one (the deprecated flag may be absent)
+has no flag
+several active candidates, or an unflagged one beside      ``ambiguous``
+another active site
+no active candidate, exactly one ``initialising``          ``initialising`` (a Halo Link being installed)
+no active candidate otherwise                              ``not_found``
+=========================================================  ================
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Literal
 from reconciler.core.vocabulary import SiteStatus
 from reconciler.core.sites import Site
 
-Outcome = Literal["selected", "not_found", "ambiguous"]
+Outcome = Literal["selected", "not_found", "ambiguous", "initialising"]
 
 
 @dataclass(frozen=True)
@@ -31,13 +35,22 @@ class Selection:
     candidates: tuple[Site, ...]
 
 
+def is_candidate(site: Site) -> bool:
+    """Whether a site could be the practice's: not flagged ``authoritative: false``."""
+    return site.authoritative is not False
+
+
 def select_site(sites: Sequence[Site]) -> Selection:
-    active = tuple(site for site in sites if site.status is SiteStatus.ACTIVE)
+    every_active = tuple(site for site in sites if site.status is SiteStatus.ACTIVE)
+    active = tuple(site for site in every_active if is_candidate(site))
     if not active:
+        initialising = [site for site in sites if site.status is SiteStatus.INITIALISING and is_candidate(site)]
+        if len(initialising) == 1:
+            return Selection("initialising", initialising[0], active)
         return Selection("not_found", None, active)
     flagged = [site for site in active if site.authoritative is True]
     if len(flagged) == 1:
         return Selection("selected", flagged[0], active)
-    if not flagged and len(active) == 1:
+    if not flagged and len(every_active) == 1:
         return Selection("selected", active[0], active)
     return Selection("ambiguous", None, active)

@@ -39,6 +39,18 @@ def business_change(*, seen: str, practice_id: int) -> str:
             f"`halo-reconciler approve {practice_id}` or `reject {practice_id}`.")
 
 
+def pairing_required(*, seen: str, practice_id: int) -> str:
+    return (f"{seen} Best Practice sites pair only with a code the practice generates in Bp Premier: ask the "
+            "practice for a pairing code, then complete the change with "
+            f"`halo-reconciler practices pair {practice_id} --pairing-code CODE` (or reject it with "
+            f"`halo-reconciler reject {practice_id}`).")
+
+
+def approve_overtaken(*, proposed: str, seen: str) -> str:
+    return (f"Approve did not switch to {proposed}: Halo no longer shows that proposal. {seen} "
+            "Review the new proposal before approving again.")
+
+
 def not_found(*, seen: str) -> str:
     return f"{seen} Ask the practice whether Halo Link is still installed and its PMS ID unchanged."
 

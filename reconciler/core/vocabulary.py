@@ -19,6 +19,12 @@ class PmsType(StrEnum):
         """The spelling Find sites takes in ``practiceManagementName`` (note the space)."""
         return _QUERY_NAMES[self]
 
+    @property
+    def pairs_without_code(self) -> bool:
+        """Zedmed and D4w sites pair without a code (the worker pairs them); Best Practice needs the
+        practice's pairing code."""
+        return self is not PmsType.BEST_PRACTICE
+
     @classmethod
     def from_query_name(cls, value: str) -> "PmsType":
         for member, name in _QUERY_NAMES.items():
@@ -64,6 +70,7 @@ class Verdict(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     UNAUTHORIZED = "unauthorized"
     HALO_UNAVAILABLE = "halo_unavailable"
+    INITIALISING = "initialising"  # the only site that could be the practice's is still being installed
 
 
 class Action(StrEnum):
@@ -110,6 +117,7 @@ class TicketReason(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     UNAUTHORIZED = "unauthorized"
     MASS_CHANGE = "mass_change"
+    PAIRING_REQUIRED = "pairing_required"  # a Best Practice site we are not paired with: a code is needed
 
 
 class TicketStatus(StrEnum):

@@ -1,25 +1,45 @@
-"""People in the loop: approve or reject a held change, pause or resume automatic switching.
+"""People in the loop: approve, pair or reject a held change, pause or resume automatic switching.
 
-Each function works in the caller's unit of work (``Store``) and leaves the commit to it, so the
+``approve`` and ``pair`` ask Halo first (outside any transaction) and then apply the decision in one
+unit of work, only while the practice is still as it was read; they commit it. ``reject`` and
+``set_autoswitch`` work in the caller's unit of work (``Store``) and leave the commit to it, so the
 decision, its audit record and the tickets it resolves land together.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import structlog
 
-from models import Action, Practice, PracticeState, Reconciliation, TicketReason, Trigger, Verdict
+from models import Action, Practice, PracticeState, Reconciliation, TicketKind, TicketReason, Trigger, Verdict
 from models.guard import AUTOSWITCH_PAUSED
-from reconciler.core.classify import fingerprint
-from reconciler.core.errors import InvalidState
-from reconciler.core.identifiers import normalise_identifiers
-from reconciler.usecases.ports import Store
+from reconciler.core import ticket_texts as texts
+from reconciler.core.change import plan_change
+from reconciler.core.classify import HaloAnswer, History, classify, fingerprint, is_unpaired_answer, verify_switch
+from reconciler.core.errors import InvalidState, OperationFailed
+from reconciler.core.halo_errors import HaloError, HaloPairingRefused
+from reconciler.core.identifiers import identifiers_from_site, normalise_identifiers
+from reconciler.core.policy import HELD_REASONS, Decision, GuardState, Policy, TicketSpec, decide
+from reconciler.core.selection import select_site
+from reconciler.core.sites import Site
+from reconciler.core.vocabulary import SiteStatus
+from reconciler.usecases.ports import Halo, Store, UnitOfWork
+from reconciler.usecases.reconcile import ask_halo, check_site, recorded_from, summarise
 
 log = structlog.get_logger()
 
-HELD_REASONS = (TicketReason.BUSINESS_CHANGE, TicketReason.INFRASTRUCTURE_CHANGE)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What ``approve`` or ``pair`` did: ``switched`` (or confirmed), else ``message`` says why not."""
+
+    practice: Practice
+    done: bool
+    message: str = ""
 
 
 def _held(store: Store, practice_id: int) -> Practice:
@@ -29,29 +49,43 @@ def _held(store: Store, practice_id: int) -> Practice:
     return practice
 
 
-def _audit(store: Store, practice: Practice, *, action: Action, new_guid: str, detail: str, now: datetime) -> None:
+def _audit(store: Store, practice: Practice, *, action: Action, new_guid: str, detail: str, now: datetime,
+           verdict: Verdict | None = None, halo_answer: dict[str, Any] | None = None) -> None:
     store.add_audit(Reconciliation(
         practice_id=practice.id,  # type: ignore[arg-type]
         trigger=Trigger.MANUAL,
         started_at=now,
         finished_at=now,
         duration_ms=0,
-        verdict=practice.last_verdict or Verdict.BUSINESS_CHANGE,
+        verdict=verdict or practice.last_verdict or Verdict.BUSINESS_CHANGE,
         action=action,
         old_guid=practice.halo_guid,
         new_guid=new_guid,
         detail=detail,
+        halo_answer=halo_answer,
     ))
 
 
-def approve(store: Store, *, practice_id: int, now: datetime) -> Practice:
-    """Switch a held practice to its proposed GUID; the proposal's identifiers become the baseline."""
-    practice = _held(store, practice_id)
-    new_guid: str = practice.proposed_guid  # type: ignore[assignment]
-    identifiers = dict(practice.proposed_identifiers or practice.identifiers)
-    old_guid = practice.halo_guid
+def _read_held(unit_of_work: UnitOfWork, practice_id: int) -> Practice:
+    with unit_of_work() as store:
+        return store.detach(_held(store, practice_id))
+
+
+def _current(store: Store, read: Practice) -> Practice:
+    """The practice again, in this unit of work, only if nothing changed it since ``read``."""
+    practice = _held(store, read.id)  # type: ignore[arg-type]
+    if practice.version != read.version:
+        raise OperationFailed(f"practice {read.id} changed while Halo was asked; nothing was switched; "
+                              "look at it again before deciding")
+    return practice
+
+
+def _switch(store: Store, practice: Practice, *, site: Site, identifiers: dict[str, Any], reason: str,
+            detail: str, now: datetime, halo_answer: dict[str, Any]) -> None:
+    """Switch a held practice to ``site`` (Get site status answered ``active`` on it just now)."""
+    new_guid, old_guid = site.id, practice.halo_guid
     _audit(store, practice, action=Action.SWITCHED if new_guid != old_guid else Action.MARKED_VERIFIED,
-           new_guid=new_guid, detail="approved by an operator", now=now)
+           new_guid=new_guid, detail=detail, now=now, halo_answer=halo_answer)
     store.write_practice(practice, {
         "halo_guid": new_guid,
         "identifiers": identifiers,
@@ -61,14 +95,131 @@ def approve(store: Store, *, practice_id: int, now: datetime) -> Practice:
         "proposed_guid": None,
         "proposed_identifiers": None,
         "rejected_fingerprint": None,
+        "availability": str(site.availability) if site.availability else None,
         "last_verified_at": now,
+        "backoff_attempts": 0,
+        "next_attempt_at": None,
         "updated_at": now,
     })
     if new_guid != old_guid:
-        store.switch_history(practice, new_guid, reason="approved", now=now)
-    store.resolve_tickets(practice_id=practice_id, reasons=HELD_REASONS, now=now)
-    log.info("change_approved", practice_id=practice_id, old_guid=old_guid, new_guid=new_guid)
-    return store.practice(practice_id)
+        store.switch_history(practice, new_guid, reason=reason, now=now)
+    store.resolve_tickets(practice_id=practice.id, reasons=HELD_REASONS, now=now)
+    log.info("guid_switched" if new_guid != old_guid else "change_confirmed", practice_id=practice.id,
+             old_guid=old_guid, new_guid=new_guid, by=reason)
+
+
+def approve(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, now: datetime, policy: Policy,
+            identifier_query: str | None = None) -> Decided:
+    """Approve a held change, asking Halo again first (PRODUCT.md, "approve asks Halo again").
+
+    Find sites and Get site status on the proposed GUID: only when Halo still shows the proposed GUID
+    as the authoritative active site with the proposed identifiers is it switched to. When Halo shows
+    anything else, nothing is switched: the practice stays held with the new proposal, or leaves held
+    when there is no longer a change to decide, and ``Decided.message`` says what changed. When Halo
+    cannot answer, its error propagates and nothing changes.
+    """
+    read = _read_held(unit_of_work, practice_id)
+    proposed: str = read.proposed_guid  # type: ignore[assignment]
+    proposed_identifiers = dict(read.proposed_identifiers or read.identifiers)
+    answer = ask_halo(halo, read, identifier_query)
+    if answer.error is not None:
+        raise answer.error
+    selection = select_site(answer.sites or ())
+    site = selection.site if selection.outcome == "selected" else None
+    if site is not None and site.id == proposed and normalise_identifiers(
+            identifiers_from_site(site, answer.extra_identifiers)) == normalise_identifiers(proposed_identifiers):
+        check = check_site(halo, read, proposed)
+        answer = replace(answer, check=check)
+        if check.site is not None and check.site.status is SiteStatus.ACTIVE:
+            with unit_of_work() as store:
+                practice = _current(store, read)
+                _switch(store, practice, site=check.site, identifiers=proposed_identifiers, reason="approved",
+                        detail="approved by an operator", now=now, halo_answer=summarise(answer))
+                store.commit()
+                log.info("change_approved", practice_id=practice_id, new_guid=proposed)
+                return Decided(store.practice(practice_id), True)
+        if check.site is None and not is_unpaired_answer(check.error) and check.error is not None:
+            raise check.error  # Halo cannot answer: nothing changes
+    return _overtaken(unit_of_work, read, answer, now=now, policy=policy)
+
+
+def _overtaken(unit_of_work: UnitOfWork, read: Practice, answer: HaloAnswer, *, now: datetime,
+               policy: Policy) -> Decided:
+    """Approve found Halo showing something other than the proposal: apply what Halo shows now,
+    holding any change for a new decision (never switching), and say what changed."""
+    proposed: str = read.proposed_guid  # type: ignore[assignment]
+    with unit_of_work() as store:
+        practice = _current(store, read)
+        recorded = recorded_from(practice)
+        history = History(previous_guids=store.previous_guids(practice.id))  # type: ignore[arg-type]
+        classification = classify(recorded, answer, history, now=now, policy=policy)
+        if answer.check is not None and answer.check.guid == classification.new_guid:
+            classification = verify_switch(classification, answer.check)
+        verdict = classification.verdict
+        detail = texts.approve_overtaken(proposed=proposed, seen=classification.reason)
+        if verdict in (Verdict.BUSINESS_CHANGE, Verdict.INFRASTRUCTURE_CHANGE):
+            if classification.unpaired:
+                kind, reason = TicketKind.CONTACT_PRACTICE, TicketReason.PAIRING_REQUIRED
+                detail = texts.pairing_required(seen=classification.reason, practice_id=practice.id)  # type: ignore[arg-type]
+            elif verdict is Verdict.BUSINESS_CHANGE:
+                kind, reason = TicketKind.CONTACT_PRACTICE, TicketReason.BUSINESS_CHANGE
+            else:
+                kind, reason = TicketKind.CONTACT_HALO_SUPPORT, TicketReason.INFRASTRUCTURE_CHANGE
+            decision = Decision(Action.HELD, hold=True, reset_backoff=True,
+                                ticket=TicketSpec(kind, reason, integrator_wide=False, detail=detail),
+                                resolve_tickets=tuple(r for r in HELD_REASONS if r is not reason))
+        else:
+            decision = decide(classification, recorded, policy=policy, history=history,
+                              guard=GuardState(autoswitch_paused=True, switches_in_window=0, onboarded_practices=0))
+            ticket = decision.ticket and replace(decision.ticket, detail=f"{detail} {decision.ticket.detail}")
+            decision = replace(decision, ticket=ticket, switch_to=None, hold=False,
+                               resolve_tickets=tuple(dict.fromkeys((*decision.resolve_tickets, *HELD_REASONS))))
+        change = plan_change(recorded, classification, decision, halo_answered=True, now=now, policy=policy,
+                             random=0.5)
+        values = dict(change.values)
+        if not decision.hold:
+            # No longer a change to decide: the practice leaves held.
+            values.update(proposed_guid=None, proposed_identifiers=None)
+            if values.get("state", PracticeState.HELD) == PracticeState.HELD:
+                values["state"] = PracticeState.BACKOFF if decision.backoff else PracticeState.ACTIVE
+        store.apply_change(practice, replace(change, values=values), now=now)
+        _audit(store, practice, action=decision.action, new_guid=classification.new_guid or practice.halo_guid,
+               detail=detail[:2000], now=now, verdict=verdict, halo_answer=summarise(answer))
+        store.commit()
+        log.info("approve_overtaken", practice_id=practice.id, proposed_guid=proposed, verdict=str(verdict))
+        return Decided(store.practice(practice.id), False, detail)  # type: ignore[arg-type]
+
+
+def pair(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, pairing_code: str, now: datetime) -> Decided:
+    """Complete a change held for ``pairing_required``: pair with the practice's code, check the site
+    again (Get site status ``active``) and switch. A refused code (``HaloPairingRefused``) and any
+    Halo failure propagate; nothing changes then."""
+    read = _read_held(unit_of_work, practice_id)
+    proposed: str = read.proposed_guid  # type: ignore[assignment]
+    try:
+        paired = halo.pair_site(read.pms_type, read.pms_id, pairing_code)
+    except HaloPairingRefused:
+        # A one-time code spent on an attempt whose answer was lost is refused on the retry: the
+        # site then answers Get site status, and the pairing did happen.
+        try:
+            paired = halo.get_site(proposed)
+        except HaloError:
+            raise HaloPairingRefused(
+                f"Halo refused the pairing code for practice {practice_id}: ask the practice for a new one") from None
+    if paired.id != proposed:
+        return Decided(read, False, f"Halo paired site {paired.id}, not the proposed {proposed}; nothing switched: "
+                                    f"reconcile practice {practice_id} to see what Halo shows now")
+    site = halo.get_site(proposed)
+    if site.status is not SiteStatus.ACTIVE:
+        return Decided(read, False, f"site {proposed} is paired but {site.status}, not active; nothing switched")
+    with unit_of_work() as store:
+        practice = _current(store, read)
+        _switch(store, practice, site=site, identifiers=dict(practice.proposed_identifiers or practice.identifiers),
+                reason="paired", detail="paired by an operator", now=now,
+                halo_answer={"site_check": {"guid": proposed, "paired": True, "site": site.summary()}})
+        store.commit()
+        log.info("site_paired", practice_id=practice_id, guid=proposed)
+        return Decided(store.practice(practice_id), True)
 
 
 def reject(store: Store, *, practice_id: int, now: datetime) -> Practice:

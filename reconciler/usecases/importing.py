@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.core.errors import AlreadyOnboarded, BadInput, ReconcilerError
-from reconciler.core.halo_errors import HaloError, HaloUnauthorized
+from reconciler.core.halo_errors import INTEGRATOR_WIDE_CAUSES, HaloError, HaloForbidden, HaloUnauthorized
 from reconciler.usecases.onboarding import OnboardRequest, onboard_practice, parse_request
 from reconciler.usecases.ports import Halo, UnitOfWork
 
 REQUIRED_COLUMNS = ("pms_type", "pms_id")
+OPTIONAL_COLUMNS = ("pairing_code",)  # a Best Practice site's pairing code, when it is not paired yet
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
@@ -27,6 +28,7 @@ class CsvRow:
     line: int
     pms_type: str
     pms_id: str
+    pairing_code: str | None = field(default=None, repr=False)  # never printed
 
 
 @dataclass
@@ -76,7 +78,8 @@ def read_rows(path: Path) -> list[CsvRow]:
             if not any(v.strip() for v in values):
                 continue  # blank line
             rows.append(
-                CsvRow(line=reader.line_num, pms_type=(record.get("pms_type") or ""), pms_id=(record.get("pms_id") or ""))
+                CsvRow(line=reader.line_num, pms_type=(record.get("pms_type") or ""), pms_id=(record.get("pms_id") or ""),
+                       pairing_code=(record.get("pairing_code") or None))
             )
     except csv.Error as exc:
         raise BadCsvFile(f"{path}: line {reader.line_num}: {exc}") from None
@@ -95,12 +98,13 @@ def import_rows(
 ) -> ImportSummary:
     """Onboard each row in its own transaction; collect failures instead of stopping.
 
-    A refused key stops the import: every following row would fail the same way and spend a call.
+    A refused key, and a 403 that blames our IP or our quota, stop the import: every following row
+    would fail the same way and spend a call.
     """
     summary = ImportSummary()
     for row in rows:
         try:
-            request: OnboardRequest = parse_request(row.pms_type, row.pms_id)
+            request: OnboardRequest = parse_request(row.pms_type, row.pms_id, row.pairing_code)
             with unit_of_work() as store:
                 practice = onboard_practice(store, client, request, now=now(), identifier_query=identifier_query)
                 store.commit()
@@ -110,6 +114,10 @@ def import_rows(
             summary.already.append(row)
         except HaloUnauthorized:
             raise
+        except HaloForbidden as exc:
+            if exc.cause in INTEGRATOR_WIDE_CAUSES:
+                raise
+            summary.failed.append((row, str(exc)))
         except (ReconcilerError, HaloError) as exc:
             summary.failed.append((row, str(exc)))
         finally:

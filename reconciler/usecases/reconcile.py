@@ -1,4 +1,4 @@
-"""One reconciliation: claim, resolve, classify, act, done. Level-triggered: the 403 is evidence, not input.
+"""One reconciliation: claim, resolve, classify, verify, act, done. Level-triggered: the 403 is evidence, not input.
 
 ``reconcile(practice_id, trigger=..., deps=...)`` is the one path the Celery task, ``reconcile --now``
 and ``sweep --now`` all take:
@@ -8,10 +8,14 @@ and ``sweep --now`` all take:
    refuses the key (a manual run always goes on);
 3. **resolve**: ask Halo (outside any transaction) and note that the practice has an answer;
 4. **classify** with the pure core and **decide** with the policy;
-5. **act**: apply the change in one transaction guarded by the practice's version column. A
-   concurrent writer makes it a ``Conflict``: re-read and re-decide with the same Halo answer, so
-   two racing reconciliations cannot both switch;
-6. **done**: release the claim; the result says whether exactly one more run must follow.
+5. **verify**: a decision to switch first asks Get site status on the new GUID (pairing a Zedmed
+   or D4w site that is not paired with us) and is decided again with that answer (the core's
+   ``verify_switch``): nothing is switched to without an ``active`` answer in this reconciliation;
+6. **act**: apply the change in one transaction, only while the practice is still at the version
+   read before Halo was asked. When it is not (another run switched it, a person decided), this
+   answer may be older than that state: ask Halo again, at most ``MAX_ASKS`` times, so an old
+   answer never overwrites a newer switch;
+7. **done**: release the claim; the result says whether exactly one more run must follow.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from typing import Any
 
 import structlog
 
-from models import Action, Practice, Reconciliation, Trigger, Verdict
+from models import Action, PmsType, Practice, Reconciliation, Trigger, Verdict
 from reconciler.core.change import plan_change
-from reconciler.core.classify import HaloAnswer, History, Recorded, classify
+from reconciler.core.classify import HaloAnswer, History, Recorded, classify, is_unpaired_answer, verify_switch
+from reconciler.core.facts import SiteCheck
 from reconciler.core.errors import Busy, Conflict, CoordinationUnavailable, InvalidState
 from reconciler.core.halo_errors import HaloError, HaloUnavailable
 from reconciler.core.policy import GuardState, Policy, decide
@@ -40,6 +45,8 @@ from reconciler.usecases.ports import Coordination, Halo, UnitOfWork, WorkQueue
 log = structlog.get_logger()
 
 MAX_CONFLICTS = 5
+# Times one reconciliation asks Halo when the practice changed while it waited for the answer.
+MAX_ASKS = 3
 NO_GUARD = GuardState(autoswitch_paused=False, switches_in_window=0, onboarded_practices=0)
 
 
@@ -150,48 +157,92 @@ def _run(practice_id: int, trigger: Trigger, deps: Deps, answered: _Answered, op
         store.detach(practice)
 
     calls_before = deps.halo.attempts
-    answer = ask_halo(deps.halo, practice, deps.identifier_query)
-    halo_calls = deps.halo.attempts - calls_before
-    if answer.error is None and deps.coordination is not None:
-        # From now on this run answers any report: later ones only count (no second run).
-        _best_effort(deps.coordination.note_answered, practice_id)
-    if deps.queue is not None:
-        # Read after the mark: a report stamped up to this instant either folded into this run (before
-        # the mark) or only counted (after it); only a later one may ask for another run.
-        answered.ms = deps.queue.now_ms()
+    for _ in range(MAX_ASKS):
+        answer = ask_halo(deps.halo, practice, deps.identifier_query)
+        if answer.error is None and deps.coordination is not None:
+            # From now on this run answers any report: later ones only count (no second run).
+            _best_effort(deps.coordination.note_answered, practice_id)
+        if deps.queue is not None:
+            # Read after the mark: a report stamped up to this instant either folded into this run (before
+            # the mark) or only counted (after it); only a later one may ask for another run.
+            answered.ms = deps.queue.now_ms()
+        result = _act_on(practice, trigger, deps, answer, calls_before, started)
+        if result is not None:
+            _after_commit(deps, result)
+            return result
+        # The practice changed while we asked Halo (another run switched it, a person decided): this
+        # answer may be older than that state, so it is not applied. Read the practice, ask again.
+        with deps.unit_of_work() as store:
+            practice = store.detach(store.practice(practice_id))
+        log.info("reconcile_reasked", practice_id=practice_id, version=practice.version)
+    raise InvalidState(f"practice {practice_id} kept changing while Halo was asked; gave up after {MAX_ASKS} answers")
 
+
+class _Stale(Exception):
+    """The practice is no longer at the version read before Halo was asked."""
+
+
+class _NeedsCheck(Exception):
+    """The decision would switch to ``guid``, and no Get site status answer on it was asked yet."""
+
+    def __init__(self, guid: str) -> None:
+        super().__init__(guid)
+        self.guid = guid
+
+
+def _act_on(practice: Practice, trigger: Trigger, deps: Deps, answer: HaloAnswer, calls_before: int,
+            started: float) -> ReconcileResult | None:
+    """Decide and act on one Halo answer; None when the practice moved on since it was read."""
     for _ in range(MAX_CONFLICTS):
         try:
-            result = _act(practice_id, trigger, deps, answer, halo_calls, started)
+            return _act(practice.id, trigger, deps, answer, practice.version,  # type: ignore[arg-type]
+                        deps.halo.attempts - calls_before, started)
+        except _NeedsCheck as need:
+            # Verify before switching: one Get site status on the new GUID (pairing Zedmed and D4w
+            # sites that are not paired with us), outside any transaction, then decide again.
+            answer = replace(answer, check=check_site(deps.halo, practice, need.guid))
+        except _Stale:
+            return None
         except Conflict as exc:
-            # Another writer got there first (the practice's version, a ticket, a flag): re-read and
-            # re-decide with the same answer from Halo.
-            log.info("reconcile_conflicted", practice_id=practice_id, conflict=str(exc)[:200])
-            continue
-        _after_commit(deps, result)
-        return result
-    raise InvalidState(f"practice {practice_id} kept changing under us; gave up after {MAX_CONFLICTS} attempts")
+            # Another writer got there first (a ticket, a flag, or the practice itself, which the next
+            # attempt then finds at a newer version).
+            log.info("reconcile_conflicted", practice_id=practice.id, conflict=str(exc)[:200])
+    raise InvalidState(f"practice {practice.id} kept conflicting; gave up after {MAX_CONFLICTS} attempts")
 
 
-def _act(practice_id: int, trigger: Trigger, deps: Deps, answer: HaloAnswer, halo_calls: int,
-         started: float) -> ReconcileResult:
+_NOT_AN_ANSWER = (Verdict.HALO_UNAVAILABLE, Verdict.UNAUTHORIZED, Verdict.IP_NOT_ALLOWED, Verdict.QUOTA_EXCEEDED)
+
+
+def _act(practice_id: int, trigger: Trigger, deps: Deps, answer: HaloAnswer, expected_version: int,
+         halo_calls: int, started: float) -> ReconcileResult:
     now = deps.clock()
     with deps.unit_of_work() as store:
         practice = store.practice(practice_id)
+        if practice.version != expected_version:
+            raise _Stale(f"practice {practice_id} is at version {practice.version}, not {expected_version}")
         recorded = recorded_from(practice)
         history = History(
             previous_guids=store.previous_guids(practice_id),
             forbidden_reports_since_verified=_forbidden_since_verified(deps, practice),
         )
         classification = classify(recorded, answer, history, now=now, policy=deps.policy)
+        guard = (store.guard_state(now=now, policy=deps.policy)
+                 if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE else NO_GUARD)
+        decision = decide(classification, recorded, policy=deps.policy, guard=guard, history=history)
+        if decision.switch_to:
+            check = answer.check
+            if check is None or check.guid != decision.switch_to:
+                raise _NeedsCheck(decision.switch_to)
+            classification = verify_switch(classification, check)
+            if classification.verdict is not Verdict.INFRASTRUCTURE_CHANGE:
+                guard = NO_GUARD
+            decision = decide(classification, recorded, policy=deps.policy, guard=guard, history=history)
         # Every later line of this reconciliation (the task binds practice and task id) says what it is
         # about: the GUID in use, the one Halo proposes, the verdict.
         structlog.contextvars.bind_contextvars(old_guid=recorded.halo_guid, new_guid=classification.new_guid,
                                                verdict=str(classification.verdict))
-        guard = (store.guard_state(now=now, policy=deps.policy)
-                 if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE else NO_GUARD)
-        decision = decide(classification, recorded, policy=deps.policy, guard=guard, history=history)
-        change = plan_change(recorded, classification, decision, halo_answered=answer.error is None, now=now,
+        halo_answered = answer.error is None and classification.verdict not in _NOT_AN_ANSWER
+        change = plan_change(recorded, classification, decision, halo_answered=halo_answered, now=now,
                              policy=deps.policy, random=deps.random())
         try:
             ticket_id = store.apply_change(practice, change, now=now)
@@ -283,7 +334,8 @@ def ask_halo(halo: Halo, practice: Practice, identifier_query: str | None) -> Ha
         return HaloAnswer(sites=None, error=exc)
     extra = None
     if identifier_query:
-        candidate = select_site(sites).site
+        selection = select_site(sites)
+        candidate = selection.site if selection.outcome == "selected" else None
         if candidate is not None:
             try:
                 result = halo.immediate_query(candidate.id, identifier_query)
@@ -293,20 +345,44 @@ def ask_halo(halo: Halo, practice: Practice, identifier_query: str | None) -> Ha
     return HaloAnswer(sites=sites, error=None, extra_identifiers=extra)
 
 
+def check_site(halo: Halo, practice: Practice, guid: str) -> SiteCheck:
+    """Get site status on ``guid``; a Zedmed or D4w site that answers as unpaired is paired, then
+    asked again. Every Halo failure becomes part of the check: ``verify_switch`` decides."""
+    try:
+        return SiteCheck(guid, site=halo.get_site(guid))
+    except HaloError as exc:
+        if not (is_unpaired_answer(exc) and PmsType(practice.pms_type).pairs_without_code):
+            return SiteCheck(guid, error=exc)
+    try:
+        halo.pair_site(practice.pms_type, practice.pms_id)
+        log.info("site_paired", practice_id=practice.id, guid=guid)
+        return SiteCheck(guid, site=halo.get_site(guid), paired=True)
+    except HaloError as exc:
+        return SiteCheck(guid, error=exc, paired=True)
+
+
+def _error_summary(err: HaloError) -> dict[str, Any]:
+    summary: dict[str, Any] = {"error": type(err).__name__, "status": err.status, "message": err.message[:300]}
+    if isinstance(err, HaloUnavailable) and err.retry_after is not None:
+        summary["retry_after"] = err.retry_after
+    cause = getattr(err, "cause", None)
+    if cause is not None:
+        summary["cause"] = str(cause)
+    return summary
+
+
 def summarise(answer: HaloAnswer) -> dict[str, Any]:
     """What the audit record keeps of Halo's answer: no headers, no key."""
     if answer.error is not None:
-        err = answer.error
-        summary: dict[str, Any] = {"error": type(err).__name__, "status": err.status, "message": err.message[:300]}
-        if isinstance(err, HaloUnavailable) and err.retry_after is not None:
-            summary["retry_after"] = err.retry_after
-        cause = getattr(err, "cause", None)
-        if cause is not None:
-            summary["cause"] = str(cause)
-        return summary
-    summary = {"sites": [site.summary() for site in answer.sites or ()]}
+        return _error_summary(answer.error)
+    summary: dict[str, Any] = {"sites": [site.summary() for site in answer.sites or ()]}
     if answer.extra_identifiers is not None:
         summary["extra_identifiers"] = dict(answer.extra_identifiers)
+    if answer.check is not None:
+        check = answer.check
+        summary["site_check"] = {"guid": check.guid, "paired": check.paired,
+                                 **({"site": check.site.summary()} if check.site is not None else {}),
+                                 **({"error": _error_summary(check.error)} if check.error is not None else {})}
     return summary
 
 

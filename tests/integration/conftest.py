@@ -7,7 +7,8 @@ import pytest
 from worker import db
 from worker.celery_app import follow_settings
 from worker.config import get_settings
-from worker.simulator import Simulator, serve
+from tests.utils.pairing import PairingSimulator
+from worker.simulator import serve
 
 KEY = "storm-test-key-41d9"
 
@@ -15,7 +16,8 @@ KEY = "storm-test-key-41d9"
 @pytest.fixture
 def stack(monkeypatch, tmp_path, redis_url, postgres_url):
     """Simulator on loopback, PostgreSQL migrated, environment pointing every process at them."""
-    sim = Simulator(key=KEY)
+    # The simulator with pairing (a test shim until worker.simulator models pairing itself).
+    sim = PairingSimulator(key=KEY)
     with serve(sim, host="127.0.0.1", port=0) as server:
         env = {
             "HALO_BASE_URL": server.url,

@@ -8,7 +8,8 @@ import pytest
 
 from models import PmsType
 from worker.cli import main
-from worker.simulator import Fault, Simulator, serve
+from tests.utils.pairing import PairingSimulator
+from worker.simulator import Fault, serve
 
 pytestmark = pytest.mark.integration  # a simulator on loopback and the embedded Valkey, a process
 
@@ -17,7 +18,7 @@ KEY = "cli-test-key-93b1c0"
 
 @pytest.fixture
 def sim(monkeypatch):
-    simulator = Simulator(key=KEY)
+    simulator = PairingSimulator(key=KEY)
     with serve(simulator, host="127.0.0.1", port=0) as server:
         monkeypatch.setenv("HALO_BASE_URL", server.url)
         monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", KEY)
@@ -229,3 +230,66 @@ def test_health_is_ok_then_names_what_is_wrong(sim, capsys, monkeypatch):
     get_redis().set(keys.last_sweep(), "2020-01-01T00:00:00+00:00")
     code, out, err = run(capsys, "health", "--skip-halo")
     assert code == 1 and "FAIL sweep" in err and "halo" not in out
+
+
+def test_practices_add_refuses_an_unpaired_best_practice_site_without_a_code(sim, capsys):
+    guid = sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP9", practice_name="Cove Clinic")
+    sim.unpaired.add(guid)
+
+    code, out, err = run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP9")
+
+    assert code == 2 and out == "" and "--pairing-code" in err and err.count("\n") == 1
+    assert run_json(capsys, "practices", "list") == []
+
+
+def test_practices_add_with_a_pairing_code_pairs_and_records_the_site(sim, capsys):
+    guid = sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP9", practice_name="Cove Clinic")
+    sim.unpaired.add(guid)
+    sim.codes[guid] = "PAIR-42"
+
+    assert run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP9",
+               "--pairing-code", "WRONG")[0] == 1
+    practice = run_json(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP9",
+                        "--pairing-code", "PAIR-42")
+
+    assert (practice["halo_guid"], practice["availability"]) == (guid, "online")
+    assert guid not in sim.unpaired and sim.pairings() == 2
+
+
+def test_practices_pair_exit_codes(sim, capsys):
+    sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP7", practice_name="Pair Clinic")
+    pid = run_json(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP7")["id"]
+    new = sim.change_guid(PmsType.BEST_PRACTICE, "BP7")
+    sim.unpaired.add(new)
+    sim.codes[new] = "GOOD"
+
+    ran = run_json(capsys, "reconcile", str(pid), "--now")
+    assert (ran["verdict"], ran["action"]) == ("infrastructure_change", "held")
+    [ticket] = run_json(capsys, "tickets", "list")
+    assert (ticket["kind"], ticket["reason"]) == ("contact_practice", "pairing_required")
+
+    code, out, err = run(capsys, "practices", "pair", str(pid), "--pairing-code", "BAD")
+    assert code == 1 and out == "" and err.strip()
+    assert run_json(capsys, "practices", "show", str(pid))["state"] == "held"
+
+    assert run(capsys, "practices", "pair", "999", "--pairing-code", "GOOD")[0] == 2
+
+    practice = run_json(capsys, "practices", "pair", str(pid), "--pairing-code", "GOOD")
+    assert (practice["halo_guid"], practice["state"], practice["proposed_guid"]) == (new, "active", None)
+    assert run_json(capsys, "tickets", "list") == []
+    assert run(capsys, "practices", "pair", str(pid), "--pairing-code", "GOOD")[0] == 2  # nothing held now
+
+
+def test_approve_exits_1_when_halo_moved_the_proposal(sim, capsys):
+    sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP8", practice_name="Held Clinic")
+    pid = run_json(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP8")["id"]
+    proposal = sim.change_guid(PmsType.BEST_PRACTICE, "BP8")
+    sim.rename(proposal, "Other Owner")
+    assert run_json(capsys, "reconcile", str(pid), "--now")["action"] == "held"
+    moved = sim.change_guid(PmsType.BEST_PRACTICE, "BP8")
+
+    code, out, err = run(capsys, "approve", str(pid))
+
+    assert code == 1 and out == "" and "did not switch" in err
+    practice = run_json(capsys, "practices", "show", str(pid))
+    assert (practice["state"], practice["proposed_guid"]) == ("held", moved)

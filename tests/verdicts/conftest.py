@@ -11,10 +11,11 @@ import pytest
 from models import PmsType, Practice, Ticket, Trigger
 from reconciler.adapters import store
 from reconciler.adapters.halo_client import HaloClient
+from reconciler.usecases import decisions
 from reconciler.usecases.onboarding import onboard_practice, parse_request
 from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
 from worker import db, wiring
-from worker.simulator import Simulator
+from tests.utils.pairing import PairingSimulator
 
 KEY = "test-subscription-key-7f3a"
 
@@ -51,7 +52,7 @@ class Ledger:
 
 @dataclass
 class World:
-    sim: Simulator
+    sim: PairingSimulator
     client: HaloClient
     clock: Clock
     forbidden: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -68,11 +69,13 @@ class World:
             random=lambda: 0.5,
         )
 
-    def onboard(self, name: str = "Halo Clinic South", pms_id: str | None = None) -> int:
+    def onboard(self, name: str = "Halo Clinic South", pms_id: str | None = None,
+                pms_type: PmsType = PmsType.BEST_PRACTICE, pairing_code: str | None = None) -> int:
         pms_id = pms_id or f"BP{next(self._ids):05d}"
-        self.sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id=pms_id, practice_name=name)
+        self.sim.add_practice(pms_type=pms_type, pms_id=pms_id, practice_name=name)
         with wiring.unit_of_work() as unit:
-            practice = onboard_practice(unit, self.client, parse_request("BestPractice", pms_id), now=self.clock())
+            practice = onboard_practice(unit, self.client, parse_request(str(pms_type), pms_id, pairing_code),
+                                        now=self.clock())
             unit.commit()
             return practice.id  # type: ignore[return-value]
 
@@ -102,11 +105,24 @@ class World:
     def finds(self, pms_id: str | None = None) -> int:
         return self.sim.call_count("find_sites", pms_id)
 
+    def approve(self, practice_id: int, **policy: object) -> decisions.Decided:
+        return decisions.approve(wiring.unit_of_work, self.client, practice_id=practice_id, now=self.clock(),
+                                 policy=self.deps(**policy).policy)
+
+    def reject(self, practice_id: int) -> None:
+        with wiring.unit_of_work() as unit:
+            decisions.reject(unit, practice_id=practice_id, now=self.clock())
+            unit.commit()
+
+    def pair(self, practice_id: int, code: str) -> decisions.Decided:
+        return decisions.pair(wiring.unit_of_work, self.client, practice_id=practice_id, pairing_code=code,
+                              now=self.clock())
+
 
 @pytest.fixture
 def world() -> World:
     db.ensure_schema()
-    sim = Simulator(key=KEY)
+    sim = PairingSimulator(key=KEY)
     client = HaloClient(base_url="https://api.haloconnect.io", subscription_key=KEY, transport=sim.transport(),
                         sleep=lambda seconds: None)
     yield World(sim=sim, client=client, clock=Clock())

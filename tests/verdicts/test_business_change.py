@@ -30,9 +30,7 @@ def test_new_guid_and_new_name_does_not_switch_and_approve_does(world):
     assert world.practice(pid).halo_guid == old
     assert world.practice(pid).proposed_guid == new
 
-    with wiring.unit_of_work() as unit:
-        decisions.approve(unit, practice_id=pid, now=world.clock())
-        unit.commit()
+    assert world.approve(pid).done
 
     practice = world.practice(pid)
     assert (practice.halo_guid, practice.state, practice.practice_name) == (
