@@ -39,13 +39,14 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp_path, redis_url, postgres_url):
-    sim_port, metrics_port = free_port(), free_port()
+    sim_port, metrics_port, api_port = free_port(), free_port(), free_port()
     env = {
         "HALO_BASE_URL": f"http://127.0.0.1:{sim_port}",
         "HALO_SUBSCRIPTION_KEY": KEY,
         "HALO_SIMULATOR_PORT": str(sim_port),
         "HALO_SIMULATOR_KEY": KEY,
         "HALO_RECONCILER_METRICS_PORT": str(metrics_port),
+        "HALO_RECONCILER_API_PORT": str(api_port),
         "BROKER_URL": redis_url,
         "DATABASE_URL": postgres_url,
         "HALO_RECONCILER_DATA_DIR": str(tmp_path / "data"),
@@ -63,6 +64,8 @@ def test_procfile_switches_a_reported_guid_change_and_counts_it(monkeypatch, tmp
         scrape = f"http://127.0.0.1:{metrics_port}/metrics"
         wait_until(lambda: httpx.get(f"{env['HALO_BASE_URL']}/_sim/calls", headers={"Ocp-Apim-Subscription-Key": KEY}).status_code == 200,
                    timeout=60, interval=0.2, what="the simulator", ignoring=NOT_UP_YET)
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{api_port}/healthz").status_code == 200,
+                   timeout=60, interval=0.2, what="the HTTP API", ignoring=NOT_UP_YET)
         wait_until(lambda: httpx.get(scrape).status_code == 200,
                    timeout=60, interval=0.2, what="the metrics endpoint", ignoring=NOT_UP_YET)
 

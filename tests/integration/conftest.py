@@ -7,7 +7,7 @@ import pytest
 from worker import db
 from worker.celery_app import follow_settings
 from worker.config import get_settings
-from tests.utils.pairing import PairingSimulator
+from tests.utils.pairing import RecordingSimulator
 from worker.simulator import serve
 
 KEY = "storm-test-key-41d9"
@@ -17,7 +17,7 @@ KEY = "storm-test-key-41d9"
 def stack(monkeypatch, tmp_path, redis_url, postgres_url):
     """Simulator on loopback, PostgreSQL migrated, environment pointing every process at them."""
     # The simulator with pairing (a test shim until worker.simulator models pairing itself).
-    sim = PairingSimulator(key=KEY)
+    sim = RecordingSimulator(key=KEY)
     with serve(sim, host="127.0.0.1", port=0) as server:
         env = {
             "HALO_BASE_URL": server.url,

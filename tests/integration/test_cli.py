@@ -8,7 +8,7 @@ import pytest
 
 from models import PmsType
 from worker.cli import main
-from tests.utils.pairing import PairingSimulator
+from tests.utils.pairing import RecordingSimulator
 from worker.simulator import Fault, serve
 
 pytestmark = pytest.mark.integration  # a simulator on loopback and the embedded Valkey, a process
@@ -18,7 +18,7 @@ KEY = "cli-test-key-93b1c0"
 
 @pytest.fixture
 def sim(monkeypatch):
-    simulator = PairingSimulator(key=KEY)
+    simulator = RecordingSimulator(key=KEY)
     with serve(simulator, host="127.0.0.1", port=0) as server:
         monkeypatch.setenv("HALO_BASE_URL", server.url)
         monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", KEY)
@@ -234,7 +234,7 @@ def test_health_is_ok_then_names_what_is_wrong(sim, capsys, monkeypatch):
 
 def test_practices_add_refuses_an_unpaired_best_practice_site_without_a_code(sim, capsys):
     guid = sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP9", practice_name="Cove Clinic")
-    sim.unpaired.add(guid)
+    sim.unpair(guid)
 
     code, out, err = run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP9")
 
@@ -244,8 +244,8 @@ def test_practices_add_refuses_an_unpaired_best_practice_site_without_a_code(sim
 
 def test_practices_add_with_a_pairing_code_pairs_and_records_the_site(sim, capsys):
     guid = sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP9", practice_name="Cove Clinic")
-    sim.unpaired.add(guid)
-    sim.codes[guid] = "PAIR-42"
+    sim.unpair(guid)
+    sim.set_pairing_code(guid, "PAIR-42")
 
     assert run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP9",
                "--pairing-code", "WRONG")[0] == 1
@@ -253,15 +253,15 @@ def test_practices_add_with_a_pairing_code_pairs_and_records_the_site(sim, capsy
                         "--pairing-code", "PAIR-42")
 
     assert (practice["halo_guid"], practice["availability"]) == (guid, "online")
-    assert guid not in sim.unpaired and sim.pairings() == 2
+    assert sim.is_paired(guid) and sim.pairings() == 2
 
 
 def test_practices_pair_exit_codes(sim, capsys):
     sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP7", practice_name="Pair Clinic")
     pid = run_json(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP7")["id"]
     new = sim.change_guid(PmsType.BEST_PRACTICE, "BP7")
-    sim.unpaired.add(new)
-    sim.codes[new] = "GOOD"
+    sim.unpair(new)
+    sim.set_pairing_code(new, "GOOD")
 
     ran = run_json(capsys, "reconcile", str(pid), "--now")
     assert (ran["verdict"], ran["action"]) == ("infrastructure_change", "held")

@@ -27,7 +27,7 @@ from worker import admin
 from worker.cli import main
 from reconciler.core.guids import InvalidGuid, parse_guid
 from worker.hooks import report_forbidden
-from tests.utils.pairing import PairingSimulator
+from tests.utils.pairing import RecordingSimulator
 from worker.simulator import serve
 
 pytestmark = pytest.mark.integration
@@ -105,7 +105,7 @@ pms_types = st.sampled_from([t.value for t in PmsType] + ["Best Practice", "", "
 @FIXTURES_OK
 @given(table=st.lists(st.tuples(pms_types, st.text(max_size=80)), max_size=8))
 def test_a_csv_of_junk_rows_is_reported_row_by_row(tmp_path_factory, capsys, monkeypatch, observe, table):
-    sim = PairingSimulator(key="bad-input-key")  # Zedmed onboarding pairs (a shim until the simulator does)
+    sim = RecordingSimulator(key="bad-input-key")  # Zedmed onboarding pairs (a shim until the simulator does)
     sim.add_practice(pms_type=PmsType.ZEDMED, pms_id="Z1", practice_name="Real Clinic")
     buffer = io.StringIO()
     writer = csv.writer(buffer)

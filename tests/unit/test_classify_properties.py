@@ -52,13 +52,15 @@ def expected_verdict(rec: Recorded, answer: HaloAnswer, history: History) -> Ver
     this module generates (sites named by ``practiceName`` only, errors that are none of 401/403)."""
     if answer.sites is None:
         return Verdict.HALO_UNAVAILABLE
-    active = [s for s in answer.sites if s.status == "active"]
+    every_active = [s for s in answer.sites if s.status == "active"]
+    active = [s for s in every_active if s.authoritative is not False]  # false is never chosen
     flagged = [s for s in active if s.authoritative is True]
     if not active:
-        return Verdict.NOT_FOUND
+        waiting = [s for s in answer.sites if s.status == "initialising" and s.authoritative is not False]
+        return Verdict.INITIALISING if len(waiting) == 1 else Verdict.NOT_FOUND
     if len(flagged) == 1:
         [site] = flagged
-    elif not flagged and len(active) == 1:
+    elif not flagged and len(every_active) == 1:
         [site] = active
     else:
         return Verdict.AMBIGUOUS
@@ -82,6 +84,8 @@ def test_every_input_gets_exactly_one_verdict_and_it_is_a_function_of_the_input(
     # The verdict's details agree with it: a site only when one was selected, a new GUID only when it moved.
     if first.verdict in (Verdict.HALO_UNAVAILABLE, Verdict.NOT_FOUND, Verdict.AMBIGUOUS):
         assert first.site is None and first.new_guid is None
+    elif first.verdict is Verdict.INITIALISING:
+        assert first.site is not None and first.site.status == "initialising"
     else:
         assert first.site is not None and first.site in answer.sites and first.site.status == "active"
         assert first.new_guid == (None if first.site.id == rec.halo_guid else first.site.id)

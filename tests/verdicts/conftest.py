@@ -15,7 +15,7 @@ from reconciler.usecases import decisions
 from reconciler.usecases.onboarding import onboard_practice, parse_request
 from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
 from worker import db, wiring
-from tests.utils.pairing import PairingSimulator
+from tests.utils.pairing import RecordingSimulator
 
 KEY = "test-subscription-key-7f3a"
 
@@ -52,7 +52,7 @@ class Ledger:
 
 @dataclass
 class World:
-    sim: PairingSimulator
+    sim: RecordingSimulator
     client: HaloClient
     clock: Clock
     forbidden: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -122,7 +122,7 @@ class World:
 @pytest.fixture
 def world() -> World:
     db.ensure_schema()
-    sim = PairingSimulator(key=KEY)
+    sim = RecordingSimulator(key=KEY)
     client = HaloClient(base_url="https://api.haloconnect.io", subscription_key=KEY, transport=sim.transport(),
                         sleep=lambda seconds: None)
     yield World(sim=sim, client=client, clock=Clock())

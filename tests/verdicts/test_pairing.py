@@ -12,7 +12,7 @@ def test_a_best_practice_site_we_are_not_paired_with_holds_the_change_for_a_pair
     pid = world.onboard(pms_id="BP1")
     old = world.practice(pid).halo_guid
     new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
-    world.sim.unpaired.add(new)
+    world.sim.unpair(new)
 
     result = world.reconcile(pid)
 
@@ -30,7 +30,7 @@ def test_a_best_practice_site_we_are_not_paired_with_holds_the_change_for_a_pair
     [ticket] = world.tickets()
     assert ticket.occurrences == 2
 
-    world.sim.codes[new] = "RIGHT-CODE"
+    world.sim.set_pairing_code(new, "RIGHT-CODE")
     with pytest.raises(HaloPairingRefused):
         world.pair(pid, "WRONG-CODE")
     assert (world.practice(pid).halo_guid, world.practice(pid).state) == (old, PracticeState.HELD)
@@ -53,14 +53,14 @@ def test_zedmed_and_d4w_sites_are_paired_by_the_worker_then_switched(world, pms_
     assert world.sim.pairings() == 1  # onboarding paired
     old = world.practice(pid).halo_guid
     new = world.sim.change_guid(pms_type, "P1")
-    world.sim.unpaired.add(new)
+    world.sim.unpair(new)
     mark = len(world.sim.requests)
 
     result = world.reconcile(pid)
 
     assert (result.verdict, result.action) == (Verdict.INFRASTRUCTURE_CHANGE, Action.SWITCHED)
     assert world.practice(pid).halo_guid == new
-    assert world.sim.pairings() == 2 and new not in world.sim.unpaired
+    assert world.sim.pairings() == 2 and world.sim.is_paired(new)
     assert world.sim.checked_active(new, since=mark)
     assert world.tickets() == []
     assert world.history(pid) == [(old, "onboarded"), (new, "infrastructure_change")]

@@ -26,7 +26,7 @@ def test_no_switch_without_an_active_status_answer_in_the_same_reconciliation(wo
         if mutation.startswith("new_guid") or mutation.startswith("status_") or mutation == "pair_server_error":
             new = world.sim.change_guid(pms_type, pms_id)
         if mutation == "new_guid_unpaired" or mutation == "pair_server_error":
-            world.sim.unpaired.add(new)
+            world.sim.unpair(new)
         if mutation == "pair_server_error":
             world.sim.inject(Fault("server_error", endpoint="get_site", guid=new, times=2))
         if mutation == "new_guid_status_garbage":
