@@ -30,6 +30,16 @@ SOCKET = "valkey.sock"
 
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
+    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 _clients: dict[tuple[int, str, bool], redis_lib.Redis] = {}
 
 

@@ -40,6 +40,16 @@ class SchemaOutdated(DatabaseError):
 
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
+    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 _engine: Engine | None = None
 _engine_key: tuple[int, str] | None = None
 _checked: set[tuple[int, str]] = set()

@@ -39,6 +39,16 @@ _SITE_PATH = re.compile(r"/integrator/sites/([0-9A-Fa-f{}-]{32,40})(?:/|$)")
 HALO_HOSTS = frozenset({"api.haloconnect.io", "api.stage.haloconnect.io"})
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
+    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 _reporter: tuple[int, Reporter] | None = None  # (pid, reporter): rebuilt after a fork
 
 

@@ -7,11 +7,14 @@ cannot reach a log line whatever a caller binds.
 
 from __future__ import annotations
 
+import os
+
 import logging
 import sys
 from typing import Any
 
 import structlog
+from structlog import _output as structlog_output
 
 from worker.config import LogFormat, Settings
 
@@ -86,3 +89,15 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     # Alembic narrates every migration step at INFO; the command line says what matters itself.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+
+
+def _reinit_write_locks_after_fork() -> None:
+    # structlog's PrintLogger shares one lock per output file (structlog._output.WRITE_LOCKS). A prefork
+    # child inherits it in whatever state the fork found it; if a parent thread (the metrics server)
+    # was writing a line at that instant, the child's first log line would wait forever. CPython's
+    # logging module resets its own locks the same way (``_at_fork_reinit``).
+    for lock in list(structlog_output.WRITE_LOCKS.values()):
+        lock._at_fork_reinit()  # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_reinit_write_locks_after_fork)

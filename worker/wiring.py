@@ -35,6 +35,16 @@ from worker.config import Settings, get_settings
 log = structlog.get_logger()
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
+    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 _halo: tuple[int, HaloClient] | None = None
 
 
