@@ -52,11 +52,16 @@ def _init_main_process(**_: object) -> None:
     settings = get_settings()
     configure_logging(settings, stream=sys.__stderr__)
     if settings.metrics_port:
+        # The metrics server's thread answers scrapes while the pool forks (and re-forks a child that
+        # died). Its first scrape would import the database driver; a child forked while that import
+        # holds Python's import lock waits for it forever. So everything a scrape needs is imported
+        # here, before the thread exists: one collection, in this thread.
+        _warm_up()
+        state = StateCollector(redis=get_redis, session=db.new_session, queues=QUEUES, sent_at_header=SENT_AT_HEADER)
+        list(state.collect())
         # Before the pool forks: children inherit the multiprocess set-up.
-        start_metrics_server(
-            settings.metrics_port, multiprocess_dir=settings.data_dir / "metrics" / str(settings.metrics_port),
-            state=StateCollector(redis=get_redis, session=db.new_session, queues=QUEUES, sent_at_header=SENT_AT_HEADER),
-        )
+        start_metrics_server(settings.metrics_port, state=state,
+                             multiprocess_dir=settings.data_dir / "metrics" / str(settings.metrics_port))
 
 
 @worker_process_shutdown.connect
