@@ -8,7 +8,7 @@ SQLAlchemy's errors stop here: a lost race surfaces as ``Conflict``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,8 +59,10 @@ def count_practices(session: Session) -> int:
     return session.exec(select(func.count()).select_from(Practice)).one()
 
 
-def keyset(session: Session, query: Any, *, order: Sequence[Any], page: int = 500) -> Iterator[Any]:
-    """Rows of ``query`` in ``order`` (unique, last column the primary key), a page at a time.
+def keyset(session: Session, query: Any, *, order: Sequence[Any], key: Callable[[Any], tuple[Any, ...]],
+           page: int = 500) -> Iterator[Any]:
+    """Rows of ``query`` in ``order`` (unique, last column the primary key), a page at a time;
+    ``key(row)`` gives a row's values of the ``order`` columns.
 
     Keyset pagination: each page starts after the previous page's last key, so memory and each
     query's cost stay constant however large the table (OFFSET would rescan the skipped rows).
@@ -74,7 +76,7 @@ def keyset(session: Session, query: Any, *, order: Sequence[Any], page: int = 50
         if not rows:
             return
         yield from rows
-        last = tuple(_key(rows[-1], order))
+        last = key(rows[-1])
 
 
 def _after(order: Sequence[Any], last: tuple[Any, ...]) -> ColumnElement[bool]:
@@ -86,15 +88,10 @@ def _after(order: Sequence[Any], last: tuple[Any, ...]) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
-def _key(row: Any, order: Sequence[Any]) -> list[Any]:
-    if isinstance(row, Practice):
-        return [getattr(row, column.key) for column in order]
-    return [row[i] for i in range(len(order))] if not isinstance(row, int) else [row]
-
-
 def iter_practices(session: Session, *, batch: int = 500) -> Iterator[Practice]:
     """Every practice in id order, a page at a time (constant memory)."""
-    for n, practice in enumerate(keyset(session, select(Practice), order=[col(Practice.id)], page=batch), 1):
+    for n, practice in enumerate(keyset(session, select(Practice), order=[col(Practice.id)],
+                                                key=lambda p: (p.id,), page=batch), 1):
         yield practice
         if n % batch == 0:
             session.expunge_all()
@@ -169,19 +166,21 @@ def previous_guids(session: Session, *, practice_id: int) -> dict[str, datetime]
 def stale_practice_ids(session: Session, *, cutoff: datetime, page: int = 1000) -> Iterator[int]:
     """Practices last verified before ``cutoff``, oldest first."""
     query = select(Practice.last_verified_at, Practice.id).where(col(Practice.last_verified_at) < cutoff)
-    for _, practice_id in keyset(session, query, order=[col(Practice.last_verified_at), col(Practice.id)], page=page):
+    for _, practice_id in keyset(session, query, order=[col(Practice.last_verified_at), col(Practice.id)],
+                                     key=tuple, page=page):
         yield practice_id
 
 
 def never_verified_ids(session: Session, *, page: int = 1000) -> Iterator[int]:
     query = select(Practice.id).where(col(Practice.last_verified_at).is_(None))
-    yield from keyset(session, query, order=[col(Practice.id)], page=page)
+    yield from keyset(session, query, order=[col(Practice.id)], key=lambda practice_id: (practice_id,), page=page)
 
 
 def due_retry_ids(session: Session, *, now: datetime, page: int = 1000) -> Iterator[int]:
     """Practices whose backoff has run out, soonest due first."""
     query = select(Practice.next_attempt_at, Practice.id).where(col(Practice.next_attempt_at) <= now)
-    for _, practice_id in keyset(session, query, order=[col(Practice.next_attempt_at), col(Practice.id)], page=page):
+    for _, practice_id in keyset(session, query, order=[col(Practice.next_attempt_at), col(Practice.id)],
+                                     key=tuple, page=page):
         yield practice_id
 
 

@@ -7,7 +7,7 @@ act step's one transaction. Nothing here reads a clock or draws a random number:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,6 @@ class PracticeChange:
     resolve_integrator_wide: tuple[TicketReason, ...] = ()
     pause_autoswitch: bool = False
     key_refused: bool | None = None  # True: set the flag; False: clear it; None: leave it
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_change(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from reconciler.core.vocabulary import PmsType
+from tests.utils.servers import port_open
 from worker.simulator import Simulator, serve
 from worker.simulator.control import OPERATIONS, SimulatorControl
 
@@ -139,14 +139,6 @@ def test_unknown_control_operations_and_bad_fields_are_refused(server, control):
             call()
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_simulator_command_serves_a_sites_file_and_stops_on_a_signal(tmp_path, sig):
     sites = tmp_path / "sites.json"
@@ -173,7 +165,7 @@ def test_the_simulator_command_serves_a_sites_file_and_stops_on_a_signal(tmp_pat
             assert idle.get(f"/integrator/sites/{guid}").status_code == 200
             proc.send_signal(sig)
             assert proc.wait(timeout=15) == 0
-        assert not _port_open(port)
+        assert not port_open(port)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

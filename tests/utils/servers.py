@@ -24,7 +24,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
@@ -168,7 +168,7 @@ class RedisServer:
              "--dir", str(self.root), "--logfile", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: _port_open(self.port), timeout=15, interval=0.05, what="Valkey starting", log=log)
+        wait_until(lambda: port_open(self.port), timeout=15, interval=0.05, what="Valkey starting", log=log)
         return self
 
     def stop(self) -> None:

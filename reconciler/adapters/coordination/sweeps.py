@@ -4,7 +4,7 @@ time (a long sweep and a manual one never overlap: redis-py's ``Lock``, released
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 
 import redis as redis_lib
@@ -34,10 +34,9 @@ class SweepCoordinator:
         try:
             yield True
         finally:
-            try:
+            # Expired and perhaps taken by another sweep: theirs now, nothing of ours to free.
+            with suppress(redis_lib.exceptions.LockError):
                 lock.release()
-            except redis_lib.exceptions.LockError:
-                pass  # expired and perhaps taken by another sweep: theirs now, nothing of ours to free
 
     def mark_finished(self, now: datetime) -> None:
         self.redis.set(keys.last_sweep(), now.isoformat())
