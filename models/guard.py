@@ -10,7 +10,6 @@ from sqlmodel import Field, SQLModel
 from models.types import UTCDateTime, utcnow
 
 AUTOSWITCH_PAUSED = "autoswitch_paused"
-KEY_REFUSED = "halo_key_refused"
 
 
 class ControlFlag(SQLModel, table=True):

@@ -45,6 +45,8 @@ class Practice(SQLModel, table=True):
     last_verdict: Verdict | None = Field(default=None, sa_type=String(32))
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     backoff_attempts: int = Field(default=0, nullable=False)
+    # The first of the practice's consecutive halo_unavailable verdicts (None once Halo answers).
+    unavailable_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     # Optimistic concurrency: every write is "UPDATE ... WHERE id = ? AND version = ?".

@@ -41,6 +41,7 @@ def sweep_task(older_than_seconds: Annotated[int, Field(strict=True, ge=0)] | No
                 plan(SqlStore(session), now=datetime.now(UTC), older_than=older),
                 queue=wiring.work_queue(settings),
                 publish=lambda practice_id, trigger: reconcile_practice.apply_async(args=[practice_id, str(trigger)]),
+                breaker=wiring.breaker(settings), now=datetime.now(UTC).timestamp(),
             )
     sweeps.mark_finished(datetime.now(UTC))
     log.info("sweep_finished", enqueued=enqueued)

@@ -60,7 +60,7 @@ def create_app() -> Celery:
         worker_prefetch_multiplier=1,
         # A task past its soft limit gets SoftTimeLimitExceeded and is retried later by the sweep; the
         # hard limit kills a process stuck beyond that. Halo calls time out well before either.
-        task_soft_time_limit=int(settings.task_time_limit_seconds * 0.8),
+        task_soft_time_limit=settings.soft_time_limit_seconds,
         task_time_limit=settings.task_time_limit_seconds,
         # Redis redelivers an unacknowledged message after the visibility timeout (a worker host died
         # holding it); configuration keeps it longer than the longest task, or a slow task would run

@@ -78,16 +78,26 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
 
     # --- events -------------------------------------------------------------------------------
-    # A reconciliation past the hard limit is killed; its practice's run lock outlives it by 30 s.
-    task_time_limit_seconds: int = Field(default=300, ge=10, le=3600)
+    # A reconciliation past the hard limit is killed; its practice's run lock outlives it by 30 s. The
+    # soft limit (80 % of it) must exceed one reconciliation's worst case (``worst_case_run_seconds``).
+    task_time_limit_seconds: int = Field(default=1800, ge=10, le=3600)
     # Redis hands an unacknowledged message (its worker host died) to another worker after this long.
     broker_visibility_timeout_seconds: int = Field(default=3600, ge=5, le=7 * 24 * 3600)
     # The worker's Prometheus endpoint (main process; off when unset). HALO_RECONCILER_METRICS_PORT.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     report_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
-    # After Halo confirms a practice unchanged, further 403s for a while only count (the tail of a
-    # storm costs no calls); a real change in that window is caught when it ends.
-    verified_fresh_seconds: int = Field(default=300, ge=0, le=86_400)
+
+    # --- no deaf window, the breaker, escalation (PRODUCT.md contract details) ------------------
+    # A report for a GUID Halo just confirmed is re-checked at most this long after the confirmation,
+    # doubling with each consecutive one up to the maximum (back to the minimum after a switch or an
+    # hour without reports).
+    recheck_min_seconds: float = Field(default=10.0, gt=0, le=3600)
+    recheck_max_seconds: float = Field(default=900.0, gt=0, le=3600)
+    # After unauthorized, ip_not_allowed or quota_exceeded: one probe after this long, doubling.
+    breaker_probe_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    breaker_probe_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    # Consecutive halo_unavailable for one practice longer than this opens unavailable_persists.
+    unavailable_ticket_after_seconds: int = Field(default=86_400, ge=0)
 
     # --- the HTTP API (`halo-reconciler serve`) ------------------------------------------------
     # Bearer tokens an application may present under /v1/, comma-separated; none: /v1 refuses all.
@@ -181,6 +191,22 @@ class Settings(BaseSettings):
                 "HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS must be longer than "
                 "HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS + 30"
             )
+        if self.recheck_max_seconds < self.recheck_min_seconds:
+            raise ValueError(
+                "HALO_RECONCILER_RECHECK_MAX_SECONDS must not be below HALO_RECONCILER_RECHECK_MIN_SECONDS"
+            )
+        if self.breaker_probe_max_seconds < self.breaker_probe_seconds:
+            raise ValueError("HALO_RECONCILER_BREAKER_PROBE_MAX_SECONDS must not be below "
+                             "HALO_RECONCILER_BREAKER_PROBE_SECONDS")
+        if self.soft_time_limit_seconds <= self.worst_case_run_seconds:
+            # Shorter, and a run still waiting on Halo's retries is stopped with no verdict, no backoff
+            # and no audit record.
+            raise ValueError(
+                f"HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS: its soft limit ({self.soft_time_limit_seconds} s, 80 %) "
+                f"must exceed one reconciliation's worst case ({self.worst_case_run_seconds:.0f} s: "
+                f"{self.calls_per_run} calls × (HALO_RECONCILER_HALO_MAX_ATTEMPTS × HALO_RECONCILER_HALO_TIMEOUT_SECONDS"
+                " + (attempts - 1) × HALO_RECONCILER_HALO_RETRY_AFTER_CAP_SECONDS)); raise the limit or lower those"
+            )
         if self.webhook_url and not self.webhook_secret:
             raise ValueError("HALO_RECONCILER_WEBHOOK_SECRET is required when HALO_RECONCILER_WEBHOOK_URL is set")
         return self
@@ -190,6 +216,24 @@ class Settings(BaseSettings):
     def is_embedded(self) -> bool:
         """No broker configured: the embedded broker and coordination store in ``data_dir``."""
         return self.broker_url is None
+
+    @property
+    def soft_time_limit_seconds(self) -> int:
+        """Celery's soft limit: the run gets ``SoftTimeLimitExceeded`` here, the kill at the hard one."""
+        return int(self.task_time_limit_seconds * 0.8)
+
+    @property
+    def calls_per_run(self) -> int:
+        """Halo calls one reconciliation may make in a row: Find sites, the identifier query (when
+        configured), Get site status on the new GUID, pairing, and Get site status after pairing."""
+        return 4 + (1 if self.identifier_query else 0)
+
+    @property
+    def worst_case_run_seconds(self) -> float:
+        """Every call of one run at its worst: each attempt times out, each wait is the Retry-After cap."""
+        one_call = (self.halo_max_attempts * self.halo_timeout_seconds
+                    + (self.halo_max_attempts - 1) * self.halo_retry_after_cap_seconds)
+        return self.calls_per_run * one_call
 
     @property
     def run_lock_seconds(self) -> int:

@@ -1,9 +1,10 @@
 """``halo-reconciler health``: is this deployment able to do its job right now?
 
-Four checks, each bounded and independent (one failing does not hide the others): the database
+Five checks, each bounded and independent (one failing does not hide the others): the database
 answers and its schema is the one this code needs; the broker and coordination store (Redis)
-answers; the last sweep is recent (beat and a worker are both alive); Halo answers with the
-configured key. A container health check runs it; the exit code says healthy or not, each line
+answers; the last sweep is recent (beat and a worker are both alive); no integrator-wide breaker
+stops this process (the integrator's, or the one for its own key: another key's typo is not ours);
+Halo answers with the configured key. A container health check runs it; the exit code says healthy or not, each line
 says why.
 """
 
@@ -80,6 +81,25 @@ def check_sweep(settings: Settings, now: datetime | None = None) -> Check:
     return Check("sweep", True, f"last sweep {age:.0f} s ago")
 
 
+def check_breaker(settings: Settings, now: datetime | None = None) -> Check:
+    """Open while Halo refuses our key, IP or quota: automatic work is kept and only probes are spent."""
+    now = now or datetime.now(UTC)
+    try:
+        states = wiring.breaker(settings).states()
+    except (RedisError, CoordinationUnavailable) as exc:
+        return Check("breaker", False, f"cannot read the breaker: {exc}")
+    if not states:
+        return Check("breaker", True, "closed")
+    parts = []
+    for state in states:
+        opened = datetime.fromtimestamp(state.opened_at, UTC)
+        wait = max(0.0, state.next_probe_at - now.timestamp())
+        parts.append(f"{state.cause} breaker open ({state.scope}) since {opened:%Y-%m-%d %H:%M:%S} UTC, "
+                     f"{state.failures} refused call(s), next probe in {wait:.0f} s")
+    return Check("breaker", False, "; ".join(parts) + ": automatic work is kept; see the open ticket, fix the "
+                 "cause, then `halo-reconciler reconcile ID --now` closes it")
+
+
 def check_halo(settings: Settings) -> Check:
     """One unretried call: any answer but 401 shows Halo takes the key (a 404 for the nil GUID does)."""
 
@@ -104,7 +124,7 @@ def check_halo(settings: Settings) -> Check:
 
 
 def run_checks(settings: Settings, *, halo: bool = True) -> list[Check]:
-    checks = [check_database(), check_broker(), check_sweep(settings)]
+    checks = [check_database(), check_broker(), check_sweep(settings), check_breaker(settings)]
     if halo:
         checks.append(check_halo(settings))
     return checks

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from reconciler.adapters import outbox
+from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
 from reconciler.adapters.coordination.reporter import Reporter
@@ -25,6 +26,7 @@ from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.adapters.halo_client import HaloClient
 from reconciler.adapters.metrics import observe_halo_call, observe_reconciliation
 from reconciler.adapters.store import SqlStore
+from reconciler.core.breaker import fingerprint
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.policy import Policy
 from reconciler.usecases.reconcile import Deps, ReconcileResult
@@ -116,6 +118,7 @@ def policy(settings: Settings | None = None) -> Policy:
         mass_change_window_seconds=settings.mass_change_window_seconds,
         backoff_min_seconds=settings.backoff_min_seconds,
         backoff_max_seconds=settings.backoff_max_seconds,
+        unavailable_ticket_after_seconds=settings.unavailable_ticket_after_seconds,
     )
 
 
@@ -138,7 +141,35 @@ def work_queue(settings: Settings | None = None) -> WorkQueue:
 def coordination(settings: Settings | None = None) -> RedisCoordination:
     settings = settings or get_settings()
     return RedisCoordination(redis_clients.get_redis(), window_seconds=settings.forbidden_window_seconds,
-                             fresh_seconds=settings.verified_fresh_seconds)
+                             recheck_min_seconds=settings.recheck_min_seconds,
+                             recheck_max_seconds=settings.recheck_max_seconds)
+
+
+def breaker(settings: Settings | None = None) -> RedisBreaker:
+    """The integrator-wide breaker as this process sees it: the integrator's, and its own key's."""
+    settings = settings or get_settings()
+    return RedisBreaker(redis_clients.get_redis(), key_fingerprint=fingerprint(settings.subscription_key),
+                        base_seconds=settings.breaker_probe_seconds, cap_seconds=settings.breaker_probe_max_seconds,
+                        probe_lock_seconds=settings.run_lock_seconds)
+
+
+def requeue(settings: Settings | None = None):
+    """Queue one automatic run of a practice kept while the breaker was open: through the work queue's
+    add (a practice queued already is not doubled), then a publish; a failed publish takes the mark back."""
+    settings = settings or get_settings()
+    publish = publisher(settings.report_timeout_seconds)
+
+    def run_again(practice_id: int) -> None:
+        queue = work_queue(settings)
+        if not queue.add(practice_id):
+            return
+        try:
+            publish("halo.reconcile_practice", [practice_id, "retry"], "reconcile")
+        except Exception as exc:  # whatever the broker client raised: the sweep finds the practice anyway
+            queue.forget(practice_id)
+            raise CoordinationUnavailable(f"the kept run was not published: {type(exc).__name__}") from exc
+
+    return run_again
 
 
 def guid_index() -> RedisGuidIndex:
@@ -164,11 +195,11 @@ def reporter(*, bounded: bool = False, settings: Settings | None = None) -> Repo
 def publisher(timeout: float):
     """Publish a task by name (no task module imported into the application), with a bounded retry."""
 
-    def publish(name: str, args: list[Any], queue: str) -> None:
+    def publish(name: str, args: list[Any], queue: str, **options: Any) -> None:
         from worker.celery_app import app  # the Celery app only when a report first needs a worker
 
         app.send_task(
-            name, args=args, queue=queue, retry=True,
+            name, args=args, queue=queue, retry=True, **options,
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": timeout / 2,
                           "interval_max": timeout / 2},
         )
@@ -187,6 +218,8 @@ def reconcile_deps(settings: Settings | None = None) -> Deps:
         coordination=coordination(settings),
         identifier_query=settings.identifier_query,
         observe=_observe,
+        breaker=breaker(settings),
+        requeue=requeue(settings),
     )
 
 

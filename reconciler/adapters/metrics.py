@@ -33,6 +33,7 @@ from sqlmodel import Session, func, select
 
 from models import Practice, Ticket, TicketStatus
 from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination.breaker import open_breakers
 from reconciler.core.errors import CoordinationUnavailable
 
 log = structlog.get_logger()
@@ -158,6 +159,24 @@ class StateCollector:
             except ValueError:
                 pass
         yield since
+        yield from self._breakers(redis)
+
+    def _breakers(self, redis: redis_lib.Redis) -> Iterator[object]:
+        """One series per open breaker (none when all are closed), its cause and scope as labels."""
+        try:
+            states = open_breakers(redis)
+            waiting = redis.scard(keys.breaker_waiting())
+        except (redis_lib.RedisError, CoordinationUnavailable) as exc:
+            log.warning("metrics_redis_unavailable", error=str(exc))
+            return
+        gauge = GaugeMetricFamily(f"{NAMESPACE}_breaker_open", "1 per open integrator-wide breaker (unauthorized "
+                                  "per key fingerprint; ip_not_allowed and quota_exceeded integrator-wide)",
+                                  labels=["cause", "scope"])
+        for state in states:
+            gauge.add_metric([str(state.cause), state.scope], 1.0)
+        yield gauge
+        yield GaugeMetricFamily(f"{NAMESPACE}_breaker_kept_practices",
+                                "Practices whose automatic work waits for the breaker to close", value=float(waiting))
 
     def _from_database(self) -> Iterator[object]:
         try:

@@ -18,7 +18,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
 from models import Action, GuidHistory, Practice, PmsType, Reconciliation, Ticket, TicketKind, TicketReason, Trigger
-from models.guard import AUTOSWITCH_PAUSED, KEY_REFUSED, ControlFlag
+from models.guard import AUTOSWITCH_PAUSED, ControlFlag
 from reconciler.adapters import tickets
 from reconciler.core.change import PracticeChange
 from reconciler.core.errors import Conflict
@@ -233,9 +233,6 @@ class SqlStore:
     def is_flag_set(self, name: str) -> bool:
         return flag(self.session, name) is not None
 
-    def is_key_refused(self) -> bool:
-        return self.is_flag_set(KEY_REFUSED)
-
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
         switches = self.session.exec(
@@ -298,12 +295,9 @@ class SqlStore:
             self.set_flag(AUTOSWITCH_PAUSED, True, now=now, reason="mass-change guard")
         if change.resolve:
             self.resolve_tickets(practice_id=practice.id, reasons=change.resolve, now=now)
-        if change.key_refused is True:
-            self.set_flag(KEY_REFUSED, True, now=now, reason="Halo answered 401")
-        elif change.key_refused is False and self.is_key_refused():
-            self.set_flag(KEY_REFUSED, False, now=now)
         if change.resolve_integrator_wide:
-            self.resolve_tickets(practice_id=None, reasons=change.resolve_integrator_wide, now=now)
+            tickets.resolve_where(self.session, practice_id=None, reasons=change.resolve_integrator_wide, now=now,
+                                  last_seen_before=change.integrator_wide_quiet_since)
         return ticket_id
 
     def due_retry_ids(self, *, now: datetime) -> Iterator[int]:

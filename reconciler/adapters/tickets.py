@@ -99,8 +99,10 @@ def resolve_where(
     practice_id: int | None,
     reasons: Iterable[TicketReason],
     now: datetime,
+    last_seen_before: datetime | None = None,
 ) -> list[Ticket]:
-    """Resolve the unresolved tickets of a practice (or integrator-wide ones) with these reasons."""
+    """Resolve the unresolved tickets of a practice (or integrator-wide ones) with these reasons;
+    with ``last_seen_before``, only those nobody has seen since (a condition still being reported stands)."""
     reasons = list(reasons)
     if not reasons:
         return []
@@ -108,6 +110,8 @@ def resolve_where(
     query = query.where(Ticket.practice_id == practice_id) if practice_id is not None else query.where(
         col(Ticket.practice_id).is_(None)
     )
+    if last_seen_before is not None:
+        query = query.where(col(Ticket.last_seen_at) < last_seen_before)
     tickets = list(session.exec(query).all())
     for ticket in tickets:
         _resolve(session, ticket, now)

@@ -8,7 +8,7 @@ act step's one transaction. Nothing here reads a clock or draws a random number:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.core import ticket_texts as texts
@@ -30,9 +30,11 @@ class PracticeChange:
     history_reason: str = ""
     tickets: tuple[TicketSpec, ...] = ()  # open, or count once more
     resolve: tuple[TicketReason, ...] = ()  # this practice's tickets with these reasons
+    # Integrator-wide tickets a normal answer resolves, but only those nobody saw since this instant:
+    # a condition the application reported within the persistence window stands (no churn).
     resolve_integrator_wide: tuple[TicketReason, ...] = ()
+    integrator_wide_quiet_since: datetime | None = None
     pause_autoswitch: bool = False
-    key_refused: bool | None = None  # True: set the flag; False: clear it; None: leave it
 
 
 def plan_change(
@@ -86,20 +88,30 @@ def plan_change(
     if decision.trip_guard:
         tickets.append(TicketSpec(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.MASS_CHANGE, integrator_wide=True,
                                   detail=texts.mass_change(window_seconds=policy.mass_change_window_seconds)))
-    key_refused: bool | None = None
+    resolve = tuple(decision.resolve_tickets)
     resolve_integrator_wide: tuple[TicketReason, ...] = ()
-    if verdict is Verdict.UNAUTHORIZED:
-        key_refused = True
-    elif halo_answered:
-        key_refused = False
+    quiet_since: datetime | None = None
+    if halo_answered:
         resolve_integrator_wide = INTEGRATOR_WIDE_REASONS
+        quiet_since = now - timedelta(seconds=policy.forbidden_window_seconds)
+    if verdict is Verdict.HALO_UNAVAILABLE:
+        since = recorded.unavailable_since or now
+        values["unavailable_since"] = since
+        if (now - since).total_seconds() >= policy.unavailable_ticket_after_seconds:
+            tickets.append(TicketSpec(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.UNAVAILABLE_PERSISTS,
+                                      integrator_wide=False, detail=texts.unavailable_persists(
+                                          since=since, seen=classification.reason)))
+    elif halo_answered:
+        # Any answer about the practice ends the run of halo_unavailable (initialising included).
+        values["unavailable_since"] = None
+        resolve = resolve + (TicketReason.UNAVAILABLE_PERSISTS,)
     return PracticeChange(
         values=values,
         switch_to=decision.switch_to,
         history_reason=str(verdict),
         tickets=tuple(tickets),
-        resolve=tuple(decision.resolve_tickets),
+        resolve=resolve,
         resolve_integrator_wide=resolve_integrator_wide,
+        integrator_wide_quiet_since=quiet_since,
         pause_autoswitch=decision.trip_guard,
-        key_refused=key_refused,
     )

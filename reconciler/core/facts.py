@@ -21,6 +21,7 @@ class Recorded:
     proposed_guid: str | None = None
     rejected_fingerprint: str | None = None
     backoff_attempts: int = 0
+    unavailable_since: datetime | None = None  # the first of the consecutive halo_unavailable verdicts
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class Policy:
     mass_change_window_seconds: int = 3600
     backoff_min_seconds: int = 60
     backoff_max_seconds: int = 3600
+    unavailable_ticket_after_seconds: int = 86400
 
     def mass_change_limit(self, onboarded: int) -> int:
         """Automatic switches allowed per window: max(absolute, share of the fleet)."""

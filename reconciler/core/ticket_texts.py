@@ -6,6 +6,8 @@ One function per ticket reason, so a text is written once and names the configur
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def _window(seconds: int) -> str:
     if seconds % 3600 == 0:
@@ -85,3 +87,9 @@ def mass_change(*, window_seconds: int) -> str:
     return (f"More practices changed GUID within {_window(window_seconds)} than is plausible; automatic switching "
             "is paused and further changes are held. Check with Halo support, approve or reject the held practices, "
             "then run `halo-reconciler autoswitch resume`.")
+
+
+def unavailable_persists(*, since: datetime, seen: str) -> str:
+    return (f"Halo has not answered for this practice since {since:%Y-%m-%d %H:%M} UTC (every reconciliation "
+            f"ended halo_unavailable). {seen} Ask Halo support whether the practice's server or Halo Link is up; "
+            "this ticket resolves itself with the next answer.")

@@ -118,6 +118,7 @@ class TicketReason(StrEnum):
     UNAUTHORIZED = "unauthorized"
     MASS_CHANGE = "mass_change"
     PAIRING_REQUIRED = "pairing_required"  # a Best Practice site we are not paired with: a code is needed
+    UNAVAILABLE_PERSISTS = "unavailable_persists"  # Halo could not answer for one practice for too long
 
 
 class TicketStatus(StrEnum):
@@ -144,7 +145,7 @@ class SkipReason(StrEnum):
     """Why an automatic reconciliation spent no Halo call (a manual one always runs)."""
 
     BACKOFF = "backoff"  # the practice waits for its retry time
-    KEY_REFUSED = "key_refused"  # Halo refused the key; automatic work waits for a call that succeeds
+    BREAKER_OPEN = "breaker_open"  # Halo refused the key, IP or quota: kept until a probe or operator succeeds
     BUSY = "busy"  # another run held the practice for longer than this one would wait
 
 
@@ -153,7 +154,8 @@ class ReportOutcome(StrEnum):
 
     PUBLISH = "publish"  # first report for the practice: a reconciliation was published
     FOLDED = "folded"  # the practice is already queued or running; this report rides along
-    COUNTED = "counted"  # Halo answered about the practice moments ago: the report only counts
+    RECHECK = "recheck"  # Halo answered about the practice moments ago: a re-check is queued for when the delay ends
+    COUNTED = "counted"  # ... and a re-check is already queued: the report only counts
     PERSISTS = "persists"  # ... and this report took the count past the persistence threshold
     STALE = "stale"  # the GUID is one a practice has left: counted, no Halo call
     UNKNOWN = "unknown"  # no practice has the GUID: counted, nothing else

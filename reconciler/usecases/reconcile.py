@@ -4,8 +4,9 @@
 and ``sweep --now`` all take:
 
 1. **claim** the practice in the work queue (one run per practice across every worker);
-2. **gate**: an automatic run spends no Halo call while the practice waits for its backoff or Halo
-   refuses the key (a manual run always goes on);
+2. **gate**: an automatic run spends no Halo call while the practice waits for its backoff, or while
+   the integrator-wide breaker is open (``reconciler.core.breaker``: the work is kept, and one run
+   at a time probes on exponential backoff); an operator's run always goes on;
 3. **resolve**: ask Halo (outside any transaction) and note that the practice has an answer;
 4. **classify** with the pure core and **decide** with the policy;
 5. **verify**: a decision to switch first asks Get site status on the new GUID (pairing a Zedmed
@@ -15,7 +16,9 @@ and ``sweep --now`` all take:
    read before Halo was asked. When it is not (another run switched it, a person decided), this
    answer may be older than that state: ask Halo again, at most ``MAX_ASKS`` times, so an old
    answer never overwrites a newer switch;
-7. **done**: release the claim; the result says whether exactly one more run must follow.
+7. **done**: release the claim; the result says whether exactly one more run must follow. A refusal
+   (401, IP, quota) trips the breaker; any other answer closes it, resolves its integrator-wide
+   tickets and queues the work kept meanwhile, once per practice.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any
 import structlog
 
 from models import Action, PmsType, Practice, Reconciliation, Trigger, Verdict
-from reconciler.core.change import plan_change
+from reconciler.core.breaker import Admission, is_breaker_verdict
+from reconciler.core.change import INTEGRATOR_WIDE_REASONS, plan_change
 from reconciler.core.classify import HaloAnswer, History, Recorded, classify, is_unpaired_answer, verify_switch
 from reconciler.core.facts import SiteCheck
 from reconciler.core.errors import Busy, Conflict, CoordinationUnavailable, InvalidState
@@ -40,7 +44,7 @@ from reconciler.core.policy import GuardState, Policy, decide
 from reconciler.core.selection import select_site
 from reconciler.core.vocabulary import SkipReason
 from reconciler.core.work import Claim
-from reconciler.usecases.ports import Coordination, Halo, UnitOfWork, WorkQueue
+from reconciler.usecases.ports import Breaker, Coordination, Halo, UnitOfWork, WorkQueue
 
 log = structlog.get_logger()
 
@@ -65,6 +69,8 @@ class ReconcileResult:
     detail: str = ""
     skipped: SkipReason | None = None  # why no Halo call was spent
     again: bool = False  # a report arrived during the run that it did not answer: run once more
+    released: tuple[int, ...] = ()  # practices kept while the breaker was open, queued again by this run
+    past_guids: tuple[str, ...] = ()  # every GUID the practice left (the GUID index marks them stale)
 
     @property
     def current_guid(self) -> str | None:
@@ -72,6 +78,7 @@ class ReconcileResult:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("past_guids")
         for key in ("trigger", "verdict", "action", "skipped"):
             data[key] = str(data[key]) if data[key] is not None else None
         return data
@@ -92,6 +99,10 @@ class Deps:
     sleep: Callable[[float], None] = time.sleep
     # Told of every finished reconciliation (metrics).
     observe: Callable[[ReconcileResult], None] = lambda result: None
+    # The integrator-wide breaker; None: no breaker (a test that asks Halo directly).
+    breaker: Breaker | None = None
+    # Queue one automatic run of a practice kept while the breaker was open (the queue's add, then a publish).
+    requeue: Callable[[int], None] | None = None
 
 
 def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | None = None,
@@ -135,21 +146,36 @@ def _claim(practice_id: int, deps: Deps, token: str, wait_seconds: float) -> Cla
         deps.sleep(min(left, claim.retry_in_ms / 1000, 1.0))
 
 
-def _gate(practice: Practice, key_refused: bool, operator: bool, now: datetime) -> SkipReason | None:
+def _gate(practice: Practice, operator: bool, now: datetime) -> SkipReason | None:
     if operator:
         return None
-    if key_refused:
-        return SkipReason.KEY_REFUSED
     if practice.next_attempt_at is not None and practice.next_attempt_at > now:
         return SkipReason.BACKOFF
     return None
+
+
+def _admit(practice_id: int, deps: Deps, operator: bool) -> Admission:
+    """The breaker's word on an automatic run; blocked work is kept for when it closes."""
+    if operator or deps.breaker is None:
+        return Admission.ADMIT
+    admission = deps.breaker.admit(now=deps.clock().timestamp())
+    if admission is Admission.BLOCKED:
+        deps.breaker.keep(practice_id)
+    elif admission is Admission.PROBE:
+        log.info("breaker_probing", practice_id=practice_id)
+    return admission
 
 
 def _run(practice_id: int, trigger: Trigger, deps: Deps, answered: _Answered, operator: bool) -> ReconcileResult:
     started = time.monotonic()
     with deps.unit_of_work() as store:
         practice = store.practice(practice_id)
-        skipped = _gate(practice, store.is_key_refused(), operator, deps.clock())
+        skipped = _gate(practice, operator, deps.clock())
+        admission = Admission.ADMIT
+        if skipped is None:
+            admission = _admit(practice_id, deps, operator)
+            if admission is Admission.BLOCKED:
+                skipped = SkipReason.BREAKER_OPEN
         if skipped:
             log.info("reconcile_skipped", practice_id=practice_id, trigger=str(trigger), reason=str(skipped))
             return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
@@ -166,8 +192,14 @@ def _run(practice_id: int, trigger: Trigger, deps: Deps, answered: _Answered, op
             # Read after the mark: a report stamped up to this instant either folded into this run (before
             # the mark) or only counted (after it); only a later one may ask for another run.
             answered.ms = deps.queue.now_ms()
-        result = _act_on(practice, trigger, deps, answer, calls_before, started)
+        try:
+            result = _act_on(practice, trigger, deps, answer, calls_before, started)
+        except BaseException:
+            if admission is Admission.PROBE and deps.breaker is not None:
+                _best_effort(lambda _pid: deps.breaker.release_probe(), practice_id)  # type: ignore[union-attr]
+            raise
         if result is not None:
+            result = _after_answer(deps, result, admission)
             _after_commit(deps, result)
             return result
         # The practice changed while we asked Halo (another run switched it, a person decided): this
@@ -272,16 +304,63 @@ def _act(practice_id: int, trigger: Trigger, deps: Deps, answer: HaloAnswer, exp
             practice_id=practice_id, trigger=trigger, verdict=classification.verdict, action=decision.action,
             old_guid=recorded.halo_guid, new_guid=classification.new_guid, ticket_id=ticket_id,
             reconciliation_id=audit.id, halo_calls=halo_calls, duration_ms=duration_ms, detail=classification.reason,
+            past_guids=tuple(sorted(set(history.previous_guids) - {change.switch_to or recorded.halo_guid})),
         )
+
+
+def _after_answer(deps: Deps, result: ReconcileResult, admission: Admission) -> ReconcileResult:
+    """The breaker learns what Halo said: a refusal trips it (a failed probe waits twice as long), no
+    answer at all leaves it as it was, and any other answer closes it."""
+    if deps.breaker is None:
+        return result
+    breaker = deps.breaker
+    now = deps.clock()
+    try:
+        if is_breaker_verdict(result.verdict):
+            state = breaker.trip(result.verdict, now=now.timestamp())  # type: ignore[arg-type]
+            log.warning("breaker_tripped", cause=str(state.cause), scope=state.scope, failures=state.failures,
+                        next_probe_in=round(state.next_probe_at - now.timestamp()), probe=admission is Admission.PROBE)
+            return result
+        if result.verdict is Verdict.HALO_UNAVAILABLE:
+            if admission is Admission.PROBE:
+                # Halo said nothing about the key, IP or quota: the breaker stays and waits longer, so an
+                # outage on top of it still costs one probe per interval.
+                for state in breaker.states():
+                    breaker.trip(state.cause, now=now.timestamp())
+            return result
+        closed, waiting = breaker.close()
+    except CoordinationUnavailable as exc:
+        log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
+        return result
+    if not closed:
+        return result
+    with deps.unit_of_work() as store:
+        # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
+        # whoever reported them.
+        store.resolve_tickets(practice_id=None, reasons=[r for r in INTEGRATOR_WIDE_REASONS
+                                                         if str(r) in {str(c) for c in closed}], now=now)
+        store.commit()
+    released = tuple(pid for pid in waiting if pid != result.practice_id)
+    log.info("breaker_closed", causes=[str(c) for c in closed], kept=len(waiting), practice_id=result.practice_id)
+    if deps.requeue is not None:
+        for pid in released:
+            try:
+                deps.requeue(pid)
+            except CoordinationUnavailable as exc:
+                # Not lost: the sweep finds it stale or due, as it would any practice.
+                log.warning("breaker_requeue_failed", practice_id=pid, error=str(exc))
+    return replace(result, released=released)
 
 
 def _forbidden_since_verified(deps: Deps, practice: Practice) -> int:
     # 403s count toward persistence only after Halo confirmed the GUID in use ("verified unchanged in
-    # between"): the reports that triggered the first look are not evidence.
+    # between"): the reports that triggered the first look are not evidence. They count from the first
+    # of the consecutive confirmations (each re-check confirms again; the 403s keep adding up).
     if deps.coordination is None or practice.last_verdict not in (Verdict.UNCHANGED, Verdict.INFRASTRUCTURE_CHANGE):
         return 0
     try:
-        return deps.coordination.forbidden_count(practice.halo_guid, since=practice.last_verified_at)
+        since = deps.coordination.confirmed_since(practice.id) or practice.last_verified_at  # type: ignore[arg-type]
+        return deps.coordination.forbidden_count(practice.halo_guid, since=since)
     except CoordinationUnavailable as exc:
         # Without the ledger we cannot tell persistence; the next run will.
         log.warning("forbidden_ledger_unavailable", practice_id=practice.id, error=str(exc))
@@ -300,11 +379,12 @@ def _confirmation(result: ReconcileResult) -> bool | None:
 
 def _after_commit(deps: Deps, result: ReconcileResult) -> None:
     if deps.coordination is not None:
-        # The index repairs itself on the next report (the lookup path) if this fails; nothing is lost.
+        # Every answer rewrites the practice's GUID index entries (current and every GUID it left), so a
+        # write lost at switch time is repaired by the next answer; a failure here waits for that one.
         _best_effort(
             deps.coordination.note_reconciled, result.practice_id, current_guid=result.current_guid or "",
             replaced_guid=result.old_guid if result.action is Action.SWITCHED else None,
-            confirmed=_confirmation(result),
+            confirmed=_confirmation(result), past_guids=result.past_guids,
         )
     deps.observe(result)
     structlog.contextvars.unbind_contextvars("old_guid", "new_guid", "verdict")
@@ -395,4 +475,5 @@ def recorded_from(practice: Practice) -> Recorded:
         proposed_guid=practice.proposed_guid,
         rejected_fingerprint=practice.rejected_fingerprint,
         backoff_attempts=practice.backoff_attempts,
+        unavailable_since=practice.unavailable_since,
     )

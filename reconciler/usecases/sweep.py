@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import structlog
 
 from models import Trigger
+from reconciler.core.breaker import Admission
+from reconciler.usecases.ports import Breaker
 
 log = structlog.get_logger()
 
@@ -74,14 +76,23 @@ def sweep_now(planned: list[tuple[int, Trigger]], *, reconcile: Callable[[int, T
 
 
 def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
-                    publish: Callable[[int, Trigger], None]) -> int:
+                    publish: Callable[[int, Trigger], None], breaker: Breaker | None = None,
+                    now: float = 0.0) -> int:
     """Queue each planned practice that is neither queued nor running; returns how many were published.
 
     A publish that fails takes its queued mark back (``forget``), so the next report or sweep can
     queue the practice at once instead of folding into a task that was never sent.
+
+    While the integrator-wide breaker is open the sweep spends nothing: every planned practice is
+    kept for when it closes, except one, published as the probe once one is due.
     """
-    enqueued = 0
+    admission = breaker.peek(now=now) if breaker is not None else Admission.ADMIT
+    enqueued = kept = 0
     for practice_id, trigger in planned:
+        if breaker is not None and (admission is Admission.BLOCKED or (admission is Admission.PROBE and enqueued)):
+            breaker.keep(practice_id)
+            kept += 1
+            continue
         if not queue.add(practice_id):
             continue
         try:
@@ -90,4 +101,6 @@ def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
             queue.forget(practice_id)
             raise
         enqueued += 1
+    if kept:
+        log.info("sweep_kept", kept=kept, probe=admission is Admission.PROBE and enqueued > 0)
     return enqueued

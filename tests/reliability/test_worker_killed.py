@@ -24,6 +24,7 @@ from worker.simulator.faults import Fault
 
 pytestmark = pytest.mark.integration
 
+VISIBILITY = 63
 SLOW_CALL = 4.0  # seconds the simulator holds each first Find sites call: the window to kill in
 
 
@@ -101,8 +102,11 @@ def test_a_pool_process_killed_mid_run_is_redelivered_at_once(stack, tmp_path, o
 
 def test_a_whole_worker_killed_mid_run_is_redelivered_after_the_visibility_timeout(stack, tmp_path, observe):
     sim, env = stack
-    env = {**env, "HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS": "10",
-           "HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS": "41"}
+    # The shortest limits the settings accept (the soft limit must exceed a run's worst case: one 6 s
+    # attempt per call here, longer than the simulator's hold) and a visibility timeout just past them.
+    env = {**env, "HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS": "32", "HALO_RECONCILER_HALO_MAX_ATTEMPTS": "1",
+           "HALO_RECONCILER_HALO_TIMEOUT_SECONDS": "6",
+           "HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY)}
     ids, new1 = two_changed_practices(sim)
     before = sim.call_count("find_sites")
     [doomed] = start_workers(env, tmp_path, count=1, name="doomed", concurrency=2, ready=True)
@@ -121,11 +125,11 @@ def test_a_whole_worker_killed_mid_run_is_redelivered_after_the_visibility_timeo
         settled = time.monotonic() - killed_at
         # The same messages (task ids), not new ones: the broker redelivered what the dead host held.
         assert received(heir) == received(doomed) and len(received(heir)) == 2
-        assert settled >= 41 - 1  # not before the visibility timeout: until then the message is the dead host's
+        assert settled >= VISIBILITY - 1  # not before the visibility timeout: until then the message is the dead host's
         calls = sim.call_count("find_sites") - before
         observe(fault="whole worker host SIGKILLed mid-reconciliation",
                 how="as above, but the worker's main process and pool killed together, a new worker started; "
-                    "visibility timeout 41 s",
+                    f"visibility timeout {VISIBILITY} s",
                 observed=f"redelivered to the new worker after the visibility timeout; settled {settled:.1f} s "
                          f"after the kill; {calls} Find sites calls; 1 switch, 1 ticket")
     finally:

@@ -64,8 +64,40 @@ def test_a_webhook_needs_a_secret(monkeypatch):
 
 def test_the_visibility_timeout_must_outlast_a_run(monkeypatch):
     monkeypatch.setenv("HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS", "60")
+    monkeypatch.setenv("HALO_RECONCILER_HALO_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("HALO_RECONCILER_HALO_RETRY_AFTER_CAP_SECONDS", "1")
     monkeypatch.setenv("HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS", "90")
     with pytest.raises(ConfigError, match="BROKER_VISIBILITY_TIMEOUT_SECONDS"):
         load_settings()
     monkeypatch.setenv("HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS", "91")
     assert load_settings().run_lock_seconds == 90
+
+
+def test_the_soft_time_limit_must_exceed_a_runs_worst_case(monkeypatch):
+    # Defaults: 4 calls x (4 attempts x 15 s + 3 x 60 s of Retry-After) = 960 s < 1440 s (80 % of 1800).
+    assert load_settings().worst_case_run_seconds == 960 < load_settings().soft_time_limit_seconds
+    # Today's old default of 300 s (soft 240 s) equals one call's worst case: refused, naming the variable.
+    monkeypatch.setenv("HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS", "300")
+    with pytest.raises(ConfigError, match="TASK_TIME_LIMIT_SECONDS.*960 s"):
+        load_settings()
+    # The identifier query is one more call in a row: 1200 s, still under the default soft limit.
+    monkeypatch.delenv("HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS")
+    monkeypatch.setenv("HALO_RECONCILER_IDENTIFIER_QUERY", "SELECT 1")
+    assert load_settings().worst_case_run_seconds == 1200
+    monkeypatch.setenv("HALO_RECONCILER_HALO_TIMEOUT_SECONDS", "30")  # 5 x (120 + 180) = 1500 > 1440
+    with pytest.raises(ConfigError, match="1500 s"):
+        load_settings()
+
+
+def test_recheck_and_breaker_bounds_are_ordered(monkeypatch):
+    settings = load_settings()
+    assert (settings.recheck_min_seconds, settings.recheck_max_seconds) == (10, 900)
+    assert (settings.breaker_probe_seconds, settings.breaker_probe_max_seconds) == (60, 3600)
+    assert settings.unavailable_ticket_after_seconds == 86400
+    monkeypatch.setenv("HALO_RECONCILER_RECHECK_MIN_SECONDS", "1000")
+    with pytest.raises(ConfigError, match="RECHECK_MAX_SECONDS"):
+        load_settings()
+    monkeypatch.delenv("HALO_RECONCILER_RECHECK_MIN_SECONDS")
+    monkeypatch.setenv("HALO_RECONCILER_BREAKER_PROBE_SECONDS", "7200")
+    with pytest.raises(ConfigError, match="BREAKER_PROBE_MAX_SECONDS"):
+        load_settings()

@@ -6,11 +6,14 @@ import itertools
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+import fakeredis
 import pytest
 
 from models import PmsType, Practice, Ticket, Trigger
 from reconciler.adapters import store
+from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.halo_client import HaloClient
+from reconciler.core.breaker import fingerprint
 from reconciler.usecases import decisions
 from reconciler.usecases.onboarding import onboard_practice, parse_request
 from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
@@ -43,6 +46,9 @@ class Ledger:
     def forbidden_count(self, guid: str, *, since: datetime | None) -> int:
         return sum(n for (pid, g), n in self.forbidden.items() if g == guid)
 
+    def confirmed_since(self, practice_id: int) -> datetime | None:
+        return None  # counted since the last verification, as the test sets the count by hand
+
     def note_answered(self, practice_id: int) -> None:
         pass
 
@@ -57,6 +63,10 @@ class World:
     clock: Clock
     forbidden: dict[tuple[int, str], int] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # The integrator-wide breaker over fakeredis (plain hashes, sets and SET NX: no Lua involved).
+    breaker: RedisBreaker = field(default_factory=lambda: RedisBreaker(
+        fakeredis.FakeRedis(), key_fingerprint=fingerprint(KEY), base_seconds=60, cap_seconds=3600))
+    requeued: list[int] = field(default_factory=list)
 
     def deps(self, **policy_overrides: object) -> Deps:
         policy = replace(wiring.policy(), **policy_overrides)
@@ -67,6 +77,8 @@ class World:
             coordination=Ledger(self.forbidden),
             clock=self.clock,
             random=lambda: 0.5,
+            breaker=self.breaker,
+            requeue=self.requeued.append,
         )
 
     def onboard(self, name: str = "Halo Clinic South", pms_id: str | None = None,

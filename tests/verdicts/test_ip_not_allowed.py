@@ -1,21 +1,27 @@
-from models import Action, TicketKind, TicketReason, TicketStatus, Verdict
+from models import Action, TicketKind, TicketReason, TicketStatus, Trigger, Verdict
 from worker.simulator import Fault
 
 
-def test_ip_not_allowed_opens_one_integrator_wide_ticket(world):
+def test_ip_not_allowed_opens_one_integrator_wide_ticket_and_the_breaker(world):
     first, second = world.onboard(pms_id="BP1"), world.onboard(pms_id="BP2")
     guids = {world.practice(first).halo_guid, world.practice(second).halo_guid}
     world.sim.inject(Fault("ip_not_allowed"))
 
-    results = [world.reconcile(first), world.reconcile(second)]
-
-    assert {r.verdict for r in results} == {Verdict.IP_NOT_ALLOWED}
-    assert {r.action for r in results} == {Action.TICKETED}
+    refused = world.reconcile(first)
+    assert (refused.verdict, refused.action) == (Verdict.IP_NOT_ALLOWED, Action.TICKETED)
+    calls = world.finds()
+    kept = world.reconcile(second)  # the breaker is open: no call, the work is kept
+    assert (kept.verdict, kept.skipped, world.finds()) == (None, "breaker_open", calls)
     assert {world.practice(p).halo_guid for p in (first, second)} == guids
     [ticket] = world.tickets()
     assert (ticket.kind, ticket.reason, ticket.practice_id, ticket.occurrences) == (
-        TicketKind.CONTACT_HALO_SUPPORT, TicketReason.IP_NOT_ALLOWED, None, 2)
+        TicketKind.CONTACT_HALO_SUPPORT, TicketReason.IP_NOT_ALLOWED, None, 1)
+    assert [(s.scope, s.cause) for s in world.breaker.states()] == [("integrator", Verdict.IP_NOT_ALLOWED)]
 
     world.sim.clear_faults()
-    world.reconcile(first)
+    world.clock.advance(seconds=60)
+    probe = world.reconcile(first, trigger=Trigger.SWEEP)  # the one probe, due after 60 s
+    assert probe.verdict == Verdict.UNCHANGED
     assert [t.status for t in world.tickets()] == [TicketStatus.RESOLVED]
+    assert world.breaker.states() == []
+    assert probe.released == (second,) and world.requeued == [second]  # the kept work runs once

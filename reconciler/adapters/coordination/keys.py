@@ -6,7 +6,9 @@ key                                type, TTL                what
 ``halo:guids``                     hash, none               GUID → ``"{practice_id}:current|stale"``
 ``halo:dirty:{id}``                string, 1 h              practice queued / reported while running
 ``halo:processing:{id}``           string, limit + 30 s     a reconciliation of the practice runs
-``halo:fresh:{id}``                string, 5 min            verified unchanged moments ago
+``halo:fresh:{id}``                string, re-check delay   Halo answered moments ago: reports re-check then
+``halo:recheck:{id}``              string, delay + 60 s     a delayed re-check of the practice is queued
+``halo:confirmations:{id}``        hash, 1 h                consecutive confirmations (the re-check delay)
 ``halo:since-verified:{id}``       counter, window          403s since that verification
 ``halo:persists-noted:{id}``       string, window           the persistence ticket was asked for
 ``halo:403:{guid}:{minute}``       counter, window + 60 s   403 reports per GUID per minute (the ledger)
@@ -15,6 +17,9 @@ key                                type, TTL                what
 ``halo:reports``                   hash, none               403 reports by ``ReportOutcome``
 ``halo:broker:refused``            counter, none            broker messages that are not ours, dropped
 ``halo:integrator-403:{cause}``    string, 5 min            an integrator-wide 403 ticket was just noted
+``halo:breaker:{scope}``           hash, 7 days             an open breaker (``integrator`` or ``key:{fp}``)
+``halo:breaker-probe:{scope}``     string, lock             one probe of that breaker is on its way
+``halo:breaker-waiting``           set, 7 days              practices kept while a breaker is open
 ``halo:ratelimit:{name}``          string, ~1 s             the shared token bucket's theoretical arrival
 ``halo:sweep:lock``                string, 10 min           one sweep at a time, whatever the beats
 ``halo:sweep:last``                string, none             when the last sweep finished (ISO 8601)
@@ -41,6 +46,26 @@ def processing(practice_id: int | str) -> str:
 
 def fresh(practice_id: int | str) -> str:
     return f"{PREFIX}fresh:{practice_id}"
+
+
+def recheck(practice_id: int | str) -> str:
+    return f"{PREFIX}recheck:{practice_id}"
+
+
+def confirmations(practice_id: int | str) -> str:
+    return f"{PREFIX}confirmations:{practice_id}"
+
+
+def breaker(scope: str) -> str:
+    return f"{PREFIX}breaker:{scope}"
+
+
+def breaker_probe(scope: str) -> str:
+    return f"{PREFIX}breaker-probe:{scope}"
+
+
+def breaker_waiting() -> str:
+    return f"{PREFIX}breaker-waiting"
 
 
 def since_verified(practice_id: int | str) -> str:

@@ -1,17 +1,19 @@
 """What the coordination store knows of each practice besides its queue: the GUID index (which
-practice a GUID belongs to, and whether it is the one in use) and the freshness mark (Halo answered
-about the practice moments ago, so a report only counts). ``RedisCoordination`` is the use cases'
+practice a GUID belongs to, and whether it is the one in use) and the re-check marks (Halo answered
+about the practice moments ago, so a report queues one delayed re-check instead of a run at once). ``RedisCoordination`` is the use cases'
 ``Coordination`` port over them and the 403 ledger.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 import redis as redis_lib
 
 from reconciler.adapters.coordination import keys
+from reconciler.core import backoff
 from reconciler.adapters.coordination.ledger import ForbiddenLedger
 
 
@@ -26,21 +28,63 @@ def index_practice(redis: redis_lib.Redis, practice_id: int, current: str, past:
     pipe.execute()
 
 
-def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool | None, fresh_seconds: int) -> None:
-    """After Halo answered for a practice: the tail of a storm only counts, for ``fresh_seconds``.
+# "An hour without reports" ends a run of confirmations: the next one re-checks at the minimum again.
+CONFIRMATIONS_SECONDS = 3600
+# A queued re-check folds later reports for this long after it is due (its task starting late).
+RECHECK_SLACK_MS = 60_000
+
+
+def recheck_delay(confirmations: int, *, min_seconds: float, max_seconds: float) -> float:
+    """client-go's rate-limited requeue: min after the first confirmation, doubling up to max."""
+    return backoff.exponential(max(confirmations - 1, 0), base=min_seconds, cap=max_seconds)
+
+
+def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool | None, min_seconds: float,
+                  max_seconds: float, restart: bool = False) -> None:
+    """After Halo answered for a practice: the next reports re-check it once the delay has passed.
+
+    No deaf window: while ``halo:fresh:{id}`` lives, the first report queues one re-check for the
+    moment it expires (``lua/report.lua``); after it, reports queue a run at once. The delay is
+    ``recheck_delay`` of the consecutive confirmations (``halo:confirmations:{id}``, forgotten after an
+    hour without an answer, so an hour without reports). ``restart`` (a switch) starts them again at
+    the minimum, with the 403 counters: the GUID in use is a new one.
 
     ``confirmed`` is True when Halo confirmed the GUID now in use (unchanged, or just switched to):
     403s that keep coming then point at something else (``forbidden_persists``). False when Halo
     answered but a person must act (held, not found, ambiguous, flapping). None when Halo did not
-    answer: nothing is fresh, the next report may retry.
+    answer: nothing is fresh, the next report runs at once (and meets the practice's backoff).
     """
-    pipe = redis.pipeline(transaction=False)
-    if confirmed is None or fresh_seconds <= 0:
-        pipe.delete(keys.fresh(practice_id))
-    else:
-        pipe.set(keys.fresh(practice_id), "confirmed" if confirmed else "answered", ex=fresh_seconds)
-    pipe.delete(keys.since_verified(practice_id), keys.persists_noted(practice_id))
+    if confirmed is None:
+        redis.delete(keys.fresh(practice_id))
+        return
+    now_ms = int(time.time() * 1000)
+    pipe = redis.pipeline(transaction=True)
+    if restart:
+        pipe.delete(keys.confirmations(practice_id), keys.since_verified(practice_id), keys.persists_noted(practice_id))
+    pipe.hincrby(keys.confirmations(practice_id), "count", 1)
+    pipe.hsetnx(keys.confirmations(practice_id), "since_ms", now_ms)
+    pipe.expire(keys.confirmations(practice_id), CONFIRMATIONS_SECONDS)
+    count = pipe.execute()[-3]
+    delay = recheck_delay(int(count), min_seconds=min_seconds, max_seconds=max_seconds)
+    redis.set(keys.fresh(practice_id), "confirmed" if confirmed else "answered", px=max(int(delay * 1000), 1))
+
+
+def note_answered(redis: redis_lib.Redis, practice_id: int, *, min_seconds: float, max_seconds: float) -> None:
+    """Halo has answered the run now going on: a report from here on is after that answer, so it
+    queues a re-check (never dropped) for when this confirmation's delay ends."""
+    count = int(redis.hget(keys.confirmations(practice_id), "count") or 0)
+    delay = recheck_delay(count + 1, min_seconds=min_seconds, max_seconds=max_seconds)
+    pipe = redis.pipeline(transaction=True)
+    # A re-check queued before this answer is answered by this run; the next report queues its own.
+    pipe.delete(keys.recheck(practice_id))
+    pipe.set(keys.fresh(practice_id), "answered", px=max(int(delay * 1000), 1))
     pipe.execute()
+
+
+def confirmed_since(redis: redis_lib.Redis, practice_id: int) -> datetime | None:
+    """When the practice's consecutive confirmations began (None: none in the last hour)."""
+    raw = redis.hget(keys.confirmations(practice_id), "since_ms")
+    return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw is not None else None
 
 
 class RedisGuidIndex:
@@ -52,19 +96,28 @@ class RedisGuidIndex:
 
 
 class RedisCoordination:
-    def __init__(self, redis: redis_lib.Redis, *, window_seconds: int, fresh_seconds: int) -> None:
+    def __init__(self, redis: redis_lib.Redis, *, window_seconds: int, recheck_min_seconds: float,
+                 recheck_max_seconds: float) -> None:
         self.redis = redis
-        self.fresh_seconds = fresh_seconds
+        self.recheck_min_seconds = recheck_min_seconds
+        self.recheck_max_seconds = recheck_max_seconds
         self.ledger = ForbiddenLedger(redis, window_seconds=window_seconds)
 
     def forbidden_count(self, guid: str, *, since: datetime | None) -> int:
         return self.ledger.count(guid, since=since.timestamp() if since else None)
 
+    def confirmed_since(self, practice_id: int) -> datetime | None:
+        return confirmed_since(self.redis, practice_id)
+
     def note_answered(self, practice_id: int) -> None:
-        note_verified(self.redis, practice_id, confirmed=False, fresh_seconds=self.fresh_seconds)
+        note_answered(self.redis, practice_id, min_seconds=self.recheck_min_seconds,
+                      max_seconds=self.recheck_max_seconds)
 
     def note_reconciled(self, practice_id: int, *, current_guid: str, replaced_guid: str | None,
-                        confirmed: bool | None) -> None:
-        if replaced_guid and current_guid:
-            index_practice(self.redis, practice_id, current_guid, [replaced_guid])
-        note_verified(self.redis, practice_id, confirmed=confirmed, fresh_seconds=self.fresh_seconds)
+                        confirmed: bool | None, past_guids: Sequence[str] = ()) -> None:
+        if current_guid and confirmed is not None:
+            # Every answer, not only a switch: an index write lost at switch time (a Redis blip) would
+            # otherwise leave a replaced GUID "current", costing a Find sites call per report naming it.
+            index_practice(self.redis, practice_id, current_guid, [*past_guids, *([replaced_guid] if replaced_guid else [])])
+        note_verified(self.redis, practice_id, confirmed=confirmed, min_seconds=self.recheck_min_seconds,
+                      max_seconds=self.recheck_max_seconds, restart=bool(replaced_guid))

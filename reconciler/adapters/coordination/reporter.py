@@ -2,7 +2,8 @@
 
 ``Reporter.report`` runs ``lua/report.lua`` (GUID index, 403 ledger, the practice's queued mark)
 and publishes a task only for the outcomes that need a worker: the first report of a storm
-(``publish``), a GUID the index does not know (``lookup``), a crossed persistence threshold
+(``publish``), the first after Halo's answer (``recheck``, delayed until the re-check is due), a GUID
+the index does not know (``lookup``), a crossed persistence threshold
 (``persists``), and the first integrator-wide 403 of a few minutes. ``publish`` is handed in (the
 shell's Celery publisher), so this module knows no task but by name.
 """
@@ -18,6 +19,7 @@ import redis as redis_lib
 
 from reconciler.adapters.coordination import keys, scripts
 from reconciler.adapters.coordination.ledger import bucket, bucket_lifetime
+from reconciler.adapters.coordination.marks import RECHECK_SLACK_MS
 from reconciler.core.halo_errors import integrator_wide_cause
 from reconciler.core.vocabulary import ReportOutcome
 
@@ -25,7 +27,7 @@ LOOKUP_FOLD_SECONDS = 10
 UNKNOWN_SECONDS = 600
 INTEGRATOR_WIDE_FOLD_SECONDS = 300
 
-Publish = Callable[[str, list[Any], str], None]
+Publish = Callable[..., None]  # (task name, args, queue, **options such as countdown)
 
 
 class PublishFailed(Exception):
@@ -49,7 +51,7 @@ class Reporter:
         cause = integrator_wide_cause(message)
         if cause is not None:
             return self._integrator_wide(str(cause), message)
-        raw_outcome, raw_pid = self._script(
+        raw_outcome, raw_pid, raw_delay = self._script(
             keys=[
                 keys.guid_index(),
                 keys.forbidden_bucket(guid, bucket(self.clock())),
@@ -69,12 +71,18 @@ class Reporter:
                 LOOKUP_FOLD_SECONDS,
                 keys.persists_noted(""),
                 self.window_seconds,
+                keys.recheck(""),
+                RECHECK_SLACK_MS,
             ],
         )
         outcome = ReportOutcome(raw_outcome.decode() if isinstance(raw_outcome, bytes) else str(raw_outcome))
         pid = raw_pid.decode() if isinstance(raw_pid, bytes) else str(raw_pid)
         if outcome is ReportOutcome.PUBLISH:
             self._publish_or_undo("halo.reconcile_practice", [int(pid), "forbidden"], "reconcile", keys.dirty(int(pid)))
+        elif outcome is ReportOutcome.RECHECK:
+            # A run at most the re-check delay after Halo's last answer (the broker holds it until then).
+            self._publish_or_undo("halo.reconcile_practice", [int(pid), "forbidden"], "reconcile", keys.recheck(int(pid)),
+                                  countdown=int(raw_delay) / 1000)
         elif outcome is ReportOutcome.PERSISTS:
             self._publish_or_undo("halo.note_forbidden_persists", [int(pid)], "events", keys.persists_noted(int(pid)))
         elif outcome is ReportOutcome.LOOKUP:
@@ -92,9 +100,9 @@ class Reporter:
                               keys.integrator_forbidden(cause))
         return ReportOutcome.INTEGRATOR_WIDE
 
-    def _publish_or_undo(self, task: str, args: list[Any], queue: str, mark: str) -> None:
+    def _publish_or_undo(self, task: str, args: list[Any], queue: str, mark: str, **options: Any) -> None:
         try:
-            self.publish(task, args, queue)
+            self.publish(task, args, queue, **options)
         except Exception as exc:  # whatever the broker client raised: the mark must not outlive it
             # The mark we set would fold every later report into a task that was never sent.
             self.redis.delete(mark)

@@ -1,13 +1,13 @@
 -- One 403 report, in one round trip: find the practice by GUID, count the report in the ledger, and
--- fold it into the practice's pending reconciliation. Returns {outcome, practice_id}; the outcomes
--- are reconciler.core.vocabulary.ReportOutcome.
+-- fold it into the practice's pending reconciliation. Returns {outcome, practice_id, re-check delay ms};
+-- the outcomes are reconciler.core.vocabulary.ReportOutcome.
 -- KEYS: 1 GUID index, 2 this minute's ledger bucket, 3 unknown-GUID mark, 4 lookup mark, 5 outcomes hash
 -- ARGV: 1 GUID, 2 ledger bucket lifetime, 3 dirty prefix, 4 processing prefix, 5 queued-mark lifetime,
 --       6 fresh prefix, 7 persistence threshold, 8 since-verified prefix, 9 lookup fold seconds,
---       10 persists-noted prefix, 11 persistence window seconds
-local function out(outcome, pid)
+--       10 persists-noted prefix, 11 persistence window seconds, 12 re-check prefix, 13 re-check slack ms
+local function out(outcome, pid, delay)
   redis.call('HINCRBY', KEYS[5], outcome, 1)
-  return {outcome, pid}
+  return {outcome, pid, delay or 0}
 end
 local guid = ARGV[1]
 local entry = redis.call('HGET', KEYS[1], guid)
@@ -25,6 +25,12 @@ local fresh = redis.call('GET', ARGV[6] .. pid)
 if fresh then
   local n = redis.call('INCR', ARGV[8] .. pid)
   redis.call('EXPIRE', ARGV[8] .. pid, ARGV[2])
+  -- No deaf window: Halo answered moments ago, so the first report from now on queues one re-check
+  -- for when the fresh mark ends (marks.note_verified sets it to the re-check delay); the rest fold.
+  local left = math.max(redis.call('PTTL', ARGV[6] .. pid), 0)
+  if redis.call('SET', ARGV[12] .. pid, guid, 'NX', 'PX', left + tonumber(ARGV[13])) then
+    return out('recheck', pid, left)
+  end
   -- The rule is Python's (policy.decide): "threshold or more". The noted mark makes the crossing
   -- publish once per window, not once per report.
   if fresh == 'confirmed' and n >= tonumber(ARGV[7])
@@ -33,6 +39,7 @@ if fresh then
   end
   return out('counted', pid)
 end
+if redis.call('EXISTS', ARGV[12] .. pid) == 1 then return out('folded', pid) end
 local dirty = ARGV[3] .. pid
 if redis.call('EXISTS', dirty) == 1 then return out('folded', pid) end
 local t = redis.call('TIME')

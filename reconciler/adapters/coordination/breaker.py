@@ -1,0 +1,137 @@
+"""The integrator-wide breaker's state in the coordination store, shared by every worker and the CLI.
+
+``halo:breaker:{scope}`` holds an open breaker (``reconciler.core.breaker`` decides everything about
+it; this module stores and reads it), ``halo:breaker-probe:{scope}`` is the one probe's lock, and
+``halo:breaker-waiting`` the practices whose automatic work arrived while it was open. Times are
+epoch seconds from the caller's clock (tests drive an hour in a moment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis as redis_lib
+
+from reconciler.adapters.coordination import keys
+from reconciler.core import breaker as rules
+from reconciler.core.breaker import Admission, BreakerState
+from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.vocabulary import Verdict
+
+# A breaker nobody probes (no work, no beat) is forgotten after a week; a typo'd key's with it.
+STATE_SECONDS = 7 * 24 * 3600
+
+
+class RedisBreaker:
+    def __init__(self, redis: redis_lib.Redis, *, key_fingerprint: str, base_seconds: float, cap_seconds: float,
+                 probe_lock_seconds: int = 330) -> None:
+        self.redis = redis
+        self.key_fingerprint = key_fingerprint
+        self.base_seconds = base_seconds
+        self.cap_seconds = cap_seconds
+        # A probe whose run died gives the lock back when it expires (past the task's hard limit).
+        self.probe_lock_seconds = probe_lock_seconds
+
+    @property
+    def scopes(self) -> tuple[str, str]:
+        return rules.scopes_of(self.key_fingerprint)
+
+    def states(self) -> list[BreakerState]:
+        """The open breakers that stop this process (its key's and the integrator's)."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for scope in self.scopes:
+                pipe.hgetall(keys.breaker(scope))
+            raw = pipe.execute()
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the breaker cannot be read: {type(exc).__name__}") from exc
+        return [state for scope, fields in zip(self.scopes, raw) if (state := _parse(scope, fields)) is not None]
+
+    def peek(self, *, now: float) -> Admission:
+        """What a run would be let do now, without taking the probe."""
+        return rules.admission(self.states(), now=now)
+
+    def admit(self, *, now: float) -> Admission:
+        """ADMIT (closed), PROBE (this caller holds the one probe) or BLOCKED."""
+        states = self.states()
+        verdict = rules.admission(states, now=now)
+        if verdict is not Admission.PROBE:
+            return verdict
+        try:
+            taken = [bool(self.redis.set(keys.breaker_probe(s.scope), "1", nx=True, ex=self.probe_lock_seconds))
+                     for s in states]
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the breaker's probe cannot be taken: {type(exc).__name__}") from exc
+        if all(taken):
+            return Admission.PROBE
+        # Another run is probing: give back what we took, and wait for its answer.
+        self._release_probes(state.scope for state, mine in zip(states, taken) if mine)
+        return Admission.BLOCKED
+
+    def keep(self, practice_id: int) -> None:
+        """Keep a practice's work until the breaker closes."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(keys.breaker_waiting(), practice_id)
+        pipe.expire(keys.breaker_waiting(), STATE_SECONDS)
+        pipe.execute()
+
+    def trip(self, cause: Verdict, *, now: float) -> BreakerState:
+        """Halo refused a call for ``cause``: open the breaker or, after a failed probe, wait longer."""
+        scope = rules.scope_for(cause, self.key_fingerprint)
+        current = _parse(scope, self.redis.hgetall(keys.breaker(scope)))
+        state = rules.trip(current, scope=scope, cause=cause, now=now, base=self.base_seconds, cap=self.cap_seconds)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.breaker(scope), mapping={"cause": str(state.cause), "opened_at": repr(state.opened_at),
+                                                "failures": state.failures,
+                                                "next_probe_at": repr(state.next_probe_at)})
+        pipe.expire(keys.breaker(scope), STATE_SECONDS)
+        pipe.delete(keys.breaker_probe(scope))
+        pipe.execute()
+        return state
+
+    def release_probe(self) -> None:
+        """A probe that got no verdict about the breaker (Halo unavailable): the next run may probe."""
+        self._release_probes(self.scopes)
+
+    def close(self) -> tuple[list[Verdict], list[int]]:
+        """Halo answered normally: close this process's breakers. Returns the causes that were open and
+        the practices kept meanwhile (each once; the caller queues them)."""
+        states = self.states()
+        if not states:
+            return [], []
+        pipe = self.redis.pipeline(transaction=True)
+        for state in states:
+            pipe.delete(keys.breaker(state.scope), keys.breaker_probe(state.scope))
+        pipe.smembers(keys.breaker_waiting())
+        pipe.delete(keys.breaker_waiting())
+        *_, waiting, _ = pipe.execute()
+        return [state.cause for state in states], sorted(int(pid) for pid in waiting)
+
+    def _release_probes(self, scopes: Iterable[str]) -> None:
+        names = [keys.breaker_probe(scope) for scope in scopes]
+        if names:
+            self.redis.delete(*names)
+
+
+def _parse(scope: str, fields: dict) -> BreakerState | None:
+    if not fields:
+        return None
+    get = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+           for k, v in fields.items()}
+    try:
+        return BreakerState(scope=scope, cause=Verdict(get["cause"]), opened_at=float(get["opened_at"]),
+                            failures=int(get["failures"]), next_probe_at=float(get["next_probe_at"]))
+    except (KeyError, ValueError):
+        return None  # not ours, or half-written: treated as closed, the next refusal writes it anew
+
+
+def open_breakers(redis: redis_lib.Redis) -> list[BreakerState]:
+    """Every open breaker, whatever its key (metrics, health on another host)."""
+    found = []
+    for name in redis.scan_iter(match=keys.breaker("*"), count=100):
+        name = name.decode() if isinstance(name, bytes) else name
+        scope = name[len(keys.breaker("")):]
+        state = _parse(scope, redis.hgetall(name))
+        if state is not None:
+            found.append(state)
+    return sorted(found, key=lambda s: s.scope)
