@@ -34,7 +34,8 @@ def published():
 
 @pytest.fixture
 def reporter(r, published):
-    return Reporter(redis=r, publish=lambda name, args, queue: published.append((name, args, queue)), threshold=3)
+    return Reporter(redis=r, publish=lambda name, args, queue, **options: published.append((name, args, queue)),
+                    threshold=3)
 
 
 def test_a_storm_for_one_practice_publishes_one_task(r, reporter, published):
@@ -83,19 +84,54 @@ def test_unknown_guid_is_looked_up_once_then_counted(r, reporter, published):
     assert int(r.hget(keys.report_outcomes(), "unknown")) == 1
 
 
-def test_after_an_unchanged_verification_reports_count_and_the_threshold_notes_persistence(r, reporter, published):
+def test_after_an_unchanged_verification_reports_queue_one_recheck_and_the_threshold_notes_persistence(r, published):
+    sent = []
+    reporter = Reporter(redis=r, publish=lambda name, args, queue, **options: sent.append((name, args, queue, options)),
+                        threshold=3)
     index_practice(r, 7, OLD, [])
-    note_verified(r, 7, confirmed=True, fresh_seconds=60)
+    note_verified(r, 7, confirmed=True, min_seconds=60, max_seconds=900)
     outcomes = [reporter.report(OLD, None) for _ in range(5)]
-    assert outcomes == ["counted", "counted", "persists", "counted", "counted"]
-    assert published == [("halo.note_forbidden_persists", [7], "events")]
+    # No deaf window: the first report queues a re-check, delayed to when the confirmation's 60 s end.
+    assert outcomes == ["recheck", "counted", "persists", "counted", "counted"]
+    [(name, args, queue, options), persists] = sent
+    assert (name, args, queue) == ("halo.reconcile_practice", [7, "forbidden"], "reconcile")
+    assert 55 < options["countdown"] <= 60
+    assert persists[:3] == ("halo.note_forbidden_persists", [7], "events")
 
 
-def test_after_a_held_change_reports_only_count(r, reporter, published):
+def test_after_a_held_change_reports_queue_one_recheck_then_count(r, reporter, published):
     index_practice(r, 7, OLD, [])
-    note_verified(r, 7, confirmed=False, fresh_seconds=60)
-    assert {reporter.report(OLD, None) for _ in range(10)} == {"counted"}
-    assert published == []
+    note_verified(r, 7, confirmed=False, min_seconds=60, max_seconds=900)
+    outcomes = [reporter.report(OLD, None) for _ in range(10)]
+    assert outcomes == ["recheck"] + ["counted"] * 9
+    assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]
+
+
+def test_the_recheck_delay_doubles_with_each_confirmation_and_restarts_after_a_switch(r):
+    def delay_ms() -> int:
+        return r.pttl(keys.fresh(7))
+
+    index_practice(r, 7, OLD, [])
+    seen = []
+    for _ in range(8):
+        note_verified(r, 7, confirmed=True, min_seconds=10, max_seconds=900)
+        seen.append(round(delay_ms() / 1000))
+    assert seen == [10, 20, 40, 80, 160, 320, 640, 900]
+    note_verified(r, 7, confirmed=True, min_seconds=10, max_seconds=900, restart=True)  # a switch
+    assert round(delay_ms() / 1000) == 10
+    r.delete(keys.confirmations(7))  # what an hour without reports does (the hash's lifetime)
+    note_verified(r, 7, confirmed=True, min_seconds=10, max_seconds=900)
+    assert round(delay_ms() / 1000) == 10
+
+
+def test_a_report_after_the_recheck_delay_runs_at_once_and_one_before_it_folds(r, reporter, published):
+    index_practice(r, 7, OLD, [])
+    note_verified(r, 7, confirmed=True, min_seconds=60, max_seconds=900)
+    assert reporter.report(OLD, None) == "recheck"
+    r.delete(keys.fresh(7))  # the delay is over, the re-check not started yet
+    assert reporter.report(OLD, None) == "folded"  # it rides the queued re-check: nothing is doubled
+    r.delete(keys.recheck(7))  # the re-check ran (note_answered clears its mark)
+    assert reporter.report(OLD, None) == "publish"
 
 
 def test_every_report_counts_in_the_ledger(r, reporter):
