@@ -192,6 +192,7 @@ def practices_import(
             identifier_query=settings.identifier_query,
             progress=lambda: bar.advance(task),
             onboarded=lambda practice_id, guid: admin.index_guids(practice_id, guid, []),
+            breaker=wiring.breaker(settings),
         )
     if as_json:
         _print_json(summary.to_json())

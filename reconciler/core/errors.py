@@ -51,6 +51,10 @@ class OnboardingRefused(OperationFailed):
     pass
 
 
+class BreakerOpen(OperationFailed):
+    """Halo refused our key, IP or quota a moment ago: automatic and bulk calls wait for the probe."""
+
+
 class CoordinationUnavailable(Exception):
     """The coordination store (Redis) cannot be reached, or the embedded server cannot be started."""
 

@@ -9,10 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.core.errors import AlreadyOnboarded, BadInput, ReconcilerError
+import structlog
+
+from reconciler.core.breaker import Admission
+from reconciler.core.errors import AlreadyOnboarded, BadInput, BreakerOpen, CoordinationUnavailable, ReconcilerError
 from reconciler.core.halo_errors import INTEGRATOR_WIDE_CAUSES, HaloError, HaloForbidden, HaloUnauthorized
+from reconciler.core.vocabulary import Verdict
 from reconciler.usecases.onboarding import OnboardRequest, onboard_practice, parse_request
-from reconciler.usecases.ports import Halo, UnitOfWork
+from reconciler.usecases.ports import Breaker, Halo, UnitOfWork
+
+log = structlog.get_logger()
 
 REQUIRED_COLUMNS = ("pms_type", "pms_id")
 OPTIONAL_COLUMNS = ("pairing_code",)  # a Best Practice site's pairing code, when it is not paired yet
@@ -95,12 +101,27 @@ def import_rows(
     progress: Callable[[], None] = lambda: None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     onboarded: Callable[[int, str], None] = lambda practice_id, guid: None,
+    breaker: Breaker | None = None,
 ) -> ImportSummary:
     """Onboard each row in its own transaction; collect failures instead of stopping.
 
     A refused key, and a 403 that blames our IP or our quota, stop the import: every following row
-    would fail the same way and spend a call.
+    would fail the same way and spend a call. The refusal trips the integrator-wide breaker, and an
+    import does not start while the breaker is open (``BreakerOpen``): a bulk path spends no call
+    that the breaker would not let the workers spend.
     """
+    try:
+        states = breaker.states() if breaker is not None else []
+    except CoordinationUnavailable as exc:
+        # Without the coordination store the breaker cannot be read; the first refusal still stops us.
+        log.warning("breaker_unavailable", error=str(exc))
+        states = []
+    if breaker is not None and states:
+        if breaker.peek(now=now().timestamp()) is Admission.BLOCKED:
+            state = states[0]
+            wait = max(0, round(state.next_probe_at - now().timestamp()))
+            raise BreakerOpen(f"Halo refused the last calls ({state.cause}, {state.scope}); the breaker's next probe "
+                              f"is in {wait} s. Fix the cause, then `halo-reconciler reconcile ID --now`, and import again")
     summary = ImportSummary()
     for row in rows:
         try:
@@ -113,9 +134,11 @@ def import_rows(
         except AlreadyOnboarded:
             summary.already.append(row)
         except HaloUnauthorized:
+            _trip(breaker, Verdict.UNAUTHORIZED, now())
             raise
         except HaloForbidden as exc:
             if exc.cause in INTEGRATOR_WIDE_CAUSES:
+                _trip(breaker, Verdict(str(exc.cause)), now())
                 raise
             summary.failed.append((row, str(exc)))
         except (ReconcilerError, HaloError) as exc:
@@ -123,6 +146,15 @@ def import_rows(
         finally:
             progress()
     return summary
+
+
+def _trip(breaker: Breaker | None, cause: Verdict, at: datetime) -> None:
+    if breaker is None:
+        return
+    try:
+        breaker.trip(cause, now=at.timestamp())
+    except CoordinationUnavailable as exc:
+        log.warning("breaker_unavailable", error=str(exc))
 
 
 def iter_lines(summary: ImportSummary) -> Iterator[str]:
