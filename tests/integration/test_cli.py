@@ -215,7 +215,7 @@ def test_health_is_ok_then_names_what_is_wrong(sim, capsys, monkeypatch):
     assert run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP1")[0] == 0
     report = run_json(capsys, "health")
     assert report["healthy"] is True
-    assert [c["name"] for c in report["checks"]] == ["database", "broker", "sweep", "halo"]
+    assert [c["name"] for c in report["checks"]] == ["database", "broker", "sweep", "breaker", "halo"]
 
     sim.inject(Fault("unauthorized"))
     code, out, err = run(capsys, "health")
@@ -230,6 +230,22 @@ def test_health_is_ok_then_names_what_is_wrong(sim, capsys, monkeypatch):
     get_redis().set(keys.last_sweep(), "2020-01-01T00:00:00+00:00")
     code, out, err = run(capsys, "health", "--skip-halo")
     assert code == 1 and "FAIL sweep" in err and "halo" not in out
+    get_redis().delete(keys.last_sweep())
+
+
+def test_health_names_an_open_breaker_until_a_manual_run_closes_it(sim, capsys):
+    sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP1", practice_name="Clinic")
+    assert run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP1")[0] == 0
+    sim.inject(Fault("quota_exceeded"))
+    assert run_json(capsys, "reconcile", "1", "--now")["verdict"] == "quota_exceeded"
+    sim.clear_faults()
+    code, out, err = run(capsys, "health", "--skip-halo")
+    assert code == 1 and "FAIL breaker" in err and "quota_exceeded breaker open (integrator)" in err
+    assert run_json(capsys, "reconcile", "1", "--now")["verdict"] == "unchanged"  # closes it
+    report = run_json(capsys, "health", "--skip-halo")
+    assert [c["ok"] for c in report["checks"] if c["name"] == "breaker"] == [True]
+    [ticket] = run_json(capsys, "tickets", "list", "--status", "resolved")
+    assert ticket["reason"] == "quota_exceeded"
 
 
 def test_practices_add_refuses_an_unpaired_best_practice_site_without_a_code(sim, capsys):
