@@ -230,3 +230,15 @@ def test_a_report_stamped_the_instant_halo_answered_is_answered_by_that_run(r):
     answered = queue.now_ms()
     r.set(keys.dirty(7), f"{OLD}|{answered}")
     assert queue.done(claim, current_guid=OLD, answered_ms=answered) is False
+
+
+def test_a_report_after_the_answer_of_a_running_reconciliation_is_rechecked_not_dropped(r, reporter, published):
+    from reconciler.adapters.coordination.marks import note_answered
+
+    index_practice(r, 7, OLD, [])
+    queue = WorkQueue(r)
+    claim = queue.start(7)
+    note_answered(r, 7, min_seconds=10, max_seconds=900)  # Halo answered this run
+    assert reporter.report(OLD, None) == "recheck"  # after the answer: this run cannot answer it
+    assert queue.done(claim, current_guid=OLD, answered_ms=queue.now_ms()) is False  # no second run at once...
+    assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]  # ...a delayed one

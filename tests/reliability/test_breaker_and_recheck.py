@@ -341,3 +341,21 @@ def test_integrator_wide_tickets_the_application_reports_do_not_churn(stack, obs
                                 blocked="n/a (reports through the Reporter)"))
     finally:
         client.close()
+
+
+def test_persisting_403s_still_open_forbidden_persists_across_rechecks(stack, redis_url):
+    sim, env = stack
+    ids, guids = onboard_fleet(sim, PmsType.BEST_PRACTICE, ["BP1"])
+    deps = wiring.reconcile_deps()
+    sent: list[tuple] = []
+    reporter = replace(wiring.reporter(), publish=lambda name, args, queue, **options: sent.append((name, args)))
+    assert reconcile(ids[0], trigger=Trigger.FORBIDDEN, deps=deps).verdict == Verdict.UNCHANGED
+    assert [reporter.report(guids[ids[0]], "Forbidden") for _ in range(2)] == ["recheck", "counted"]
+    recheck = reconcile(ids[0], trigger=Trigger.FORBIDDEN, deps=deps)  # the queued re-check: two 403s so far
+    assert (recheck.verdict, recheck.action) == (Verdict.UNCHANGED, Action.MARKED_VERIFIED)
+    assert reporter.report(guids[ids[0]], "Forbidden") == "recheck"  # the third, after that confirmation
+    third = reconcile(ids[0], trigger=Trigger.FORBIDDEN, deps=deps)
+    # 3 reports within the window with the practice verified unchanged in between: the ticket.
+    assert (third.verdict, third.action) == (Verdict.UNCHANGED, Action.TICKETED)
+    [ticket] = rows(Ticket, Ticket.reason == TicketReason.FORBIDDEN_PERSISTS)
+    assert ticket.practice_id == ids[0]
