@@ -30,8 +30,9 @@ class SweepPlanSource(Protocol):
 
 
 class Queue(Protocol):
-    def add(self, practice_id: int) -> bool: ...
-    def forget(self, practice_id: int) -> None: ...
+    def add(self, practice_id: int) -> str | None: ...
+    def confirm(self, practice_id: int, nonce: str) -> bool: ...
+    def forget(self, practice_id: int, nonce: str | None = None) -> None: ...
 
 
 def plan(source: SweepPlanSource, *, now: datetime, older_than: timedelta) -> Iterator[tuple[int, Trigger]]:
@@ -78,16 +79,21 @@ def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
     """Queue each planned practice that is neither queued nor running; returns how many were published.
 
     A publish that fails takes its queued mark back (``forget``), so the next report or sweep can
-    queue the practice at once instead of folding into a task that was never sent.
+    queue the practice at once instead of folding into a task that was never sent; one the broker
+    took is confirmed, so its mark waits for the claim. A sweep process killed between the two
+    leaves a pending mark that expires in seconds.
     """
     enqueued = 0
     for practice_id, trigger in planned:
-        if not queue.add(practice_id):
+        nonce = queue.add(practice_id)
+        if not nonce:
             continue
         try:
             publish(practice_id, trigger)
         except BaseException:
-            queue.forget(practice_id)
+            queue.forget(practice_id, nonce)
+            log.warning("sweep_publish_failed", practice_id=practice_id, exc_info=True)
             raise
+        queue.confirm(practice_id, nonce)
         enqueued += 1
     return enqueued
