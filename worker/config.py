@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # storm costs no calls); a real change in that window is caught when it ends.
     verified_fresh_seconds: int = Field(default=300, ge=0, le=86_400)
 
+    # --- the embedded Valkey server (no BROKER_URL) --------------------------------------------
+    # It stops by itself after this long with no client connected (worker.embedded_watch).
+    embedded_idle_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
+
     # --- the HTTP API (`halo-reconciler serve`) ------------------------------------------------
     # Bearer tokens an application may present under /v1/, comma-separated; none: /v1 refuses all.
     api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
