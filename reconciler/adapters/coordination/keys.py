@@ -4,7 +4,7 @@
 key                                type, TTL                what
 =================================  =======================  ============================================
 ``halo:guids``                     hash, none               GUID → ``"{practice_id}:current|stale"``
-``halo:dirty:{id}``                string, 1 h              practice queued / reported while running
+``halo:dirty:{id}``                string, see workqueue    practice queued / reported while running
 ``halo:processing:{id}``           string, limit + 30 s     a reconciliation of the practice runs
 ``halo:fresh:{id}``                string, 5 min            verified unchanged moments ago
 ``halo:since-verified:{id}``       counter, window          403s since that verification
