@@ -93,11 +93,12 @@ def figures_section(observed: dict[str, dict]) -> list[str]:
         "Lost publishes, half-open connections: for each, what was lost or doubled, what it cost, and the",
         "longest time the application's call to `report_forbidden` was blocked.",
         "",
-        "| fault | " + " | ".join(FIGURES) + " |",
-        "|---|" + "---|" * len(FIGURES),
+        "| fault | " + " | ".join(FIGURES) + " | observed |",
+        "|---|" + "---|" * (len(FIGURES) + 1),
     ]
     for row in rows:
-        lines.append(f"| {row['fault']} | " + " | ".join(str(row["figures"].get(name, "")) for name in FIGURES) + " |")
+        lines.append(f"| {row['fault']} | " + " | ".join(str(row["figures"].get(name, "")) for name in FIGURES)
+                     + f" | {row['observed']} |")
     return [*lines, ""]
 
 
