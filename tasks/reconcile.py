@@ -7,6 +7,7 @@ from sqlalchemy.exc import OperationalError
 
 from models import Trigger
 from reconciler.core.errors import Busy, CoordinationUnavailable
+from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.reconcile import reconcile
 from tasks.deliver import deliver_outbox
 from worker import wiring
@@ -41,7 +42,8 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
     finally:
         structlog.contextvars.clear_contextvars()
     if result.again:
-        reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)])
+        publish_follow_up(wiring.work_queue(), practice_id,
+                          lambda: reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)]))
     if result.ticket_id is not None:
         deliver_outbox.apply_async()
     return str(result.verdict) if result.verdict else None

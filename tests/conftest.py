@@ -60,6 +60,52 @@ def clean_environment(monkeypatch, tmp_path):
         pass
 
 
+def embedded_leftovers(root: Path) -> list[tuple[int, str]]:
+    """Embedded Valkey servers (by their working directory, which ``--dir`` sets) and their watchers
+    (by their arguments) whose data directory lies under ``root``: ``(pid, command line)``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            command = b" ".join(argv).decode(errors="replace")
+            if "valkey-server" in command or "redis-server" in command:
+                where = os.readlink(entry / "cwd")
+            elif "worker.embedded_watch" in command:
+                where = command.split("worker.embedded_watch", 1)[1].split()[0]
+            else:
+                continue
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if Path(where).resolve().is_relative_to(root) or where.startswith(str(root)):
+            found.append((int(entry.name), command))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_embedded_outlives_the_suite(tmp_path_factory):
+    """Set up first, torn down last: every embedded Valkey server a test (or a command it ran) started
+    in a data directory of this session, and every watcher, must be gone when the session ends."""
+    root = tmp_path_factory.getbasetemp().resolve()
+    yield
+    from tests.utils.waiting import WaitTimedOut, wait_until
+
+    try:  # a server stopped a moment ago takes its watcher with it within a second or two
+        wait_until(lambda: not embedded_leftovers(root), timeout=15, interval=0.25, what="embedded servers exiting")
+    except WaitTimedOut:
+        left = embedded_leftovers(root)
+        for pid, _ in left:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        pytest.fail(f"{len(left)} embedded Valkey process(es) outlived the test suite (now killed): "
+                    + "; ".join(command for _, command in left), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory) -> PostgresServer:
     server = start_postgres(tmp_path_factory.mktemp("postgres"))

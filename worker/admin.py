@@ -33,6 +33,7 @@ from reconciler.core.guids import parse_guid
 from reconciler.core.vocabulary import SkipReason
 from reconciler.usecases import decisions, sweep
 from reconciler.usecases.onboarding import onboard_practice, parse_pairing_code, parse_request
+from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.reconcile import ReconcileResult, reconcile
 from worker import db, wiring
 from worker.config import get_settings
@@ -164,7 +165,8 @@ def _follow_up(result: ReconcileResult) -> None:
     """A report the run did not answer arrived while it ran: the worker runs the practice once more."""
     if result.again:
         try:
-            _send("halo.reconcile_practice", [result.practice_id, str(Trigger.FORBIDDEN)], "reconcile")
+            publish_follow_up(wiring.work_queue(), result.practice_id, lambda: _send(
+                "halo.reconcile_practice", [result.practice_id, str(Trigger.FORBIDDEN)], "reconcile"))
         except (BrokerUnreachable, CoordinationUnavailable):
             # The next report or sweep queues it again; the operator's own run is done.
             log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)

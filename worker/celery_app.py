@@ -16,6 +16,7 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
+from worker import publishing
 from worker.config import get_settings
 from worker.coordination import SOCKET, ensure_embedded_server
 from worker.messages import count_refused
@@ -69,7 +70,15 @@ def create_app() -> Celery:
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
             "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout_seconds // 10)),
             "unacked_restore_throttle": 1,
+            # A broker that accepts and never answers (half-open after a failover) must not hold a
+            # publisher or a consumer forever: every connection's connect and reads are bounded.
+            **publishing.WORKER.transport_options(),
         },
+        # A publish retries a bounded number of times (worker.publishing.WORKER says how long that takes;
+        # the queued marks' pending lifetime is derived from it).
+        task_publish_retry=True,
+        task_publish_retry_policy=publishing.WORKER.retry_policy(),
+        broker_connection_timeout=publishing.WORKER.connect_timeout,
         # Separate queues so a storm of 403 events cannot starve sweeps or ticket delivery.
         # Each queue its own direct exchange and routing key: with one shared default exchange and key,
         # a message published to the exchange would be copied into every queue.
@@ -118,6 +127,7 @@ def follow_settings() -> None:
         # used before would otherwise hand out a pool over connections closed here.
         kombu_pools.reset()
         app.conf.broker_url = url
+        publishing.reset()
 
 
 class Consumer(CeleryConsumer):

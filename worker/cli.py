@@ -27,7 +27,7 @@ from worker import admin, db
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from worker.config import ConfigError, Settings, get_settings
-from worker.coordination import CoordinationUnavailable
+from worker.coordination import CoordinationUnavailable, embedded_server_pid, stop_embedded_server
 from reconciler.core.errors import BadInput, OperationFailed, ReconcilerError
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
@@ -411,6 +411,29 @@ def db_current(as_json: JsonOption = False) -> None:
         _print_json({"current": current, "head": head, "up_to_date": current == head})
     else:
         stdout.print(f"current {current or 'empty'}, code needs {head}", markup=False)
+
+
+# --- embedded ------------------------------------------------------------------------------------
+
+embedded_app = typer.Typer(help="The embedded Valkey server (broker and coordination store without BROKER_URL).",
+                           no_args_is_help=True)
+app.add_typer(embedded_app, name="embedded")
+
+
+@embedded_app.command("stop")
+def embedded_stop(as_json: JsonOption = False) -> None:
+    """Stop the embedded Valkey server of the data directory (queued tasks are kept on disk); nothing
+    running is fine too."""
+    settings = _settings()
+    pid = embedded_server_pid(settings)
+    stopped = stop_embedded_server(settings) or pid is not None
+    if as_json:
+        _print_json({"stopped": stopped, "pid": pid if stopped else None, "data_dir": str(settings.data_dir)})
+    elif stopped:
+        stdout.print(f"stopped the embedded Valkey server (pid {pid or 'unknown'}) in {settings.data_dir}",
+                     markup=False)
+    else:
+        stdout.print(f"no embedded Valkey server was running in {settings.data_dir}", markup=False)
 
 
 @app.command("health")

@@ -8,10 +8,12 @@ The four variables of the public contract keep their names (``HALO_BASE_URL``,
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -98,6 +100,10 @@ class Settings(BaseSettings):
     breaker_probe_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     # Consecutive halo_unavailable for one practice longer than this opens unavailable_persists.
     unavailable_ticket_after_seconds: int = Field(default=86_400, ge=0)
+
+    # --- the embedded Valkey server (no BROKER_URL) --------------------------------------------
+    # It stops by itself after this long with no client connected (worker.embedded_watch).
+    embedded_idle_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
 
     # --- the HTTP API (`halo-reconciler serve`) ------------------------------------------------
     # Bearer tokens an application may present under /v1/, comma-separated; none: /v1 refuses all.
@@ -250,10 +256,44 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 
+    # --- secrets inside URLs ------------------------------------------------------------------
+    # ``DATABASE_URL`` and ``BROKER_URL`` may carry a password. Kept as plain strings (SQLAlchemy and
+    # kombu want them so), they are masked wherever the settings print themselves, and their
+    # passwords are handed to the log redactor (``url_secrets``).
+    def __repr_args__(self):  # noqa: ANN204 - pydantic's own signature
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                value = mask_url_password(value)
+            yield name, value
+
+    @property
+    def url_secrets(self) -> tuple[str, ...]:
+        """The passwords inside ``DATABASE_URL`` and ``BROKER_URL`` (none for the embedded default)."""
+        found: list[str] = []
+        for password in (url_password(self.database_url), url_password(self.broker_url)):
+            if password:  # as written in the URL, and percent-decoded as a driver's error may show it
+                found.extend(dict.fromkeys((password, unquote(password))))
+        return tuple(found)
+
     @property
     def subscription_key(self) -> str | None:
         """The key itself, for the one place that puts it in a header."""
         return self.halo_subscription_key.get_secret_value() if self.halo_subscription_key else None
+
+
+_URL_FIELDS = frozenset({"database_url", "broker_url"})
+_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)(?P<password>[^/?#@]*)@")
+
+
+def url_password(url: str | None) -> str | None:
+    """The password of ``scheme://user:password@host/...``, or None."""
+    match = _URL_PASSWORD.match(url or "")
+    return match.group("password") or None if match else None
+
+
+def mask_url_password(url: str) -> str:
+    """The URL with its password replaced by ``***`` (what ``repr(Settings)`` shows)."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@" if m.group("password") else m.group(0), url, count=1)
 
 
 _ALIASES = {

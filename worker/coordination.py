@@ -13,6 +13,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,8 +26,6 @@ from reconciler.core.errors import CoordinationUnavailable
 from worker.config import Settings, get_settings
 
 SOCKET = "valkey.sock"
-
-
 
 
 _lock = threading.Lock()
@@ -107,9 +106,34 @@ def ensure_embedded_server(settings: Settings | None = None) -> Path:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if _answers(path):
+                _start_watcher(settings)
                 return path
             time.sleep(0.02)
     raise CoordinationUnavailable(f"the embedded Valkey server did not answer on {path}; see {data / 'valkey.log'}")
+
+
+def _start_watcher(settings: Settings) -> None:
+    """The server's lifetime (``worker.embedded_watch``): it stops once idle or once its directory is gone."""
+    pid = embedded_server_pid(settings)
+    if pid is None:
+        return
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "worker.embedded_watch", str(settings.data_dir), str(pid),
+         str(settings.embedded_idle_seconds)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
+    watcher.wait(timeout=30)  # it detaches at once; this reaps the parent half
+
+
+def embedded_server_pid(settings: Settings | None = None) -> int | None:
+    """The pid of the embedded server of this data directory, if one runs."""
+    settings = settings or get_settings()
+    try:
+        pid = int((settings.data_dir / "valkey.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
 
 
 def stop_embedded_server(settings: Settings | None = None) -> bool:
@@ -180,6 +204,10 @@ def get_redis(*, bounded: bool = False) -> redis_lib.Redis:
         source = settings.broker_url or str(settings.data_dir)
         key = (os.getpid(), source, bounded)
         client = _clients.get(key)
+        if client is not None and settings.is_embedded and not _socket_path(settings).exists():
+            # The embedded server stopped (idle, or `embedded stop`): start it again on this call.
+            _clients.pop(key).close()
+            client = None
         if client is None:
             try:
                 url = redis_url(settings)

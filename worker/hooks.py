@@ -82,7 +82,9 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
     """Report that Halo answered 403 for ``guid``. True when the report was taken.
 
     Never raises. A malformed GUID is refused (False); a well-formed GUID no practice has is taken
-    and counted as unknown. Bounded by ``HALO_RECONCILER_REPORT_TIMEOUT_SECONDS``.
+    and counted as unknown. Every wait on Redis and on the broker (connect, read, write) is bounded by
+    ``HALO_RECONCILER_REPORT_TIMEOUT_SECONDS``, a publish tries twice; ``worker.publishing.hook_bound``
+    adds the whole up. A Redis or broker that accepts and never answers gets False, not a hang.
     """
     started = time.perf_counter()
     try:

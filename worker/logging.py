@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -29,8 +30,15 @@ def register_secret(secret: str | None) -> None:
         _secrets = (*_secrets, secret)
 
 
+# Any ``scheme://user:password@`` in a line loses its password, registered or not (a URL built by a
+# library from parts, a password shorter than ``register_secret`` accepts).
+_URL_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s?#@:]*:)[^/\s?#@]+@")
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
+        if "@" in value:
+            value = _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}{REDACTED}@", value)
         for secret in _secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
@@ -46,8 +54,6 @@ def _scrub(value: Any) -> Any:
 
 def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: blank every registered secret wherever it appears in the event."""
-    if not _secrets:
-        return event_dict
     return {key: _scrub(value) for key, value in event_dict.items()}
 
 
@@ -63,6 +69,8 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     """Configure structlog (and the stdlib root logger, for Celery's own lines) for this process."""
     stream = stream if stream is not None else sys.stderr
     register_secret(settings.subscription_key)
+    for password in settings.url_secrets:  # the database's and broker's, inside their URLs
+        register_secret(password)
     if settings.webhook_secret:
         register_secret(settings.webhook_secret.get_secret_value())
     level = logging.getLevelNamesMapping()[settings.log_level]

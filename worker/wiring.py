@@ -31,7 +31,7 @@ from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.policy import Policy
 from reconciler.usecases.reconcile import Deps, ReconcileResult
 from worker import coordination as redis_clients
-from worker import db
+from worker import db, publishing
 from worker.config import Settings, get_settings
 
 log = structlog.get_logger()
@@ -135,7 +135,11 @@ def unit_of_work() -> Iterator[SqlStore]:
 
 def work_queue(settings: Settings | None = None) -> WorkQueue:
     settings = settings or get_settings()
-    return WorkQueue(redis_clients.get_redis(), lock_seconds=settings.run_lock_seconds)
+    # No mark outlives its message (workqueue's docstring): a pending mark lives a little past the
+    # workers' publish bound, a confirmed one as long as the broker may take to deliver it again.
+    return WorkQueue(redis_clients.get_redis(), lock_seconds=settings.run_lock_seconds,
+                     pending_seconds=publishing.WORKER.mark_seconds,
+                     queued_seconds=settings.broker_visibility_timeout_seconds)
 
 
 def coordination(settings: Settings | None = None) -> RedisCoordination:
@@ -161,13 +165,15 @@ def requeue(settings: Settings | None = None):
 
     def run_again(practice_id: int) -> None:
         queue = work_queue(settings)
-        if not queue.add(practice_id):
+        nonce = queue.add(practice_id)
+        if not nonce:
             return
         try:
             publish("halo.reconcile_practice", [practice_id, "retry"], "reconcile")
         except Exception as exc:  # whatever the broker client raised: the sweep finds the practice anyway
-            queue.forget(practice_id)
+            queue.forget(practice_id, nonce)
             raise CoordinationUnavailable(f"the kept run was not published: {type(exc).__name__}") from exc
+        queue.confirm(practice_id, nonce)
 
     return run_again
 
@@ -189,22 +195,21 @@ def reporter(*, bounded: bool = False, settings: Settings | None = None) -> Repo
         publish=publisher(settings.report_timeout_seconds),
         threshold=settings.forbidden_threshold,
         window_seconds=settings.forbidden_window_seconds,
+        pending_seconds=publishing.hook_bound(settings.report_timeout_seconds).mark_seconds,
+        queued_seconds=settings.broker_visibility_timeout_seconds,
     )
 
 
 def publisher(timeout: float):
-    """Publish a task by name (no task module imported into the application), with a bounded retry."""
+    """Publish a task by name (no task module imported into the application) over connections whose
+    every wait is bounded by ``timeout`` (``worker.publishing``): a half-open broker cannot hold it."""
 
-    def publish(name: str, args: list[Any], queue: str, **options: Any) -> None:
+    def celery_app() -> Any:
         from worker.celery_app import app  # the Celery app only when a report first needs a worker
 
-        app.send_task(
-            name, args=args, queue=queue, retry=True, **options,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": timeout / 2,
-                          "interval_max": timeout / 2},
-        )
+        return app
 
-    return publish
+    return publishing.bounded_publisher(timeout, celery_app)
 
 
 def reconcile_deps(settings: Settings | None = None) -> Deps:

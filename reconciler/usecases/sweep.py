@@ -32,8 +32,9 @@ class SweepPlanSource(Protocol):
 
 
 class Queue(Protocol):
-    def add(self, practice_id: int) -> bool: ...
-    def forget(self, practice_id: int) -> None: ...
+    def add(self, practice_id: int) -> str | None: ...
+    def confirm(self, practice_id: int, nonce: str) -> bool: ...
+    def forget(self, practice_id: int, nonce: str | None = None) -> None: ...
 
 
 def plan(source: SweepPlanSource, *, now: datetime, older_than: timedelta) -> Iterator[tuple[int, Trigger]]:
@@ -81,7 +82,9 @@ def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
     """Queue each planned practice that is neither queued nor running; returns how many were published.
 
     A publish that fails takes its queued mark back (``forget``), so the next report or sweep can
-    queue the practice at once instead of folding into a task that was never sent.
+    queue the practice at once instead of folding into a task that was never sent; one the broker
+    took is confirmed, so its mark waits for the claim. A sweep process killed between the two
+    leaves a pending mark that expires in seconds.
 
     While the integrator-wide breaker is open the sweep spends nothing: every planned practice is
     kept for when it closes, except one, published as the probe once one is due.
@@ -93,13 +96,16 @@ def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
             breaker.keep(practice_id)
             kept += 1
             continue
-        if not queue.add(practice_id):
+        nonce = queue.add(practice_id)
+        if not nonce:
             continue
         try:
             publish(practice_id, trigger)
         except BaseException:
-            queue.forget(practice_id)
+            queue.forget(practice_id, nonce)
+            log.warning("sweep_publish_failed", practice_id=practice_id, exc_info=True)
             raise
+        queue.confirm(practice_id, nonce)
         enqueued += 1
     if kept:
         log.info("sweep_kept", kept=kept, probe=admission is Admission.PROBE and enqueued > 0)

@@ -88,9 +88,34 @@ def main() -> int:
         lines += section
     lines += ["", "What each test asserts is in its docstring and assertions; the figures above are from the run, "
               "not from the tests' expectations.", ""]
+    lines += figures_section(observed)
     OUT.write_text("\n".join(lines))
     print(f"wrote {OUT.relative_to(ROOT)}")
     return code
+
+
+FIGURES = ("reports lost", "practices left unreconciled", "GUIDs switched twice", "tickets opened twice",
+           "Halo calls", "longest block")
+
+
+def figures_section(observed: dict[str, dict]) -> list[str]:
+    """The event path under real failures (issue 13): each test that recorded ``figures``, one row."""
+    rows = [row for row in observed.values() if row.get("figures")]
+    if not rows:
+        return []
+    lines = [
+        "## The event path under real failures",
+        "",
+        "Lost publishes, half-open connections: for each, what was lost or doubled, what it cost, and the",
+        "longest time the application's call to `report_forbidden` was blocked.",
+        "",
+        "| fault | " + " | ".join(FIGURES) + " | observed |",
+        "|---|" + "---|" * (len(FIGURES) + 1),
+    ]
+    for row in rows:
+        lines.append(f"| {row['fault']} | " + " | ".join(str(row["figures"].get(name, "")) for name in FIGURES)
+                     + f" | {row['observed']} |")
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

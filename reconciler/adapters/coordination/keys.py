@@ -4,7 +4,7 @@
 key                                type, TTL                what
 =================================  =======================  ============================================
 ``halo:guids``                     hash, none               GUID → ``"{practice_id}:current|stale"``
-``halo:dirty:{id}``                string, 1 h              practice queued / reported while running
+``halo:dirty:{id}``                string, see workqueue    practice queued / reported while running
 ``halo:processing:{id}``           string, limit + 30 s     a reconciliation of the practice runs
 ``halo:fresh:{id}``                string, re-check delay   Halo answered moments ago: reports re-check then
 ``halo:recheck:{id}``              string, delay + 60 s     a delayed re-check of the practice is queued

@@ -3,8 +3,17 @@
 Two Redis keys per practice give client-go's promise (``dirty`` and ``processing`` sets):
 
 * ``dirty:{id}``       the practice is queued, or was reported again while it ran. Its value is
-                       ``GUID|ms``: the GUID the report named (``*`` for sweeps and manual runs)
-                       and when, on the Redis server's clock.
+                       ``GUID|ms|state|nonce``: the GUID the report named (``*`` for sweeps and
+                       manual runs), when (the Redis server's clock), and how far its message got.
+                       No mark outlives its message: ``p`` (a publish is on its way) lives
+                       ``pending_seconds``, a little longer than a publish may take, so a publisher
+                       that died or failed before the broker took the message swallows later
+                       reports for seconds, not an hour; the publisher's ``confirm`` turns it
+                       ``q`` (the broker holds the message), which lives ``queued_seconds`` (as
+                       long as the broker may take to deliver it again, its visibility timeout);
+                       a failed publish ``forget``s it at once. ``r`` (reported while a run holds
+                       the practice) lives as long as the run's lock; ``done`` answers it.
+                       The claim consumes the mark, whatever its state.
 * ``processing:{id}``  a reconciliation runs; the value is the run's token (its Celery task id).
                        A redelivery of the same message takes the lock over at once (the broker
                        redelivers only when the delivery holding it died); otherwise it expires, so
@@ -29,22 +38,38 @@ from reconciler.core.work import ANY_GUID, Claim
 __all__ = ["ANY_GUID", "Claim", "WorkQueue"]
 
 
+FOLLOW_UP = "again"  # the nonce of the one more run ``done`` asks for (one claim at a time, so one)
+
+
+def new_nonce() -> str:
+    """Names one publish, so its confirm or forget touches its own mark and no later one."""
+    return uuid.uuid4().hex[:16]
+
+
 class WorkQueue:
-    def __init__(self, redis: redis_lib.Redis, *, queued_seconds: int = 3600, lock_seconds: int = 330) -> None:
-        # ``queued_seconds`` bounds how long a lost publish (broker down) can block new adds: after it the
-        # key expires and the next report, or the sweep, queues the practice again.
+    def __init__(self, redis: redis_lib.Redis, *, pending_seconds: int = 15, queued_seconds: int = 3600,
+                 lock_seconds: int = 330) -> None:
         self.redis = redis
+        self.pending_seconds = pending_seconds
         self.queued_seconds = queued_seconds
         self.lock_seconds = lock_seconds
         self._add = redis.register_script(scripts.load("queue_add"))
         self._start = redis.register_script(scripts.load("queue_start"))
         self._done = redis.register_script(scripts.load("queue_done"))
+        self._confirm = redis.register_script(scripts.load("queue_confirm"))
+        self._forget = redis.register_script(scripts.load("queue_forget"))
         self._time = redis.register_script(scripts.load("now_ms"))
 
-    def add(self, practice_id: int, guid: str = ANY_GUID) -> bool:
-        """Mark the practice for a run. True means: publish a task now (nobody else will)."""
+    def add(self, practice_id: int, guid: str = ANY_GUID) -> str | None:
+        """Mark the practice for a run. A nonce means: publish a task now (nobody else will), then
+        ``confirm`` it, or ``forget`` it if the publish failed; None: a task is on its way already."""
         keys_ = [keys.dirty(practice_id), keys.processing(practice_id)]
-        return bool(self._add(keys=keys_, args=[guid, self.queued_seconds]))
+        nonce = new_nonce()
+        return nonce if self._add(keys=keys_, args=[guid, self.pending_seconds, nonce]) else None
+
+    def confirm(self, practice_id: int, nonce: str) -> bool:
+        """The broker took the message behind the pending mark ``nonce``: keep the mark until a claim."""
+        return bool(self._confirm(keys=[keys.dirty(practice_id)], args=[nonce, self.queued_seconds]))
 
     def start(self, practice_id: int, token: str | None = None) -> Claim:
         """Claim the practice. ``token`` names the run; a broker message delivered again after its
@@ -67,10 +92,24 @@ class WorkQueue:
         ``answered_ms`` is when this run had Halo's answer and had marked the practice fresh
         (``now_ms``); reports stamped up to it are answered already. 0 re-runs for any pending
         report that names the GUID in use.
+        True leaves a pending mark named ``FOLLOW_UP``: the caller publishes, then confirms or forgets it.
         """
         keys_ = [keys.dirty(claim.practice_id), keys.processing(claim.practice_id)]
-        return bool(self._done(keys=keys_, args=[claim.token, current_guid, answered_ms]))
+        return bool(self._done(keys=keys_, args=[claim.token, current_guid, answered_ms, FOLLOW_UP,
+                                                 self.pending_seconds]))
 
-    def forget(self, practice_id: int) -> None:
-        """Drop a queued mark whose publish failed, so the next report can try again at once."""
-        self.redis.delete(keys.dirty(practice_id))
+    def confirm_follow_up(self, practice_id: int) -> bool:
+        """The one more run ``done`` asked for was published."""
+        return self.confirm(practice_id, FOLLOW_UP)
+
+    def forget_follow_up(self, practice_id: int) -> None:
+        """The one more run ``done`` asked for was not published: the next report may queue it."""
+        self.forget(practice_id, FOLLOW_UP)
+
+    def forget(self, practice_id: int, nonce: str | None = None) -> None:
+        """Drop a queued mark whose publish failed, so the next report can try again at once. With a
+        nonce, only that publish's mark (a later report's is left alone)."""
+        if nonce is None:
+            self.redis.delete(keys.dirty(practice_id))
+        else:
+            self._forget(keys=[keys.dirty(practice_id)], args=[nonce])

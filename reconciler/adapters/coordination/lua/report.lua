@@ -2,9 +2,10 @@
 -- fold it into the practice's pending reconciliation. Returns {outcome, practice_id, re-check delay ms};
 -- the outcomes are reconciler.core.vocabulary.ReportOutcome.
 -- KEYS: 1 GUID index, 2 this minute's ledger bucket, 3 unknown-GUID mark, 4 lookup mark, 5 outcomes hash
--- ARGV: 1 GUID, 2 ledger bucket lifetime, 3 dirty prefix, 4 processing prefix, 5 queued-mark lifetime,
+-- ARGV: 1 GUID, 2 ledger bucket lifetime, 3 dirty prefix, 4 processing prefix, 5 pending-mark lifetime,
 --       6 fresh prefix, 7 persistence threshold, 8 since-verified prefix, 9 lookup fold seconds,
---       10 persists-noted prefix, 11 persistence window seconds, 12 re-check prefix, 13 re-check slack ms
+--       10 persists-noted prefix, 11 persistence window seconds, 12 the publish's nonce,
+--       13 re-check prefix, 14 re-check slack ms
 local function out(outcome, pid, delay)
   redis.call('HINCRBY', KEYS[5], outcome, 1)
   return {outcome, pid, delay or 0}
@@ -28,7 +29,7 @@ if fresh then
   -- No deaf window: Halo answered moments ago, so the first report from now on queues one re-check
   -- for when the fresh mark ends (marks.note_verified sets it to the re-check delay); the rest fold.
   local left = math.max(redis.call('PTTL', ARGV[6] .. pid), 0)
-  if redis.call('SET', ARGV[12] .. pid, guid, 'NX', 'PX', left + tonumber(ARGV[13])) then
+  if redis.call('SET', ARGV[13] .. pid, guid, 'NX', 'PX', left + tonumber(ARGV[14])) then
     return out('recheck', pid, left)
   end
   -- The rule is Python's (policy.decide): "threshold or more". The noted mark makes the crossing
@@ -39,10 +40,18 @@ if fresh then
   end
   return out('counted', pid)
 end
-if redis.call('EXISTS', ARGV[12] .. pid) == 1 then return out('folded', pid) end
+if redis.call('EXISTS', ARGV[13] .. pid) == 1 then return out('folded', pid) end
+-- The queued mark (lua/queue_add.lua says its states): a pending one lives only a little longer
+-- than the publish may take, so a publisher that died before publishing swallows no later report.
 local dirty = ARGV[3] .. pid
 if redis.call('EXISTS', dirty) == 1 then return out('folded', pid) end
 local t = redis.call('TIME')
-redis.call('SET', dirty, guid .. '|' .. (t[1] * 1000 + math.floor(t[2] / 1000)), 'EX', ARGV[5])
-if redis.call('EXISTS', ARGV[4] .. pid) == 1 then return out('folded', pid) end
+local stamp = guid .. '|' .. (t[1] * 1000 + math.floor(t[2] / 1000))
+local lock = redis.call('PTTL', ARGV[4] .. pid)
+if lock ~= -2 then
+  if lock < 0 then lock = 0 end
+  redis.call('SET', dirty, stamp .. '|r|', 'PX', lock + tonumber(ARGV[5]) * 1000)
+  return out('folded', pid)
+end
+redis.call('SET', dirty, stamp .. '|p|' .. ARGV[12], 'EX', ARGV[5])
 return out('publish', pid)
