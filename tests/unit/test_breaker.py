@@ -69,13 +69,16 @@ class Queue:
     def __init__(self) -> None:
         self.marked: set[int] = set()
 
-    def add(self, practice_id: int) -> bool:
+    def add(self, practice_id: int) -> str | None:
         if practice_id in self.marked:
-            return False
+            return None
         self.marked.add(practice_id)
-        return True
+        return f"nonce-{practice_id}"
 
-    def forget(self, practice_id: int) -> None:
+    def confirm(self, practice_id: int, nonce: str) -> bool:
+        return practice_id in self.marked
+
+    def forget(self, practice_id: int, nonce: str | None = None) -> None:
         self.marked.discard(practice_id)
 
 
