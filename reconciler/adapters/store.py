@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, delete, func, literal, or_, text, tuple_, update
+from sqlalchemy import Date, Integer, and_, cast, delete, func, literal, or_, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -247,24 +247,51 @@ def fold_routine_verifications(session: Session, *, before: datetime, after: tup
         keyed = keyed.where(tuple_(col(Reconciliation.started_at), col(Reconciliation.id)) > _key(after))
     order = (col(Reconciliation.started_at), col(Reconciliation.id))
     last = session.exec(keyed.order_by(*order).offset(limit - 1).limit(1)).first()
-    doomed = delete(Reconciliation).where(*_routine_before(before))
+    doomed = delete(Reconciliation.__table__).where(*_routine_before(before))
     if after is not None:
         doomed = doomed.where(tuple_(*order) > _key(after))
     if last is not None:
         doomed = doomed.where(tuple_(*order) <= _key(tuple(last)))
-    gone = session.execute(doomed.returning(Reconciliation.practice_id, Reconciliation.started_at,
-                                            Reconciliation.id)).all()
+    days = VerificationDay.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        return _fold_in_postgres(session, doomed, days, last)
+    # Core statements: the ORM would try to keep objects in the session in step with 5,000 deletes.
+    gone = session.connection().execute(doomed.returning(Reconciliation.practice_id, Reconciliation.started_at,
+                                                         Reconciliation.id)).all()
     if not gone:
         return FoldedBatch(0, 0, None)
     counts = day_counts((practice_id, started_at) for practice_id, started_at, _ in gone)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    upsert = insert(VerificationDay).values([{"practice_id": p, "day": d, "count": n} for p, d, n in counts])
-    session.execute(upsert.on_conflict_do_update(
-        index_elements=["practice_id", "day"],
-        set_={"count": VerificationDay.__table__.c.count + upsert.excluded.count},
-    ))
+    upsert = sqlite_insert(days)
+    session.connection().execute(
+        upsert.on_conflict_do_update(index_elements=["practice_id", "day"],
+                                     set_={"count": days.c.count + upsert.excluded.count}),
+        [{"practice_id": p, "day": d, "count": n} for p, d, n in counts])
     newest = max((started_at, rid) for _, started_at, rid in gone)
     return FoldedBatch(len(gone), len(counts), tuple(last) if last is not None else newest)
+
+
+def _fold_in_postgres(session: Session, doomed: Any, days: Any, last: Any) -> FoldedBatch:
+    """The same fold as one statement: the DELETE's rows, counted by UTC day, upserted in key order
+    (two passes upserting the same days cannot deadlock), without 5,000 rows crossing to Python."""
+    gone = doomed.returning(Reconciliation.__table__.c.practice_id, Reconciliation.__table__.c.started_at,
+                            Reconciliation.__table__.c.id).cte("gone")
+    day = cast(func.timezone("UTC", gone.c.started_at), Date)
+    per_day = (select(gone.c.practice_id, day, func.count()).group_by(gone.c.practice_id, day)
+               .order_by(gone.c.practice_id, day))
+    upsert = pg_insert(days).from_select(["practice_id", "day", "count"], per_day)
+    added = (upsert.on_conflict_do_update(index_elements=["practice_id", "day"],
+                                          set_={"count": days.c.count + upsert.excluded.count})
+             .returning(days.c.practice_id).cte("added"))
+    newest = select(gone.c.started_at, gone.c.id).order_by(gone.c.started_at.desc(), gone.c.id.desc()).limit(1).cte("newest")
+    folded, day_rows, newest_at, newest_id = session.connection().execute(select(
+        select(func.count()).select_from(gone).scalar_subquery(),
+        select(func.count()).select_from(added).scalar_subquery(),
+        select(newest.c.started_at).scalar_subquery(),
+        select(newest.c.id).scalar_subquery(),
+    )).one()
+    if not folded:
+        return FoldedBatch(0, 0, None)
+    return FoldedBatch(folded, day_rows, tuple(last) if last is not None else (newest_at, newest_id))
 
 
 def verification_days(session: Session, *, practice_id: int) -> Sequence[VerificationDay]:
