@@ -216,3 +216,18 @@ def test_bad_retention_settings_are_refused_and_nothing_changes(database, monkey
     monkeypatch.delenv(name)
     get_settings.cache_clear()
     assert rows() == before and days() == {}
+
+
+def test_the_beat_task_folds_one_bounded_pass(database, monkeypatch):
+    from tasks.retention import apply_retention_task  # the Celery app loads only for this test
+
+    a = practice(1)
+    audit(a, datetime.now(UTC) - timedelta(days=40), count=250)
+    monkeypatch.setenv("HALO_RECONCILER_RETENTION_BATCH_SIZE", "100")
+    monkeypatch.setenv("HALO_RECONCILER_RETENTION_MAX_BATCHES", "2")
+    get_settings.cache_clear()
+
+    assert apply_retention_task.run() == 200  # two batches of 100; the rest waits for the next pass
+    assert len(rows()) == 50 and sum(days().values()) == 200
+    assert apply_retention_task.run() == 50
+    assert rows() == [] and sum(days().values()) == 250
