@@ -29,7 +29,22 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from itertools import islice
 from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlmodel import col, select
+
+from models import Practice, Reconciliation, VerificationDay
+from models.verification_day import ROUTINE_VERIFICATION_SQL
+from reconciler.adapters import store
+from reconciler.core.retention import RetentionPolicy
+from reconciler.usecases.retention import apply_retention
+from tests.utils.servers import start_postgres
+from worker import db, wiring
+from worker.config import get_settings
 
 DEFAULT_ROWS = 10_000_000
 DAYS = 365  # one routine check per practice per day: 10M rows are a year of a 27,000-practice fleet
@@ -100,16 +115,8 @@ class Queries:
 
     def cases(self, *, folded_table: bool) -> list[tuple[str, Any, Any]]:
         """``(name, run(session), statement for EXPLAIN)``."""
-        from itertools import islice
 
-        from sqlmodel import col, select
 
-        from models import Practice, VerificationDay
-        from reconciler.adapters import store
-        from reconciler.core.retention import RetentionPolicy
-        from models.verification_day import ROUTINE_VERIFICATION_SQL
-        from models import Reconciliation
-        from sqlalchemy import text
 
         now = self.now
         since = now - timedelta(hours=1)
@@ -168,8 +175,6 @@ class Queries:
 
 
 def explain(session, statement) -> str:
-    from enum import Enum
-
     # The statement as the driver receives it (the dialect's casts and placeholders), EXPLAINed.
     compiled = statement.compile(dialect=session.get_bind().dialect)
     params = {k: (str(v.value) if isinstance(v, Enum) else v) for k, v in compiled.params.items()}
@@ -179,8 +184,6 @@ def explain(session, statement) -> str:
 
 
 def measure(queries: Queries, *, folded_table: bool, slow_repeat: int = 3) -> dict[str, tuple[float, str]]:
-    from worker import db
-
     results = {}
     with db.new_session() as session:
         for name, run, statement in queries.cases(folded_table=folded_table):
@@ -201,8 +204,6 @@ def measure(queries: Queries, *, folded_table: bool, slow_repeat: int = 3) -> di
 
 
 def seed(server, rows: int) -> tuple[int, float]:
-    import psycopg
-
     practices = max(100, rows // DAYS)
     began = time.perf_counter()
     with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=audit_year", autocommit=True) as conn:
@@ -222,8 +223,6 @@ def seed(server, rows: int) -> tuple[int, float]:
 
 
 def vacuum(server) -> float:
-    import psycopg
-
     began = time.perf_counter()
     with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=audit_year", autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE reconciliations")
@@ -232,19 +231,11 @@ def vacuum(server) -> float:
 
 
 def count(table: str) -> int:
-    from sqlalchemy import text
-
-    from worker import db
-
     with db.new_session() as session:
         return session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
 def table_size_mb(table: str) -> float:
-    from sqlalchemy import text
-
-    from worker import db
-
     with db.new_session() as session:
         return session.execute(text(f"SELECT pg_total_relation_size('{table}')")).scalar_one() / 2**20
 
@@ -261,11 +252,6 @@ def parse_rows(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     rows = parse_rows(argv)
-    from tests.utils.servers import start_postgres
-    from reconciler.core.retention import RetentionPolicy
-    from reconciler.usecases.retention import apply_retention
-    from worker import db, wiring
-    from worker.config import get_settings
 
     server = start_postgres()
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL",)}
