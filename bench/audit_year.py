@@ -45,6 +45,7 @@ from reconciler.usecases.retention import apply_retention
 from tests.utils.servers import start_postgres
 from worker import db, wiring
 from worker.config import get_settings
+from worker.logging import configure_logging
 
 DEFAULT_ROWS = 10_000_000
 DAYS = 365  # one routine check per practice per day: 10M rows are a year of a 27,000-practice fleet
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     rows = parse_rows(argv)
 
+    # The pass's log lines go to stderr, not into the table this prints (and --write records).
+    configure_logging(get_settings(), stream=sys.stderr)
     server = start_postgres()
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL",)}
     try:
