@@ -1,4 +1,6 @@
-"""``python -m bench [NAME ...] [--quick] [--write]``: run the named benchmarks (all when none is named).
+"""``python -m bench [NAME ...] [--quick] [--rows N] [--write]``: run the named benchmarks (all when none is named).
+
+``--rows N`` is the audit benchmark's table size (default 10,000,000).
 
 ``--write`` also puts each table into docs/BENCHMARKS.md, between its ``<!-- bench:NAME -->`` markers,
 with the date, the machine and the versions it ran on.
@@ -24,7 +26,12 @@ BENCHMARKS = {
     "sweep": "bench.sweep",
     "embedded": "bench.embedded",
     "simulator": "bench.simulator_throughput",
+    "audit": "bench.audit_year",
 }
+# Benchmarks whose main takes the options; the rest take none.
+WITH_OPTIONS = ("storm", "sweep", "audit")
+# Options that take a value (the next argument is that value, not a benchmark's name).
+VALUED = ("--rows",)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 
@@ -60,10 +67,18 @@ def write_section(name: str, table: str, command: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    options = [a for a in argv if a.startswith("--")]
+    options, names = [], []
+    args = iter(argv)
+    for arg in args:
+        if arg in VALUED:
+            options += [arg, next(args, "")]
+        elif arg.startswith("--"):
+            options.append(arg)
+        else:
+            names.append(arg)
     write = "--write" in options
     options = [o for o in options if o != "--write"]
-    names = [a for a in argv if not a.startswith("--")] or list(BENCHMARKS)
+    names = names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
@@ -72,7 +87,7 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(BENCHMARKS[name])
         captured = io.StringIO()
         with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
-            module.main(options) if name in ("storm", "sweep") else module.main()
+            module.main(options) if name in WITH_OPTIONS else module.main()
         print()
         if write:
             write_section(name, captured.getvalue(), " ".join(["python3 dev.py bench", name, *options]))

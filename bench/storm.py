@@ -151,6 +151,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
     time.sleep(1.0)
     peaks = sampler.stop()
     finds = control.call_count("find_sites")
+    statuses = control.call_count("get_site")  # verify before switching: one per switched practice
     with db.new_session() as session:
         first_done = dict(session.exec(select(Reconciliation.practice_id, func.min(Reconciliation.finished_at))
                                        .group_by(Reconciliation.practice_id)).all())
@@ -161,7 +162,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
         switched = session.exec(select(func.count()).select_from(Reconciliation).where(
             Reconciliation.action == "switched")).one()
     stack.stop(workers)
-    return {"reports": len(reports), "taken": taken, "send_s": sent, "finds": finds, "wall": wall,
+    return {"reports": len(reports), "taken": taken, "send_s": sent, "finds": finds, "statuses": statuses, "wall": wall,
             "p50": statistics.median(latencies), "p95": latencies[int(0.95 * (len(latencies) - 1))],
             "peak_mb": max(peaks), "states": states, "switched": switched, "cpu": cpu_used}
 
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"coalesced / ideal wall: {coalesced['wall'] / ideal_wall:.2f}x (target <= 1.5x); "
               f"naive / coalesced wall: {naive['wall'] / coalesced['wall']:.1f}x (target >= 20x); "
               f"Find sites calls {coalesced['finds']} for {n_practices} affected practices (target: equal)")
+        print(f"Get site status calls {coalesced['statuses']} for {coalesced['switched']} switched practices "
+              f"(target: equal); naive: {naive['statuses']}")
         for name, r in (("coalesced", coalesced), ("naive", naive)):
             used = r["cpu"]
             print(f"CPU seconds until settled, {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items())

@@ -19,6 +19,7 @@ from models.outbox import OutboxEvent
 from models.practice import Practice
 from models.reconciliation import Reconciliation
 from models.ticket import Ticket
+from models.verification_day import VerificationDay
 
 __all__ = [
     "Action",
@@ -38,4 +39,5 @@ __all__ = [
     "TicketStatus",
     "Trigger",
     "Verdict",
+    "VerificationDay",
 ]

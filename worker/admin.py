@@ -13,6 +13,7 @@ Each function opens its own unit of work and returns plain output records (``Pra
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
 from reconciler.core.vocabulary import SkipReason
-from reconciler.usecases import decisions, sweep
+from reconciler.usecases import decisions, retention, sweep
 from reconciler.usecases.onboarding import onboard_practice, parse_pairing_code, parse_request
 from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.reconcile import ReconcileResult, reconcile
@@ -309,3 +310,9 @@ def sweep_now(older_than_seconds: int | None = None, progress_factory=None) -> s
 
 def enqueue_sweep(older_than_seconds: int | None = None) -> str:
     return _send("halo.sweep", queue="sweep", kwargs={"older_than_seconds": older_than_seconds, "scheduled": False})
+
+
+def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
+    """One whole retention pass in this process (the beat's pass is bounded; this one is not)."""
+    return retention.apply_retention(wiring.unit_of_work, policy=wiring.retention_policy(), now=_now(),
+                                     monotonic=time.monotonic, dry_run=dry_run)

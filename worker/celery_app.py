@@ -43,7 +43,8 @@ def ensure_broker() -> None:
 
 def create_app() -> Celery:
     settings = get_settings()
-    app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep", "tasks.events"])
+    app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep", "tasks.events",
+                                               "tasks.retention"])
     app.conf.update(
         broker_url=broker_url(),
         # JSON only: whoever can write to the broker must not be able to run code (no pickle).
@@ -89,6 +90,7 @@ def create_app() -> Celery:
             "halo.reconcile_practice": {"queue": "reconcile"},
             "halo.deliver_outbox": {"queue": "deliver"},
             "halo.sweep": {"queue": "sweep"},
+            "halo.apply_retention": {"queue": "sweep"},  # housekeeping beside the sweep, never behind a storm
             "halo.lookup_forbidden": {"queue": "events"},
             "halo.note_forbidden_persists": {"queue": "events"},
             "halo.note_integrator_forbidden": {"queue": "events"},
@@ -98,6 +100,8 @@ def create_app() -> Celery:
             "deliver-outbox": {"task": "halo.deliver_outbox", "schedule": 15.0},
             # Stale practices and due retries; the task itself takes a lock, so two beats are safe.
             "sweep": {"task": "halo.sweep", "schedule": settings.sweep_interval_seconds},
+            # Folds old routine verifications in short batches; two beats are safe (each row folds once).
+            "retention": {"task": "halo.apply_retention", "schedule": settings.retention_interval_seconds},
         },
         broker_connection_retry_on_startup=True,
         # Counts messages whose body does not decode (see ``Consumer``).

@@ -456,6 +456,31 @@ def health(
         raise typer.Exit(1)
 
 
+# --- retention -------------------------------------------------------------------------------------
+
+retention_app = typer.Typer(help="Keep the audit bounded: fold old routine verifications.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would fold; change nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Fold routine `unchanged` verifications older than HALO_RECONCILER_RETENTION_DAYS into daily counts."""
+    _settings()
+    summary = admin.run_retention(dry_run=dry_run)
+    if as_json:
+        _print_json(summary.to_json())
+    elif dry_run:
+        stdout.print(f"would fold {summary.folded} routine verification(s) started before {summary.cutoff:%Y-%m-%d %H:%M} UTC",
+                     markup=False)
+    else:
+        stdout.print(f"folded {summary.folded} routine verification(s) started before {summary.cutoff:%Y-%m-%d %H:%M} UTC "
+                     f"into {summary.day_rows} daily count(s), in {summary.batches} batch(es) "
+                     f"(longest {summary.longest_batch_ms:.0f} ms)", markup=False)
+
+
 # --- simulator and demo ----------------------------------------------------------------------------
 
 

@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=300.0, ge=1, le=86_400)
     identifier_query: str | None = None  # SQL run as an immediate query; off by default (it costs money)
 
+    # --- retention (docs/RUNBOOK.md "Retention") ------------------------------------------------
+    # Routine `unchanged` verifications older than this fold into a daily count per practice;
+    # decisions, switches, holds, tickets and every other verdict are kept for good.
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    retention_batch_size: int = Field(default=5000, ge=100, le=50_000)  # rows per transaction
+    retention_interval_seconds: float = Field(default=3600.0, ge=60, le=7 * 86_400)  # the beat's period
+    retention_max_batches: int = Field(default=200, ge=1, le=100_000)  # per beat-fired pass
+
     # --- ticket sinks -------------------------------------------------------------------------
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

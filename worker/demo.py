@@ -3,7 +3,8 @@
 Starts a Halo Cloud simulator, a Celery worker and beat as separate processes (the embedded
 database and broker in a temporary data directory), onboards sample practices through the real
 client, changes some of them in the simulator, sends a 403 storm through ``report_forbidden``,
-waits for the worker, then walks the remaining verdicts with ``reconcile --now`` and prints what
+waits for the worker, then walks the remaining verdicts with ``reconcile --now`` (a change held for a
+pairing code and completed with ``practices pair``, a reinstall still initialising) and prints what
 happened. Everything it starts, it stops.
 """
 
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, select
 
-from models import Reconciliation
+from models import PracticeState, Reconciliation, TicketReason, Verdict
 from worker import admin, db
 from worker.celery_app import follow_settings
 from worker.config import get_settings
@@ -48,7 +49,13 @@ PRACTICES = [
     ("BP-1008", "Katoomba Doctors", "steady"),
     ("BP-1009", "Launceston Health Hub", "steady"),
     ("BP-1010", "Manly Vale Clinic", "later"),
+    ("BP-1011", "Narrabri Medical", "pairing"),
+    ("BP-1012", "Orange Grove Surgery", "initialising"),
 ]
+# What the practice at BP-1011 generates in Bp Premier for its new server; the operator types it in.
+PAIRING_CODE = "NARRABRI-7Q4K"
+# Every manual row the walkthrough adds, not only the storm's: the table shows each verdict once.
+STORMED = ("infrastructure", "business", "not_found", "ambiguous", "steady")
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 
@@ -133,12 +140,13 @@ def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subpro
     with open(sample, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["pms_type", "pms_id"])
-        writer.writerows([["BestPractice", p] for p, _, _ in PRACTICES[:-1]] + [["BestPractice", "BP-9999"]])
+        writer.writerows([["BestPractice", p] for p, _, c in PRACTICES if c != "later"] + [["BestPractice", "BP-9999"]])
     done = _cli(env, "practices", "import", str(sample))
     console.print("2. onboarded through the real client: `halo-reconciler practices import practices.csv`")
     for line in done.stdout.strip().splitlines():
         console.print(f"     {line}", markup=False)
-    added = _cli(env, "practices", "add", "--pms-type", "BestPractice", "--pms-id", PRACTICES[-1][0])
+    [later_pms_id] = [p for p, _, c in PRACTICES if c == "later"]
+    added = _cli(env, "practices", "add", "--pms-type", "BestPractice", "--pms-id", later_pms_id)
     console.print(f"     {added.stdout.strip()}", markup=False)
 
     practices = {p.pms_id: p for p in admin.practices()}
@@ -164,7 +172,7 @@ def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subpro
             control.add_site("BestPractice", pms_id, authoritative=None, practice_name=name)
     console.print("4. changed in the simulator: 4 GUID moves, 1 new owner, 1 uninstalled, 1 with two databases")
 
-    stormed = [p for p, _, change in PRACTICES if change != "later"]
+    stormed = [p for p, _, change in PRACTICES if change in STORMED]
     reports = [practices[p].halo_guid for p in stormed] * REPORTS_PER_PRACTICE
     control.reset_counters()
     started = time.time()
@@ -207,6 +215,8 @@ def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subpro
     results["BP-1010"] = admin.reconcile_now(later)
     console.print("7. the rest of the table with `reconcile --now`: GUID flipping back, IP refused, quota, "
                   "bad key, Halo down, and a clean check")
+    _walk_pairing(env, control, practices["BP-1011"])
+    _walk_initialising(control, practices["BP-1012"])
 
     _print_table(practices, results)
     tickets = admin.list_tickets()
@@ -217,6 +227,36 @@ def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subpro
                       markup=False)
     control.close()
     return 0
+
+
+def _walk_pairing(env: dict[str, str], control: SimulatorControl, practice) -> None:
+    """A Best Practice server moved to a site we are not paired with: held for the practice's code."""
+    new = control.change_guid("BestPractice", practice.pms_id, paired=False, pairing_code=PAIRING_CODE)
+    held = admin.reconcile_now(practice.id)
+    shown = admin.practice(practice.id)
+    [ticket] = [t for t in admin.list_tickets() if t.practice_id == practice.id]
+    if (shown.state, ticket.reason) != (PracticeState.HELD, TicketReason.PAIRING_REQUIRED):
+        raise RuntimeError(f"practice {practice.id} was not held for pairing: {shown.state}, {ticket.reason}")
+    console.print(f"8. {practice.practice_name} moved to a Best Practice site we are not paired with: "
+                  f"{held.verdict}, {held.action}, ticket #{ticket.id} {ticket.kind}/{ticket.reason}")
+    done = _cli(env, "practices", "pair", str(practice.id), "--pairing-code", PAIRING_CODE)
+    shown = admin.practice(practice.id)
+    [ticket] = [t for t in admin.list_tickets(status="resolved") if t.id == ticket.id]
+    if done.returncode != 0 or shown.halo_guid != new:
+        raise RuntimeError(f"practices pair did not switch practice {practice.id}: {done.stderr.strip()}")
+    console.print(f"   `halo-reconciler practices pair {practice.id} --pairing-code {PAIRING_CODE}`: "
+                  f"switched to {new[:8]}, ticket #{ticket.id} {ticket.status}", markup=False)
+
+
+def _walk_initialising(control: SimulatorControl, practice) -> None:
+    """A reinstall whose new Halo Link is still being set up: waited for, no ticket."""
+    control.change_guid("BestPractice", practice.pms_id, status="initialising")
+    result = admin.reconcile_now(practice.id)
+    shown = admin.practice(practice.id)
+    tickets = [t for t in admin.list_tickets() if t.practice_id == practice.id]
+    console.print(f"9. {practice.practice_name} is reinstalling (its only new site is initialising): "
+                  f"{result.verdict}, state {shown.state}, retried after {shown.next_attempt_at:%H:%M:%S}, "
+                  f"{len(tickets)} tickets", markup=False)
 
 
 def _print_table(practices, manual) -> None:
@@ -235,4 +275,4 @@ def _print_table(practices, manual) -> None:
                       f"#{row.ticket_id}" if row.ticket_id else "-", change)
     console.print(table)
     verdicts = sorted({str(r.verdict) for r in rows})
-    console.print(f"verdicts shown: {', '.join(verdicts)} ({len(verdicts)} of 10)")
+    console.print(f"verdicts shown: {', '.join(verdicts)} ({len(verdicts)} of {len(Verdict)})")

@@ -29,6 +29,7 @@ from reconciler.adapters.store import SqlStore
 from reconciler.core.breaker import fingerprint
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.policy import Policy
+from reconciler.core.retention import RetentionPolicy
 from reconciler.usecases.reconcile import Deps, ReconcileResult
 from worker import coordination as redis_clients
 from worker import db, publishing
@@ -120,6 +121,11 @@ def policy(settings: Settings | None = None) -> Policy:
         backoff_max_seconds=settings.backoff_max_seconds,
         unavailable_ticket_after_seconds=settings.unavailable_ticket_after_seconds,
     )
+
+
+def retention_policy(settings: Settings | None = None) -> RetentionPolicy:
+    settings = settings or get_settings()
+    return RetentionPolicy(unchanged_days=settings.retention_days, batch_size=settings.retention_batch_size)
 
 
 @contextmanager

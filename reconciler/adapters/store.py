@@ -9,16 +9,21 @@ SQLAlchemy's errors stop here: a lost race surfaces as ``Conflict``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import Date, Integer, and_, cast, delete, func, literal, or_, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
 from models import Action, GuidHistory, Practice, PmsType, Reconciliation, Ticket, TicketKind, TicketReason, Trigger
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
+from models.types import UTCDateTime
+from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
 from reconciler.adapters import tickets
 from reconciler.core.change import PracticeChange
 from reconciler.core.errors import Conflict
@@ -26,6 +31,7 @@ from reconciler.core.policy import GuardState, Policy
 from reconciler.core.identifiers import normalise_identifiers
 from reconciler.core.errors import UnknownPractice
 from reconciler.core.guids import parse_guid
+from reconciler.core.retention import day_counts
 
 
 def get_practice(session: Session, *, practice_id: int) -> Practice:
@@ -201,6 +207,117 @@ def set_flag(session: Session, name: str, enabled: bool, *, now: datetime, reaso
     session.add(row)
 
 
+# --- retention and the audit's hot queries ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldedBatch:
+    """One retention batch: rows folded, distinct practice-days they went into, the last key."""
+
+    folded: int
+    days: int
+    last: tuple[datetime, int] | None
+
+
+def _routine_before(before: datetime) -> list[ColumnElement[bool]]:
+    # The predicate spelled exactly as the partial index's, so PostgreSQL can use the index.
+    return [text(ROUTINE_VERIFICATION_SQL), col(Reconciliation.started_at) < before]
+
+
+def _key(key: tuple[datetime, int]) -> Any:
+    # Typed binds: SQLite stores UTC naive, and an untyped aware datetime would compare as text.
+    return tuple_(literal(key[0], UTCDateTime()), literal(key[1], Integer()))
+
+
+def count_routine_verifications(session: Session, *, before: datetime) -> int:
+    return session.exec(select(func.count()).select_from(Reconciliation).where(*_routine_before(before))).one()
+
+
+def fold_routine_verifications(session: Session, *, before: datetime, after: tuple[datetime, int] | None,
+                               limit: int) -> FoldedBatch:
+    """Fold the next ``limit`` routine verifications started before ``before`` (in (started_at, id)
+    order, after the key ``after``) into ``verification_days``. The caller commits: one batch, one
+    short transaction that locks only the rows it deletes and the day rows it adds to.
+
+    The counts come from the rows the DELETE itself returned: a pass running beside this one (two
+    beats) waits on the same rows and finds them gone, so no verification is counted twice.
+    """
+    keyed = select(Reconciliation.started_at, Reconciliation.id).where(*_routine_before(before))
+    if after is not None:
+        keyed = keyed.where(tuple_(col(Reconciliation.started_at), col(Reconciliation.id)) > _key(after))
+    order = (col(Reconciliation.started_at), col(Reconciliation.id))
+    last = session.exec(keyed.order_by(*order).offset(limit - 1).limit(1)).first()
+    doomed = delete(Reconciliation.__table__).where(*_routine_before(before))
+    if after is not None:
+        doomed = doomed.where(tuple_(*order) > _key(after))
+    if last is not None:
+        doomed = doomed.where(tuple_(*order) <= _key(tuple(last)))
+    days = VerificationDay.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        return _fold_in_postgres(session, doomed, days, last)
+    # Core statements: the ORM would try to keep objects in the session in step with 5,000 deletes.
+    gone = session.connection().execute(doomed.returning(Reconciliation.practice_id, Reconciliation.started_at,
+                                                         Reconciliation.id)).all()
+    if not gone:
+        return FoldedBatch(0, 0, None)
+    counts = day_counts((practice_id, started_at) for practice_id, started_at, _ in gone)
+    upsert = sqlite_insert(days)
+    session.connection().execute(
+        upsert.on_conflict_do_update(index_elements=["practice_id", "day"],
+                                     set_={"count": days.c.count + upsert.excluded.count}),
+        [{"practice_id": p, "day": d, "count": n} for p, d, n in counts])
+    newest = max((started_at, rid) for _, started_at, rid in gone)
+    return FoldedBatch(len(gone), len(counts), tuple(last) if last is not None else newest)
+
+
+def _fold_in_postgres(session: Session, doomed: Any, days: Any, last: Any) -> FoldedBatch:
+    """The same fold as one statement: the DELETE's rows, counted by UTC day, upserted in key order
+    (two passes upserting the same days cannot deadlock), without 5,000 rows crossing to Python."""
+    gone = doomed.returning(Reconciliation.__table__.c.practice_id, Reconciliation.__table__.c.started_at,
+                            Reconciliation.__table__.c.id).cte("gone")
+    day = cast(func.timezone("UTC", gone.c.started_at), Date)
+    per_day = (select(gone.c.practice_id, day, func.count()).group_by(gone.c.practice_id, day)
+               .order_by(gone.c.practice_id, day))
+    upsert = pg_insert(days).from_select(["practice_id", "day", "count"], per_day)
+    added = (upsert.on_conflict_do_update(index_elements=["practice_id", "day"],
+                                          set_={"count": days.c.count + upsert.excluded.count})
+             .returning(days.c.practice_id).cte("added"))
+    newest = select(gone.c.started_at, gone.c.id).order_by(gone.c.started_at.desc(), gone.c.id.desc()).limit(1).cte("newest")
+    folded, day_rows, newest_at, newest_id = session.connection().execute(select(
+        select(func.count()).select_from(gone).scalar_subquery(),
+        select(func.count()).select_from(added).scalar_subquery(),
+        select(newest.c.started_at).scalar_subquery(),
+        select(newest.c.id).scalar_subquery(),
+    )).one()
+    if not folded:
+        return FoldedBatch(0, 0, None)
+    return FoldedBatch(folded, day_rows, tuple(last) if last is not None else (newest_at, newest_id))
+
+
+def verification_days(session: Session, *, practice_id: int) -> Sequence[VerificationDay]:
+    """A practice's folded routine checks, newest day first."""
+    return session.exec(select(VerificationDay).where(VerificationDay.practice_id == practice_id)
+                        .order_by(col(VerificationDay.day).desc())).all()
+
+
+def guard_switches_query(*, since: datetime) -> Any:
+    """The mass-change guard's count: automatic switches since ``since`` (index on action, started_at)."""
+    return (select(func.count()).select_from(Reconciliation)
+            .where(Reconciliation.action == Action.SWITCHED, Reconciliation.trigger != Trigger.MANUAL,
+                   col(Reconciliation.started_at) >= since))
+
+
+def practice_reconciliations_query(*, practice_id: int, limit: int | None = None) -> Any:
+    """A practice's reconciliations newest first: its page (``limit``) or its whole audit."""
+    query = (select(Reconciliation).where(Reconciliation.practice_id == practice_id)
+             .order_by(col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc()))
+    return query.limit(limit) if limit is not None else query
+
+
+def practice_reconciliations(session: Session, *, practice_id: int, limit: int | None = None) -> Sequence[Reconciliation]:
+    return session.exec(practice_reconciliations_query(practice_id=practice_id, limit=limit)).all()
+
+
 # --- the store the use cases see ----------------------------------------------------------------
 
 
@@ -235,15 +352,7 @@ class SqlStore:
 
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
-        switches = self.session.exec(
-            select(func.count())
-            .select_from(Reconciliation)
-            .where(
-                Reconciliation.action == Action.SWITCHED,
-                Reconciliation.trigger != Trigger.MANUAL,
-                col(Reconciliation.started_at) >= since,
-            )
-        ).one()
+        switches = self.session.exec(guard_switches_query(since=since)).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = count_practices(self.session) if switches >= policy.mass_change_min else 0
@@ -321,6 +430,13 @@ class SqlStore:
                 return add_practice(self.session, **fields)
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)[:200]) from None
+
+    def count_routine_verifications(self, *, before: datetime) -> int:
+        return count_routine_verifications(self.session, before=before)
+
+    def fold_routine_verifications(self, *, before: datetime, after: tuple[datetime, int] | None,
+                                   limit: int) -> FoldedBatch:
+        return fold_routine_verifications(self.session, before=before, after=after, limit=limit)
 
     def commit(self) -> None:
         try:
