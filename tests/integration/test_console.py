@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 with warnings.catch_warnings():  # Starlette's TestClient over httpx 0.28 prefers httpx2; it works as documented
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from models import PmsType

@@ -150,11 +150,17 @@ class Console:
 
     def signin_page(self, request: Request, *, status: int = 401, error: str | None = None,
                     next_path: str | None = None) -> Response:
-        token, cookie = self.sessions.new_presession()
+        # Keep a valid pre-session: a second sign-in page (a favicon fetch, another tab) must not
+        # invalidate the form already on screen.
+        token = self.sessions.presession_token(request)
+        cookie = None
+        if token is None:
+            token, cookie = self.sessions.new_presession()
         response = self.page(request, "signin.html", None, status=status, csrf=token, error=error,
                              next_path=_safe_next(next_path or request.url.path),
                              proxy_mode=bool(self.settings.console_proxy_header))
-        response.set_cookie(PRESESSION_COOKIE, cookie, **self.sessions.cookie_options(request, PRESESSION_SECONDS))
+        if cookie is not None:
+            response.set_cookie(PRESESSION_COOKIE, cookie, **self.sessions.cookie_options(request, PRESESSION_SECONDS))
         return response
 
     def refuse(self, request: Request, operator: Operator | None, status: int, message: str) -> Response:
@@ -292,6 +298,10 @@ def _home_again(console: Console) -> Callable[..., Awaitable[Response]]:
     return again
 
 
+async def _no_icon(request: Request) -> Response:
+    return Response(status_code=204)  # browsers ask for one; the console has none
+
+
 def _int(request: Request, name: str) -> int:
     return int(request.path_params[name])
 
@@ -384,6 +394,7 @@ def build_console(settings: Settings) -> ASGIApp:
         Route("/tickets/{ticket_id:int}/resolve", action(console.resolve), methods=["POST"]),
         Route("/audit", page(console.audit), methods=["GET"]),
         Route("/autoswitch", action(console.autoswitch), methods=["POST"]),
+        Route("/favicon.ico", _no_icon, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     async def unrouted(request: Request, exc: Exception) -> Response:
