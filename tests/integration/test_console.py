@@ -232,3 +232,43 @@ def test_the_api_still_answers_beside_the_console(held):
     c = client()
     assert c.get("/healthz").status_code == 200
     assert c.get("/v1/guids/3f2504e0-4f89-41d3-9a0c-0305e82c3301").status_code == 401
+
+
+def test_pairing_from_the_console_refuses_a_bad_code_then_pairs_and_names_the_approver(sim):
+    sim.add_practice(pms_type=PmsType.BEST_PRACTICE, pms_id="BP7", practice_name="Pair Clinic")
+    pid = admin.onboard("BestPractice", "BP7").id
+    new = sim.change_guid(PmsType.BEST_PRACTICE, "BP7")
+    sim.unpair(new)
+    sim.set_pairing_code(new, "GOOD")
+    assert str(admin.reconcile_now(pid).action) == "held"
+    admin.add_operator("alice", "approver", PASSWORD)
+    c = client()
+    sign_in(c, "alice")
+    page = c.get(f"/practices/{pid}/change")
+    assert 'id="pair"' in page.text and 'id="approve"' not in page.text
+
+    bad = c.post(f"/practices/{pid}/pair", data={"csrf": csrf_of(page.text), "pairing_code": "BAD"})
+    assert bad.status_code == 409 and 'id="error"' in bad.text
+    assert admin.practice(pid).state == "held"
+
+    r = c.post(f"/practices/{pid}/pair", data={"csrf": csrf_of(page.text), "pairing_code": "GOOD",
+                                               "note": "code read out on the phone"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert (admin.practice(pid).halo_guid, admin.practice(pid).state) == (new, "active")
+    [entry] = [e for e in admin.audit(pid) if e.action == "paired"]
+    assert (entry.actor, entry.note) == ("alice", "code read out on the phone")
+    assert "GOOD" not in (entry.detail or "")
+
+
+def test_pausing_and_resuming_from_the_console(held):
+    c = client()
+    sign_in(c, "alice")
+    token = csrf_of(c.get("/").text)
+    assert c.post("/autoswitch", data={"csrf": token, "action": "sideways"}).status_code == 400
+    assert c.post("/autoswitch", data={"csrf": token, "action": "pause", "note": "Halo incident"},
+                  follow_redirects=False).status_code == 303
+    assert admin.autoswitch("status")["paused"] is True
+    assert "paused" in c.get("/").text
+    c.post("/autoswitch", data={"csrf": token, "action": "resume"})
+    assert admin.autoswitch("status")["paused"] is False
+    assert [(e.actor, e.action) for e in admin.audit()[:2]] == [("alice", "resumed"), ("alice", "paused")]
