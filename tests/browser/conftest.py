@@ -50,7 +50,9 @@ def _install_chromium() -> str | None:
     return "`apt-get install -y chromium` did not install /usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: Playwright's sync API keeps an event loop running in this thread
+# while it is open, and later tests that call asyncio.run() must not find one.
+@pytest.fixture(scope="module")
 def browser():
     reason = _install_chromium()
     if reason:

@@ -9,7 +9,7 @@
         └── /    -> console         the operator console (worker.serve.console), when passed in;
                                     ``run_server`` always passes it
 
-Unrouted paths answer a JSON 404.
+Unrouted paths answer a JSON 404 (with the console mounted: its sign-in page, or its own 404 page).
 """
 
 from __future__ import annotations

@@ -135,7 +135,9 @@ class Sessions:
         return request.url.scheme == "https" or (request.url.hostname or "") not in LOOPBACK_HOSTS
 
     def cookie_options(self, request: Request, max_age: int) -> dict:
-        return {"max_age": max_age, "httponly": True, "samesite": "strict", "secure": self.is_secure(request),
+        # Lax, not Strict: a link to /tickets/ID in a notification (another site) must open the
+        # ticket for a signed-in person. Nothing changes on a GET, and every POST needs the CSRF token.
+        return {"max_age": max_age, "httponly": True, "samesite": "lax", "secure": self.is_secure(request),
                 "path": "/"}
 
     def new_session(self, name: str, password_hash: str) -> str:

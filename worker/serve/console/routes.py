@@ -202,7 +202,7 @@ class Console:
     async def signout(self, request: Request, operator: Operator, form: dict) -> Response:
         log.info("console_signed_out", operator=operator.name)
         response = RedirectResponse("/signin", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
                                secure=self.sessions.is_secure(request))
         return response
 
