@@ -13,8 +13,10 @@ from reconciler.core.vocabulary import (
     Trigger,
     Verdict,
 )
+from models.decision import OperatorDecision
 from models.guard import ControlFlag
 from models.guid_history import GuidHistory
+from models.operator import Operator
 from models.outbox import OutboxEvent
 from models.practice import Practice
 from models.reconciliation import Reconciliation
@@ -27,6 +29,8 @@ __all__ = [
     "ControlFlag",
     "ForbiddenCause",
     "GuidHistory",
+    "Operator",
+    "OperatorDecision",
     "OutboxEvent",
     "PmsType",
     "Practice",

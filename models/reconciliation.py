@@ -18,6 +18,8 @@ class Reconciliation(SQLModel, table=True):
         Index("ix_reconciliations_practice_started", "practice_id", "started_at"),
         # The mass-change guard counts recent automatic switches fleet-wide.
         Index("ix_reconciliations_action_started", "action", "started_at"),
+        # audit: every reconciliation, newest first.
+        Index("ix_reconciliations_started_id", "started_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -37,3 +39,6 @@ class Reconciliation(SQLModel, table=True):
     # What Halo answered, summarised (sites seen, error status and message); never a header.
     halo_answer: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     detail: str | None = Field(default=None, sa_type=String(2000))
+    # Who decided, for the rows a person's decision wrote (approve, pair, reject); None: the worker.
+    actor: str | None = Field(default=None, sa_type=String(128))
+    note: str | None = Field(default=None, sa_type=String(1000))

@@ -13,6 +13,7 @@ Each function opens its own unit of work and returns plain output records (``Pra
 
 from __future__ import annotations
 
+import getpass
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +28,13 @@ from models import Action, PmsType, Practice, TicketKind, TicketStatus, Trigger
 from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
 from models.ticket import TicketOut
-from reconciler.adapters import store, tickets
+from models.operator import OperatorOut
+from reconciler.adapters import people, store, tickets
+from reconciler.adapters.passwords import hash_password
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
+from reconciler.core.people import parse_actor, parse_note, parse_operator_name, parse_role
 from reconciler.core.vocabulary import SkipReason
 from reconciler.usecases import decisions, retention, sweep
 from reconciler.usecases.onboarding import onboard_practice, parse_pairing_code, parse_request
@@ -181,26 +185,40 @@ def _send(name: str, args: list[Any] | None = None, queue: str = "reconcile", **
     return app.send_task(name, args=args, queue=queue, **kwargs).id
 
 
-def approve(practice_id: int) -> PracticeOut:
+def who(by: str | None = None, note: str | None = None) -> tuple[str, str | None]:
+    """The decision's actor (default: the operating-system user running this) and note, checked."""
+    if by is None:
+        try:
+            by = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER: say so rather than guess
+            raise BadInput("could not tell who you are: pass --by NAME") from None
+    return parse_actor(by), parse_note(note)
+
+
+def approve(practice_id: int, *, by: str | None = None, note: str | None = None) -> PracticeOut:
     """Approve a held change after asking Halo again; raises ``OperationFailed`` (exit 1) saying what
     changed when Halo no longer shows the proposal (the practice is then re-held or released)."""
+    actor, note = who(by, note)
     settings = get_settings()
     db.ensure_schema()
     with wiring.build_halo_client(settings, rate_limited=True) as client:
         decided = decisions.approve(wiring.unit_of_work, client, practice_id=practice_id, now=_now(),
-                                    policy=wiring.policy(settings), identifier_query=settings.identifier_query)
+                                    policy=wiring.policy(settings), identifier_query=settings.identifier_query,
+                                    actor=actor, note=note)
     return _decided(decided, "approve")
 
 
-def pair(practice_id: int, pairing_code: str) -> PracticeOut:
+def pair(practice_id: int, pairing_code: str, *, by: str | None = None, note: str | None = None) -> PracticeOut:
     """Complete a change held for ``pairing_required`` with the practice's pairing code."""
+    actor, note = who(by, note)
     code = parse_pairing_code(pairing_code)
     if code is None:
         raise BadInput("the pairing code is empty")
     settings = get_settings()
     db.ensure_schema()
     with wiring.build_halo_client(settings, rate_limited=True) as client:
-        decided = decisions.pair(wiring.unit_of_work, client, practice_id=practice_id, pairing_code=code, now=_now())
+        decided = decisions.pair(wiring.unit_of_work, client, practice_id=practice_id, pairing_code=code, now=_now(),
+                                 actor=actor, note=note)
     return _decided(decided, "pair")
 
 
@@ -215,9 +233,10 @@ def _decided(decided: decisions.Decided, verb: str) -> PracticeOut:
     return out
 
 
-def reject(practice_id: int) -> PracticeOut:
+def reject(practice_id: int, *, by: str | None = None, note: str | None = None) -> PracticeOut:
+    actor, note = who(by, note)
     with unit_of_work() as session:
-        row = decisions.reject(SqlStore(session), practice_id=practice_id, now=_now())
+        row = decisions.reject(SqlStore(session), practice_id=practice_id, now=_now(), actor=actor, note=note)
         session.commit()
         out = _out(session, row)
     deliver_tickets()
@@ -237,18 +256,20 @@ def list_tickets(status: str | None = None, kind: str | None = None) -> list[Tic
         return [TicketOut.from_row(t) for t in tickets.list_tickets(session, statuses=statuses, kind=kind_)]
 
 
-def acknowledge_ticket(ticket_id: int) -> TicketOut:
+def acknowledge_ticket(ticket_id: int, *, by: str | None = None, note: str | None = None) -> TicketOut:
+    actor, note = who(by, note)
     with unit_of_work() as session:
-        row = tickets.acknowledge(session, ticket_id=ticket_id, now=_now())
+        row = decisions.acknowledge_ticket(SqlStore(session), ticket_id=ticket_id, now=_now(), actor=actor, note=note)
         session.commit()
         out = TicketOut.from_row(row)
     deliver_tickets()
     return out
 
 
-def resolve_ticket(ticket_id: int) -> TicketOut:
+def resolve_ticket(ticket_id: int, *, by: str | None = None, note: str | None = None) -> TicketOut:
+    actor, note = who(by, note)
     with unit_of_work() as session:
-        row = tickets.resolve(session, ticket_id=ticket_id, now=_now())
+        row = decisions.resolve_ticket(SqlStore(session), ticket_id=ticket_id, now=_now(), actor=actor, note=note)
         session.commit()
         out = TicketOut.from_row(row)
     deliver_tickets()
@@ -258,13 +279,13 @@ def resolve_ticket(ticket_id: int) -> TicketOut:
 # --- the mass-change guard ----------------------------------------------------------------------
 
 
-def autoswitch(action: str) -> dict[str, Any]:
+def autoswitch(action: str, *, by: str | None = None, note: str | None = None) -> dict[str, Any]:
     if action not in {"status", "pause", "resume"}:
         raise BadInput(f"unknown autoswitch action {action!r}: expected status, pause or resume")
     with unit_of_work() as session:
         if action != "status":
-            decisions.set_autoswitch(SqlStore(session), paused=action == "pause", now=_now(),
-                                     reason=f"{action} by an operator")
+            actor, note = who(by, note)
+            decisions.set_autoswitch(SqlStore(session), paused=action == "pause", now=_now(), actor=actor, note=note)
             session.commit()
         flag = store.flag(session, AUTOSWITCH_PAUSED)
         return {
@@ -316,3 +337,40 @@ def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
     """One whole retention pass in this process (the beat's pass is bounded; this one is not)."""
     return retention.apply_retention(wiring.unit_of_work, policy=wiring.retention_policy(), now=_now(),
                                      monotonic=time.monotonic, dry_run=dry_run)
+# --- the audit trail and the console's operators ------------------------------------------------
+
+
+def audit(practice_id: int | None = None, *, limit: int | None = None) -> list[people.AuditEntry]:
+    """Every reconciliation (actor ``worker``) and every person's decision, newest first."""
+    if limit is not None and limit < 1:
+        raise BadInput("--limit must be at least 1")
+    with unit_of_work() as session:
+        if practice_id is not None:
+            store.get_practice(session, practice_id=practice_id)  # unknown: bad input
+        return people.audit_entries(session, practice_id=practice_id, limit=limit)
+
+
+def add_operator(name: str, role: str, password: str) -> OperatorOut:
+    """A console operator, with an argon2 hash of the password (never the password itself)."""
+    name, role_ = parse_operator_name(name), parse_role(role)
+    password_hash = hash_password(password)
+    with unit_of_work() as session:
+        row = people.add_operator(session, name=name, role=str(role_), password_hash=password_hash, now=_now())
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_added", operator=name, role=str(role_))
+    return out
+
+
+def list_operators() -> list[OperatorOut]:
+    with unit_of_work() as session:
+        return [OperatorOut.model_validate(o, from_attributes=True) for o in people.operators(session)]
+
+
+def remove_operator(name: str) -> None:
+    """Remove an operator; their past decisions keep their name in the audit trail."""
+    name = parse_operator_name(name)
+    with unit_of_work() as session:
+        people.remove_operator(session, name=name)
+        session.commit()
+    log.info("operator_removed", operator=name)

@@ -45,11 +45,15 @@ app = typer.Typer(
 practices_app = typer.Typer(help="Onboard and inspect practices.", no_args_is_help=True)
 tickets_app = typer.Typer(help="Tickets for people.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+operators_app = typer.Typer(help="People who may sign in to the operator console.", no_args_is_help=True)
+app.add_typer(operators_app, name="operators")
 app.add_typer(practices_app, name="practices")
 app.add_typer(db_app, name="db")
 app.add_typer(tickets_app, name="tickets")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ByOption = Annotated[str | None, typer.Option("--by", help="Who decides, for the audit trail (default: the operating-system user).")]
+NoteOption = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -156,17 +160,20 @@ def practices_show(
         _print_json(out.to_json())
     else:
         _print_practice(out)
+        stdout.print(f"audit: halo-reconciler audit --practice {out.id}  (console: /practices/{out.id})", markup=False)
 
 
 @practices_app.command("pair")
 def practices_pair(
     practice_id: Annotated[int, typer.Argument(help="A practice held for pairing_required.")],
     pairing_code: Annotated[str, typer.Option("--pairing-code", help="The pairing code the practice generated in Bp Premier.")],
+    by: ByOption = None,
+    note: NoteOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pair with a held change's new site, check it is active, and switch to it."""
     _settings()
-    _print_change(admin.pair(practice_id, pairing_code), as_json, "paired")
+    _print_change(admin.pair(practice_id, pairing_code, by=by, note=note), as_json, "paired")
 
 
 @practices_app.command("import")
@@ -270,27 +277,31 @@ def _print_change(out: PracticeOut, as_json: bool, verb: str) -> None:
 
 
 @app.command("approve")
-def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], as_json: JsonOption = False) -> None:
+def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
+            note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Switch a held practice to its proposed GUID; its new identifiers become the baseline."""
     _settings()
-    _print_change(admin.approve(practice_id), as_json, "approved")
+    _print_change(admin.approve(practice_id, by=by, note=note), as_json, "approved")
 
 
 @app.command("reject")
-def reject(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], as_json: JsonOption = False) -> None:
+def reject(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
+           note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Keep a held practice's current GUID; the same proposal will not ticket again."""
     _settings()
-    _print_change(admin.reject(practice_id), as_json, "rejected")
+    _print_change(admin.reject(practice_id, by=by, note=note), as_json, "rejected")
 
 
 @app.command("autoswitch")
 def autoswitch(
     action: Annotated[str, typer.Argument(help="status, pause or resume.")],
+    by: ByOption = None,
+    note: NoteOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show, pause or resume automatic switching (the mass-change guard pauses it)."""
     _settings()
-    state = admin.autoswitch(action)
+    state = admin.autoswitch(action, by=by, note=note)
     if as_json:
         _print_json(state)
     elif state["paused"]:
@@ -330,17 +341,84 @@ def _print_ticket(out: TicketOut, as_json: bool) -> None:
 
 
 @tickets_app.command("ack")
-def tickets_ack(ticket_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
+def tickets_ack(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                as_json: JsonOption = False) -> None:
     """Acknowledge an open ticket: someone is on it."""
     _settings()
-    _print_ticket(admin.acknowledge_ticket(ticket_id), as_json)
+    _print_ticket(admin.acknowledge_ticket(ticket_id, by=by, note=note), as_json)
 
 
 @tickets_app.command("resolve")
-def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
+def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                    as_json: JsonOption = False) -> None:
     """Resolve a ticket by hand."""
     _settings()
-    _print_ticket(admin.resolve_ticket(ticket_id), as_json)
+    _print_ticket(admin.resolve_ticket(ticket_id, by=by, note=note), as_json)
+
+
+# --- the audit trail and the console's operators ---------------------------------------------------
+
+
+@app.command("audit")
+def audit(
+    practice: Annotated[int | None, typer.Option("--practice", help="Only this practice's entries.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many entries (newest).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every reconciliation (actor worker) and every person's decision, newest first."""
+    _settings()
+    entries = admin.audit(practice, limit=limit)
+    if as_json:
+        _print_json([e.to_json() for e in entries])
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("at", "actor", "action", "practice", "ticket", "note", "detail"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(_fmt_time(e.at), e.actor, e.action, str(e.practice_id or "-"), str(e.ticket_id or "-"),
+                      e.note or "", e.detail or "")
+    stdout.print(table)
+    stdout.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", markup=False)
+
+
+@operators_app.command("add")
+def operators_add(
+    name: Annotated[str, typer.Argument(help="The sign-in name (no spaces).")],
+    role: Annotated[str, typer.Option("--role", help="viewer (sees everything, changes nothing) or approver.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Let someone sign in to the operator console; the password is stored as an argon2 hash."""
+    _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise BadInput("no terminal to ask for the password on: pass --password-stdin")
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    out = admin.add_operator(name, role, password)
+    _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} added ({out.role})", markup=False)
+
+
+@operators_app.command("list")
+def operators_list(as_json: JsonOption = False) -> None:
+    """List the console's operators and their roles."""
+    _settings()
+    outs = admin.list_operators()
+    if as_json:
+        _print_json([o.to_json() for o in outs])
+        return
+    for o in outs:
+        stdout.print(f"{o.name:<32} {o.role:<9} since {_fmt_time(o.created_at)}", markup=False)
+    stdout.print(f"{len(outs)} operator(s)", markup=False)
+
+
+@operators_app.command("remove")
+def operators_remove(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Stop someone signing in; their past decisions keep their name in the audit trail."""
+    _settings()
+    admin.remove_operator(name)
+    _print_json({"removed": name}) if as_json else stdout.print(f"operator {name} removed", markup=False)
 
 
 # --- events and processes ------------------------------------------------------------------------

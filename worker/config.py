@@ -7,6 +7,7 @@ The four variables of the public contract keep their names (``HALO_BASE_URL``,
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from enum import StrEnum
@@ -117,6 +118,20 @@ class Settings(BaseSettings):
     # Bearer tokens an application may present under /v1/, comma-separated; none: /v1 refuses all.
     api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
 
+    # --- the operator console (`/` of `serve`) -------------------------------------------------
+    # Signs session cookies and CSRF tokens; unset: one is generated and kept in data_dir (0600).
+    console_secret: SecretStr | None = None
+    # Secure cookies: None (auto) sets Secure unless the request is plain http to a loopback host.
+    console_secure_cookies: bool | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    # Trusted-proxy mode (an SSO proxy such as oauth2-proxy): the operator's name comes from this
+    # header, and only on requests from these addresses or networks (comma-separated).
+    console_proxy_header: str | None = None
+    console_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    # Sign-in throttle: failed attempts per name and per client address within the window.
+    console_signin_attempts: int = Field(default=5, ge=1, le=1000)
+    console_signin_window_seconds: int = Field(default=900, ge=1, le=86_400)
+
     # --- logging ------------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
@@ -158,6 +173,39 @@ class Settings(BaseSettings):
                     raise ValueError("each token must be printable, without white space (tokens are comma-separated)")
                 tokens.append(SecretStr(secret))
             return tuple(tokens)
+        return value
+
+    @field_validator("console_secret")
+    @classmethod
+    def _check_console_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("console_proxy_header")
+    @classmethod
+    def _check_proxy_header(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().lower()
+        if not all(ch.isalnum() or ch == "-" for ch in value):
+            raise ValueError("must be an HTTP header name such as X-Forwarded-User")
+        return value
+
+    @field_validator("console_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError:
+                    raise ValueError(f"{str(item)[:60]!r} is not an IP address or network") from None
+            return tuple(str(item) for item in value)
         return value
 
     @field_validator("database_url")
@@ -221,6 +269,9 @@ class Settings(BaseSettings):
                 f"{self.calls_per_run} calls × (HALO_RECONCILER_HALO_MAX_ATTEMPTS × HALO_RECONCILER_HALO_TIMEOUT_SECONDS"
                 " + (attempts - 1) × HALO_RECONCILER_HALO_RETRY_AFTER_CAP_SECONDS)); raise the limit or lower those"
             )
+        if self.console_proxy_header and not self.console_trusted_proxies:
+            raise ValueError("HALO_RECONCILER_CONSOLE_TRUSTED_PROXIES is required when "
+                             "HALO_RECONCILER_CONSOLE_PROXY_HEADER is set (whose header to believe)")
         if self.webhook_url and not self.webhook_secret:
             raise ValueError("HALO_RECONCILER_WEBHOOK_SECRET is required when HALO_RECONCILER_WEBHOOK_URL is set")
         return self

@@ -109,6 +109,9 @@ def run_demo(keep: bool = False) -> int:
         _shutdown_embedded()
         if keep:
             console.print(f"kept the data directory {data}")
+            console.print("  its tickets in the operator console: "
+                          f"export HALO_RECONCILER_DATA_DIR={data}; halo-reconciler operators add $USER "
+                          "--role approver; halo-reconciler serve  (then http://127.0.0.1:8000/)")
         else:
             shutil.rmtree(data, ignore_errors=True)
 

@@ -24,6 +24,7 @@ from models import Action, GuidHistory, Practice, PmsType, Reconciliation, Ticke
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
 from models.types import UTCDateTime
 from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
+from models.decision import OperatorDecision
 from reconciler.adapters import tickets
 from reconciler.core.change import PracticeChange
 from reconciler.core.errors import Conflict
@@ -422,6 +423,21 @@ class SqlStore:
         self.session.add(audit)
         self.session.flush()
         return audit
+
+    # people's decisions (use cases: decisions)
+    def add_decision(self, decision: OperatorDecision) -> OperatorDecision:
+        self.session.add(decision)
+        self.session.flush()
+        return decision
+
+    def open_tickets(self, *, practice_id: int) -> Sequence[Ticket]:
+        return tickets.list_tickets(self.session, practice_id=practice_id)
+
+    def acknowledge_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
+        return tickets.acknowledge(self.session, ticket_id=ticket_id, now=now)
+
+    def resolve_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
+        return tickets.resolve(self.session, ticket_id=ticket_id, now=now)
 
     def add_practice(self, **fields: Any) -> Practice:
         """Insert a newly onboarded practice; a concurrent insert of the same one is a ``Conflict``."""

@@ -162,3 +162,25 @@ class ReportOutcome(StrEnum):
     LOOKUP = "lookup"  # the GUID is not in the index: a worker looks it up in the database
     INTEGRATOR_WIDE = "integrator_wide"  # Halo's message blames the IP or the quota, not the GUID
     REJECTED = "rejected"  # not a GUID at all
+
+
+class DecisionAction(StrEnum):
+    """A person's decision, as ``audit`` names it (PRODUCT.md, "Who decided")."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    PAIRED = "paired"
+
+
+class OperatorRole(StrEnum):
+    """What a console operator may do: a viewer sees everything and changes nothing."""
+
+    VIEWER = "viewer"
+    APPROVER = "approver"
+
+
+WORKER_ACTOR = "worker"  # the actor of every reconciliation in the audit trail

@@ -1,5 +1,9 @@
 """People in the loop: approve, pair or reject a held change, pause or resume automatic switching.
 
+Every decision carries the person who made it (``actor``) and why (``note``): each writes one
+``OperatorDecision`` row in the same unit of work as what it decided, and the reconciliation rows
+it writes carry the same actor, so ``audit`` names the person, not the worker.
+
 ``approve`` and ``pair`` ask Halo first (outside any transaction) and then apply the decision in one
 unit of work, only while the practice is still as it was read; they commit it. ``reject`` and
 ``set_autoswitch`` work in the caller's unit of work (``Store``) and leave the commit to it, so the
@@ -14,7 +18,18 @@ from typing import Any
 
 import structlog
 
-from models import Action, Practice, PracticeState, Reconciliation, TicketKind, TicketReason, Trigger, Verdict
+from models import (
+    Action,
+    OperatorDecision,
+    Practice,
+    PracticeState,
+    Reconciliation,
+    Ticket,
+    TicketKind,
+    TicketReason,
+    Trigger,
+    Verdict,
+)
 from models.guard import AUTOSWITCH_PAUSED
 from reconciler.core import ticket_texts as texts
 from reconciler.core.change import plan_change
@@ -25,7 +40,7 @@ from reconciler.core.identifiers import identifiers_from_site, normalise_identif
 from reconciler.core.policy import HELD_REASONS, Decision, GuardState, Policy, TicketSpec, decide
 from reconciler.core.selection import select_site
 from reconciler.core.sites import Site
-from reconciler.core.vocabulary import SiteStatus
+from reconciler.core.vocabulary import DecisionAction, SiteStatus
 from reconciler.usecases.ports import Halo, Store, UnitOfWork
 from reconciler.usecases.reconcile import ask_halo, check_site, recorded_from, summarise
 
@@ -50,8 +65,9 @@ def _held(store: Store, practice_id: int) -> Practice:
 
 
 def _audit(store: Store, practice: Practice, *, action: Action, new_guid: str, detail: str, now: datetime,
-           verdict: Verdict | None = None, halo_answer: dict[str, Any] | None = None) -> None:
-    store.add_audit(Reconciliation(
+           verdict: Verdict | None = None, halo_answer: dict[str, Any] | None = None,
+           actor: str | None = None, note: str | None = None) -> Reconciliation:
+    return store.add_audit(Reconciliation(
         practice_id=practice.id,  # type: ignore[arg-type]
         trigger=Trigger.MANUAL,
         started_at=now,
@@ -63,7 +79,22 @@ def _audit(store: Store, practice: Practice, *, action: Action, new_guid: str, d
         new_guid=new_guid,
         detail=detail,
         halo_answer=halo_answer,
+        actor=actor,
+        note=note,
     ))
+
+
+def _decided(store: Store, action: DecisionAction, *, actor: str, note: str | None, now: datetime,
+             practice_id: int | None = None, ticket_id: int | None = None, detail: str | None = None,
+             reconciliation: Reconciliation | None = None) -> OperatorDecision:
+    """The decision's own audit row, in the caller's unit of work."""
+    row = store.add_decision(OperatorDecision(
+        at=now, actor=actor, action=str(action), practice_id=practice_id, ticket_id=ticket_id,
+        reconciliation_id=reconciliation.id if reconciliation is not None else None,
+        note=note, detail=detail[:2000] if detail else None,
+    ))
+    log.info("decision_recorded", action=str(action), actor=actor, practice_id=practice_id, ticket_id=ticket_id)
+    return row
 
 
 def _read_held(unit_of_work: UnitOfWork, practice_id: int) -> Practice:
@@ -81,11 +112,15 @@ def _current(store: Store, read: Practice) -> Practice:
 
 
 def _switch(store: Store, practice: Practice, *, site: Site, identifiers: dict[str, Any], reason: str,
-            detail: str, now: datetime, halo_answer: dict[str, Any]) -> None:
+            detail: str, now: datetime, halo_answer: dict[str, Any], actor: str, note: str | None,
+            decision: DecisionAction) -> None:
     """Switch a held practice to ``site`` (Get site status answered ``active`` on it just now)."""
     new_guid, old_guid = site.id, practice.halo_guid
-    _audit(store, practice, action=Action.SWITCHED if new_guid != old_guid else Action.MARKED_VERIFIED,
-           new_guid=new_guid, detail=detail, now=now, halo_answer=halo_answer)
+    audit = _audit(store, practice, action=Action.SWITCHED if new_guid != old_guid else Action.MARKED_VERIFIED,
+                   new_guid=new_guid, detail=detail, now=now, halo_answer=halo_answer, actor=actor, note=note)
+    switched = f"switched from {old_guid} to {new_guid}" if new_guid != old_guid else f"confirmed {new_guid}"
+    _decided(store, decision, actor=actor, note=note, now=now, practice_id=practice.id, reconciliation=audit,
+             ticket_id=_held_ticket_id(store, practice), detail=f"{detail}: {switched}")
     store.write_practice(practice, {
         "halo_guid": new_guid,
         "identifiers": identifiers,
@@ -108,8 +143,14 @@ def _switch(store: Store, practice: Practice, *, site: Site, identifiers: dict[s
              old_guid=old_guid, new_guid=new_guid, by=reason)
 
 
+def _held_ticket_id(store: Store, practice: Practice) -> int | None:
+    """The open ticket the held change is waiting on (business change, pairing, ...), if any."""
+    held = [t for t in store.open_tickets(practice_id=practice.id) if t.reason in HELD_REASONS]  # type: ignore[arg-type]
+    return held[0].id if held else None
+
+
 def approve(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, now: datetime, policy: Policy,
-            identifier_query: str | None = None) -> Decided:
+            actor: str, note: str | None = None, identifier_query: str | None = None) -> Decided:
     """Approve a held change, asking Halo again first (PRODUCT.md, "approve asks Halo again").
 
     Find sites and Get site status on the proposed GUID: only when Halo still shows the proposed GUID
@@ -134,17 +175,18 @@ def approve(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, now: date
             with unit_of_work() as store:
                 practice = _current(store, read)
                 _switch(store, practice, site=check.site, identifiers=proposed_identifiers, reason="approved",
-                        detail="approved by an operator", now=now, halo_answer=summarise(answer))
+                        detail=f"approved by {actor}", now=now, halo_answer=summarise(answer), actor=actor,
+                        note=note, decision=DecisionAction.APPROVED)
                 store.commit()
                 log.info("change_approved", practice_id=practice_id, new_guid=proposed)
                 return Decided(store.practice(practice_id), True)
         if check.site is None and not is_unpaired_answer(check.error) and check.error is not None:
             raise check.error  # Halo cannot answer: nothing changes
-    return _overtaken(unit_of_work, read, answer, now=now, policy=policy)
+    return _overtaken(unit_of_work, read, answer, now=now, policy=policy, actor=actor, note=note)
 
 
 def _overtaken(unit_of_work: UnitOfWork, read: Practice, answer: HaloAnswer, *, now: datetime,
-               policy: Policy) -> Decided:
+               policy: Policy, actor: str, note: str | None) -> Decided:
     """Approve found Halo showing something other than the proposal: apply what Halo shows now,
     holding any change for a new decision (never switching), and say what changed."""
     proposed: str = read.proposed_guid  # type: ignore[assignment]
@@ -182,15 +224,21 @@ def _overtaken(unit_of_work: UnitOfWork, read: Practice, answer: HaloAnswer, *, 
             values.update(proposed_guid=None, proposed_identifiers=None)
             if values.get("state", PracticeState.HELD) == PracticeState.HELD:
                 values["state"] = PracticeState.BACKOFF if decision.backoff else PracticeState.ACTIVE
+        ticket_id = _held_ticket_id(store, practice)
         store.apply_change(practice, replace(change, values=values), now=now)
+        # What Halo showed is a reconciliation like any other (the worker's row); the person's
+        # approval is recorded beside it, saying that nothing was switched.
         _audit(store, practice, action=decision.action, new_guid=classification.new_guid or practice.halo_guid,
                detail=detail[:2000], now=now, verdict=verdict, halo_answer=summarise(answer))
+        _decided(store, DecisionAction.APPROVED, actor=actor, note=note, now=now, practice_id=practice.id,
+                 ticket_id=ticket_id, detail=f"nothing switched: {detail}")
         store.commit()
         log.info("approve_overtaken", practice_id=practice.id, proposed_guid=proposed, verdict=str(verdict))
         return Decided(store.practice(practice.id), False, detail)  # type: ignore[arg-type]
 
 
-def pair(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, pairing_code: str, now: datetime) -> Decided:
+def pair(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, pairing_code: str, now: datetime,
+         actor: str, note: str | None = None) -> Decided:
     """Complete a change held for ``pairing_required``: pair with the practice's code, check the site
     again (Get site status ``active``) and switch. A refused code (``HaloPairingRefused``) and any
     Halo failure propagate; nothing changes then."""
@@ -215,19 +263,25 @@ def pair(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, pairing_code
     with unit_of_work() as store:
         practice = _current(store, read)
         _switch(store, practice, site=site, identifiers=dict(practice.proposed_identifiers or practice.identifiers),
-                reason="paired", detail="paired by an operator", now=now,
-                halo_answer={"site_check": {"guid": proposed, "paired": True, "site": site.summary()}})
+                reason="paired", detail=f"paired by {actor}", now=now,
+                halo_answer={"site_check": {"guid": proposed, "paired": True, "site": site.summary()}},
+                actor=actor, note=note, decision=DecisionAction.PAIRED)
         store.commit()
         log.info("site_paired", practice_id=practice_id, guid=proposed)
         return Decided(store.practice(practice_id), True)
 
 
-def reject(store: Store, *, practice_id: int, now: datetime) -> Practice:
+def reject(store: Store, *, practice_id: int, now: datetime, actor: str, note: str | None = None) -> Practice:
     """Keep the current GUID; remember the rejected proposal so it does not ticket again."""
     practice = _held(store, practice_id)
     proposed: str = practice.proposed_guid  # type: ignore[assignment]
     rejected = fingerprint(proposed, normalise_identifiers(practice.proposed_identifiers or {}))
-    _audit(store, practice, action=Action.NONE, new_guid=proposed, detail="rejected by an operator", now=now)
+    ticket_id = _held_ticket_id(store, practice)
+    audit = _audit(store, practice, action=Action.NONE, new_guid=proposed, detail=f"rejected by {actor}", now=now,
+                   actor=actor, note=note)
+    _decided(store, DecisionAction.REJECTED, actor=actor, note=note, now=now, practice_id=practice_id,
+             ticket_id=ticket_id, reconciliation=audit,
+             detail=f"kept {practice.halo_guid}; rejected the proposed {proposed}")
     store.write_practice(practice, {
         "state": PracticeState.ACTIVE,
         "proposed_guid": None,
@@ -240,8 +294,27 @@ def reject(store: Store, *, practice_id: int, now: datetime) -> Practice:
     return store.practice(practice_id)
 
 
-def set_autoswitch(store: Store, *, paused: bool, now: datetime, reason: str) -> None:
-    store.set_flag(AUTOSWITCH_PAUSED, paused, now=now, reason=reason)
+def set_autoswitch(store: Store, *, paused: bool, now: datetime, actor: str, note: str | None = None) -> None:
+    reason = f"{'paused' if paused else 'resumed'} by {actor}" + (f": {note}" if note else "")
+    store.set_flag(AUTOSWITCH_PAUSED, paused, now=now, reason=reason[:512])
     if not paused:
         store.resolve_tickets(practice_id=None, reasons=[TicketReason.MASS_CHANGE], now=now)
+    _decided(store, DecisionAction.PAUSED if paused else DecisionAction.RESUMED, actor=actor, note=note, now=now,
+             detail="automatic switching paused" if paused else "automatic switching resumed")
     log.info("autoswitch_paused" if paused else "autoswitch_resumed", reason=reason)
+
+
+def acknowledge_ticket(store: Store, *, ticket_id: int, now: datetime, actor: str, note: str | None = None) -> Ticket:
+    """Someone is on it: the ticket stays unresolved, with their name on the acknowledgement."""
+    ticket = store.acknowledge_ticket(ticket_id, now=now)
+    _decided(store, DecisionAction.ACKNOWLEDGED, actor=actor, note=note, now=now, practice_id=ticket.practice_id,
+             ticket_id=ticket.id, detail=f"acknowledged {ticket.kind} / {ticket.reason}")
+    return ticket
+
+
+def resolve_ticket(store: Store, *, ticket_id: int, now: datetime, actor: str, note: str | None = None) -> Ticket:
+    """Resolved by hand: the condition may come back, and then the ticket opens anew."""
+    ticket = store.resolve_ticket(ticket_id, now=now)
+    _decided(store, DecisionAction.RESOLVED, actor=actor, note=note, now=now, practice_id=ticket.practice_id,
+             ticket_id=ticket.id, detail=f"resolved {ticket.kind} / {ticket.reason} by hand")
+    return ticket

@@ -145,3 +145,28 @@ def test_unreachable_database_is_reported_without_the_password(monkeypatch):
         db.ensure_schema()
     assert "hunter2secret" not in str(raised.value)
     assert "***" in str(raised.value)
+
+
+def test_0004_keeps_existing_reconciliations_as_the_workers_and_adds_the_people_tables(database):
+    from sqlalchemy import text
+
+    from reconciler.adapters import people
+
+    db.upgrade_schema("0003")
+    with db.get_engine().begin() as connection:
+        connection.execute(text(
+            "INSERT INTO practices (id, pms_type, pms_id, halo_guid, practice_name, identifiers, "
+            "identifiers_normalised, state, backoff_attempts, created_at, updated_at, version) VALUES "
+            "(1, 'Zedmed', 'Z1', '3f2504e0-4f89-41d3-9a0c-0305e82c3301', 'Zed', '{}', '{}', 'active', 0, "
+            ":t, :t, 1)"), {"t": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)})
+        connection.execute(text(
+            "INSERT INTO reconciliations (practice_id, trigger, started_at, verdict, action, halo_calls, "
+            "halo_answer) VALUES (1, 'sweep', :t, 'unchanged', 'marked_verified', 1, '{}')"),
+            {"t": datetime(2026, 1, 2, tzinfo=UTC).replace(tzinfo=None)})
+    db.upgrade_schema()
+    assert {"decisions", "operators"} <= tables()
+    with db.new_session() as session:
+        [entry] = people.audit_entries(session)
+    assert (entry.actor, entry.action, entry.practice_id, entry.note) == ("worker", "marked_verified", 1, None)
+    db.downgrade_schema("0003")
+    assert not {"decisions", "operators"} & tables()

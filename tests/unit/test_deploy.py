@@ -38,8 +38,9 @@ UNITS = {
     "migrate": SYSTEMD / "halo-reconciler-migrate.service",
     "beat": SYSTEMD / "halo-reconciler-beat.service",
     "worker": SYSTEMD / "halo-reconciler-worker@.service",
+    "serve": SYSTEMD / "halo-reconciler-serve.service",
 }
-APP_SERVICES = {"migrate", "worker", "beat", "simulator"}
+APP_SERVICES = {"migrate", "worker", "beat", "simulator", "serve"}
 CONTRACT_VARIABLES = {"DATABASE_URL", "BROKER_URL", "HALO_BASE_URL", "HALO_SUBSCRIPTION_KEY"}
 
 
@@ -221,7 +222,7 @@ def test_compose_migrate_runs_db_upgrade_first(compose):
 
 
 def test_compose_commands_parse_in_the_cli(compose):
-    expected = {"migrate": "upgrade", "worker": "worker", "beat": "beat", "simulator": "simulator"}
+    expected = {"migrate": "upgrade", "worker": "worker", "beat": "beat", "simulator": "simulator", "serve": "serve"}
     for name in APP_SERVICES:
         args = [interpolate(str(a)) for a in compose["services"][name]["command"]]
         assert parse_cli(args).command.name == expected[name], name
@@ -528,7 +529,7 @@ def test_unit_is_hardened_and_restarts(units, name):
 def test_unit_runs_a_real_command(units, name):
     args = exec_args(units[name])
     ctx = parse_cli(args)
-    assert ctx.command.name == {"migrate": "upgrade", "beat": "beat", "worker": "worker"}[name]
+    assert ctx.command.name == {"migrate": "upgrade", "beat": "beat", "worker": "worker", "serve": "serve"}[name]
     if name == "migrate":
         assert args == ["db", "upgrade"]
 
@@ -537,7 +538,7 @@ def test_migrate_is_a_oneshot_the_others_require(units):
     migrate = units["migrate"]["Service"]
     assert migrate.get("Type") == "oneshot"
     assert migrate.get("RemainAfterExit") == "yes", "without it, Requires= sees the migration as stopped"
-    for name in ("beat", "worker"):
+    for name in ("beat", "worker", "serve"):
         section = units[name]["Unit"]
         assert "halo-reconciler-migrate.service" in section.get("Requires", "").split(), name
         assert "halo-reconciler-migrate.service" in section.get("After", "").split(), name

@@ -119,16 +119,16 @@ class World:
 
     def approve(self, practice_id: int, **policy: object) -> decisions.Decided:
         return decisions.approve(wiring.unit_of_work, self.client, practice_id=practice_id, now=self.clock(),
-                                 policy=self.deps(**policy).policy)
+                                 policy=self.deps(**policy).policy, actor="test-approver")
 
     def reject(self, practice_id: int) -> None:
         with wiring.unit_of_work() as unit:
-            decisions.reject(unit, practice_id=practice_id, now=self.clock())
+            decisions.reject(unit, practice_id=practice_id, now=self.clock(), actor="test-approver")
             unit.commit()
 
     def pair(self, practice_id: int, code: str) -> decisions.Decided:
         return decisions.pair(wiring.unit_of_work, self.client, practice_id=practice_id, pairing_code=code,
-                              now=self.clock())
+                              now=self.clock(), actor="test-approver")
 
 
 @pytest.fixture

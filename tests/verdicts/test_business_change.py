@@ -47,7 +47,7 @@ def test_rejected_change_does_not_ticket_again_until_something_else_changes(worl
     world.sim.rename(new, "Another Practice")
     world.reconcile(pid)
     with wiring.unit_of_work() as unit:
-        decisions.reject(unit, practice_id=pid, now=world.clock())
+        decisions.reject(unit, practice_id=pid, now=world.clock(), actor="test-approver")
         unit.commit()
 
     again = world.reconcile(pid)

@@ -36,7 +36,7 @@ def test_a_rejected_change_held_by_the_guard_is_not_switched_to_after_resume(wor
                                                                    Action.HELD, Action.HELD]
     world.reject(ids[2])
     with wiring.unit_of_work() as unit:
-        decisions.set_autoswitch(unit, paused=False, now=world.clock(), reason="resumed by an operator")
+        decisions.set_autoswitch(unit, paused=False, now=world.clock(), actor="test-approver")
         unit.commit()
     world.clock.advance(hours=2)  # outside the guard's window
 

@@ -6,9 +6,10 @@
     └── Starlette
         ├── /healthz, /readyz       probes (no token)
         ├── /v1  -> BearerAuth -> api (reports, guids, openapi.json)
-        └── /    -> console         the operator console, when one is passed in (not yet built)
+        └── /    -> console         the operator console (worker.serve.console), when passed in;
+                                    ``run_server`` always passes it
 
-Unrouted paths answer a JSON 404.
+Unrouted paths answer a JSON 404 (with the console mounted: its sign-in page, or its own 404 page).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp
 from worker.config import Settings
 from worker.logging import register_secret
 from worker.serve.api import build_api
+from worker.serve.console import build_console
 from worker.serve.observe import RequestLog
 from worker.serve.probes import healthz, readyz
 
@@ -62,9 +64,9 @@ def run_server(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFA
         register_secret(token.get_secret_value())
     if not settings.api_tokens:
         log.warning("api_tokens_missing", detail="HALO_RECONCILER_API_TOKENS is empty: /v1 refuses every request (401)")
-    log.info("api_serving", host=host, port=port, tokens=len(settings.api_tokens))
+    log.info("api_serving", host=host, port=port, tokens=len(settings.api_tokens), console="/")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, console=build_console(settings)),
         host=host,
         port=port,
         log_config=None,  # keep the process's logging (configure_logging); uvicorn's lines go through it

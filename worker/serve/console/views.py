@@ -1,0 +1,204 @@
+"""What the console's pages show, read in one unit of work each (blocking: run in a thread).
+
+The pages only read here; every decision goes through ``worker.admin``, the same use cases the
+command line calls, with the signed-in operator as the actor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+from sqlmodel import Session, col, select
+
+from models import Practice, Ticket, TicketStatus
+from models.guard import AUTOSWITCH_PAUSED
+from models.practice import PracticeOut
+from reconciler.adapters import people, store, tickets
+from reconciler.adapters.coordination import keys
+from reconciler.adapters.store import SqlStore
+from reconciler.core.breaker import BreakerState
+from reconciler.core.errors import CoordinationUnavailable, UnknownTicket
+from reconciler.core.identifiers import normalise
+from reconciler.core.policy import HELD_REASONS
+from worker import admin, wiring
+from worker.config import Settings
+from worker.coordination import get_redis
+
+log = structlog.get_logger()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def age(since: datetime | None, now: datetime | None = None) -> str:
+    """A person's reading of how long ago: 45 s, 12 min, 3 h, 2 d."""
+    if since is None:
+        return "-"
+    seconds = max(0, int(((now or _now()) - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+@dataclass(frozen=True)
+class HeldRow:
+    practice: Practice
+    ticket: Ticket | None
+
+
+@dataclass
+class Overview:
+    held: list[HeldRow]
+    tickets_by_kind: dict[str, list[Ticket]]
+    autoswitch_paused: bool
+    autoswitch_reason: str | None
+    autoswitch_since: datetime | None
+    breakers: list[BreakerState] | None  # None: the coordination store did not answer
+    switches_in_window: int
+    switch_limit: int
+    last_sweep: datetime | None
+    last_sweep_known: bool
+
+
+def _held_tickets(session: Session, practice_ids: list[int]) -> dict[int, Ticket]:
+    if not practice_ids:
+        return {}
+    rows = session.exec(select(Ticket).where(col(Ticket.practice_id).in_(practice_ids),
+                                             col(Ticket.status).in_(tickets.UNRESOLVED),
+                                             col(Ticket.reason).in_(HELD_REASONS))).all()
+    return {t.practice_id: t for t in rows}  # type: ignore[misc]
+
+
+def _last_sweep() -> tuple[datetime | None, bool]:
+    try:
+        raw = get_redis().get(keys.last_sweep())
+    except (RedisError, CoordinationUnavailable) as exc:
+        log.warning("console_sweep_unknown", error=str(exc))
+        return None, False
+    if raw is None:
+        return None, True
+    try:
+        return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw), True
+    except ValueError:
+        return None, False
+
+
+def _breakers(settings: Settings) -> list[BreakerState] | None:
+    try:
+        return wiring.breaker(settings).states()
+    except (RedisError, CoordinationUnavailable) as exc:
+        log.warning("console_breaker_unknown", error=str(exc))
+        return None
+
+
+def overview(settings: Settings, *, limit: int = 200) -> Overview:
+    now = _now()
+    with admin.unit_of_work() as session:
+        held = list(session.exec(select(Practice).where(Practice.state == "held")
+                                 .order_by(col(Practice.updated_at)).limit(limit)).all())
+        held_tickets = _held_tickets(session, [p.id for p in held])  # type: ignore[misc]
+        by_kind: dict[str, list[Ticket]] = {}
+        for ticket in tickets.list_tickets(session, statuses=tickets.UNRESOLVED):
+            by_kind.setdefault(str(ticket.kind), []).append(ticket)
+        policy = wiring.policy(settings)
+        guard = SqlStore(session).guard_state(now=now, policy=policy)
+        paused = store.flag(session, AUTOSWITCH_PAUSED)
+        onboarded = store.count_practices(session)
+    limit_ = max(policy.mass_change_min, int(policy.mass_change_fraction * onboarded))
+    last, known = _last_sweep()
+    return Overview(
+        held=[HeldRow(p, held_tickets.get(p.id)) for p in held],  # type: ignore[arg-type]
+        tickets_by_kind=by_kind,
+        autoswitch_paused=paused is not None, autoswitch_reason=paused.reason if paused else None,
+        autoswitch_since=paused.updated_at if paused else None,
+        breakers=_breakers(settings), switches_in_window=guard.switches_in_window, switch_limit=limit_,
+        last_sweep=last, last_sweep_known=known,
+    )
+
+
+@dataclass(frozen=True)
+class IdentifierRow:
+    name: str
+    recorded: Any
+    seen: Any
+    differs: bool
+
+
+@dataclass
+class PracticePage:
+    out: PracticeOut
+    row: Practice
+    open_tickets: list[Ticket]
+    audit: list[people.AuditEntry]
+    last: Any  # the last reconciliation that asked Halo, or None
+    identifiers: list[IdentifierRow] = field(default_factory=list)
+    sites: list[dict[str, Any]] = field(default_factory=list)
+    site_check: dict[str, Any] | None = None
+    held_ticket: Ticket | None = None
+
+
+def _identifier_rows(recorded: dict[str, Any], seen: dict[str, Any] | None) -> list[IdentifierRow]:
+    seen = seen if seen is not None else recorded
+    names = list(dict.fromkeys([*recorded, *seen]))
+    rows = []
+    for name in names:
+        a, b = recorded.get(name), seen.get(name)
+        differs = (normalise(a) if a is not None else None) != (normalise(b) if b is not None else None)
+        rows.append(IdentifierRow(name, a, b, differs))
+    return rows
+
+
+def practice_page(practice_id: int, *, audit_limit: int = 100) -> PracticePage:
+    with admin.unit_of_work() as session:
+        row = store.get_practice(session, practice_id=practice_id)
+        out = PracticeOut.from_rows(row, list(store.guid_history(session, practice_id=practice_id)))
+        open_ = list(tickets.list_tickets(session, practice_id=practice_id))
+        last = people.last_reconciliation(session, practice_id=practice_id)
+        entries = people.audit_entries(session, practice_id=practice_id, limit=audit_limit)
+        session.expunge_all()
+    answer = (last.halo_answer if last is not None else None) or {}
+    held = [t for t in open_ if t.reason in HELD_REASONS]
+    return PracticePage(
+        out=out, row=row, open_tickets=open_, audit=entries, last=last,
+        identifiers=_identifier_rows(dict(row.identifiers), row.proposed_identifiers),
+        sites=[s for s in answer.get("sites", []) if isinstance(s, dict)],
+        site_check=answer.get("site_check") if isinstance(answer.get("site_check"), dict) else None,
+        held_ticket=held[0] if held else None,
+    )
+
+
+def ticket(ticket_id: int) -> tuple[Ticket, Practice | None, list[people.AuditEntry]]:
+    with admin.unit_of_work() as session:
+        row = session.get(Ticket, ticket_id)
+        if row is None:
+            raise UnknownTicket(f"no ticket with id {ticket_id}")
+        practice = session.get(Practice, row.practice_id) if row.practice_id is not None else None
+        entries = [e for e in people.audit_entries(session, practice_id=row.practice_id, limit=200)
+                   if e.ticket_id == ticket_id] if row.practice_id is not None else [
+            e for e in people.audit_entries(session, limit=500) if e.ticket_id == ticket_id]
+        session.expunge_all()
+    return row, practice, entries
+
+
+def ticket_list(status: str | None, kind: str | None) -> list[Any]:
+    return admin.list_tickets(status or None, kind or None)
+
+
+def search(text: str) -> list[Practice]:
+    with admin.unit_of_work() as session:
+        rows = people.search_practices(session, text=text)
+        session.expunge_all()
+    return rows
+
+
+def audit(limit: int = 200) -> list[people.AuditEntry]:
+    return admin.audit(limit=limit)
+
+
+TICKET_STATUSES = [str(s) for s in TicketStatus]
