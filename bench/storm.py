@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
         # flushed and indexed again (the hook's run left the old GUIDs marked as replaced).
         prepare(stack, "bench_http", practices)
         over_http = run_storm(stack, control, practices, ids, reports, naive=False, http=True)
+        # Said at once: the naive baseline that follows is the long run a busy machine may time out.
+        print(f"hook and HTTP runs: Find sites calls {coalesced['finds']} and {over_http['finds']}, "
+              f"wall {coalesced['wall']:.2f} s and {over_http['wall']:.2f} s", file=sys.stderr, flush=True)
         naive = run_storm(stack, control, practices, ids, reports, naive=True)
 
         concurrency = WORKERS * CONCURRENCY
