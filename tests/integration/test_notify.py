@@ -1,7 +1,8 @@
 """Ticket notifications reach real receivers on loopback through Apprise: its JSON target (an HTTP
 server), e-mail (an aiosmtpd SMTP server) and a Slack-compatible incoming webhook (``mmost://``
 posts Slack's ``{"text": ...}`` payload). Tickets are written by the real SQL adapter on PostgreSQL;
-delivery runs from the outbox exactly as the worker's ``halo.deliver_outbox`` task runs it.
+delivery runs from the outbox exactly as the worker's ``halo.deliver_outbox`` task runs it, and the
+last test has a real worker open the ticket and deliver it by itself.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from models import TicketKind, TicketReason
+from models import PmsType, TicketKind, TicketReason
 from models.outbox import OutboxEvent, OutboxTarget
 from reconciler.adapters import tickets
 from tests.integration.conftest import use_environment
 from tests.utils.receivers import http_receiver, smtp_receiver
-from worker import db, wiring
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_workers, stop_workers
+from worker import admin, db, wiring
+from worker.hooks import report_forbidden
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +132,28 @@ def test_no_secret_reaches_a_notification(receivers):
     sent = b"".join(r.body for r in http.received).decode() + "".join(m.message.as_string() for m in smtp.received)
     assert sent and KEY not in sent
     assert "[redacted]" in sent
+
+
+def test_a_worker_that_opens_a_ticket_notifies_by_itself(stack, tmp_path, monkeypatch):
+    """The whole path: a report, a real worker's reconciliation opens a business_change ticket, and
+    its ``halo.deliver_outbox`` task sends the notification, link included, with nobody asking."""
+    sim, env = stack
+    with http_receiver() as http:
+        env = {**env, "HALO_RECONCILER_NOTIFY_URLS": f"json://127.0.0.1:{http.url.rsplit(':', 1)[1]}/hooks/notify",
+               "HALO_RECONCILER_PUBLIC_URL": PUBLIC}
+        use_environment(monkeypatch, env)
+        sim.add_practice(pms_type=PmsType.ZEDMED, pms_id="Z-NOTE", practice_name="Notified Clinic")
+        practice = admin.onboard("Zedmed", "Z-NOTE")
+        sim.rename(practice.halo_guid, "New Owners Clinic")
+        workers = start_workers(env, tmp_path, count=1)
+        try:
+            assert report_forbidden(practice.halo_guid, "Forbidden")
+            wait_until(lambda: http.on("/hooks/notify"), timeout=60, what="the notification")
+        finally:
+            stop_workers(workers)
+        [notice] = [r.json() for r in http.on("/hooks/notify")]
+        [ticket] = admin.list_tickets()
+        assert (ticket.kind, ticket.reason, ticket.practice_id) == ("contact_practice", "business_change", practice.id)
+        assert notice["title"] == f"[halo-reconciler] Ticket #{ticket.id} opened: contact_practice / business_change"
+        assert f"{PUBLIC}/tickets/{ticket.id}" in notice["message"] and f"practice {practice.id}" in notice["message"]
+        assert stack[1]["HALO_SUBSCRIPTION_KEY"] not in notice["message"]
