@@ -1,15 +1,21 @@
 """Hook: what ``report_forbidden`` costs the application, coalesced (the practice is already queued)
 and not (the first report publishes a Celery task), against a bare Redis ``SET NX`` on the same
-server in the same run. The application and Redis share this 2-core machine.
+server in the same run; and the same report over HTTP (``POST /v1/reports`` to a real
+``halo-reconciler serve`` on loopback, one keep-alive connection), for applications in other
+languages. The application, ``serve`` and Redis share this 2-core machine.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 
 N = 3000
+TOKEN = "bench-api-token-0c5d"
 
 
 def _pct(samples: list[float], q: float) -> float:
@@ -17,20 +23,51 @@ def _pct(samples: list[float], q: float) -> float:
     return samples[min(len(samples) - 1, int(q * len(samples)))] * 1e6
 
 
+def _serve(stack, env: dict[str, str]):
+    """``halo-reconciler serve`` on a free loopback port; returns (process, base URL) once healthy."""
+    import httpx
+
+    from tests.utils.servers import free_port
+    from tests.utils.waiting import wait_until
+    from worker.processes import start_in_new_group
+
+    port = free_port()
+    proc = start_in_new_group([sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              env={**os.environ, **env, "HALO_RECONCILER_API_TOKENS": TOKEN},
+                              stdout=open(stack.tmp / "serve.log", "wb"), stderr=subprocess.STDOUT)
+    stack.procs.append(proc)  # stopped with the stack
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, timeout=60, interval=0.1,
+               what="serve answering /healthz", ignoring=(httpx.HTTPError,), log=stack.tmp / "serve.log")
+    return proc, url
+
+
 def main() -> None:
+    import httpx
     import redis
 
     from bench.fleet import index_all
     from bench.stack import Stack
+    from reconciler.adapters.coordination import keys
     from worker.hooks import report_forbidden
 
     stack = Stack()
     try:
-        stack.use(stack.env("unused"))
+        env = stack.env("unused")
+        stack.use(env)
         client = redis.Redis.from_url(stack.redis.url)
-        practices = [(f"BP-{i:06d}", str(uuid.uuid4())) for i in range(N)]
-        index_all(client, list(range(1, N + 1)), practices)
-        report_forbidden(practices[0][1])  # connections and scripts loaded before timing
+        practices = [(f"BP-{i:06d}", str(uuid.uuid4())) for i in range(2 * N)]
+        index_all(client, list(range(1, 2 * N + 1)), practices)
+        by_hook, by_http = practices[:N], practices[N:]
+        report_forbidden(by_hook[0][1])  # connections and scripts loaded before timing
+        _, url = _serve(stack, env)
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+        def over_http(guid: str) -> bool:
+            response = api.post("/v1/reports", json={"guid": guid, "message": "Forbidden"})
+            return response.status_code == 202 and response.json()["taken"] is True
+
+        over_http(by_http[0][1])  # the connection opened before timing
 
         def timed(call, items) -> list[float]:
             out = []
@@ -43,20 +80,24 @@ def main() -> None:
             return out
 
         bare = timed(lambda i: client.set(f"bench:setnx:{i}", "1", nx=True, ex=60), range(N))
-        first = timed(lambda p: report_forbidden(p[1], "Forbidden"), practices[1:])  # publishes
-        folded = timed(lambda p: report_forbidden(p[1], "Forbidden"), practices[1:])  # already queued
+        first = timed(lambda p: report_forbidden(p[1], "Forbidden"), by_hook[1:])  # publishes
+        folded = timed(lambda p: report_forbidden(p[1], "Forbidden"), by_hook[1:])  # already queued
+        http_first = timed(lambda p: over_http(p[1]), by_http[1:])
+        http_folded = timed(lambda p: over_http(p[1]), by_http[1:])
+        outcomes = {k.decode(): int(v) for k, v in client.hgetall(keys.report_outcomes()).items()}
         print(f"hook cost in the application process, {N - 1} calls each, microseconds")
-        print(f"{'call':<36} {'p50 us':>8} {'p99 us':>8} {'p99 / SET NX p99':>17}")
+        print(f"{'call':<44} {'p50 us':>8} {'p99 us':>8} {'p99 / SET NX p99':>17}")
         base = _pct(bare, 0.99)
         for name, samples in (("bare Redis SET NX", bare), ("report_forbidden, coalesced", folded),
-                              ("report_forbidden, first (publishes)", first)):
-            print(f"{name:<36} {statistics.median(samples) * 1e6:>8.0f} {_pct(samples, 0.99):>8.0f} "
+                              ("report_forbidden, first (publishes)", first),
+                              ("POST /v1/reports over HTTP, coalesced", http_folded),
+                              ("POST /v1/reports over HTTP, first (publishes)", http_first)):
+            print(f"{name:<44} {statistics.median(samples) * 1e6:>8.0f} {_pct(samples, 0.99):>8.0f} "
                   f"{_pct(samples, 0.99) / base:>17.2f}")
-        print("target: coalesced p99 within 3x a bare SET NX")
+        print("target: coalesced p99 within 3x a bare SET NX (the Python hook); over HTTP the same report "
+              "adds a loopback request to serve")
+        print(f"report outcomes counted in Redis for both paths: {outcomes}")
+        api.close()
         client.close()
     finally:
         stack.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,9 @@
 """Storm: 50,000 403 reports over 1,000 practices (80% GUID moves, 10% new owners, 10% unchanged),
 Redis broker, 2 worker processes, the simulator answering in 80 ms. The coalescing worker against a
 naive one (one task and one Find sites call per report) and against the ideal (one call per
-practice from a bare thread pool of the same concurrency), in one run.
+practice from a bare thread pool of the same concurrency), in one run; and the same storm sent over
+HTTP (``POST /v1/reports`` to a real ``halo-reconciler serve``), which must spend the same Find
+sites calls as the Python hook.
 
 ``python3 dev.py bench storm`` (add ``--quick`` for a tenth of the size).
 """
@@ -58,13 +60,32 @@ def ideal(stack: Stack, practices: list[tuple[str, str]]) -> float:
     return wall
 
 
-def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naive: bool) -> dict:
+def _http_sender(stack: Stack, env: dict[str, str]):
+    """A ``send(guid)`` that reports over HTTP to a fresh ``serve``: one keep-alive client per thread."""
+    import httpx
+
+    from bench.hook import TOKEN, _serve
+
+    _, url = _serve(stack, env)
+    local = threading.local()
+
+    def send(guid: str) -> bool:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        response = local.client.post("/v1/reports", json={"guid": guid, "message": "Forbidden"})
+        return response.status_code == 202
+
+    return send
+
+
+def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naive: bool, http: bool = False) -> dict:
     from sqlmodel import func, select
 
     from models import Practice, Reconciliation
     from worker import db
 
-    env = stack.env(f"bench_{'naive' if naive else 'coalesced'}", **BENCH_SETTINGS)
+    name = "naive" if naive else "http" if http else "coalesced"
+    env = stack.env(f"bench_{name}", **BENCH_SETTINGS)
     stack.use(env)
     workers = stack.start_workers(env, app="bench.naive" if naive else "worker", count=WORKERS,
                                   concurrency=CONCURRENCY, queues="naive" if naive else "events,reconcile,sweep,deliver")
@@ -80,6 +101,8 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
     cpu_before = cpu()
     control.reset_counters()
     first_report: dict[str, float] = {}
+    if http:
+        send = _http_sender(stack, env)  # serve started (and healthy) before the clock starts
     began_wall, began = time.time(), time.monotonic()
     if naive:
         from bench.naive import app as naive_app
@@ -87,7 +110,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
         def send(guid: str) -> bool:
             naive_app.send_task("bench.naive_reconcile", args=[guid], queue="naive")
             return True
-    else:
+    elif not http:
         from worker.hooks import report_forbidden as send
     since = datetime.fromtimestamp(began_wall, UTC)
 
@@ -144,7 +167,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
                       [(a.trigger, a.verdict, a.action, a.started_at) for a in audits],
                       {name: r.get(name) for name in (k.dirty(p.id), k.processing(p.id), k.fresh(p.id))},
                       r.hget(k.guid_index(), p.halo_guid), file=sys.stderr)
-        raise TimeoutError(f"{'naive' if naive else 'coalesced'} run not settled after {timeout:.0f} s: "
+        raise TimeoutError(f"{name} run not settled after {timeout:.0f} s: "
                            f"{verified} of {len(ids)} practices verified, {runs} reconciliations, "
                            f"{control.call_count('find_sites')} Find sites calls; logs in {stack.tmp}") from None
     cpu_used = {name: seconds - cpu_before[name] for name, seconds in cpu().items()}
@@ -189,6 +212,13 @@ def main(argv: list[str] | None = None) -> None:
 
         ideal_wall = ideal(stack, practices)
         coalesced = run_storm(stack, control, practices, ids, reports, naive=False)
+        # The HTTP run starts from the state the hook's run started from: its own database, and Redis
+        # flushed and indexed again (the hook's run left the old GUIDs marked as replaced).
+        prepare(stack, "bench_http", practices)
+        over_http = run_storm(stack, control, practices, ids, reports, naive=False, http=True)
+        # Said at once: the naive baseline that follows is the long run a busy machine may time out.
+        print(f"hook and HTTP runs: Find sites calls {coalesced['finds']} and {over_http['finds']}, "
+              f"wall {coalesced['wall']:.2f} s and {over_http['wall']:.2f} s", file=sys.stderr, flush=True)
         naive = run_storm(stack, control, practices, ids, reports, naive=True)
 
         concurrency = WORKERS * CONCURRENCY
@@ -198,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'run':<12} {'Find sites':>10} {'wall s':>8} {'reports sent s':>15} {'report->verdict p50 s':>22} "
               f"{'p95 s':>7} {'peak worker MB':>15}")
         print(f"{'ideal':<12} {n_practices:>10} {ideal_wall:>8.2f} {'-':>15} {'-':>22} {'-':>7} {'-':>15}")
-        for name, r in (("coalesced", coalesced), ("naive", naive)):
+        for name, r in (("coalesced", coalesced), ("http", over_http), ("naive", naive)):
             print(f"{name:<12} {r['finds']:>10} {r['wall']:>8.2f} {r['send_s']:>15.2f} {r['p50']:>22.2f} "
                   f"{r['p95']:>7.2f} {r['peak_mb']:>15.0f}")
         print("wall: from the first report until every practice has its verdict (the naive worker: until "
@@ -209,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
               f"Find sites calls {coalesced['finds']} for {n_practices} affected practices (target: equal)")
         print(f"Get site status calls {coalesced['statuses']} for {coalesced['switched']} switched practices "
               f"(target: equal); naive: {naive['statuses']}")
+        print(f"the same storm over HTTP (POST /v1/reports to serve): Find sites calls {over_http['finds']} "
+              f"(hook: {coalesced['finds']}; target: equal); {over_http['taken']} of {over_http['reports']} taken, "
+              f"sent in {over_http['send_s']:.1f} s")
         for name, r in (("coalesced", coalesced), ("naive", naive)):
             used = r["cpu"]
             print(f"CPU seconds until settled, {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items())

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # --- ticket sinks -------------------------------------------------------------------------
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # Apprise URLs (Slack, Teams, mailto://, PagerDuty, json://, ...), comma- or space-separated;
+    # secrets, since most hold a token or a password. Each is parsed by Apprise at start-up.
+    notify_urls: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Where the console is reached by the people notified: links are PUBLIC_URL/tickets/{id}.
+    public_url: str | None = None
 
     # --- events -------------------------------------------------------------------------------
     # A reconciliation past the hard limit is killed; its practice's run lock outlives it by 30 s. The
@@ -206,6 +211,37 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"{str(item)[:60]!r} is not an IP address or network") from None
             return tuple(str(item) for item in value)
+        return value
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_notify_urls(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, (list, tuple)):
+            urls = [item.get_secret_value() if isinstance(item, SecretStr) else str(item).strip() for item in value]
+            urls = [url for url in urls if url]
+            if urls:
+                # Apprise is imported only when notifications are configured (start-up time).
+                from reconciler.adapters.notify import InvalidNotifyUrl, check_urls
+
+                try:
+                    check_urls(urls)
+                except InvalidNotifyUrl as exc:
+                    raise ValueError(str(exc)) from None
+            return tuple(SecretStr(url) for url in urls)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")) or len(value.split("://", 1)[1]) == 0:
+            raise ValueError("must be the console's base URL, starting with https:// (or http://)")
         return value
 
     @field_validator("database_url")
@@ -333,6 +369,11 @@ class Settings(BaseSettings):
             if password:  # as written in the URL, and percent-decoded as a driver's error may show it
                 found.extend(dict.fromkeys((password, unquote(password))))
         return tuple(found)
+
+    @property
+    def notify_url_values(self) -> tuple[str, ...]:
+        """The notification URLs themselves, for the one place that builds the notifier."""
+        return tuple(url.get_secret_value() for url in self.notify_urls)
 
     @property
     def subscription_key(self) -> str | None:

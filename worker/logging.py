@@ -73,6 +73,8 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         register_secret(password)
     if settings.webhook_secret:
         register_secret(settings.webhook_secret.get_secret_value())
+    for url in settings.notify_url_values:  # Apprise URLs hold tokens and passwords
+        register_secret(url)
     level = logging.getLevelNamesMapping()[settings.log_level]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

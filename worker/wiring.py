@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from reconciler.adapters import outbox
+from reconciler.adapters import notify, outbox
 from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
@@ -239,9 +239,35 @@ def _observe(result: ReconcileResult) -> None:
 
 
 def deliver_outbox(settings: Settings | None = None) -> outbox.DeliveryReport | None:
-    """Send pending ticket events to the configured webhook, if any."""
+    """Send pending ticket events to the configured webhook and notification URLs, if any."""
     settings = settings or get_settings()
-    if not settings.webhook_url or not settings.webhook_secret:
-        return None
-    return outbox.deliver_pending(db.new_session, url=settings.webhook_url,
-                                  secret=settings.webhook_secret.get_secret_value())
+    report: outbox.DeliveryReport | None = None
+    if settings.webhook_url and settings.webhook_secret:
+        report = outbox.deliver_pending(db.new_session, url=settings.webhook_url,
+                                        secret=settings.webhook_secret.get_secret_value())
+    if settings.notify_urls:
+        notified = outbox.deliver_notifications(db.new_session, notifier=notifier(settings),
+                                                public_url=settings.public_url, secrets=_secrets(settings))
+        report = notified if report is None else report + notified
+    return report
+
+
+_notifier: tuple[int, tuple[str, ...], notify.AppriseNotifier] | None = None
+
+
+def notifier(settings: Settings | None = None) -> notify.AppriseNotifier:
+    """This process's notifier for the configured URLs, built once (Apprise parses each URL)."""
+    global _notifier
+    settings = settings or get_settings()
+    urls = settings.notify_url_values
+    with _lock:
+        if _notifier is None or _notifier[0] != os.getpid() or _notifier[1] != urls:
+            _notifier = (os.getpid(), urls, notify.AppriseNotifier(urls))
+        return _notifier[2]
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """What must never reach a notification, even quoted in a ticket's detail."""
+    values = [settings.subscription_key, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None]
+    values += [token.get_secret_value() for token in settings.api_tokens]
+    return [value for value in values if value]

@@ -182,7 +182,8 @@ class StateCollector:
         try:
             with self.session() as session:
                 tickets = session.exec(
-                    select(Ticket.kind, func.count()).where(Ticket.status != TicketStatus.RESOLVED).group_by(Ticket.kind)
+                    select(Ticket.kind, Ticket.reason, func.count(), func.min(Ticket.opened_at))
+                    .where(Ticket.status != TicketStatus.RESOLVED).group_by(Ticket.kind, Ticket.reason)
                 ).all()
                 states = session.exec(select(Practice.state, func.count()).group_by(Practice.state)).all()
         except SQLAlchemyError as exc:  # the database down is itself a reading
@@ -190,11 +191,22 @@ class StateCollector:
             yield _up("database", "the database", False)
             return
         yield _up("database", "the database", True)
-        open_tickets = GaugeMetricFamily(f"{NAMESPACE}_tickets_open", "Tickets open or acknowledged, by kind",
-                                         labels=["kind"])
-        for kind, n in tickets:
-            open_tickets.add_metric([str(kind)], float(n))
+        open_tickets = GaugeMetricFamily(f"{NAMESPACE}_tickets_open", "Tickets open or acknowledged, by kind and reason",
+                                         labels=["kind", "reason"])
+        # How long the oldest unresolved ticket of each kind and reason has waited: a held change
+        # nobody decides on is an alert (deploy/prometheus/alerts.yml), a count alone is not.
+        oldest = GaugeMetricFamily(f"{NAMESPACE}_ticket_oldest_open_age_seconds",
+                                   "Age of the oldest open or acknowledged ticket, by kind and reason",
+                                   labels=["kind", "reason"])
+        now = datetime.now(UTC)
+        for kind, reason, n, opened_at in tickets:
+            open_tickets.add_metric([str(kind), str(reason)], float(n))
+            if opened_at is not None:
+                if opened_at.tzinfo is None:  # SQLite's MIN() comes back as a naive UTC timestamp
+                    opened_at = opened_at.replace(tzinfo=UTC)
+                oldest.add_metric([str(kind), str(reason)], max(0.0, (now - opened_at).total_seconds()))
         yield open_tickets
+        yield oldest
         practices = GaugeMetricFamily(f"{NAMESPACE}_practices", "Practices by state", labels=["state"])
         for state, n in states:
             practices.add_metric([str(state)], float(n))

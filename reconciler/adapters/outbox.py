@@ -1,15 +1,15 @@
-"""Deliver the outbox to the webhook: at least once, in order per event id, with backoff.
+"""Deliver the outbox to its targets (the webhook, the notification URLs): at least once, in order
+per event id, with backoff.
 
 Events are written in the same transaction as the ticket change they describe, so a crash between
 commit and send loses nothing; a retry re-sends the same event id, so the receiver never sees a
-second ticket. On PostgreSQL rows are claimed with ``FOR UPDATE SKIP LOCKED`` so two workers never
-send the same event at once.
+second ticket. Each target has its own rows, so each has its own attempts and backoff. On PostgreSQL
+rows are claimed with ``FOR UPDATE SKIP LOCKED`` so two workers never send the same event at once.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +17,8 @@ import httpx
 import structlog
 from sqlmodel import Session, col, select
 
-from models.outbox import OutboxEvent
-from reconciler.adapters import webhook
+from models.outbox import OutboxEvent, OutboxTarget
+from reconciler.adapters import notify, webhook
 from reconciler.core import backoff
 
 log = structlog.get_logger()
@@ -33,11 +33,65 @@ class DeliveryReport:
     sent: int
     failed: int
 
+    def __add__(self, other: "DeliveryReport") -> "DeliveryReport":
+        return DeliveryReport(sent=self.sent + other.sent, failed=self.failed + other.failed)
+
 
 def retry_delay(attempts: int) -> timedelta:
     """After ``attempts`` failed sends: 15 s doubling to an hour (one sender per event: no jitter)."""
     return timedelta(seconds=backoff.exponential(attempts - 1, base=RETRY_MIN.total_seconds(),
                                                  cap=RETRY_MAX.total_seconds()))
+
+
+class _Rejected(Exception):
+    """One target's send failed; what it already delivered is kept."""
+
+    def __init__(self, message: str, delivered: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+
+
+def _drain(
+    session_factory: Callable[[], Session],
+    *,
+    target: OutboxTarget,
+    send: Callable[[OutboxEvent], list[str] | None],
+    now: Callable[[], datetime],
+    limit: int,
+) -> DeliveryReport:
+    sent = failed = 0
+    with session_factory() as session:
+        query = (
+            select(OutboxEvent)
+            .where(OutboxEvent.target == target, col(OutboxEvent.delivered_at).is_(None),
+                   OutboxEvent.next_attempt_at <= now(), OutboxEvent.attempts < GIVE_UP_AFTER)
+            .order_by(col(OutboxEvent.id))
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        for event in session.exec(query).all():
+            event.attempts += 1
+            try:
+                delivered_to = send(event)
+            except _Rejected as exc:
+                if exc.delivered is not None:
+                    event.delivered_to = list(exc.delivered)
+                event.last_error = str(exc)[:500]
+                event.next_attempt_at = now() + retry_delay(event.attempts)
+                failed += 1
+                log.warning(f"{target}_delivery_failed", event_id=event.event_id, attempts=event.attempts,
+                            error=str(exc))
+            else:
+                if delivered_to is not None:
+                    event.delivered_to = delivered_to
+                event.delivered_at = now()
+                event.last_error = None
+                sent += 1
+                log.info(f"{target}_delivered", event_id=event.event_id, event_type=event.event_type)
+            session.add(event)
+            session.commit()  # one event at a time: a crash mid-batch re-sends at most one
+    return DeliveryReport(sent=sent, failed=failed)
 
 
 def deliver_pending(
@@ -50,32 +104,36 @@ def deliver_pending(
     limit: int = 100,
     timeout: float = 5.0,
 ) -> DeliveryReport:
-    sent = failed = 0
-    with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client, session_factory() as session:
-        query = (
-            select(OutboxEvent)
-            .where(col(OutboxEvent.delivered_at).is_(None), OutboxEvent.next_attempt_at <= now(),
-                   OutboxEvent.attempts < GIVE_UP_AFTER)
-            .order_by(col(OutboxEvent.id))
-            .limit(limit)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        for event in session.exec(query).all():
-            body = webhook.encode(event.event_id, event.payload)
-            event.attempts += 1
+    """Send the webhook's pending events, each signed when it is sent (on the real clock: ``now``
+    schedules retries, and a receiver checks the signature's age against its own clock)."""
+    with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client:
+
+        def send(event: OutboxEvent) -> None:
             try:
-                webhook.post(client, url, secret, event_id=event.event_id, body=body, timestamp=int(time.time()))
+                webhook.post(client, url, secret, event_id=event.event_id,
+                             body=webhook.encode(event.event_id, event.payload), signed_at=datetime.now(UTC))
             except webhook.WebhookRejected as exc:
-                event.last_error = str(exc)[:500]
-                event.next_attempt_at = now() + retry_delay(event.attempts)
-                failed += 1
-                log.warning("webhook_delivery_failed", event_id=event.event_id, attempts=event.attempts, error=str(exc))
-            else:
-                event.delivered_at = now()
-                event.last_error = None
-                sent += 1
-                log.info("webhook_delivered", event_id=event.event_id, event_type=event.event_type)
-            session.add(event)
-            session.commit()  # one event at a time: a crash mid-batch re-sends at most one
-    return DeliveryReport(sent=sent, failed=failed)
+                raise _Rejected(str(exc)) from exc
+
+        return _drain(session_factory, target=OutboxTarget.WEBHOOK, send=send, now=now, limit=limit)
+
+
+def deliver_notifications(
+    session_factory: Callable[[], Session],
+    *,
+    notifier: notify.AppriseNotifier,
+    public_url: str | None,
+    secrets: Sequence[str] = (),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    limit: int = 100,
+) -> DeliveryReport:
+    """Send the pending notifications to every URL that has not yet taken each one."""
+
+    def send(event: OutboxEvent) -> list[str]:
+        notice = notify.compose(event.payload, public_url=public_url, secrets=secrets)
+        try:
+            return notifier.send(notice, already=event.delivered_to or ())
+        except notify.NotificationRejected as exc:
+            raise _Rejected(str(exc), exc.delivered) from exc
+
+    return _drain(session_factory, target=OutboxTarget.NOTIFY, send=send, now=now, limit=limit)

@@ -1,7 +1,8 @@
 """Tickets: opened once per de-duplication key, counted, resolved when the condition clears.
 
-Every change to a ticket also writes an outbox event in the same transaction, so the webhook sink
-delivers exactly what the database holds, even across a crash between commit and send.
+Every change to a ticket also writes outbox events in the same transaction (one per target: the
+webhook, and the notification URLs for what a person should hear), so the sinks deliver exactly what
+the database holds, even across a crash between commit and send.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models import Ticket, TicketKind, TicketReason, TicketStatus
-from models.outbox import OutboxEvent
+from models.outbox import NOTIFIED_EVENTS, OutboxEvent, OutboxTarget, is_repeat_notified, row_event_id
 from models.ticket import TicketOut, dedup_key
 from reconciler.core.errors import InvalidState, UnknownTicket
 from reconciler.adapters.metrics import observe_ticket_opened
@@ -33,22 +34,28 @@ def _unresolved(session: Session, key: str) -> Ticket | None:
 
 def _emit(session: Session, ticket: Ticket, event_type: str, now: datetime) -> None:
     # The id is stable for this state of the ticket: a redelivery carries the same id, so the
-    # receiver can de-duplicate.
+    # receiver can de-duplicate. One row per target: the webhook hears every event, people (the
+    # notification URLs) only those in NOTIFIED_EVENTS.
     event_id = f"ticket-{ticket.id}-{event_type}-{ticket.occurrences}"
     if event_type in ("resolved", "acknowledged"):
         event_id = f"ticket-{ticket.id}-{event_type}"
-    if session.exec(select(OutboxEvent.id).where(OutboxEvent.event_id == event_id)).first() is not None:
-        return
-    session.add(
-        OutboxEvent(
-            event_id=event_id,
-            event_type=f"ticket.{event_type}",
-            ticket_id=ticket.id,
-            payload={"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json()},
-            created_at=now,
-            next_attempt_at=now,
+    payload = {"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json()}
+    targets = [OutboxTarget.WEBHOOK] + ([OutboxTarget.NOTIFY] if event_type in NOTIFIED_EVENTS else [])
+    for target in targets:
+        row_id = row_event_id(event_id, target)
+        if session.exec(select(OutboxEvent.id).where(OutboxEvent.event_id == row_id)).first() is not None:
+            continue
+        session.add(
+            OutboxEvent(
+                event_id=row_id,
+                event_type=f"ticket.{event_type}",
+                target=target,
+                ticket_id=ticket.id,
+                payload=payload,
+                created_at=now,
+                next_attempt_at=now,
+            )
         )
-    )
 
 
 def open_or_count(
@@ -75,6 +82,8 @@ def open_or_count(
                 .values(occurrences=Ticket.occurrences + 1, last_seen_at=now, detail=detail)
             )
             session.refresh(existing)
+            if is_repeat_notified(existing.occurrences):
+                _emit(session, existing, "repeated", now)
             log.info("ticket_deduplicated", ticket_id=existing.id, kind=str(kind), reason=str(reason),
                      practice_id=practice_id, occurrences=existing.occurrences)
             return existing, False

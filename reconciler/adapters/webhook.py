@@ -1,13 +1,16 @@
-"""The webhook ticket sink: JSON POSTs signed with HMAC-SHA256, the way Halo signs its own webhooks.
+"""The webhook ticket sink: JSON POSTs signed the way Halo Cloud signs its own webhooks.
 
-Each request carries::
+Halo's webhooks carry three headers (its "Webhooks" documentation and announcement): ``X-Halo-Id``,
+``X-Halo-Timestamp`` (ISO 8601, when the request was sent) and ``X-Halo-Signature-256``, an
+HMAC-SHA256 over ``<message_body>.<timestamp_iso8601>``. Ours are the same, so a receiver that
+already verifies Halo's can verify ours with the same code and our secret::
 
-    X-Halo-Reconciler-Id:         the event id (stable across retries: de-duplicate on it)
-    X-Halo-Reconciler-Timestamp:  Unix seconds when this attempt was signed
-    X-Halo-Reconciler-Signature:  hex HMAC-SHA256(secret, body + "." + timestamp)
+    X-Halo-Id:             the event id (stable across retries: de-duplicate on it)
+    X-Halo-Timestamp:      when this attempt was signed, ISO 8601 in UTC ("2026-12-01T22:49:14+00:00")
+    X-Halo-Signature-256:  lowercase hex HMAC-SHA256(secret, body + b"." + timestamp)
 
-A receiver recomputes the HMAC over the raw body bytes, compares in constant time, and rejects
-timestamps older than a few minutes (replays).
+Halo's text does not say how the digest is written; we send bare lowercase hex and ``verify`` also
+takes upper case and a ``sha256=`` prefix. docs/WEBHOOKS.md is the receiver's side of this.
 """
 
 from __future__ import annotations
@@ -15,38 +18,77 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-ID_HEADER = "X-Halo-Reconciler-Id"
-TIMESTAMP_HEADER = "X-Halo-Reconciler-Timestamp"
-SIGNATURE_HEADER = "X-Halo-Reconciler-Signature"
+ID_HEADER = "X-Halo-Id"
+TIMESTAMP_HEADER = "X-Halo-Timestamp"
+SIGNATURE_HEADER = "X-Halo-Signature-256"
+# A signed request older (or further in the future) than this is a replay, or a clock to fix.
+REPLAY_WINDOW = timedelta(minutes=5)
+
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class WebhookRejected(Exception):
     """The receiver did not take the event (non-2xx, timeout, connection error)."""
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    return hmac.new(secret.encode(), body + b"." + str(timestamp).encode(), hashlib.sha256).hexdigest()
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC to the second: what the timestamp header carries and the signature covers."""
+    if moment.tzinfo is None:
+        raise ValueError("a webhook timestamp must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def verify(secret: str, body: bytes, timestamp: str, signature: str) -> bool:
-    """What a receiver does: recompute over the raw body, compare in constant time."""
-    expected = sign(secret, body, int(timestamp))
-    return hmac.compare_digest(expected, signature)
+def sign(secret: str, body: bytes, timestamp: str) -> str:
+    """Lowercase hex HMAC-SHA256 over ``body + b"." + timestamp`` (the header's exact text)."""
+    return hmac.new(secret.encode(), body + b"." + timestamp.encode(), hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, timestamp: str, signature: str, *, now: datetime | None = None,
+           window: timedelta = REPLAY_WINDOW) -> bool:
+    """What a receiver does: the timestamp within ``window`` of ``now``, then the HMAC recomputed over
+    the raw body and compared in constant time. Anything malformed (a missing or non-ISO timestamp,
+    a timestamp without a zone, a signature that is not a hex digest, a body that is not bytes) is
+    ``False``, never an exception: a receiver calls this on whatever arrived.
+    """
+    if not isinstance(secret, str) or not secret or not isinstance(timestamp, str) or not isinstance(signature, str):
+        return False
+    if isinstance(body, str):
+        body = body.encode()
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        return False
+    try:
+        signed_at = datetime.fromisoformat(timestamp.strip())
+    except ValueError:
+        return False
+    if signed_at.tzinfo is None:
+        return False  # a local time says nothing about when it was signed
+    now = now or datetime.now(UTC)
+    if abs(now - signed_at) > window:
+        return False
+    digest = signature.strip()
+    if digest[:7].lower() == "sha256=":
+        digest = digest[7:]
+    if not _HEX_DIGEST.fullmatch(digest):
+        return False
+    return hmac.compare_digest(sign(secret, bytes(body), timestamp), digest.lower())
 
 
 def encode(event_id: str, payload: dict[str, Any]) -> bytes:
     return json.dumps({"id": event_id, **payload}, separators=(",", ":"), sort_keys=True).encode()
 
 
-def post(client: httpx.Client, url: str, secret: str, *, event_id: str, body: bytes, timestamp: int) -> None:
+def post(client: httpx.Client, url: str, secret: str, *, event_id: str, body: bytes, signed_at: datetime) -> None:
+    timestamp = format_timestamp(signed_at)
     headers = {
         "Content-Type": "application/json",
         ID_HEADER: event_id,
-        TIMESTAMP_HEADER: str(timestamp),
+        TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: sign(secret, body, timestamp),
     }
     try:

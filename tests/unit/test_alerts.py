@@ -1,0 +1,78 @@
+"""The alerting rules, their promtool unit tests and the Grafana dashboard beside them
+(deploy/prometheus/). That the metrics they name exist on a real worker: tests/integration/test_prometheus.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.utils import promtool
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "deploy" / "prometheus"
+
+pytestmark = pytest.mark.timeout(900)  # the first promtool call may install it with apt-get
+
+
+def rules() -> list[dict]:
+    return [rule for group in yaml.safe_load((HERE / "alerts.yml").read_text())["groups"] for rule in group["rules"]]
+
+
+def test_promtool_checks_the_rules():
+    done = promtool.run("check", "rules", str(HERE / "alerts.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in done.stdout
+
+
+def test_promtool_unit_tests_pass():
+    done = promtool.run("test", "rules", str(HERE / "alerts_test.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_promtool_checks_the_example_config():
+    done = promtool.run("check", "config", str(HERE / "prometheus.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_has_a_unit_test_that_sees_it_fire_and_one_that_sees_it_quiet():
+    tests = yaml.safe_load((HERE / "alerts_test.yml").read_text())["tests"]
+    fired, quiet = set(), set()
+    for test in tests:
+        for case in test["alert_rule_test"]:
+            (fired if case["exp_alerts"] else quiet).add(case["alertname"])
+    names = {rule["alert"] for rule in rules()}
+    assert names - fired == set(), "alerts no test sees firing"
+    assert names - quiet == set(), "alerts no test sees quiet before they fire"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in markdown.splitlines() if line.startswith("#")}
+
+
+@pytest.mark.parametrize("rule", rules(), ids=lambda rule: rule["alert"])
+def test_each_alert_explains_itself_and_points_at_its_runbook_section(rule):
+    annotations = rule["annotations"]
+    assert annotations["summary"] and annotations["description"]
+    assert rule["labels"]["severity"] in {"warning", "critical"}
+    page, _, anchor = annotations["runbook_url"].partition("#")
+    assert page == "docs/RUNBOOK.md"
+    assert anchor in _anchors((ROOT / page).read_text()), f"docs/RUNBOOK.md has no section #{anchor}"
+
+
+def test_the_dashboard_is_grafana_json_over_the_workers_metrics():
+    dashboard = json.loads((HERE / "dashboard.json").read_text())
+    assert dashboard["uid"] == "halo-reconciler" and dashboard["panels"]
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert all('job=~"$job"' in expr for expr in exprs)
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    named = set(re.findall(r"halo_reconciler_\w+", " ".join(exprs)))
+    alerted = set(re.findall(r"halo_reconciler_\w+", (HERE / "alerts.yml").read_text()))
+    assert alerted <= named, "every metric an alert watches is on the dashboard"
