@@ -27,9 +27,11 @@ BENCHMARKS = {
     "embedded": "bench.embedded",
     "simulator": "bench.simulator_throughput",
     "audit": "bench.audit_year",
+    "cli": "bench.cli",
+    "memory": "bench.memory",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit")
+WITH_OPTIONS = ("storm", "sweep", "audit", "cli", "memory")
 # Options that take a value (the next argument is that value, not a benchmark's name).
 VALUED = ("--rows",)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"

@@ -18,11 +18,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from kombu.exceptions import OperationalError as BrokerUnreachable
-from sqlmodel import Session
 
 from models import Action, PmsType, Practice, TicketKind, TicketStatus, Trigger
 from models.guard import AUTOSWITCH_PAUSED
@@ -30,7 +29,6 @@ from models.practice import PracticeOut
 from models.ticket import TicketOut
 from models.operator import OperatorOut
 from reconciler.adapters import people, store, tickets
-from reconciler.adapters.passwords import hash_password
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
@@ -40,8 +38,11 @@ from reconciler.usecases import decisions, retention, sweep
 from reconciler.usecases.onboarding import onboard_practice, parse_pairing_code, parse_request
 from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.reconcile import ReconcileResult, reconcile
-from worker import db, wiring
+from worker import db
 from worker.config import get_settings
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 log = structlog.get_logger()
 
@@ -53,6 +54,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _wiring() -> ModuleType:
+    """The clients (Redis, httpx, Celery's publisher, metrics, Apprise) for the functions that use them:
+    reading practices or tickets needs only the database (start-up time of the command line)."""
+    from worker import wiring  # the clients only where used (start-up time)
+
+    return wiring
+
+
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
     db.ensure_schema()
@@ -62,7 +71,7 @@ def unit_of_work() -> Iterator[Session]:
 
 def deliver_tickets() -> None:
     """Send ticket events to the webhook now; whatever fails stays in the outbox for the worker."""
-    wiring.deliver_outbox()
+    _wiring().deliver_outbox()
 
 
 def _out(session: Session, practice: Practice) -> PracticeOut:
@@ -114,7 +123,7 @@ def onboard(pms_type: str, pms_id: str, pairing_code: str | None = None) -> Prac
     site that is not paired yet) and record it. Through the fleet-wide rate limiter."""
     settings = get_settings()
     request = parse_request(pms_type, pms_id, pairing_code)
-    with unit_of_work() as session, wiring.build_halo_client(settings, rate_limited=True) as client:
+    with unit_of_work() as session, _wiring().build_halo_client(settings, rate_limited=True) as client:
         practice = onboard_practice(SqlStore(session), client, request, now=_now(),
                                     identifier_query=settings.identifier_query)
         session.commit()
@@ -127,7 +136,7 @@ def index_guids(practice_id: int, current: str, past: list[str]) -> None:
     """Tell the coordination store which practice a GUID belongs to (best effort: the hook's lookup
     path repairs a missing entry from the database)."""
     try:
-        wiring.guid_index().index(practice_id, current, past)
+        _wiring().guid_index().index(practice_id, current, past)
     except CoordinationUnavailable as exc:
         log.warning("guid_index_update_failed", practice_id=practice_id, error=str(exc))
 
@@ -159,7 +168,7 @@ def reconcile_now(practice_id: int | None = None, **selector: Any) -> ReconcileR
     through the work queue's claim like the worker's: a run of the same practice there is waited for."""
     with unit_of_work() as session:
         target: int = find_practice(session, practice_id, **selector).id  # type: ignore[assignment]
-    result = reconcile(target, trigger=Trigger.MANUAL, deps=wiring.reconcile_deps(), wait_seconds=CLAIM_WAIT_SECONDS,
+    result = reconcile(target, trigger=Trigger.MANUAL, deps=_wiring().reconcile_deps(), wait_seconds=CLAIM_WAIT_SECONDS,
                        operator=True)
     _follow_up(result)
     deliver_tickets()
@@ -170,11 +179,17 @@ def _follow_up(result: ReconcileResult) -> None:
     """A report the run did not answer arrived while it ran: the worker runs the practice once more."""
     if result.again:
         try:
-            publish_follow_up(wiring.work_queue(), result.practice_id, lambda: _send(
+            publish_follow_up(_wiring().work_queue(), result.practice_id, lambda: _send(
                 "halo.reconcile_practice", [result.practice_id, str(Trigger.FORBIDDEN)], "reconcile"))
-        except (BrokerUnreachable, CoordinationUnavailable):
+        except (_broker_unreachable(), CoordinationUnavailable):
             # The next report or sweep queues it again; the operator's own run is done.
             log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)
+
+
+def _broker_unreachable() -> type[Exception]:
+    from kombu.exceptions import OperationalError  # kombu only once something was published (start-up time)
+
+    return OperationalError
 
 
 def _send(name: str, args: list[Any] | None = None, queue: str = "reconcile", **kwargs: Any) -> str:
@@ -201,9 +216,9 @@ def approve(practice_id: int, *, by: str | None = None, note: str | None = None)
     actor, note = who(by, note)
     settings = get_settings()
     db.ensure_schema()
-    with wiring.build_halo_client(settings, rate_limited=True) as client:
-        decided = decisions.approve(wiring.unit_of_work, client, practice_id=practice_id, now=_now(),
-                                    policy=wiring.policy(settings), identifier_query=settings.identifier_query,
+    with _wiring().build_halo_client(settings, rate_limited=True) as client:
+        decided = decisions.approve(_wiring().unit_of_work, client, practice_id=practice_id, now=_now(),
+                                    policy=_wiring().policy(settings), identifier_query=settings.identifier_query,
                                     actor=actor, note=note)
     return _decided(decided, "approve")
 
@@ -216,8 +231,8 @@ def pair(practice_id: int, pairing_code: str, *, by: str | None = None, note: st
         raise BadInput("the pairing code is empty")
     settings = get_settings()
     db.ensure_schema()
-    with wiring.build_halo_client(settings, rate_limited=True) as client:
-        decided = decisions.pair(wiring.unit_of_work, client, practice_id=practice_id, pairing_code=code, now=_now(),
+    with _wiring().build_halo_client(settings, rate_limited=True) as client:
+        decided = decisions.pair(_wiring().unit_of_work, client, practice_id=practice_id, pairing_code=code, now=_now(),
                                  actor=actor, note=note)
     return _decided(decided, "pair")
 
@@ -310,7 +325,7 @@ def sweep_now(older_than_seconds: int | None = None, progress_factory=None) -> s
     """Reconcile every stale practice and every due retry in this process, one claim at a time."""
     settings = get_settings()
     older = timedelta(seconds=settings.sweep_stale_after_seconds if older_than_seconds is None else older_than_seconds)
-    deps = wiring.reconcile_deps(settings)
+    deps = _wiring().reconcile_deps(settings)
     with unit_of_work() as session:
         planned = list(sweep.plan(SqlStore(session), now=_now(), older_than=older))
     progress = progress_factory(len(planned)) if progress_factory else (lambda: None)
@@ -335,7 +350,7 @@ def enqueue_sweep(older_than_seconds: int | None = None) -> str:
 
 def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
     """One whole retention pass in this process (the beat's pass is bounded; this one is not)."""
-    return retention.apply_retention(wiring.unit_of_work, policy=wiring.retention_policy(), now=_now(),
+    return retention.apply_retention(_wiring().unit_of_work, policy=_wiring().retention_policy(), now=_now(),
                                      monotonic=time.monotonic, dry_run=dry_run)
 # --- the audit trail and the console's operators ------------------------------------------------
 
@@ -353,6 +368,8 @@ def audit(practice_id: int | None = None, *, limit: int | None = None) -> list[p
 def add_operator(name: str, role: str, password: str) -> OperatorOut:
     """A console operator, with an argon2 hash of the password (never the password itself)."""
     name, role_ = parse_operator_name(name), parse_role(role)
+    from reconciler.adapters.passwords import hash_password  # argon2 only for `operators add` (start-up time)
+
     password_hash = hash_password(password)
     with unit_of_work() as session:
         row = people.add_operator(session, name=name, role=str(role_), password_hash=password_hash, now=_now())

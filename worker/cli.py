@@ -13,27 +13,24 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any
 
-import structlog
 import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
-from models.practice import PracticeOut
-from models.ticket import TicketOut
-from worker import admin, db
-from kombu.exceptions import OperationalError as BrokerUnreachable
-
-from worker.config import ConfigError, Settings, get_settings
-from worker.coordination import CoordinationUnavailable, embedded_server_pid, stop_embedded_server
-from reconciler.core.errors import BadInput, OperationFailed, ReconcilerError
+from reconciler.core.errors import BadInput, CoordinationUnavailable, OperationFailed, ReconcilerError
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
-from worker.logging import configure_logging
 
-log = structlog.get_logger()
+if TYPE_CHECKING:
+    from models.practice import PracticeOut
+    from models.ticket import TicketOut
+    from worker.config import Settings
+
+# Start-up time: `--help` answers within 300 ms and `practices list --json` within 500 ms
+# (docs/BENCHMARKS.md, "cli"), so this module imports only typer and the pure core at load. The
+# admin API (SQLModel and the adapters), the settings (pydantic), structlog and rich are imported by
+# the commands that use them, through the helpers below; tests/unit/test_cli_imports.py holds the line.
 
 app = typer.Typer(
     name="halo-reconciler",
@@ -55,14 +52,63 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 ByOption = Annotated[str | None, typer.Option("--by", help="Who decides, for the audit trail (default: the operating-system user).")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+
+
+class _LazyConsole:
+    """A rich Console built on first print: rich costs ~50 ms to import, and `--json` never needs it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def get(self) -> Any:
+        if self._console is None:
+            from rich.console import Console  # rich only for readable output (start-up time)
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self.get().print(*objects, **kwargs)
+
+
+stdout = _LazyConsole(highlight=False, soft_wrap=True)
+stderr = _LazyConsole(stderr=True, highlight=False)
+
+
+def _admin() -> ModuleType:
+    """The admin API, imported by the commands that call it."""
+    from worker import admin  # the models, the store and the use cases only for commands (start-up time)
+
+    return admin
+
+
+def _db() -> ModuleType:
+    from worker import db  # the engine and the schema check only for commands (start-up time)
+
+    return db
 
 
 def _settings() -> Settings:
+    # pydantic's settings and structlog only once a command runs, not for `--help` (start-up time).
+    from worker.config import get_settings
+    from worker.logging import configure_logging
+
     settings = get_settings()
     configure_logging(settings)
     return settings
+
+
+def _table() -> Any:
+    from rich.table import Table  # rich only for readable output (start-up time)
+
+    return Table(box=None, pad_edge=False)
+
+
+def _progress(*, disable: bool) -> Any:
+    from rich.progress import Progress  # rich only when a bar may show (start-up time)
+
+    return Progress(console=stderr.get(), disable=disable)
 
 
 def _now() -> datetime:
@@ -118,7 +164,7 @@ def practices_add(
 ) -> None:
     """Onboard a practice: find its authoritative GUID at Halo, pair with it and record its identifiers."""
     _settings()
-    out = admin.onboard(pms_type, pms_id, pairing_code)
+    out = _admin().onboard(pms_type, pms_id, pairing_code)
     if as_json:
         _print_json(out.to_json())
     else:
@@ -129,11 +175,11 @@ def practices_add(
 def practices_list(as_json: JsonOption = False) -> None:
     """List every onboarded practice."""
     _settings()
-    outs = admin.practices()
+    outs = _admin().practices()
     if as_json:
         _print_json([o.to_json() for o in outs])
         return
-    table = Table(box=None, pad_edge=False)
+    table = _table()
     for column in ("id", "pms type", "pms id", "practice name", "halo guid", "state", "last verdict", "last verified"):
         table.add_column(column)
     for o in outs:
@@ -155,7 +201,7 @@ def practices_show(
 ) -> None:
     """Show one practice with its GUID history."""
     _settings()
-    out = admin.practice(practice_id, guid=guid, pms_type=pms_type, pms_id=pms_id)
+    out = _admin().practice(practice_id, guid=guid, pms_type=pms_type, pms_id=pms_id)
     if as_json:
         _print_json(out.to_json())
     else:
@@ -173,7 +219,7 @@ def practices_pair(
 ) -> None:
     """Pair with a held change's new site, check it is active, and switch to it."""
     _settings()
-    _print_change(admin.pair(practice_id, pairing_code, by=by, note=note), as_json, "paired")
+    _print_change(_admin().pair(practice_id, pairing_code, by=by, note=note), as_json, "paired")
 
 
 @practices_app.command("import")
@@ -188,9 +234,9 @@ def practices_import(
 
     settings = _settings()
     rows = read_rows(file)
-    db.ensure_schema()
+    _db().ensure_schema()
     show_bar = sys.stderr.isatty() and not as_json
-    with wiring.build_halo_client(settings, rate_limited=True) as client, Progress(console=stderr, disable=not show_bar) as bar:
+    with wiring.build_halo_client(settings, rate_limited=True) as client, _progress(disable=not show_bar) as bar:
         task = bar.add_task("onboarding", total=len(rows))
         summary = import_rows(
             rows,
@@ -198,7 +244,7 @@ def practices_import(
             client=client,
             identifier_query=settings.identifier_query,
             progress=lambda: bar.advance(task),
-            onboarded=lambda practice_id, guid: admin.index_guids(practice_id, guid, []),
+            onboarded=lambda practice_id, guid: _admin().index_guids(practice_id, guid, []),
             breaker=wiring.breaker(settings),
         )
     if as_json:
@@ -226,10 +272,10 @@ def reconcile(
     _settings()
     selector = {"guid": guid, "pms_type": pms_type, "pms_id": pms_id}
     if not now:
-        task_id = admin.enqueue_reconcile(practice_id, **selector)
+        task_id = _admin().enqueue_reconcile(practice_id, **selector)
         _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued reconciliation {task_id}", markup=False)
         return
-    result = admin.reconcile_now(practice_id, **selector)
+    result = _admin().reconcile_now(practice_id, **selector)
     if as_json:
         _print_json(result.to_json())
         return
@@ -252,16 +298,16 @@ def sweep(
     """Re-resolve practices not verified recently, and retry those whose backoff is due."""
     _settings()
     if not now:
-        task_id = admin.enqueue_sweep(older_than)
+        task_id = _admin().enqueue_sweep(older_than)
         _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued sweep {task_id}", markup=False)
         return
     show_bar = sys.stderr.isatty() and not as_json
-    with Progress(console=stderr, disable=not show_bar) as bar:
+    with _progress(disable=not show_bar) as bar:
         def factory(total: int):
             task = bar.add_task("sweeping", total=total)
             return lambda: bar.advance(task)
 
-        summary = admin.sweep_now(older_than, progress_factory=factory)
+        summary = _admin().sweep_now(older_than, progress_factory=factory)
     if as_json:
         _print_json(summary.to_json())
         return
@@ -281,7 +327,7 @@ def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's i
             note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Switch a held practice to its proposed GUID; its new identifiers become the baseline."""
     _settings()
-    _print_change(admin.approve(practice_id, by=by, note=note), as_json, "approved")
+    _print_change(_admin().approve(practice_id, by=by, note=note), as_json, "approved")
 
 
 @app.command("reject")
@@ -289,7 +335,7 @@ def reject(practice_id: Annotated[int, typer.Argument(help="A held practice's id
            note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Keep a held practice's current GUID; the same proposal will not ticket again."""
     _settings()
-    _print_change(admin.reject(practice_id, by=by, note=note), as_json, "rejected")
+    _print_change(_admin().reject(practice_id, by=by, note=note), as_json, "rejected")
 
 
 @app.command("autoswitch")
@@ -301,7 +347,7 @@ def autoswitch(
 ) -> None:
     """Show, pause or resume automatic switching (the mass-change guard pauses it)."""
     _settings()
-    state = admin.autoswitch(action, by=by, note=note)
+    state = _admin().autoswitch(action, by=by, note=note)
     if as_json:
         _print_json(state)
     elif state["paused"]:
@@ -311,7 +357,7 @@ def autoswitch(
 
 
 def _print_tickets(outs: list[TicketOut]) -> None:
-    table = Table(box=None, pad_edge=False)
+    table = _table()
     for column in ("id", "kind", "reason", "status", "practice", "seen", "last seen", "detail"):
         table.add_column(column, overflow="fold")
     for t in outs:
@@ -329,7 +375,7 @@ def tickets_list(
 ) -> None:
     """List tickets."""
     _settings()
-    outs = admin.list_tickets(status, kind)
+    outs = _admin().list_tickets(status, kind)
     _print_json([t.to_json() for t in outs]) if as_json else _print_tickets(outs)
 
 
@@ -345,7 +391,7 @@ def tickets_ack(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None
                 as_json: JsonOption = False) -> None:
     """Acknowledge an open ticket: someone is on it."""
     _settings()
-    _print_ticket(admin.acknowledge_ticket(ticket_id, by=by, note=note), as_json)
+    _print_ticket(_admin().acknowledge_ticket(ticket_id, by=by, note=note), as_json)
 
 
 @tickets_app.command("resolve")
@@ -353,7 +399,7 @@ def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], by: ByOption = 
                     as_json: JsonOption = False) -> None:
     """Resolve a ticket by hand."""
     _settings()
-    _print_ticket(admin.resolve_ticket(ticket_id, by=by, note=note), as_json)
+    _print_ticket(_admin().resolve_ticket(ticket_id, by=by, note=note), as_json)
 
 
 # --- the audit trail and the console's operators ---------------------------------------------------
@@ -367,11 +413,11 @@ def audit(
 ) -> None:
     """Every reconciliation (actor worker) and every person's decision, newest first."""
     _settings()
-    entries = admin.audit(practice, limit=limit)
+    entries = _admin().audit(practice, limit=limit)
     if as_json:
         _print_json([e.to_json() for e in entries])
         return
-    table = Table(box=None, pad_edge=False)
+    table = _table()
     for column in ("at", "actor", "action", "practice", "ticket", "note", "detail"):
         table.add_column(column, overflow="fold")
     for e in entries:
@@ -396,7 +442,7 @@ def operators_add(
         if not sys.stdin.isatty():
             raise BadInput("no terminal to ask for the password on: pass --password-stdin")
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    out = admin.add_operator(name, role, password)
+    out = _admin().add_operator(name, role, password)
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} added ({out.role})", markup=False)
 
 
@@ -404,7 +450,7 @@ def operators_add(
 def operators_list(as_json: JsonOption = False) -> None:
     """List the console's operators and their roles."""
     _settings()
-    outs = admin.list_operators()
+    outs = _admin().list_operators()
     if as_json:
         _print_json([o.to_json() for o in outs])
         return
@@ -417,7 +463,7 @@ def operators_list(as_json: JsonOption = False) -> None:
 def operators_remove(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
     """Stop someone signing in; their past decisions keep their name in the audit trail."""
     _settings()
-    admin.remove_operator(name)
+    _admin().remove_operator(name)
     _print_json({"removed": name}) if as_json else stdout.print(f"operator {name} removed", markup=False)
 
 
@@ -471,6 +517,7 @@ def beat_command(ctx: typer.Context) -> None:
 def db_upgrade(as_json: JsonOption = False) -> None:
     """Migrate the database schema to this version (a deployment step against PostgreSQL)."""
     _settings()
+    db = _db()
     before = db.current_revision()
     db.upgrade_schema()
     after = db.current_revision()
@@ -484,6 +531,7 @@ def db_upgrade(as_json: JsonOption = False) -> None:
 def db_current(as_json: JsonOption = False) -> None:
     """Print the schema revision of the database and the one this code needs."""
     _settings()
+    db = _db()
     current, head = db.current_revision(), db.head_revision()
     if as_json:
         _print_json({"current": current, "head": head, "up_to_date": current == head})
@@ -502,6 +550,9 @@ app.add_typer(embedded_app, name="embedded")
 def embedded_stop(as_json: JsonOption = False) -> None:
     """Stop the embedded Valkey server of the data directory (queued tasks are kept on disk); nothing
     running is fine too."""
+    # The Valkey client only for `embedded stop` (start-up time).
+    from worker.coordination import embedded_server_pid, stop_embedded_server
+
     settings = _settings()
     pid = embedded_server_pid(settings)
     stopped = stop_embedded_server(settings) or pid is not None
@@ -547,7 +598,7 @@ def retention_run(
 ) -> None:
     """Fold routine `unchanged` verifications older than HALO_RECONCILER_RETENTION_DAYS into daily counts."""
     _settings()
-    summary = admin.run_retention(dry_run=dry_run)
+    summary = _admin().run_retention(dry_run=dry_run)
     if as_json:
         _print_json(summary.to_json())
     elif dry_run:
@@ -625,23 +676,53 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # usage errors: unknown command or option, bad value
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         return _fail(2, message)
-    except (BadInput, InvalidGuid, ConfigError) as exc:
+    except (BadInput, InvalidGuid) as exc:
         return _fail(2, str(exc))
     except HaloUnauthorized as exc:
         return _fail(1, f"Halo refused the subscription key (401: {exc.message}); check HALO_SUBSCRIPTION_KEY and HALO_BASE_URL (stage and production keys differ)")
     except HaloError as exc:
         return _fail(1, f"Halo Cloud: {exc.message}")
-    except (OperationFailed, ReconcilerError, db.DatabaseError) as exc:
+    except (OperationFailed, ReconcilerError) as exc:
         return _fail(1, str(exc))
-    except (CoordinationUnavailable, BrokerUnreachable) as exc:
-        # The message names host and port, never the URL (it may carry a password).
-        return _fail(1, f"the broker (Redis) is unreachable: {exc}; nothing was queued")
+    except CoordinationUnavailable as exc:
+        return _broker_unreachable(exc)
     except KeyboardInterrupt:
         return _fail(130, "interrupted")
-    except Exception as exc:  # the CLI edge: log the trace for the operator, print one line
-        log.error("command_failed", exc_info=True)
-        return _fail(1, f"unexpected {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        return _expected_elsewhere(exc)
     return 0
+
+
+def _loaded(module: str, name: str) -> type[BaseException]:
+    """An error type of a module this process imported. A module never imported raised nothing, so
+    the check imports nothing (start-up time) and matches nothing."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _broker_unreachable(exc: Exception) -> int:
+    # The message names host and port, never the URL (it may carry a password).
+    return _fail(1, f"the broker (Redis) is unreachable: {exc}; nothing was queued")
+
+
+def _expected_elsewhere(exc: Exception) -> int:
+    """The expected failures whose types live in modules a command may not have imported (the
+    settings, the database, the broker), then the CLI edge for everything else."""
+    if isinstance(exc, _loaded("worker.config", "ConfigError")):
+        return _fail(2, str(exc))
+    if isinstance(exc, _loaded("worker.db", "DatabaseError")):
+        return _fail(1, str(exc))
+    if isinstance(exc, _loaded("kombu.exceptions", "OperationalError")):
+        return _broker_unreachable(exc)
+    # The CLI edge: log the trace for the operator, print one line.
+    import structlog  # structlog's logger only when something unexpected happened (start-up time)
+
+    structlog.get_logger().error("command_failed", exc_info=True)
+    return _fail(1, f"unexpected {type(exc).__name__}: {exc}")
 
 
 def run() -> None:

@@ -7,24 +7,26 @@ schema rather than guess.
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 import models
 from worker.config import get_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 class DatabaseError(Exception):
@@ -128,26 +130,80 @@ def session_scope() -> Iterator[Session]:
 # --- schema ---------------------------------------------------------------------------------------
 
 
+# Every command checks the schema's version before it touches the database, and Alembic's runtime
+# (with Mako and every dialect's DDL) costs more to import than a listing takes to run. So the check
+# reads the version row and the head revision itself, and Alembic is imported only to migrate. The
+# cheap answers are Alembic's own whenever the history is a single line; anything else (branches,
+# several version rows) asks Alembic, so the check is never wrong, only slower.
+VERSION_TABLE = "alembic_version"  # Alembic's default; models/migrations/env.py keeps it
+
+
 def alembic_config(url: str | None = None) -> Config:
+    from alembic.config import Config  # Alembic only to migrate or to read a branching history (start-up time)
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["url"] = url or get_settings().effective_database_url
     return config
 
 
+def _revision_ids(path: Path) -> tuple[str | None, tuple[str, ...]] | None:
+    """``revision`` and ``down_revision`` of one migration file, read as literals (nothing is run)."""
+    found: dict[str, object] = {}
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("revision", "down_revision", "depends_on", "branch_labels"):
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+    if not isinstance(found.get("revision"), str) or found.get("depends_on") or found.get("branch_labels"):
+        return None  # something only Alembic reads right
+    down = found.get("down_revision")
+    downs = () if down is None else (down,) if isinstance(down, str) else tuple(down)  # type: ignore[arg-type]
+    return found["revision"], downs  # type: ignore[return-value]
+
+
+@cache
 def head_revision() -> str:
+    """The revision this code needs: the one no other migration builds on."""
+    revisions: set[str] = set()
+    built_on: set[str] = set()
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        ids = _revision_ids(path)
+        if ids is None:
+            return _alembic_head()
+        revisions.add(ids[0])  # type: ignore[arg-type]
+        built_on.update(ids[1])
+    heads = revisions - built_on
+    if len(heads) != 1 or not built_on <= revisions:
+        return _alembic_head()
+    return heads.pop()
+
+
+def _alembic_head() -> str:
+    from alembic.script import ScriptDirectory  # a history the cheap reading does not cover (start-up time)
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()  # type: ignore[return-value]
 
 
 def current_revision() -> str | None:
+    """The database's schema revision (None when it has none yet)."""
     try:
         with get_engine().connect() as connection:
+            if not connection.dialect.has_table(connection, VERSION_TABLE):
+                return None
+            rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+            if len(rows) <= 1:
+                return rows[0] if rows else None
+            # Several rows mean several heads: Alembic says what that is (it raises on it).
+            from alembic.runtime.migration import MigrationContext  # a branching history only (start-up time)
+
             return MigrationContext.configure(connection).get_current_revision()
     except OperationalError as exc:
         raise DatabaseUnavailable(f"cannot reach the database {_safe(get_settings().effective_database_url)}") from exc
 
 
 def upgrade_schema(revision: str = "head") -> None:
+    from alembic import command  # Alembic's runtime only to migrate (start-up time)
+
     url = get_settings().effective_database_url
     try:
         with get_engine().begin() as connection:
@@ -160,6 +216,8 @@ def upgrade_schema(revision: str = "head") -> None:
 
 
 def downgrade_schema(revision: str) -> None:
+    from alembic import command  # Alembic's runtime only to migrate (start-up time)
+
     url = get_settings().effective_database_url
     with get_engine().begin() as connection:
         config = alembic_config(url)

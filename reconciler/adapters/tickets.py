@@ -19,7 +19,6 @@ from models import Ticket, TicketKind, TicketReason, TicketStatus
 from models.outbox import NOTIFIED_EVENTS, OutboxEvent, OutboxTarget, is_repeat_notified, row_event_id
 from models.ticket import TicketOut, dedup_key
 from reconciler.core.errors import InvalidState, UnknownTicket
-from reconciler.adapters.metrics import observe_ticket_opened
 
 log = structlog.get_logger()
 
@@ -96,6 +95,10 @@ def open_or_count(
         except IntegrityError:
             continue
         _emit(session, ticket, "opened", now)
+        # The metrics (prometheus_client and redis) only once a ticket opens: the command line's
+        # listings read tickets through this module and never open one (start-up time).
+        from reconciler.adapters.metrics import observe_ticket_opened
+
         observe_ticket_opened(str(kind), str(reason))
         log.info("ticket_opened", ticket_id=ticket.id, kind=str(kind), reason=str(reason), practice_id=practice_id)
         return ticket, True

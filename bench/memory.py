@@ -1,0 +1,169 @@
+"""Memory of a real worker: ``halo-reconciler worker --concurrency 8`` (prefork) on a throw-away Valkey
+(broker and coordination) and an SQLite file, reconciling practices against the simulator on
+loopback, until every child has run reconciliations. Then, per process, from /proc:
+
+- ``peak RSS``: VmHWM, the most the process ever had resident;
+- ``RSS`` now, ``PSS`` (pages shared with the parent and siblings count a share each: the honest
+  per-child cost under fork) and ``USS`` (private pages only: what the child alone adds).
+
+The configurations: the default; the metrics port on; an identifier query set; and both. The worker
+children import what a reconciliation needs before the fork, in the parent (``worker.process``), so
+their shared pages stay shared; ``gc.freeze()`` before the fork keeps the garbage collector from
+writing to every inherited object (each write copies a page).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PRACTICES = 48
+ROUNDS = 2
+CONCURRENCY = 8
+KEY = "bench-memory-key-2b7d"
+TARGET_MB = 60.0
+QUERY = "SELECT PracticeName FROM Practice"
+
+
+def _kib(path: Path, fields: tuple[str, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in fields:
+            found[name] = int(rest.split()[0])
+    return found
+
+
+def process_memory(pid: int) -> dict[str, float]:
+    """MB: peak RSS (VmHWM), RSS, PSS and USS (private clean + private dirty) of one process."""
+    status = _kib(Path(f"/proc/{pid}/status"), ("VmHWM", "VmRSS"))
+    rollup = _kib(Path(f"/proc/{pid}/smaps_rollup"), ("Pss", "Private_Clean", "Private_Dirty"))
+    return {"peak": status["VmHWM"] / 1024, "rss": status["VmRSS"] / 1024, "pss": rollup["Pss"] / 1024,
+            "uss": (rollup["Private_Clean"] + rollup["Private_Dirty"]) / 1024}
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(found)
+
+
+def _seed(sim, env: dict[str, str]) -> list[int]:
+    """``PRACTICES`` Zedmed practices, onboarded through the admin API (Find sites, pairing) in this process."""
+    from models import PmsType
+    from worker import admin, coordination, db, wiring
+    from worker.celery_app import follow_settings
+    from worker.config import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    db.reset_engine()
+    wiring.close_halo_client()
+    coordination.reset_client()
+    follow_settings()
+    ids = []
+    for n in range(PRACTICES):
+        guid = sim.add_practice(pms_type=PmsType.ZEDMED, pms_id=f"M{n:03d}", practice_name=f"Memory Clinic {n}")
+        sim.set_query_rows(guid, [{"PracticeName": f"Memory Clinic {n}"}])
+        ids.append(admin.onboard("Zedmed", f"M{n:03d}").id)
+    return ids
+
+
+def _reconciled(ids: list[int], rounds: int) -> bool:
+    from worker import admin
+
+    return all(sum(e.actor == "worker" for e in admin.audit(i)) >= rounds for i in ids)
+
+
+def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp: Path, sim) -> dict:
+    from tests.utils.servers import free_port
+    from tests.utils.waiting import wait_until
+    from tests.utils.workers import stop_workers
+    from worker import admin
+    from worker.processes import start_in_new_group
+
+    data = tmp / name.replace(" ", "-")
+    env = {**stack_env, "HALO_RECONCILER_DATA_DIR": str(data), **extra}
+    if extra.get("HALO_RECONCILER_METRICS_PORT") == "free":
+        env["HALO_RECONCILER_METRICS_PORT"] = str(free_port())
+    ids = _seed(sim, env)
+    log = tmp / f"{data.name}.log"
+    cli = Path(sys.executable).with_name("halo-reconciler")
+    proc = start_in_new_group([str(cli), "worker", "--concurrency", str(CONCURRENCY), "--pool", "prefork",
+                               "--hostname", f"memory-{data.name}@%h", "--without-heartbeat", "--without-gossip",
+                               "--without-mingle"],
+                              env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: b" ready." in log.read_bytes(), timeout=120, interval=0.2, what="the worker ready", log=log)
+        pool = children(proc.pid)
+        fresh = {pid: process_memory(pid) for pid in [proc.pid, *pool]}
+        for round_ in range(ROUNDS):
+            for practice_id in ids:
+                admin.enqueue_reconcile(practice_id)
+            wait_until(lambda: _reconciled(ids, round_ + 1), timeout=300, interval=0.5, what="the reconciliations",
+                       log=log)
+        time.sleep(1.0)  # the last acknowledgements
+        warm = {pid: process_memory(pid) for pid in [proc.pid, *children(proc.pid)]}
+    finally:
+        stop_workers([proc], timeout=30)
+    workers = [pid for pid in warm if pid != proc.pid]
+    return {"name": name, "main": warm[proc.pid], "fresh": [fresh[p] for p in pool if p in fresh],
+            "children": [warm[p] for p in workers], "replaced": len(set(workers) - set(pool))}
+
+
+CONFIGS = [
+    ("default", {}),
+    ("metrics port on", {"HALO_RECONCILER_METRICS_PORT": "free"}),
+    ("identifier query", {"HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}),
+    ("metrics + query", {"HALO_RECONCILER_METRICS_PORT": "free", "HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}),
+]
+
+
+def main(options: list[str] | None = None) -> None:
+    from tests.utils.servers import start_redis
+    from worker.simulator import Simulator, serve
+
+    quick = "--quick" in (options or [])
+    configs = CONFIGS[:1] + CONFIGS[-1:] if quick else CONFIGS
+    tmp = Path(tempfile.mkdtemp(prefix="halo-bench-memory-"))
+    redis = start_redis(tmp / "valkey")
+    sim = Simulator(key=KEY)
+    results = []
+    try:
+        with serve(sim) as server:
+            base = {"BROKER_URL": redis.url, "HALO_BASE_URL": server.url, "HALO_SUBSCRIPTION_KEY": KEY,
+                    "HALO_RECONCILER_LOG_LEVEL": "WARNING", "HALO_RECONCILER_LOG_FORMAT": "json"}
+            for name, extra in configs:
+                results.append(run_config(name, extra, base, tmp, sim))
+    finally:
+        redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"worker memory: halo-reconciler worker --concurrency {CONCURRENCY} (prefork), {PRACTICES} practices x "
+          f"{ROUNDS} reconciliations against the simulator; MB from /proc (peak = VmHWM)")
+    print(f"{'configuration':<18} {'process':<14} {'peak RSS':>9} {'RSS':>7} {'PSS':>7} {'USS':>7}  "
+          f"{'fresh RSS':>9} {'fresh USS':>9}  target {TARGET_MB:.0f} MB peak RSS")
+    for result in results:
+        main_ = result["main"]
+        print(f"{result['name']:<18} {'main':<14} {main_['peak']:>9.1f} {main_['rss']:>7.1f} {main_['pss']:>7.1f} "
+              f"{main_['uss']:>7.1f}")
+        kids, fresh = result["children"], result["fresh"]
+        for label, pick in (("child median", statistics.median), ("child max", max)):
+            row = {k: pick([c[k] for c in kids]) for k in ("peak", "rss", "pss", "uss")}
+            before = {k: pick([c[k] for c in fresh]) for k in ("rss", "uss")} if fresh else {"rss": 0.0, "uss": 0.0}
+            met = "met" if label == "child max" and row["peak"] <= TARGET_MB else ("NOT met" if label == "child max" else "")
+            print(f"{'':<18} {label:<14} {row['peak']:>9.1f} {row['rss']:>7.1f} {row['pss']:>7.1f} {row['uss']:>7.1f}  "
+                  f"{before['rss']:>9.1f} {before['uss']:>9.1f}  {met}")
+        total_pss = main_["pss"] + sum(c["pss"] for c in kids)
+        print(f"{'':<18} {'whole worker':<14} {'':>9} {main_['rss'] + sum(c['rss'] for c in kids):>7.0f} "
+              f"{total_pss:>7.0f} {'':>7}  (sum over {len(kids)} children + main; {result['replaced']} child(ren) replaced)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
