@@ -55,24 +55,26 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def _seed(sim, env: dict[str, str]) -> list[int]:
+def _seed(sim, env: dict[str, str], prefix: str) -> list[int]:
     """``PRACTICES`` Zedmed practices, onboarded through the admin API (Find sites, pairing) in this process."""
     from models import PmsType
     from worker import admin, coordination, db, wiring
     from worker.celery_app import follow_settings
     from worker.config import get_settings
+    from worker.logging import configure_logging
 
     os.environ.update(env)
     get_settings.cache_clear()
+    configure_logging(get_settings())
     db.reset_engine()
     wiring.close_halo_client()
     coordination.reset_client()
     follow_settings()
     ids = []
     for n in range(PRACTICES):
-        guid = sim.add_practice(pms_type=PmsType.ZEDMED, pms_id=f"M{n:03d}", practice_name=f"Memory Clinic {n}")
+        guid = sim.add_practice(pms_type=PmsType.ZEDMED, pms_id=f"{prefix}{n:03d}", practice_name=f"Memory Clinic {n}")
         sim.set_query_rows(guid, [{"PracticeName": f"Memory Clinic {n}"}])
-        ids.append(admin.onboard("Zedmed", f"M{n:03d}").id)
+        ids.append(admin.onboard("Zedmed", f"{prefix}{n:03d}").id)
     return ids
 
 
@@ -93,7 +95,7 @@ def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp:
     env = {**stack_env, "HALO_RECONCILER_DATA_DIR": str(data), **extra}
     if extra.get("HALO_RECONCILER_METRICS_PORT") == "free":
         env["HALO_RECONCILER_METRICS_PORT"] = str(free_port())
-    ids = _seed(sim, env)
+    ids = _seed(sim, env, prefix=f"M{len(list(tmp.glob('*.log')))}-")
     log = tmp / f"{data.name}.log"
     cli = Path(sys.executable).with_name("halo-reconciler")
     proc = start_in_new_group([str(cli), "worker", "--concurrency", str(CONCURRENCY), "--pool", "prefork",

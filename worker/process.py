@@ -6,17 +6,24 @@ of the clients (``worker.wiring``), so an application that only publishes never 
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import structlog
-from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    beat_init,
+    worker_before_create_process,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.adapters.metrics import StateCollector, start_metrics_server
 from reconciler.core.errors import CoordinationUnavailable
 from worker import db, wiring
 from worker.celery_app import QUEUES, SENT_AT_HEADER, ensure_broker
-from worker.config import get_settings
+from worker.config import Settings, get_settings
 from worker.coordination import get_redis
 from worker.logging import configure_logging
 
@@ -47,10 +54,42 @@ def _warm_up() -> None:
         log.warning("worker_warm_up_failed", error=str(exc))
 
 
+def _import_before_fork(settings: Settings) -> None:
+    """Import, in the parent, every module a child's warm-up and first reconciliation would import.
+
+    Pages the parent holds when the pool forks are shared by all its children until written; a module
+    each child imported for itself would cost every child its own copy (docs/BENCHMARKS.md, "memory").
+    Nothing here connects: an engine without a connection (its driver), an httpx client closed unused
+    (its transport), the notifier only when notification URLs are set (Apprise, ~15 MB). No socket
+    crosses the fork; each child builds its own clients (``wiring``, ``db.get_engine`` per pid).
+    """
+    try:
+        db.get_engine()
+    except SQLAlchemyError as exc:  # a URL the driver refuses: each child reports it on its first task
+        log.warning("worker_import_before_fork_failed", error=str(exc))
+    wiring.build_halo_client(settings).close()
+    if settings.notify_urls:
+        wiring.notifier(settings)
+
+
+@worker_before_create_process.connect
+def _freeze_before_fork(**_: object) -> None:
+    """Move everything the parent allocated out of the collector's sight before each fork.
+
+    A child's collections would otherwise walk (and write the headers of) every object it inherited,
+    copying nearly every page of the parent's heap into the child: the bulk of a child's private
+    memory. Frozen objects are never collected, so garbage is collected first (the parent's garbage
+    would be frozen for good otherwise); Celery's pool collects again right after this signal.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @worker_init.connect
 def _init_main_process(**_: object) -> None:
     settings = get_settings()
     configure_logging(settings, stream=sys.__stderr__)
+    _import_before_fork(settings)
     if settings.metrics_port:
         # The metrics server's thread answers scrapes while the pool forks (and re-forks a child that
         # died). Its first scrape would import the database driver; a child forked while that import

@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import apprise
+if TYPE_CHECKING:
+    import apprise
 
 REDACTED = "[redacted]"
 
@@ -51,11 +53,19 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "?"
 
 
+def _apprise() -> ModuleType:
+    """Apprise (~15 MB resident, a hundred plugin modules) only where notifications are configured:
+    every worker process and the command line import this module through the outbox."""
+    import apprise  # only with notification URLs (memory and start-up time); worker.process imports it before the fork
+
+    return apprise
+
+
 def check_urls(urls: Iterable[str]) -> tuple[str, ...]:
     """Every URL Apprise can build a notifier from, in order; the first one it cannot is an error."""
     checked = []
     for position, url in enumerate(urls, start=1):
-        if apprise.Apprise.instantiate(url) is None:
+        if _apprise().Apprise.instantiate(url) is None:
             raise InvalidNotifyUrl(f"entry {position} ({_scheme(url)}://...) is not a URL Apprise can send to")
         checked.append(url)
     return tuple(checked)
@@ -109,7 +119,7 @@ class AppriseNotifier:
     def __init__(self, urls: Sequence[str]) -> None:
         self._targets: list[tuple[str, str, apprise.Apprise]] = []
         for url in check_urls(urls):
-            instance = apprise.Apprise()
+            instance = _apprise().Apprise()
             instance.add(url)
             self._targets.append((fingerprint(url), _scheme(url), instance))
 

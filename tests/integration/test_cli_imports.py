@@ -1,0 +1,83 @@
+"""The command line imports what a command needs and no more (its start-up time: docs/BENCHMARKS.md,
+"cli"), and the cheap schema check says what Alembic says. Modules are counted, not timed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker import db
+
+pytestmark = pytest.mark.integration  # fresh interpreters on the embedded SQLite
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("alembic", "mako", "kombu", "celery", "redis", "httpx", "apprise", "argon2", "prometheus_client",
+         "starlette", "uvicorn", "jinja2", "tenacity")
+PROBE = """
+import json, sys
+from worker.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def _run(tmp_path: Path, *argv: str) -> tuple[str, set[str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
+    env["HALO_RECONCILER_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, done.stderr
+    return done.stdout, {name.split(".")[0] for name in report["modules"]}
+
+
+def test_help_imports_neither_the_database_nor_the_settings(tmp_path):
+    out, modules = _run(tmp_path, "--help")
+
+    assert "practices" in out and "reconcile" in out
+    assert not modules & {*HEAVY, "sqlalchemy", "sqlmodel", "models", "pydantic_settings", "structlog"}
+
+
+def test_practices_list_imports_only_the_database(tmp_path):
+    _run(tmp_path, "db", "upgrade")  # the embedded schema exists: the listing only checks its version
+
+    out, modules = _run(tmp_path, "practices", "list", "--json")
+
+    assert json.loads(out) == []
+    assert {"sqlalchemy", "sqlmodel", "models"} <= modules
+    assert not modules & set(HEAVY)
+
+
+def test_a_fresh_embedded_database_is_still_migrated_on_first_use(tmp_path):
+    out, modules = _run(tmp_path, "tickets", "list", "--json")
+
+    assert json.loads(out) == []
+    assert "alembic" in modules  # the first command migrates; the next ones only read the version
+    assert _run(tmp_path, "db", "current", "--json")[0].count('"up_to_date": true') == 1
+
+
+def test_the_cheap_head_revision_is_alembics():
+    assert db.head_revision() == db._alembic_head()
+
+
+def test_the_version_row_is_read_as_alembic_reads_it(sqlite_url, monkeypatch):
+    from alembic.runtime.migration import MigrationContext  # the reference the cheap reading must match
+
+    from worker.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    db.reset_engine()
+    assert db.current_revision() is None  # no version table yet
+    db.upgrade_schema("0003")
+    with db.get_engine().connect() as connection:
+        assert db.current_revision() == MigrationContext.configure(connection).get_current_revision() == "0003"
+    db.upgrade_schema()
+    assert db.current_revision() == db.head_revision()
+    db.downgrade_schema("base")
+    assert db.current_revision() is None  # the table is left, empty
