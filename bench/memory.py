@@ -84,7 +84,41 @@ def _reconciled(ids: list[int], rounds: int) -> bool:
     return all(sum(e.actor == "worker" for e in admin.audit(i)) >= rounds for i in ids)
 
 
-def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp: Path, sim) -> dict:
+NO_FREEZE = """
+import sys
+from celery.signals import worker_before_create_process
+import worker.process
+worker_before_create_process.disconnect(worker.process._freeze_before_fork)
+from worker.cli import run
+sys.argv = ["halo-reconciler", *sys.argv[1:]]
+run()
+"""
+
+
+def _command(how: str, tree: Path | None) -> tuple[list[str], dict[str, str], Path | None]:
+    """argv prefix (up to ``worker``), extra environment and working directory of one way to run it."""
+    if how == "no-freeze":
+        return [sys.executable, "-c", NO_FREEZE, "worker"], {}, None
+    if how == "main" and tree is not None:
+        # The same command from main's tree, ahead of this checkout on the path.
+        return [sys.executable, "-m", "worker.cli", "worker"], {"PYTHONPATH": str(tree)}, tree
+    return [str(Path(sys.executable).with_name("halo-reconciler")), "worker"], {}, None
+
+
+def _main_tree(tmp: Path) -> Path | None:
+    """main's code, checked out of git into ``tmp`` (the baseline row), or None outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    tree = tmp / "main-tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", "main"], capture_output=True)
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp: Path, sim, how: str = "",
+               tree: Path | None = None) -> dict:
     from tests.utils.servers import free_port
     from tests.utils.waiting import wait_until
     from tests.utils.workers import stop_workers
@@ -97,11 +131,12 @@ def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp:
         env["HALO_RECONCILER_METRICS_PORT"] = str(free_port())
     ids = _seed(sim, env, prefix=f"M{len(list(tmp.glob('*.log')))}-")
     log = tmp / f"{data.name}.log"
-    cli = Path(sys.executable).with_name("halo-reconciler")
-    proc = start_in_new_group([str(cli), "worker", "--concurrency", str(CONCURRENCY), "--pool", "prefork",
+    argv, how_env, cwd = _command(how, tree)
+    proc = start_in_new_group([*argv, "--concurrency", str(CONCURRENCY), "--pool", "prefork",
                                "--hostname", f"memory-{data.name}@%h", "--without-heartbeat", "--without-gossip",
                                "--without-mingle"],
-                              env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+                              env={**os.environ, **env, **how_env}, cwd=cwd, stdout=open(log, "wb"),
+                              stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: b" ready." in log.read_bytes(), timeout=120, interval=0.2, what="the worker ready", log=log)
         pool = children(proc.pid)
@@ -120,12 +155,55 @@ def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp:
             "children": [warm[p] for p in workers], "replaced": len(set(workers) - set(pool))}
 
 
+BOTH = {"HALO_RECONCILER_METRICS_PORT": "free", "HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}
 CONFIGS = [
-    ("default", {}),
-    ("metrics port on", {"HALO_RECONCILER_METRICS_PORT": "free"}),
-    ("identifier query", {"HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}),
-    ("metrics + query", {"HALO_RECONCILER_METRICS_PORT": "free", "HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}),
+    # (name, environment, how it runs)
+    ("main (baseline)", {}, "main"),
+    ("main, both parts", BOTH, "main"),
+    ("no gc.freeze", {}, "no-freeze"),
+    ("default", {}, ""),
+    ("metrics port on", {"HALO_RECONCILER_METRICS_PORT": "free"}, ""),
+    ("identifier query", {"HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}, ""),
+    ("metrics + query", BOTH, ""),
 ]
+QUICK = ("main (baseline)", "default", "metrics + query")
+
+# What the parent holds before the fork, layer by layer (every child maps all of it: its RSS starts there).
+LAYERS = [
+    ("interpreter", "pass"),
+    ("structlog (+ rich, which it imports)", "import structlog"),
+    ("pydantic + settings", "import worker.config"),
+    ("celery + kombu", "import celery.app, celery.worker, kombu"),
+    ("SQLAlchemy", "import sqlalchemy.orm"),
+    ("SQLModel + the tables", "import models"),
+    ("redis", "import redis"),
+    ("httpx + its transport", "import httpx, httpcore, h11"),
+    ("prometheus_client", "import prometheus_client"),
+    ("the CLI (typer)", "import worker.cli"),
+    ("the tasks, wiring, adapters", "import worker.process, tasks.reconcile, tasks.sweep, tasks.events, tasks.deliver, "
+                                    "tasks.retention"),
+]
+LAYER_PROBE = """
+import sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+for statement in sys.argv[1:]:
+    exec(statement)
+    print(rss())
+"""
+
+
+def layers() -> list[tuple[str, float]]:
+    """RSS after each layer, cumulative, in one fresh interpreter (median of three)."""
+    runs = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", LAYER_PROBE, *[code for _, code in LAYERS]], capture_output=True,
+                              text=True, check=True)
+        runs.append([float(x) for x in done.stdout.split()])
+    totals = [statistics.median(r[i] for r in runs) for i in range(len(LAYERS))]
+    return [(name, totals[i] - (totals[i - 1] if i else 0.0)) for i, (name, _) in enumerate(LAYERS)]
 
 
 def main(options: list[str] | None = None) -> None:
@@ -133,8 +211,9 @@ def main(options: list[str] | None = None) -> None:
     from worker.simulator import Simulator, serve
 
     quick = "--quick" in (options or [])
-    configs = CONFIGS[:1] + CONFIGS[-1:] if quick else CONFIGS
+    configs = [c for c in CONFIGS if c[0] in QUICK] if quick else CONFIGS
     tmp = Path(tempfile.mkdtemp(prefix="halo-bench-memory-"))
+    tree = _main_tree(tmp)
     redis = start_redis(tmp / "valkey")
     sim = Simulator(key=KEY)
     results = []
@@ -142,8 +221,10 @@ def main(options: list[str] | None = None) -> None:
         with serve(sim) as server:
             base = {"BROKER_URL": redis.url, "HALO_BASE_URL": server.url, "HALO_SUBSCRIPTION_KEY": KEY,
                     "HALO_RECONCILER_LOG_LEVEL": "WARNING", "HALO_RECONCILER_LOG_FORMAT": "json"}
-            for name, extra in configs:
-                results.append(run_config(name, extra, base, tmp, sim))
+            for name, extra, how in configs:
+                if how == "main" and tree is None:
+                    continue
+                results.append(run_config(name, extra, base, tmp, sim, how=how, tree=tree))
     finally:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,6 +246,12 @@ def main(options: list[str] | None = None) -> None:
         total_pss = main_["pss"] + sum(c["pss"] for c in kids)
         print(f"{'':<18} {'whole worker':<14} {'':>9} {main_['rss'] + sum(c['rss'] for c in kids):>7.0f} "
               f"{total_pss:>7.0f} {'':>7}  (sum over {len(kids)} children + main; {result['replaced']} child(ren) replaced)")
+    print()
+    print("what the parent holds before the fork (RSS added by each layer, imported in this order):")
+    total = 0.0
+    for name, added in layers():
+        total += added
+        print(f"  {name:<40} {added:>6.1f} MB   {total:>6.1f} MB")
 
 
 if __name__ == "__main__":
