@@ -36,6 +36,18 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
 
 
+def _main_tree(tmp: Path) -> Path | None:
+    """The ``main`` branch's code, out of git (the baseline rows), or None outside a git checkout."""
+    archive = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "archive", "main"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        return None
+    tree = tmp / "main-tree"
+    tree.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def _commands() -> dict[str, list[str]]:
     cli = _cli()
     return {
@@ -74,10 +86,11 @@ def _seed(env: dict[str, str]) -> None:
 
 
 def _run(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds (user + system, from the child's own rusage) and stdout of one run."""
+    """Wall seconds, CPU seconds (user + system, from the child's own rusage) and stdout of one run.
+    With ``PYTHONPATH`` (main's tree) it runs there: ``-m`` puts the working directory first on the path."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err, cwd=env.get("PYTHONPATH"))
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -128,24 +141,30 @@ def measure(runs: int) -> tuple[dict[str, list[tuple[float, float]]], list[tuple
     data = Path(tempfile.mkdtemp(prefix="halo-bench-cli-"))
     env = _environment(data)
     commands = _commands()
+    envs = {name: env for name in commands}
+    tree = _main_tree(data)
+    if tree is not None:  # the same commands from main's tree, ahead of this checkout on the path
+        for name in ("--help", "practices list --json"):
+            commands[f"{name} (main)"] = [sys.executable, "-m", "worker.cli", *commands[name][len(_cli()):]]
+            envs[f"{name} (main)"] = {**env, "PYTHONPATH": str(tree)}
     try:
         _seed(env)
         # The seeding started the embedded Valkey (the GUID index); the listings never need it.
         subprocess.run([*_cli(), "embedded", "stop"], env=env, capture_output=True)
-        for argv in commands.values():  # untimed: bytecode caches and the page cache
-            _run(argv, env)
+        for name, argv in commands.items():  # untimed: bytecode caches and the page cache
+            _run(argv, envs[name])
         listed = _run(commands["practices list --json"], env)[2]
         if len(json.loads(listed)) != PRACTICES:
             raise RuntimeError(f"practices list --json listed {listed[:200]!r}, expected {PRACTICES} practices")
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for _ in range(runs):
             for name, argv in commands.items():
-                samples[name].append(_run(argv, env)[:2])
+                samples[name].append(_run(argv, envs[name])[:2])
         breakdown = _layers(env, runs)
         return samples, breakdown
     finally:
         subprocess.run([*_cli(), "embedded", "stop"], env=env, capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)  # main's tree and its bytecode with it
 
 
 def main(options: list[str] | None = None) -> None:

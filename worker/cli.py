@@ -9,8 +9,11 @@ no traceback for an expected failure. The mapping from error types to exit codes
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -76,23 +79,40 @@ stdout = _LazyConsole(highlight=False, soft_wrap=True)
 stderr = _LazyConsole(stderr=True, highlight=False)
 
 
+@contextmanager
+def _importing() -> Iterator[None]:
+    """No garbage collection while a command imports its modules: they allocate about a million
+    objects that live as long as the process, and each full collection among them walks them all
+    again (~20% of a listing's CPU, docs/BENCHMARKS.md "cli"). Collection resumes right after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _admin() -> ModuleType:
     """The admin API, imported by the commands that call it."""
-    from worker import admin  # the models, the store and the use cases only for commands (start-up time)
+    with _importing():
+        from worker import admin  # the models, the store and the use cases only for commands (start-up time)
 
     return admin
 
 
 def _db() -> ModuleType:
-    from worker import db  # the engine and the schema check only for commands (start-up time)
+    with _importing():
+        from worker import db  # the engine and the schema check only for commands (start-up time)
 
     return db
 
 
 def _settings() -> Settings:
-    # pydantic's settings and structlog only once a command runs, not for `--help` (start-up time).
-    from worker.config import get_settings
-    from worker.logging import configure_logging
+    with _importing():
+        # pydantic's settings and structlog only once a command runs, not for `--help` (start-up time).
+        from worker.config import get_settings
+        from worker.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings)
@@ -726,7 +746,14 @@ def _expected_elsewhere(exc: Exception) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    finally:
+        # The interpreter's exit collects garbage over every object still alive (the modules, the
+        # ORM's registries): ~250 ms of CPU after a listing has printed. Frozen objects are skipped,
+        # and nothing is left to do but exit; atexit handlers and finalizers still run.
+        gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
