@@ -242,3 +242,15 @@ def test_a_report_after_the_answer_of_a_running_reconciliation_is_rechecked_not_
     assert reporter.report(OLD, None) == "recheck"  # after the answer: this run cannot answer it
     assert queue.done(claim, current_guid=OLD, answered_ms=queue.now_ms()) is False  # no second run at once...
     assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]  # ...a delayed one
+
+
+def test_a_server_that_forgot_the_script_still_takes_every_report(r, reporter, published):
+    """EVALSHA by the cached sha; after a restart or SCRIPT FLUSH the script is loaded again, once."""
+    index_practice(r, 7, OLD, [])
+    assert reporter.report(OLD, "Forbidden") == "publish"
+    r.script_flush()
+    assert reporter.report(OLD, "Forbidden") == "folded"  # reloaded on the way, the same answer
+    assert r.script_exists(reporter._sha) == [True]
+    assert reporter.report(OLD, "Forbidden") == "folded"
+    assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]
+    assert int(r.hget(keys.report_outcomes(), "folded")) == 2
