@@ -25,10 +25,9 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from reconciler.adapters.coordination.reporter import PublishFailed, Reporter
+from reconciler.adapters.coordination.reporter import NOTHING_SENT, PublishFailed, Reporter
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.guids import InvalidGuid, parse_guid
-from reconciler.core.vocabulary import ReportOutcome
 from worker import wiring
 from worker.config import get_settings
 
@@ -39,7 +38,6 @@ _SITE_PATH = re.compile(r"/integrator/sites/([0-9A-Fa-f{}-]{32,40})(?:/|$)")
 HALO_HOSTS = frozenset({"api.haloconnect.io", "api.stage.haloconnect.io"})
 
 _lock = threading.Lock()
-_QUIET = frozenset({ReportOutcome.FOLDED, ReportOutcome.COUNTED, ReportOutcome.STALE, ReportOutcome.UNKNOWN})
 
 
 def _new_lock_after_fork() -> None:
@@ -106,7 +104,7 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
     except Exception:  # the hook edge: log, count, never raise into the application
         log.warning("forbidden_report_failed", guid=canonical, exc_info=True)
         return False
-    if outcome not in _QUIET:
+    if outcome not in NOTHING_SENT:
         # Only reports that sent something are logged: a storm's folded reports are counted in
         # Redis (``halo:reports``), and a log call per report would cost more than the report.
         log.debug("forbidden_reported", guid=canonical, outcome=str(outcome))

@@ -30,10 +30,11 @@ INTEGRATOR_WIDE_FOLD_SECONDS = 300
 
 Publish = Callable[..., None]  # (task name, args, queue, **options such as countdown)
 
-# The script's reply, straight from its bytes (an enum lookup by value costs more than the rest of
-# the Python on the folded path); any other spelling still goes through ``ReportOutcome``.
+# The script's reply, straight from its bytes (a dict lookup, cheaper on the folded path than the
+# enum's lookup by value); any other spelling still goes through ``ReportOutcome``.
 _OUTCOMES = {outcome.value.encode(): outcome for outcome in ReportOutcome}
-_NOTHING_TO_SEND = frozenset({ReportOutcome.FOLDED, ReportOutcome.COUNTED, ReportOutcome.STALE, ReportOutcome.UNKNOWN})
+# The outcomes after which a report sends nothing (the storm's common case: the hook logs none of them).
+NOTHING_SENT = frozenset({ReportOutcome.FOLDED, ReportOutcome.COUNTED, ReportOutcome.STALE, ReportOutcome.UNKNOWN})
 
 
 class PublishFailed(Exception):
@@ -85,7 +86,7 @@ class Reporter:
             reply = str(reply).encode()
         raw_outcome, _, rest = reply.partition(b"|")
         outcome = _OUTCOMES.get(raw_outcome) or ReportOutcome(raw_outcome.decode())
-        if outcome in _NOTHING_TO_SEND:
+        if outcome in NOTHING_SENT:
             return outcome
         pid, _, raw_delay = rest.decode().partition("|")
         if outcome is ReportOutcome.PUBLISH:
