@@ -258,3 +258,15 @@ def test_a_report_after_the_answer_naming_the_guid_the_run_replaced_costs_no_cal
     assert reporter.report(OLD, None) == "folded"  # the index still says current: the switch is not written yet
     assert queue.done(claim, current_guid=NEW, answered_ms=answered_ms) is False  # the run switched: explained
     assert published == []
+
+
+def test_a_server_that_forgot_the_script_still_takes_every_report(r, reporter, published):
+    """EVALSHA by the cached sha; after a restart or SCRIPT FLUSH the script is loaded again, once."""
+    index_practice(r, 7, OLD, [])
+    assert reporter.report(OLD, "Forbidden") == "publish"
+    r.script_flush()
+    assert reporter.report(OLD, "Forbidden") == "folded"  # reloaded on the way, the same answer
+    assert r.script_exists(reporter._sha) == [True]
+    assert reporter.report(OLD, "Forbidden") == "folded"
+    assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]
+    assert int(r.hget(keys.report_outcomes(), "folded")) == 2

@@ -1,6 +1,7 @@
 -- One 403 report, in one round trip: find the practice by GUID, count the report in the ledger, and
--- fold it into the practice's pending reconciliation. Returns {outcome, practice_id, re-check delay ms};
--- the outcomes are reconciler.core.vocabulary.ReportOutcome.
+-- fold it into the practice's pending reconciliation. Returns one string, 'outcome|practice_id|re-check
+-- delay ms' (one bulk reply: cheaper for the client to read than an array of three, and the folded
+-- report is the hot path); the outcomes are reconciler.core.vocabulary.ReportOutcome.
 -- KEYS: 1 GUID index, 2 this minute's ledger bucket, 3 unknown-GUID mark, 4 lookup mark, 5 outcomes hash
 -- ARGV: 1 GUID, 2 ledger bucket lifetime, 3 dirty prefix, 4 processing prefix, 5 pending-mark lifetime,
 --       6 fresh prefix, 7 persistence threshold, 8 since-verified prefix, 9 lookup fold seconds,
@@ -8,7 +9,7 @@
 --       13 re-check prefix, 14 re-check slack ms
 local function out(outcome, pid, delay)
   redis.call('HINCRBY', KEYS[5], outcome, 1)
-  return {outcome, pid, delay or 0}
+  return outcome .. '|' .. pid .. '|' .. (delay or 0)
 end
 local guid = ARGV[1]
 local entry = redis.call('HGET', KEYS[1], guid)
