@@ -27,9 +27,10 @@ BENCHMARKS = {
     "embedded": "bench.embedded",
     "simulator": "bench.simulator_throughput",
     "audit": "bench.audit_year",
+    "reconcile": "bench.reconcile_cost",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit")
+WITH_OPTIONS = ("storm", "sweep", "audit", "reconcile")
 # Options that take a value (the next argument is that value, not a benchmark's name).
 VALUED = ("--rows",)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
