@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Integer, and_, cast, delete, exists, func, literal, or_, text, tuple_, update
+from sqlalchemy import Date, Integer, and_, cast, delete, exists, func, insert, literal, or_, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -398,8 +398,12 @@ class SqlStore:
     def write_practice(self, practice: Practice, values: dict[str, Any]) -> None:
         """``UPDATE practices ... WHERE id = ? AND version = ?``; no row means someone else won."""
         values = {**values, "version": practice.version + 1}
+        # A detached practice (a reconciliation's, read before Halo was asked) has no object in this
+        # session to keep in step: a Core UPDATE skips the ORM's bulk-update bookkeeping. An attached
+        # one (a decision's) goes through the ORM, which updates the object in place.
+        table = Practice.__table__ if practice not in self.session else Practice
         result = self.session.execute(
-            update(Practice).where(col(Practice.id) == practice.id, col(Practice.version) == practice.version)
+            update(table).where(col(Practice.id) == practice.id, col(Practice.version) == practice.version)
             .values(**values)
         )
         if result.rowcount != 1:
@@ -463,8 +467,11 @@ class SqlStore:
         return stale_practice_ids(self.session, cutoff=cutoff)
 
     def add_audit(self, audit: Reconciliation) -> Reconciliation:
-        self.session.add(audit)
-        self.session.flush()
+        """Insert the audit row with one Core INSERT ... RETURNING id (no unit-of-work flush: nothing
+        reads the row back through this session); ``audit.id`` is set from it."""
+        table = Reconciliation.__table__
+        values = {c.name: getattr(audit, c.name) for c in table.columns if c.name != "id"}
+        audit.id = self.session.execute(insert(table).values(values).returning(table.c.id)).scalar_one()
         return audit
 
     # people's decisions (use cases: decisions)
