@@ -29,9 +29,10 @@ BENCHMARKS = {
     "simulator": "bench.simulator_throughput",
     "audit": "bench.audit_year",
     "recover": "bench.recover",
+    "reconcile": "bench.reconcile_cost",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit", "recover")
+WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile")
 # Options that take a value (the next argument is that value, not a benchmark's name).
 VALUED = ("--rows", "--changes")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
