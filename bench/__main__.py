@@ -1,6 +1,7 @@
 """``python -m bench [NAME ...] [--quick] [--rows N] [--write]``: run the named benchmarks (all when none is named).
 
-``--rows N`` is the audit benchmark's table size (default 10,000,000).
+``--rows N`` is the audit benchmark's table size (default 10,000,000); ``--changes N`` the number of
+GUID changes the recover benchmark times on each backend (default 200).
 
 ``--write`` also puts each table into docs/BENCHMARKS.md, between its ``<!-- bench:NAME -->`` markers,
 with the date, the machine and the versions it ran on.
@@ -27,13 +28,15 @@ BENCHMARKS = {
     "embedded": "bench.embedded",
     "simulator": "bench.simulator_throughput",
     "audit": "bench.audit_year",
+    "recover": "bench.recover",
+    "reconcile": "bench.reconcile_cost",
     "cli": "bench.cli",
     "memory": "bench.memory",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit", "cli", "memory")
+WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory")
 # Options that take a value (the next argument is that value, not a benchmark's name).
-VALUED = ("--rows",)
+VALUED = ("--rows", "--changes")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 

@@ -3,6 +3,11 @@ and not (the first report publishes a Celery task), against a bare Redis ``SET N
 server in the same run; and the same report over HTTP (``POST /v1/reports`` to a real
 ``halo-reconciler serve`` on loopback, one keep-alive connection), for applications in other
 languages. The application, ``serve`` and Redis share this 2-core machine.
+
+Beside the wall times, the client CPU per call (``time.process_time`` of this process over a block
+of calls, so the server's share is not in it) of a coalesced report (the script answers ``folded``
+and nothing is published) against a bare ``SET NX`` from a client with the hook's connection
+settings, in alternating blocks so that both meet the same machine; the median of the blocks.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import time
 import uuid
 
 N = 3000
+CPU_ROUNDS, CPU_BLOCK = 11, 2000
 TOKEN = "bench-api-token-0c5d"
 
 
@@ -42,6 +48,36 @@ def _serve(stack, env: dict[str, str]):
     return proc, url
 
 
+def client_cpu(client, practices: list[tuple[str, str]]) -> dict[str, list[float]]:
+    """Client CPU microseconds per call, one figure per block, SET NX and the folded report alternating."""
+    from worker.hooks import report_forbidden
+
+    guids = [guid for _, guid in practices[:CPU_BLOCK]]
+    per_call: dict[str, list[float]] = {"set": [], "report": []}
+    for round_ in range(CPU_ROUNDS):
+        began = time.process_time()
+        for i in range(CPU_BLOCK):
+            client.set(f"bench:cpu:{round_}:{i}", "1", nx=True, ex=60)
+        per_call["set"].append((time.process_time() - began) / CPU_BLOCK * 1e6)
+        began = time.process_time()
+        for guid in guids:
+            report_forbidden(guid, "Forbidden")
+        per_call["report"].append((time.process_time() - began) / CPU_BLOCK * 1e6)
+    return per_call
+
+
+def hook_client(url: str):
+    """A plain client with the hook's connection settings (``worker.coordination.get_redis(bounded=True)``)."""
+    import redis
+
+    from worker.config import get_settings
+    from worker.coordination import _no_retry
+
+    timeout = get_settings().report_timeout_seconds
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=30,
+                                retry=_no_retry())
+
+
 def main() -> None:
     import httpx
     import redis
@@ -55,7 +91,7 @@ def main() -> None:
     try:
         env = stack.env("unused")
         stack.use(env)
-        client = redis.Redis.from_url(stack.redis.url)
+        client = hook_client(stack.redis.url)
         practices = [(f"BP-{i:06d}", str(uuid.uuid4())) for i in range(2 * N)]
         index_all(client, list(range(1, 2 * N + 1)), practices)
         by_hook, by_http = practices[:N], practices[N:]
@@ -82,6 +118,12 @@ def main() -> None:
         bare = timed(lambda i: client.set(f"bench:setnx:{i}", "1", nx=True, ex=60), range(N))
         first = timed(lambda p: report_forbidden(p[1], "Forbidden"), by_hook[1:])  # publishes
         folded = timed(lambda p: report_forbidden(p[1], "Forbidden"), by_hook[1:])  # already queued
+        before = {k.decode(): int(v) for k, v in client.hgetall(keys.report_outcomes()).items()}
+        cpu = client_cpu(client, by_hook[1:])
+        after = {k.decode(): int(v) for k, v in client.hgetall(keys.report_outcomes()).items()}
+        cpu_outcomes = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+        if set(cpu_outcomes) != {"folded"}:
+            raise RuntimeError(f"the CPU rounds were meant to fold every report, they did: {cpu_outcomes}")
         http_first = timed(lambda p: over_http(p[1]), by_http[1:])
         http_folded = timed(lambda p: over_http(p[1]), by_http[1:])
         outcomes = {k.decode(): int(v) for k, v in client.hgetall(keys.report_outcomes()).items()}
@@ -97,6 +139,17 @@ def main() -> None:
         print("target: coalesced p99 within 3x a bare SET NX (the Python hook); over HTTP the same report "
               "adds a loopback request to serve")
         print(f"report outcomes counted in Redis for both paths: {outcomes}")
+        print()
+        set_cpu, report_cpu = statistics.median(cpu["set"]), statistics.median(cpu["report"])
+        print(f"client CPU per call (time.process_time of this process), {CPU_ROUNDS} alternating blocks of "
+              f"{CPU_BLOCK} calls, median of the blocks")
+        print(f"{'call':<44} {'CPU us':>8} {'min':>8} {'max':>8} {'/ SET NX':>9}")
+        for name, samples in (("bare Redis SET NX (hook's client settings)", cpu["set"]),
+                              ("report_forbidden, coalesced ('folded')", cpu["report"])):
+            print(f"{name:<44} {statistics.median(samples):>8.1f} {min(samples):>8.1f} {max(samples):>8.1f} "
+                  f"{statistics.median(samples) / set_cpu:>9.2f}")
+        print(f"target: coalesced report's client CPU at most 2x a bare SET NX's: {report_cpu / set_cpu:.2f}x "
+              f"({sum(cpu_outcomes.values())} reports in the CPU blocks, outcomes {cpu_outcomes})")
         api.close()
         client.close()
     finally:

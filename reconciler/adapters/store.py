@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Integer, and_, cast, delete, func, literal, or_, text, tuple_, update
+from sqlalchemy import Date, Integer, and_, cast, delete, exists, func, insert, literal, or_, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
-from models import Action, GuidHistory, Practice, PmsType, Reconciliation, Ticket, TicketKind, TicketReason, Trigger
+from models import (Action, GuidHistory, Practice, PmsType, Reconciliation, Ticket, TicketKind, TicketReason,
+                    TicketStatus, Trigger)
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
 from models.types import UTCDateTime
 from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
@@ -321,6 +322,10 @@ def practice_reconciliations(session: Session, *, practice_id: int, limit: int |
 
 # --- the store the use cases see ----------------------------------------------------------------
 
+# Written even when unchanged: they say when the run happened.
+_ALWAYS_WRITTEN = frozenset({"last_verified_at", "updated_at", "last_verdict"})
+_MISSING = object()
+
 
 class SqlStore:
     """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for."""
@@ -345,6 +350,32 @@ class SqlStore:
     def previous_guids(self, practice_id: int) -> dict[str, datetime]:
         return previous_guids(self.session, practice_id=practice_id)
 
+    def practice_for_run(self, practice_id: int) -> tuple[Practice, dict[str, datetime], bool, bool]:
+        """The practice, detached, with what a reconciliation reads besides it, in one statement: the
+        GUIDs it left (GUID → when it last left it), and whether any unresolved ticket of its own, and
+        any integrator-wide one, exists (when none does, the act step spends no query resolving).
+
+        Each past GUID adds a row (a practice has a handful); the EXISTS are answered by the tickets'
+        practice_id index and are the same on every row."""
+        unresolved = col(Ticket.status).in_((TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED))
+        own = exists().where(col(Ticket.practice_id) == col(Practice.id), unresolved).label("own")
+        wide = exists().where(col(Ticket.practice_id).is_(None), unresolved).label("wide")
+        rows = self.session.exec(
+            select(Practice, GuidHistory.guid, GuidHistory.valid_until, own, wide)
+            .outerjoin(GuidHistory, and_(col(GuidHistory.practice_id) == col(Practice.id),
+                                         col(GuidHistory.valid_until).is_not(None)))
+            .where(col(Practice.id) == practice_id)
+        ).all()
+        if not rows:
+            raise UnknownPractice(f"no practice with id {practice_id}")
+        practice = rows[0][0]
+        left: dict[str, datetime] = {}
+        for _, guid, until, _, _ in rows:
+            if guid is not None and (guid not in left or until > left[guid]):
+                left[guid] = until
+        self.session.expunge(practice)
+        return practice, left, bool(rows[0][3]), bool(rows[0][4])
+
     def guid_history(self, practice_id: int) -> Sequence[GuidHistory]:
         return guid_history(self.session, practice_id=practice_id)
 
@@ -353,19 +384,26 @@ class SqlStore:
 
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
-        switches = self.session.exec(guard_switches_query(since=since)).one()
+        # The count and the pause flag in one statement (a switch's budget is six).
+        paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
+        switches, is_paused = self.session.exec(
+            select(guard_switches_query(since=since).scalar_subquery(), paused)).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = count_practices(self.session) if switches >= policy.mass_change_min else 0
-        return GuardState(autoswitch_paused=self.is_flag_set(AUTOSWITCH_PAUSED), switches_in_window=switches,
+        return GuardState(autoswitch_paused=bool(is_paused), switches_in_window=switches,
                           onboarded_practices=onboarded)
 
     # writing
     def write_practice(self, practice: Practice, values: dict[str, Any]) -> None:
         """``UPDATE practices ... WHERE id = ? AND version = ?``; no row means someone else won."""
         values = {**values, "version": practice.version + 1}
+        # A detached practice (a reconciliation's, read before Halo was asked) has no object in this
+        # session to keep in step: a Core UPDATE skips the ORM's bulk-update bookkeeping. An attached
+        # one (a decision's) goes through the ORM, which updates the object in place.
+        table = Practice.__table__ if practice not in self.session else Practice
         result = self.session.execute(
-            update(Practice).where(col(Practice.id) == practice.id, col(Practice.version) == practice.version)
+            update(table).where(col(Practice.id) == practice.id, col(Practice.version) == practice.version)
             .values(**values)
         )
         if result.rowcount != 1:
@@ -391,9 +429,18 @@ class SqlStore:
     def resolve_tickets(self, *, practice_id: int | None, reasons: Sequence[TicketReason], now: datetime) -> None:
         tickets.resolve_where(self.session, practice_id=practice_id, reasons=reasons, now=now)
 
-    def apply_change(self, practice: Practice, change: PracticeChange, *, now: datetime) -> int | None:
-        """Everything one verdict changes; returns the first ticket it opened or counted."""
-        self.write_practice(practice, change.values)
+    def apply_change(self, practice: Practice, change: PracticeChange, *, now: datetime,
+                     own_tickets: bool = True, integrator_tickets: bool = True) -> int | None:
+        """Everything one verdict changes; returns the first ticket it opened or counted.
+
+        ``own_tickets`` / ``integrator_tickets`` False: the caller read (``practice_for_run``) that no
+        such unresolved ticket existed, so resolving them is skipped. One opened since by the report
+        path stays open until the next verification, which is the safe side: the run did not see the
+        403s that opened it, and an integrator-wide one is too recent to resolve anyway (it was seen
+        within the quiet window). Columns whose value the practice already has are not written."""
+        values = {k: v for k, v in change.values.items()
+                  if k in _ALWAYS_WRITTEN or getattr(practice, k, _MISSING) != v}
+        self.write_practice(practice, values)
         if change.switch_to:
             self.switch_history(practice, change.switch_to, reason=change.history_reason, now=now)
         ticket_id = None
@@ -403,9 +450,9 @@ class SqlStore:
             ticket_id = ticket_id or ticket.id
         if change.pause_autoswitch:
             self.set_flag(AUTOSWITCH_PAUSED, True, now=now, reason="mass-change guard")
-        if change.resolve:
+        if change.resolve and own_tickets:
             self.resolve_tickets(practice_id=practice.id, reasons=change.resolve, now=now)
-        if change.resolve_integrator_wide:
+        if change.resolve_integrator_wide and integrator_tickets:
             tickets.resolve_where(self.session, practice_id=None, reasons=change.resolve_integrator_wide, now=now,
                                   last_seen_before=change.integrator_wide_quiet_since)
         return ticket_id
@@ -420,8 +467,11 @@ class SqlStore:
         return stale_practice_ids(self.session, cutoff=cutoff)
 
     def add_audit(self, audit: Reconciliation) -> Reconciliation:
-        self.session.add(audit)
-        self.session.flush()
+        """Insert the audit row with one Core INSERT ... RETURNING id (no unit-of-work flush: nothing
+        reads the row back through this session); ``audit.id`` is set from it."""
+        table = Reconciliation.__table__
+        values = {c.name: getattr(audit, c.name) for c in table.columns if c.name != "id"}
+        audit.id = self.session.execute(insert(table).values(values).returning(table.c.id)).scalar_one()
         return audit
 
     # people's decisions (use cases: decisions)

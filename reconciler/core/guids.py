@@ -1,6 +1,11 @@
 """Halo GUIDs: one canonical spelling so a lookup never misses on case or braces."""
 
+import re
 import uuid
+
+# The form we store is the form applications send back nearly every time (they took it from us):
+# recognising it costs one match, where ``uuid.UUID`` parses and formats again.
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class InvalidGuid(ValueError):
@@ -13,6 +18,8 @@ def parse_guid(value: object) -> str:
     Accepts the forms people paste (upper case, braces, ``urn:uuid:``), because GUIDs reach us
     from URLs, logs and spreadsheets; stores exactly one form.
     """
+    if type(value) is str and len(value) == 36 and _CANONICAL.fullmatch(value):
+        return value
     if not isinstance(value, str):
         raise InvalidGuid(f"a GUID must be a string, not {type(value).__name__}")
     text = value.strip()

@@ -166,21 +166,35 @@ def _admit(practice_id: int, deps: Deps, operator: bool) -> Admission:
     return admission
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What one statement read before Halo was asked (``Store.practice_for_run``)."""
+
+    practice: Practice  # detached, at the version the act step's UPDATE is guarded by
+    previous_guids: dict[str, datetime]
+    own_tickets: bool  # an unresolved ticket of this practice existed
+    integrator_tickets: bool  # an unresolved integrator-wide ticket existed
+
+
+def _read(deps: Deps, practice_id: int) -> _Read:
+    with deps.unit_of_work() as store:
+        return _Read(*store.practice_for_run(practice_id))
+
+
 def _run(practice_id: int, trigger: Trigger, deps: Deps, answered: _Answered, operator: bool) -> ReconcileResult:
     started = time.monotonic()
-    with deps.unit_of_work() as store:
-        practice = store.practice(practice_id)
-        skipped = _gate(practice, operator, deps.clock())
-        admission = Admission.ADMIT
-        if skipped is None:
-            admission = _admit(practice_id, deps, operator)
-            if admission is Admission.BLOCKED:
-                skipped = SkipReason.BREAKER_OPEN
-        if skipped:
-            log.info("reconcile_skipped", practice_id=practice_id, trigger=str(trigger), reason=str(skipped))
-            return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
-                                   old_guid=practice.halo_guid, skipped=skipped)
-        store.detach(practice)
+    read = _read(deps, practice_id)
+    practice = read.practice
+    skipped = _gate(practice, operator, deps.clock())
+    admission = Admission.ADMIT
+    if skipped is None:
+        admission = _admit(practice_id, deps, operator)
+        if admission is Admission.BLOCKED:
+            skipped = SkipReason.BREAKER_OPEN
+    if skipped:
+        log.info("reconcile_skipped", practice_id=practice_id, trigger=str(trigger), reason=str(skipped))
+        return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
+                               old_guid=practice.halo_guid, skipped=skipped)
 
     calls_before = deps.halo.attempts
     for _ in range(MAX_ASKS):
@@ -193,7 +207,7 @@ def _run(practice_id: int, trigger: Trigger, deps: Deps, answered: _Answered, op
             # the mark) or only counted (after it); only a later one may ask for another run.
             answered.ms = deps.queue.now_ms()
         try:
-            result = _act_on(practice, trigger, deps, answer, calls_before, started)
+            result = _act_on(read, trigger, deps, answer, calls_before, started)
         except BaseException:
             if admission is Admission.PROBE and deps.breaker is not None:
                 _best_effort(lambda _pid: deps.breaker.release_probe(), practice_id)  # type: ignore[union-attr]
@@ -204,71 +218,78 @@ def _run(practice_id: int, trigger: Trigger, deps: Deps, answered: _Answered, op
             return result
         # The practice changed while we asked Halo (another run switched it, a person decided): this
         # answer may be older than that state, so it is not applied. Read the practice, ask again.
-        with deps.unit_of_work() as store:
-            practice = store.detach(store.practice(practice_id))
+        read = _read(deps, practice_id)
+        practice = read.practice
         log.info("reconcile_reasked", practice_id=practice_id, version=practice.version)
     raise InvalidState(f"practice {practice_id} kept changing while Halo was asked; gave up after {MAX_ASKS} answers")
-
-
-class _Stale(Exception):
-    """The practice is no longer at the version read before Halo was asked."""
 
 
 class _NeedsCheck(Exception):
     """The decision would switch to ``guid``, and no Get site status answer on it was asked yet."""
 
-    def __init__(self, guid: str) -> None:
+    def __init__(self, guid: str, guard: GuardState | None) -> None:
         super().__init__(guid)
         self.guid = guid
+        self.guard = guard  # the guard read for this decision: the decision after the check uses it again
 
 
-def _act_on(practice: Practice, trigger: Trigger, deps: Deps, answer: HaloAnswer, calls_before: int,
+def _act_on(read: _Read, trigger: Trigger, deps: Deps, answer: HaloAnswer, calls_before: int,
             started: float) -> ReconcileResult | None:
     """Decide and act on one Halo answer; None when the practice moved on since it was read."""
+    practice = read.practice
+    history = _history(deps, read)
+    guard: GuardState | None = None
     for _ in range(MAX_CONFLICTS):
         try:
-            return _act(practice.id, trigger, deps, answer, practice.version,  # type: ignore[arg-type]
-                        deps.halo.attempts - calls_before, started)
+            return _act(read, history, trigger, deps, answer, deps.halo.attempts - calls_before, started, guard)
         except _NeedsCheck as need:
             # Verify before switching: one Get site status on the new GUID (pairing Zedmed and D4w
             # sites that are not paired with us), outside any transaction, then decide again.
+            guard = need.guard
             answer = replace(answer, check=check_site(deps.halo, practice, need.guid))
-        except _Stale:
-            return None
         except Conflict as exc:
-            # Another writer got there first (a ticket, a flag, or the practice itself, which the next
-            # attempt then finds at a newer version).
+            # Another writer got there first: the practice itself (the UPDATE is guarded by the version
+            # read before Halo was asked), or a ticket or a flag. Only the conflict path reads again.
             log.info("reconcile_conflicted", practice_id=practice.id, conflict=str(exc)[:200])
+            fresh = _read(deps, practice.id)  # type: ignore[arg-type]
+            if fresh.practice.version != practice.version:
+                return None
+            read, practice, guard = fresh, fresh.practice, None
+            history = _history(deps, read)
     raise InvalidState(f"practice {practice.id} kept conflicting; gave up after {MAX_CONFLICTS} attempts")
+
+
+def _history(deps: Deps, read: _Read) -> History:
+    return History(previous_guids=read.previous_guids,
+                   forbidden_reports_since_verified=_forbidden_since_verified(deps, read.practice))
 
 
 _NOT_AN_ANSWER = (Verdict.HALO_UNAVAILABLE, Verdict.UNAUTHORIZED, Verdict.IP_NOT_ALLOWED, Verdict.QUOTA_EXCEEDED)
 
 
-def _act(practice_id: int, trigger: Trigger, deps: Deps, answer: HaloAnswer, expected_version: int,
-         halo_calls: int, started: float) -> ReconcileResult:
+def _act(read: _Read, history: History, trigger: Trigger, deps: Deps, answer: HaloAnswer, halo_calls: int,
+         started: float, guard: GuardState | None) -> ReconcileResult:
+    """Classify, decide and write, in one transaction whose statements are the change itself (a
+    ``unchanged`` run: the practice's UPDATE and the audit row; a switch: the guard's count, the UPDATE,
+    the GUID history's close and insert, the audit row)."""
     now = deps.clock()
+    practice = read.practice
+    practice_id: int = practice.id  # type: ignore[assignment]
+    recorded = recorded_from(practice)
+    classification = classify(recorded, answer, history, now=now, policy=deps.policy)
     with deps.unit_of_work() as store:
-        practice = store.practice(practice_id)
-        if practice.version != expected_version:
-            raise _Stale(f"practice {practice_id} is at version {practice.version}, not {expected_version}")
-        recorded = recorded_from(practice)
-        history = History(
-            previous_guids=store.previous_guids(practice_id),
-            forbidden_reports_since_verified=_forbidden_since_verified(deps, practice),
-        )
-        classification = classify(recorded, answer, history, now=now, policy=deps.policy)
-        guard = (store.guard_state(now=now, policy=deps.policy)
-                 if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE else NO_GUARD)
-        decision = decide(classification, recorded, policy=deps.policy, guard=guard, history=history)
+        if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE and guard is None:
+            guard = store.guard_state(now=now, policy=deps.policy)
+        used = guard if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE and guard is not None else NO_GUARD
+        decision = decide(classification, recorded, policy=deps.policy, guard=used, history=history)
         if decision.switch_to:
             check = answer.check
             if check is None or check.guid != decision.switch_to:
-                raise _NeedsCheck(decision.switch_to)
+                raise _NeedsCheck(decision.switch_to, guard)
             classification = verify_switch(classification, check)
             if classification.verdict is not Verdict.INFRASTRUCTURE_CHANGE:
-                guard = NO_GUARD
-            decision = decide(classification, recorded, policy=deps.policy, guard=guard, history=history)
+                used = NO_GUARD
+            decision = decide(classification, recorded, policy=deps.policy, guard=used, history=history)
         # Every later line of this reconciliation (the task binds practice and task id) says what it is
         # about: the GUID in use, the one Halo proposes, the verdict.
         structlog.contextvars.bind_contextvars(old_guid=recorded.halo_guid, new_guid=classification.new_guid,
@@ -277,7 +298,8 @@ def _act(practice_id: int, trigger: Trigger, deps: Deps, answer: HaloAnswer, exp
         change = plan_change(recorded, classification, decision, halo_answered=halo_answered, now=now,
                              policy=deps.policy, random=deps.random())
         try:
-            ticket_id = store.apply_change(practice, change, now=now)
+            ticket_id = store.apply_change(practice, change, now=now, own_tickets=read.own_tickets,
+                                           integrator_tickets=read.integrator_tickets)
             duration_ms = int((time.monotonic() - started) * 1000)
             audit = store.add_audit(Reconciliation(
                 practice_id=practice_id,
@@ -298,14 +320,14 @@ def _act(practice_id: int, trigger: Trigger, deps: Deps, answer: HaloAnswer, exp
         except Conflict:
             store.rollback()
             raise
-        if change.switch_to:
-            log.info("guid_switched", practice_id=practice_id, old_guid=recorded.halo_guid, new_guid=change.switch_to)
-        return ReconcileResult(
-            practice_id=practice_id, trigger=trigger, verdict=classification.verdict, action=decision.action,
-            old_guid=recorded.halo_guid, new_guid=classification.new_guid, ticket_id=ticket_id,
-            reconciliation_id=audit.id, halo_calls=halo_calls, duration_ms=duration_ms, detail=classification.reason,
-            past_guids=tuple(sorted(set(history.previous_guids) - {change.switch_to or recorded.halo_guid})),
-        )
+    if change.switch_to:
+        log.info("guid_switched", practice_id=practice_id, old_guid=recorded.halo_guid, new_guid=change.switch_to)
+    return ReconcileResult(
+        practice_id=practice_id, trigger=trigger, verdict=classification.verdict, action=decision.action,
+        old_guid=recorded.halo_guid, new_guid=classification.new_guid, ticket_id=ticket_id,
+        reconciliation_id=audit.id, halo_calls=halo_calls, duration_ms=duration_ms, detail=classification.reason,
+        past_guids=tuple(sorted(set(history.previous_guids) - {change.switch_to or recorded.halo_guid})),
+    )
 
 
 def _after_answer(deps: Deps, result: ReconcileResult, admission: Admission) -> ReconcileResult:

@@ -232,13 +232,41 @@ def test_a_report_stamped_the_instant_halo_answered_is_answered_by_that_run(r):
     assert queue.done(claim, current_guid=OLD, answered_ms=answered) is False
 
 
-def test_a_report_after_the_answer_of_a_running_reconciliation_is_rechecked_not_dropped(r, reporter, published):
+def test_a_report_after_the_answer_of_a_running_reconciliation_is_run_again_not_dropped(r, reporter, published):
     from reconciler.adapters.coordination.marks import note_answered
 
     index_practice(r, 7, OLD, [])
     queue = WorkQueue(r)
     claim = queue.start(7)
     note_answered(r, 7, min_seconds=10, max_seconds=900)  # Halo answered this run
-    assert reporter.report(OLD, None) == "recheck"  # after the answer: this run cannot answer it
-    assert queue.done(claim, current_guid=OLD, answered_ms=queue.now_ms()) is False  # no second run at once...
-    assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]  # ...a delayed one
+    answered_ms = queue.now_ms()
+    time.sleep(0.005)  # the report's stamp is strictly later than the answer (ms clock)
+    assert reporter.report(OLD, None) == "folded"  # into the running run: its done() decides
+    assert queue.done(claim, current_guid=OLD, answered_ms=answered_ms) is True  # still in use: one more run
+    assert published == []  # the caller of done() publishes it (queueing.publish_follow_up)
+
+
+def test_a_report_after_the_answer_naming_the_guid_the_run_replaced_costs_no_call(r, reporter, published):
+    from reconciler.adapters.coordination.marks import note_answered
+
+    index_practice(r, 7, OLD, [])
+    queue = WorkQueue(r)
+    claim = queue.start(7)
+    note_answered(r, 7, min_seconds=10, max_seconds=900)
+    answered_ms = queue.now_ms()
+    time.sleep(0.005)
+    assert reporter.report(OLD, None) == "folded"  # the index still says current: the switch is not written yet
+    assert queue.done(claim, current_guid=NEW, answered_ms=answered_ms) is False  # the run switched: explained
+    assert published == []
+
+
+def test_a_server_that_forgot_the_script_still_takes_every_report(r, reporter, published):
+    """EVALSHA by the cached sha; after a restart or SCRIPT FLUSH the script is loaded again, once."""
+    index_practice(r, 7, OLD, [])
+    assert reporter.report(OLD, "Forbidden") == "publish"
+    r.script_flush()
+    assert reporter.report(OLD, "Forbidden") == "folded"  # reloaded on the way, the same answer
+    assert r.script_exists(reporter._sha) == [True]
+    assert reporter.report(OLD, "Forbidden") == "folded"
+    assert published == [("halo.reconcile_practice", [7, "forbidden"], "reconcile")]
+    assert int(r.hget(keys.report_outcomes(), "folded")) == 2

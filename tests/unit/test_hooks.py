@@ -6,8 +6,11 @@ import time
 
 import fakeredis
 import httpx
+import pytest
+from structlog.testing import capture_logs
 
 from reconciler.adapters.coordination import keys
+from reconciler.core.vocabulary import ReportOutcome
 from tests.utils.fakes import patch_get_redis
 from worker import hooks
 from worker.hooks import MAX_MESSAGE_BYTES, cut_message, guid_from_url, report_forbidden
@@ -73,3 +76,39 @@ def test_the_async_httpx_hook(monkeypatch):
 
     asyncio.run(run())
     assert seen == [GUID]
+
+
+def _stub_reporter(outcome: str):
+    """The hook's reporter, autospec'd, answering ``outcome`` (the hook's own path runs for real)."""
+    import os
+    from unittest import mock
+
+    from reconciler.adapters.coordination.reporter import Reporter
+
+    fake = mock.create_autospec(Reporter, instance=True)
+    fake.report.return_value = outcome
+    hooks._reporter = (os.getpid(), fake)
+    return fake
+
+
+@pytest.mark.parametrize("outcome", ["folded", "counted", "stale", "unknown"])
+def test_a_report_that_sends_nothing_logs_nothing(outcome):
+    fake = _stub_reporter(ReportOutcome(outcome))
+    try:
+        with capture_logs() as logs:
+            assert report_forbidden(GUID.upper(), "Forbidden") is True
+        assert logs == []
+        fake.report.assert_called_once_with(GUID, "Forbidden")
+    finally:
+        hooks.reset()
+
+
+@pytest.mark.parametrize("outcome", ["publish", "recheck", "persists", "lookup"])
+def test_a_report_that_sent_a_task_is_logged_once(outcome):
+    _stub_reporter(ReportOutcome(outcome))
+    try:
+        with capture_logs() as logs:
+            assert report_forbidden(GUID, "Forbidden") is True
+        assert [(e["event"], e["outcome"], e["guid"]) for e in logs] == [("forbidden_reported", outcome, GUID)]
+    finally:
+        hooks.reset()

@@ -1,6 +1,7 @@
 -- One 403 report, in one round trip: find the practice by GUID, count the report in the ledger, and
--- fold it into the practice's pending reconciliation. Returns {outcome, practice_id, re-check delay ms};
--- the outcomes are reconciler.core.vocabulary.ReportOutcome.
+-- fold it into the practice's pending reconciliation. Returns one string, 'outcome|practice_id|re-check
+-- delay ms' (one bulk reply: cheaper for the client to read than an array of three, and the folded
+-- report is the hot path); the outcomes are reconciler.core.vocabulary.ReportOutcome.
 -- KEYS: 1 GUID index, 2 this minute's ledger bucket, 3 unknown-GUID mark, 4 lookup mark, 5 outcomes hash
 -- ARGV: 1 GUID, 2 ledger bucket lifetime, 3 dirty prefix, 4 processing prefix, 5 pending-mark lifetime,
 --       6 fresh prefix, 7 persistence threshold, 8 since-verified prefix, 9 lookup fold seconds,
@@ -8,7 +9,7 @@
 --       13 re-check prefix, 14 re-check slack ms
 local function out(outcome, pid, delay)
   redis.call('HINCRBY', KEYS[5], outcome, 1)
-  return {outcome, pid, delay or 0}
+  return outcome .. '|' .. pid .. '|' .. (delay or 0)
 end
 local guid = ARGV[1]
 local entry = redis.call('HGET', KEYS[1], guid)
@@ -23,6 +24,10 @@ if string.sub(entry, sep + 1) ~= 'current' then return out('stale', pid) end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local fresh = redis.call('GET', ARGV[6] .. pid)
+-- Halo has answered the run still going on: the run's own done() decides (lua/queue_done.lua) whether
+-- this report needs one more run, by whether it names the GUID in use once the run is over. A re-check
+-- queued here would ask Halo again about a GUID the run is replacing.
+if fresh == 'answered' and redis.call('EXISTS', ARGV[4] .. pid) == 1 then fresh = false end
 if fresh then
   local n = redis.call('INCR', ARGV[8] .. pid)
   redis.call('EXPIRE', ARGV[8] .. pid, ARGV[2])

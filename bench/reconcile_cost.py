@@ -1,0 +1,219 @@
+"""The cost of one reconciliation, close to the engine: SQL statements and CPU, against a no-op task.
+
+1. **Statements**: an ``unchanged`` verification and a switch through the real use case
+   (``reconciler.usecases.reconcile``, ``worker.wiring.reconcile_deps()``: the real store, the real
+   Halo client against the simulator over HTTP, real Valkey), counted by a SQLAlchemy
+   ``before_cursor_execute`` listener, on the embedded SQLite and on PostgreSQL 15.
+2. **CPU**: one real Celery worker (one prefork process, PostgreSQL, Redis broker) runs N no-op
+   tasks, then N ``halo.reconcile_practice`` tasks on unchanged practices, then N on practices whose
+   GUID moved; the worker's CPU (main process and pool, from /proc) per task of each. The no-op task
+   is the engine's own floor: receiving, running and acknowledging one message.
+
+``python3 dev.py bench reconcile`` (``--quick``: a quarter of the runs). This module is also the
+worker's app (``celery -A bench.reconcile_cost worker``): the product's tasks and ``bench.noop``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+
+from worker.celery_app import app
+
+# The targets of issue 16.
+MAX_UNCHANGED, MAX_SWITCH, MAX_CPU_RATIO = 4, 6, 3.0
+
+
+@app.task(name="bench.noop", ignore_result=True)
+def noop() -> None:
+    return None
+
+
+_seeded = 0
+
+
+def _seed(control, n: int) -> list[tuple[str, str]]:  # noqa: ANN001
+    """``n`` practices new to the simulator (PMS IDs never seeded before in this run)."""
+    global _seeded
+    made = control.seed(n, start=_seeded + 1)
+    _seeded += n
+    return made
+
+
+@contextmanager
+def _counting():
+    from sqlalchemy import event
+
+    from worker import db
+
+    statements: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements.append(" ".join(statement.split()))
+
+    engine = db.get_engine()
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def _kind(statement: str) -> str:
+    """``SELECT practices``: the verb and the first table named outside any parentheses."""
+    depth, words = 0, []
+    for word in statement.replace("(", " ( ").replace(")", " ) ").split():
+        depth += (word == "(") - (word == ")")
+        if depth == 0:
+            words.append(word)
+    table = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in ("FROM", "INTO", "UPDATE")), "?")
+    return f"{words[0]} {table}"
+
+
+def count_statements(stack, control, env: dict[str, str], rounds: int) -> dict[str, list[str]]:
+    """``rounds`` unchanged runs and ``rounds`` switches, each counted; every run of a case must agree.
+    The first of each is a warm-up (the process's first look at the schema) and is not counted."""
+    from bench.fleet import seed_database
+    from models import Action, Trigger, Verdict
+    from reconciler.usecases.reconcile import reconcile
+    from worker import db, wiring
+
+    stack.use(env)
+    db.upgrade_schema()
+    practices = _seed(control, 2 * rounds)
+    ids = seed_database(practices)
+    seen: dict[str, list[str]] = {}
+    for n, (pid, (pms_id, _)) in enumerate(zip(ids, practices)):
+        case = "unchanged" if n < rounds else "switch"
+        if case == "switch":
+            control.change_guid("BestPractice", pms_id)
+        with _counting() as statements:
+            result = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=wiring.reconcile_deps())
+        want = (Verdict.UNCHANGED, Action.MARKED_VERIFIED) if case == "unchanged" else (
+            Verdict.INFRASTRUCTURE_CHANGE, Action.SWITCHED)
+        if (result.verdict, result.action) != want:
+            raise AssertionError(f"{case}: got {result.verdict}/{result.action}")
+        kinds = [_kind(s) for s in statements]
+        if n in (0, rounds):
+            continue
+        if seen.setdefault(case, kinds) != kinds:
+            raise AssertionError(f"{case}: statements differ between runs: {seen[case]} and {kinds}")
+    return seen
+
+
+def _wait_done(stack, expect) -> None:  # noqa: ANN001
+    from tests.utils.workers import wait_until_idle
+
+    wait_until_idle(stack.redis.url, timeout=600)
+    expect()
+
+
+def cpu_per_task(stack, control, env: dict[str, str], n: int) -> dict[str, float]:
+    """Worker CPU seconds per task: no-op, unchanged reconciliation, switch."""
+    from sqlmodel import func, select
+
+    from bench.fleet import seed_database
+    from bench.stack import tree_cpu_seconds
+    from models import Reconciliation
+    from worker import db
+
+    stack.postgres.create_database("bench_cpu")
+    stack.use(env)
+    db.upgrade_schema()
+    unchanged = _seed(control, n)
+    moving = _seed(control, n)
+    unchanged_ids, moving_ids = seed_database(unchanged), seed_database(moving)
+    first_id = seed_database(_seed(control, 1))[0]
+    for pms_id, _ in moving:
+        control.change_guid("BestPractice", pms_id)
+    [worker] = stack.start_workers(env, app="bench.reconcile_cost", count=1, concurrency=1, queues="reconcile")
+
+    def rows(action: str) -> int:
+        with db.new_session() as session:
+            return session.exec(select(func.count()).select_from(Reconciliation)
+                                .where(Reconciliation.action == action)).one()
+
+    def measured(send, expect) -> float:  # noqa: ANN001
+        before = tree_cpu_seconds(worker.pid)
+        send()
+        _wait_done(stack, expect)
+        return (tree_cpu_seconds(worker.pid) - before) / n
+
+    def check(action: str, want: int):  # noqa: ANN202
+        def expect() -> None:
+            if rows(action) != want:
+                raise AssertionError(f"{rows(action)} {action} reconciliations, expected {want}")
+        return expect
+
+    def reconcile_all(ids: list[int]):  # noqa: ANN202
+        return lambda: [app.send_task("halo.reconcile_practice", args=[pid, "forbidden"], queue="reconcile")
+                        for pid in ids]
+
+    # A warm-up of each kind first: the pool process imports, connects and fills its caches once.
+    noop.apply_async(queue="reconcile")
+    _wait_done(stack, lambda: None)
+    # The first reconciliation in a fresh pool process pays once for what later ones reuse: the
+    # schema check, the database and Redis connections, the Halo client, SQLAlchemy's compiled cache.
+    before = tree_cpu_seconds(worker.pid)
+    app.send_task("halo.reconcile_practice", args=[first_id, "forbidden"], queue="reconcile")
+    _wait_done(stack, check("marked_verified", 1))
+    first = tree_cpu_seconds(worker.pid) - before
+    idle_before, idle_began = tree_cpu_seconds(worker.pid), time.monotonic()
+    time.sleep(2.0)
+    idle = (tree_cpu_seconds(worker.pid) - idle_before) / (time.monotonic() - idle_began)
+    figures = {
+        "noop": measured(lambda: [noop.apply_async(queue="reconcile") for _ in range(n)], lambda: None),
+        "unchanged": measured(reconcile_all(unchanged_ids), check("marked_verified", n + 1)),
+        "switch": measured(reconcile_all(moving_ids), check("switched", n)),
+        "idle_per_s": idle,
+        "first": first,
+    }
+    stack.stop([worker])
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[2:] if argv is None else argv
+    quick = "--quick" in argv
+    n = 100 if quick else 400
+    from bench.stack import KEY, Stack
+    # As in the storm: switching at full speed (a real fleet in which every practice moves within the
+    # hour would, rightly, trip the mass-change guard and be held), and no global rate limit.
+    from bench.storm import BENCH_SETTINGS
+    from worker.simulator.control import SimulatorControl
+
+    stack = Stack()
+    try:
+        control = SimulatorControl(stack.sim_url, key=KEY)
+        control.set_latency(0)
+        counts = {}
+        sqlite = {**stack.env("unused", **BENCH_SETTINGS), "DATABASE_URL": f"sqlite:///{stack.tmp / 'count.sqlite3'}"}
+        counts["sqlite"] = count_statements(stack, control, sqlite, 5)
+        stack.postgres.create_database("bench_count")
+        counts["postgresql"] = count_statements(stack, control, stack.env("bench_count", **BENCH_SETTINGS), 5)
+        cpu = cpu_per_task(stack, control, stack.env("bench_cpu", **BENCH_SETTINGS), n)
+    finally:
+        stack.close()
+
+    print("reconcile: one reconciliation through the real use case and store; Halo is the simulator over HTTP "
+          "(0 ms); statements counted with before_cursor_execute")
+    print(f"{'case':<10} {'database':<11} {'statements':>10} {'target':>7}  statements")
+    for database, cases in counts.items():
+        for case, kinds in cases.items():
+            target = MAX_UNCHANGED if case == "unchanged" else MAX_SWITCH
+            print(f"{case:<10} {database:<11} {len(kinds):>10} {'<= ' + str(target):>7}  {', '.join(kinds)}")
+    print(f"CPU per task in one real Celery worker (1 prefork process, Redis broker, PostgreSQL), {n} tasks each; "
+          f"worker idle {cpu['idle_per_s'] * 1000:.1f} ms/s, not subtracted")
+    print(f"{'task':<24} {'CPU ms':>8} {'/ no-op':>8}")
+    print(f"{'no-op (bench.noop)':<24} {cpu['noop'] * 1000:>8.2f} {1.0:>7.2f}x")
+    for case in ("unchanged", "switch"):
+        print(f"{'reconcile, ' + case:<24} {cpu[case] * 1000:>8.2f} {cpu[case] / cpu['noop']:>7.2f}x")
+    print(f"{'first in a fresh process':<24} {cpu['first'] * 1000:>8.2f} {cpu['first'] / cpu['noop']:>7.2f}x"
+          "  (one unchanged run: connections, schema check, caches; paid once per pool process)")
+    print(f"target: a reconciliation at most {MAX_CPU_RATIO:.0f}x the no-op task's CPU; "
+          f"statements at most {MAX_UNCHANGED} (unchanged) and {MAX_SWITCH} (switch)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,83 @@
+"""How many SQL statements one reconciliation costs, through the real use case and store.
+
+Counts are deterministic (unlike times), so the suite holds them: an ``unchanged`` verification at
+most 4 statements, a switch at most 6 (issue 16). Counted with SQLAlchemy's ``before_cursor_execute``
+on the engine the store uses, on the embedded SQLite and on PostgreSQL 15.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from models import Action, PmsType, TicketReason, TicketStatus, Verdict
+from worker import db
+from worker.config import get_settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, monkeypatch):
+    if request.param == "postgresql":
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+        db.reset_engine()
+        db.upgrade_schema()  # a production database is migrated by `db upgrade`, not on first use
+    yield request.param
+    db.reset_engine()
+
+
+@contextmanager
+def counted():
+    statements: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements.append(" ".join(statement.split())[:90])
+
+    engine = db.get_engine()
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_unchanged_verification_takes_at_most_four_statements(database, world):
+    pid = world.onboard(pms_id="BP1")
+    world.clock.advance(hours=2)
+    with counted() as statements:
+        result = world.reconcile(pid)
+    assert (result.verdict, result.action) == (Verdict.UNCHANGED, Action.MARKED_VERIFIED)
+    assert len(statements) <= 4, statements
+    # What remains: the one read, the practice's UPDATE, the audit row.
+    assert [s.split()[0] for s in statements] == ["SELECT", "UPDATE", "INSERT"], statements
+    assert world.practice(pid).last_verified_at == world.clock.now
+
+
+def test_switch_takes_at_most_six_statements(database, world):
+    pid = world.onboard(pms_id="BP1")
+    old = world.practice(pid).halo_guid
+    new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
+    with counted() as statements:
+        result = world.reconcile(pid)
+    assert (result.verdict, result.action) == (Verdict.INFRASTRUCTURE_CHANGE, Action.SWITCHED)
+    assert len(statements) <= 6, statements
+    assert world.practice(pid).halo_guid == new
+    assert world.history(pid) == [(old, "onboarded"), (new, "infrastructure_change")]
+
+
+def test_an_open_ticket_costs_its_resolution_and_is_still_resolved(database, world):
+    """The ticket-free fast path must not skip a ticket that exists: an open forbidden_persists is
+    resolved by the next unchanged verification with no 403s, at the price of its own statements."""
+    pid = world.onboard(pms_id="BP1")
+    guid = world.practice(pid).halo_guid
+    world.reconcile(pid)
+    world.forbidden[(pid, guid)] = 3
+    assert world.reconcile(pid).ticket_id is not None
+    world.forbidden[(pid, guid)] = 0
+    with counted() as statements:
+        assert world.reconcile(pid).verdict == Verdict.UNCHANGED
+    [ticket] = world.tickets()
+    assert (ticket.reason, ticket.status) == (TicketReason.FORBIDDEN_PERSISTS, TicketStatus.RESOLVED)
+    assert len(statements) > 4, statements
