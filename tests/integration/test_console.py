@@ -4,6 +4,7 @@ embedded SQLite and Valkey): who may see and do what, and that decisions land in
 from __future__ import annotations
 
 import re
+import time
 import warnings
 
 import pytest
@@ -12,9 +13,9 @@ with warnings.catch_warnings():  # Starlette's TestClient over httpx 0.28 prefer
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from models import PmsType
+from models import PmsType, Verdict
 from tests.utils.pairing import RecordingSimulator
-from worker import admin
+from worker import admin, wiring
 from worker.config import get_settings
 from worker.serve.app import create_app
 from worker.serve.console import build_console
@@ -272,3 +273,15 @@ def test_pausing_and_resuming_from_the_console(held):
     c.post("/autoswitch", data={"csrf": token, "action": "resume"})
     assert admin.autoswitch("status")["paused"] is False
     assert [(e.actor, e.action) for e in admin.audit()[:2]] == [("alice", "resumed"), ("alice", "paused")]
+
+
+def test_the_front_page_names_an_open_breaker_and_its_closing(held):
+    c = client()
+    sign_in(c, "victor")
+    assert "Breaker: closed" in c.get("/").text
+    breaker = wiring.breaker()
+    breaker.trip(Verdict.QUOTA_EXCEEDED, now=time.time())
+    page = c.get("/").text
+    assert "Breaker <strong>open</strong>: quota_exceeded (integrator)" in page
+    breaker.close()
+    assert "Breaker: closed" in c.get("/").text
