@@ -17,12 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.utils.pairing import RecordingSimulator
+from tests.utils.pairing import recording_simulator
 from tests.utils.servers import free_port
 from tests.utils.waiting import wait_until
-from worker.config import get_settings
 from worker.processes import start_in_new_group, stop_process_groups
-from worker.simulator import serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -69,12 +67,7 @@ def browser():
 
 @pytest.fixture
 def sim(monkeypatch):
-    simulator = RecordingSimulator(key=KEY)
-    with serve(simulator, host="127.0.0.1", port=0) as server:
-        monkeypatch.setenv("HALO_BASE_URL", server.url)
-        monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", KEY)
-        monkeypatch.setenv("HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS", "0")
-        get_settings.cache_clear()
+    with recording_simulator(monkeypatch, KEY) as simulator:
         yield simulator
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import getpass
 import io
-import json
 
 import pytest
 
 from models import PmsType
-from tests.utils.pairing import RecordingSimulator
+from tests.utils.pairing import recording_simulator
 from worker import db
-from worker.cli import main
-from worker.simulator import serve
+from tests.utils.cli import run, run_json
 
 pytestmark = pytest.mark.integration  # a simulator on loopback and the embedded Valkey
 
@@ -23,24 +21,8 @@ AUDIT_KEYS = {"at", "actor", "action", "practice_id", "ticket_id", "note", "deta
 
 @pytest.fixture
 def sim(monkeypatch):
-    simulator = RecordingSimulator(key=KEY)
-    with serve(simulator, host="127.0.0.1", port=0) as server:
-        monkeypatch.setenv("HALO_BASE_URL", server.url)
-        monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", KEY)
-        monkeypatch.setenv("HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS", "0")
+    with recording_simulator(monkeypatch, KEY) as simulator:
         yield simulator
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv: str):
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def held_business_change(sim, capsys, pms_id: str = "BP1") -> tuple[int, int]:

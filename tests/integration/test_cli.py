@@ -7,9 +7,9 @@ import json
 import pytest
 
 from models import PmsType
-from worker.cli import main
-from tests.utils.pairing import RecordingSimulator
-from worker.simulator import Fault, serve
+from tests.utils.cli import run, run_json
+from tests.utils.pairing import recording_simulator
+from worker.simulator import Fault
 
 pytestmark = pytest.mark.integration  # a simulator on loopback and the embedded Valkey, a process
 
@@ -18,24 +18,8 @@ KEY = "cli-test-key-93b1c0"
 
 @pytest.fixture
 def sim(monkeypatch):
-    simulator = RecordingSimulator(key=KEY)
-    with serve(simulator, host="127.0.0.1", port=0) as server:
-        monkeypatch.setenv("HALO_BASE_URL", server.url)
-        monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", KEY)
-        monkeypatch.setenv("HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS", "0")
+    with recording_simulator(monkeypatch, KEY) as simulator:
         yield simulator
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv: str):
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_practices_add_prints_the_contract_fields(sim, capsys):

@@ -14,12 +14,11 @@ with warnings.catch_warnings():  # Starlette's TestClient over httpx 0.28 prefer
     from starlette.testclient import TestClient
 
 from models import PmsType, Verdict
-from tests.utils.pairing import RecordingSimulator
+from tests.utils.pairing import recording_simulator
 from worker import admin, wiring
 from worker.config import get_settings
 from worker.serve.app import create_app
 from worker.serve.console import build_console
-from worker.simulator import serve
 
 pytestmark = pytest.mark.integration  # a simulator on loopback and the embedded Valkey
 
@@ -29,13 +28,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def sim(monkeypatch):
-    simulator = RecordingSimulator(key=KEY)
-    with serve(simulator, host="127.0.0.1", port=0) as server:
-        monkeypatch.setenv("HALO_BASE_URL", server.url)
-        monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", KEY)
-        monkeypatch.setenv("HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS", "0")
-        monkeypatch.setenv("HALO_RECONCILER_API_TOKENS", "app-token-7f3e9a")
-        get_settings.cache_clear()
+    monkeypatch.setenv("HALO_RECONCILER_API_TOKENS", "app-token-7f3e9a")
+    with recording_simulator(monkeypatch, KEY) as simulator:
         yield simulator
 
 

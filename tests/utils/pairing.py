@@ -9,7 +9,8 @@ must show a switch was verified first (Get site status answered ``active`` on th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -62,3 +63,19 @@ class RecordingSimulator(Simulator):
     def pairings(self) -> int:
         """Pair-with-a-site calls Halo received, refused ones included (the simulator's own count)."""
         return self.call_count("pair_site")
+
+
+@contextmanager
+def recording_simulator(monkeypatch, key: str) -> Iterator[RecordingSimulator]:
+    """A recording simulator served on loopback, and this process's settings pointed at it."""
+    # The settings module only here: test modules that import this file for the class alone stay light.
+    from worker.config import get_settings
+    from worker.simulator import serve
+
+    simulator = RecordingSimulator(key=key)
+    with serve(simulator, host="127.0.0.1", port=0) as server:
+        monkeypatch.setenv("HALO_BASE_URL", server.url)
+        monkeypatch.setenv("HALO_SUBSCRIPTION_KEY", key)
+        monkeypatch.setenv("HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS", "0")
+        get_settings.cache_clear()
+        yield simulator
