@@ -238,7 +238,7 @@ def test_a_report_after_the_answer_of_a_running_reconciliation_is_run_again_not_
     index_practice(r, 7, OLD, [])
     queue = WorkQueue(r)
     claim = queue.start(7)
-    note_answered(r, 7, min_seconds=10, max_seconds=900)  # Halo answered this run
+    note_answered(r, 7)  # Halo answered this run
     answered_ms = queue.now_ms()
     time.sleep(0.005)  # the report's stamp is strictly later than the answer (ms clock)
     assert reporter.report(OLD, None) == "folded"  # into the running run: its done() decides
@@ -252,7 +252,7 @@ def test_a_report_after_the_answer_naming_the_guid_the_run_replaced_costs_no_cal
     index_practice(r, 7, OLD, [])
     queue = WorkQueue(r)
     claim = queue.start(7)
-    note_answered(r, 7, min_seconds=10, max_seconds=900)
+    note_answered(r, 7)
     answered_ms = queue.now_ms()
     time.sleep(0.005)
     assert reporter.report(OLD, None) == "folded"  # the index still says current: the switch is not written yet

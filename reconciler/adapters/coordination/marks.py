@@ -69,16 +69,10 @@ def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool |
     redis.set(keys.fresh(practice_id), "confirmed" if confirmed else "answered", px=max(int(delay * 1000), 1))
 
 
-def note_answered(redis: redis_lib.Redis, practice_id: int, *, min_seconds: float, max_seconds: float) -> None:
-    """Halo has answered the run now going on: a report from here on is after that answer, so it
-    queues a re-check (never dropped) for when this confirmation's delay ends."""
-    count = int(redis.hget(keys.confirmations(practice_id), "count") or 0)
-    delay = recheck_delay(count + 1, min_seconds=min_seconds, max_seconds=max_seconds)
-    pipe = redis.pipeline(transaction=True)
-    # A re-check queued before this answer is answered by this run; the next report queues its own.
-    pipe.delete(keys.recheck(practice_id))
-    pipe.set(keys.fresh(practice_id), "answered", px=max(int(delay * 1000), 1))
-    pipe.execute()
+def note_answered(redis: redis_lib.Redis, practice_id: int) -> None:
+    """Halo has answered the run now going on. A re-check queued before this answer is answered by
+    this run; a report from here on folds into the run, whose ``done()`` decides (``lua/report.lua``)."""
+    redis.delete(keys.recheck(practice_id))
 
 
 def confirmed_since(redis: redis_lib.Redis, practice_id: int) -> datetime | None:
@@ -110,8 +104,7 @@ class RedisCoordination:
         return confirmed_since(self.redis, practice_id)
 
     def note_answered(self, practice_id: int) -> None:
-        note_answered(self.redis, practice_id, min_seconds=self.recheck_min_seconds,
-                      max_seconds=self.recheck_max_seconds)
+        note_answered(self.redis, practice_id)
 
     def note_reconciled(self, practice_id: int, *, current_guid: str, replaced_guid: str | None,
                         confirmed: bool | None, past_guids: Sequence[str] = ()) -> None:

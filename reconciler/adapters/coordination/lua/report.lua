@@ -24,9 +24,9 @@ if string.sub(entry, sep + 1) ~= 'current' then return out('stale', pid) end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local fresh = redis.call('GET', ARGV[6] .. pid)
--- Halo has answered the run still going on: the run's own done() decides (lua/queue_done.lua) whether
--- this report needs one more run, by whether it names the GUID in use once the run is over. A re-check
--- queued here would ask Halo again about a GUID the run is replacing.
+-- A run holds the practice (an earlier answer left the mark): the run's own done() decides
+-- (lua/queue_done.lua) whether this report needs one more run, by whether it names the GUID in use once
+-- the run is over. A re-check queued here would ask Halo again about a GUID the run may be replacing.
 if fresh == 'answered' and redis.call('EXISTS', ARGV[4] .. pid) == 1 then fresh = false end
 if fresh then
   local n = redis.call('INCR', ARGV[8] .. pid)
