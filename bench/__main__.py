@@ -5,6 +5,11 @@ GUID changes the recover benchmark times on each backend (default 200).
 
 ``--write`` also puts each table into docs/BENCHMARKS.md, between its ``<!-- bench:NAME -->`` markers,
 with the date, the machine and the versions it ran on.
+
+Every benchmark records its targets as it measures them (``bench.targets``); the run ends with one
+table of them all, each beside the baseline it was measured against in this run. With ``--write`` and
+every benchmark run in this invocation, that table replaces the one under ``<!-- bench:targets -->``:
+the document's targets table is always one run's, never assembled from several.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench import targets
 
 BENCHMARKS = {
     "storm": "bench.storm",
@@ -37,6 +44,7 @@ BENCHMARKS = {
 WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory")
 # Options that take a value (the next argument is that value, not a benchmark's name).
 VALUED = ("--rows", "--changes")
+FLAGS = ("--quick", "--write")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 
@@ -62,23 +70,35 @@ def machine() -> str:
             f"PostgreSQL {pg}, Valkey {valkey}")
 
 
-def write_section(name: str, table: str, command: str) -> None:
+def write_section(name: str, table: str, command: str, *, fenced: bool = True) -> None:
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}"
-    body = f"<!-- bench:{name} -->\n`{command}`, {stamp}:\n\n```text\n{table.rstrip()}\n```\n<!-- /bench:{name} -->"
+    content = f"```text\n{table.rstrip()}\n```" if fenced else table.rstrip()
+    body = f"<!-- bench:{name} -->\n`{command}`, {stamp}:\n\n{content}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + f"\n\n## {name}\n\n{body}\n"
     DOC.write_text(text)
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip())
+        print(f"\nbenchmarks: {', '.join(BENCHMARKS)}")
+        return 0
     options, names = [], []
     args = iter(argv)
     for arg in args:
         if arg in VALUED:
-            options += [arg, next(args, "")]
-        elif arg.startswith("--"):
+            value = next(args, "")
+            if not value.isdigit():
+                print(f"{arg} takes a whole number, not {value!r}", file=sys.stderr)
+                return 2
+            options += [arg, value]
+        elif arg in FLAGS:
             options.append(arg)
+        elif arg.startswith("-"):
+            print(f"unknown option {arg}; options: {', '.join((*FLAGS, *VALUED))} (see --help)", file=sys.stderr)
+            return 2
         else:
             names.append(arg)
     write = "--write" in options
@@ -96,6 +116,18 @@ def main(argv: list[str]) -> int:
         print()
         if write:
             write_section(name, captured.getvalue(), " ".join(["python3 dev.py bench", name, *options]))
+    rows = targets.RECORDED
+    if rows:
+        print(f"targets measured in this run ({', '.join(names)}):")
+        print(targets.table(rows))
+        missed = sum(not r.met for r in rows)
+        print(f"{len(rows) - missed} of {len(rows)} met")
+    if write and rows:
+        if set(names) == set(BENCHMARKS):
+            write_section("targets", targets.table(rows), " ".join(["python3 dev.py bench", *options]), fenced=False)
+        else:
+            print("the targets table in docs/BENCHMARKS.md is one run's of every benchmark: not rewritten by this "
+                  "partial run", file=sys.stderr)
     return 0
 
 

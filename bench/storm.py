@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from bench.fleet import index_all, seed_database
 from bench.stack import KEY, MemorySampler, Stack, tree_cpu_seconds
+from bench.targets import record
 
 LATENCY = 0.08
 WORKERS, CONCURRENCY = 2, 8
@@ -190,6 +191,7 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
             "peak_mb": max(peaks), "states": states, "switched": switched, "cpu": cpu_used}
 
 
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[2:] if argv is None else argv
     quick = "--quick" in argv
@@ -247,6 +249,23 @@ def main(argv: list[str] | None = None) -> None:
             print(f"CPU seconds until settled, {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items())
                   + f"; total {sum(used.values()):.1f} of {os.cpu_count() * r['wall']:.1f} available on {os.cpu_count()} cores "
                   f"in {r['wall']:.1f} s")
+        size = f"{n_practices:,} practices"
+        record("storm", f"Find sites calls equal to the affected practices ({size})", figure=f"{coalesced['finds']:,}",
+               baseline=f"{n_practices:,} affected; naive {naive['finds']:,}",
+               ratio=f"{coalesced['finds'] / n_practices:.2f}x", met=coalesced["finds"] == n_practices)
+        record("storm", "Get site status calls equal to the switched practices", figure=f"{coalesced['statuses']:,}",
+               baseline=f"{coalesced['switched']:,} switched",
+               ratio=f"{coalesced['statuses'] / max(coalesced['switched'], 1):.2f}x",
+               met=coalesced["statuses"] == coalesced["switched"])
+        record("storm", f"wall within 1.5x the ideal ({size})", figure=f"{coalesced['wall']:.2f} s",
+               baseline=f"ideal {ideal_wall:.2f} s", ratio=f"{coalesced['wall'] / ideal_wall:.2f}x (<= 1.5x)",
+               met=coalesced["wall"] <= 1.5 * ideal_wall)
+        record("storm", "wall at most a twentieth of the naive worker's", figure=f"{coalesced['wall']:.2f} s",
+               baseline=f"naive {naive['wall']:.1f} s", ratio=f"{naive['wall'] / coalesced['wall']:.1f}x (>= 20x)",
+               met=naive["wall"] >= 20 * coalesced["wall"])
+        record("storm", "the HTTP API spends the hook's Find sites calls", figure=f"{over_http['finds']:,}",
+               baseline=f"hook {coalesced['finds']:,}", ratio=f"{over_http['finds'] / max(coalesced['finds'], 1):.2f}x",
+               met=over_http["finds"] == coalesced["finds"])
         print(f"end states after the coalesced storm: {coalesced['states']}, switched {coalesced['switched']}; "
               f"reports sent in {coalesced['send_s']:.1f} s, {coalesced['taken']} taken")
     finally:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from bench.targets import record
+
 LIMIT = 50
 OBSERVE_SECONDS = 15
 
@@ -35,6 +37,7 @@ enqueued = sweep_task.run(scheduled=False)
 print(json.dumps({"enqueued": enqueued, "seconds": time.perf_counter() - began, "before_mb": before,
                   "peak_mb": mb("VmHWM")}))
 """
+
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{OBSERVE_SECONDS} s: {rate}")
         print(f"max {max(full)}/s = {max(full) / LIMIT:.2f}x the limit (target <= 1.05x); "
               f"mean of full seconds {sum(full) / len(full):.1f}/s")
+        record("sweep", f"planner peak memory under 200 MB ({n:,} practices)", figure=f"{plan['peak_mb']:.0f} MB",
+               baseline=f"before planning {plan['before_mb']:.0f} MB", ratio=f"{plan['peak_mb'] / 200:.2f}x of 200 MB",
+               met=plan["peak_mb"] < 200)
+        record("sweep", "Halo rate never above the limit + 5% in any second", figure=f"max {max(full)}/s",
+               baseline=f"limit {LIMIT}/s", ratio=f"{max(full) / LIMIT:.2f}x (<= 1.05x)", met=max(full) <= 1.05 * LIMIT)
         client.close()
     finally:
         stack.close()
