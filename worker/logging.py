@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from structlog import _output as structlog_output
 
+from reconciler import logs
 from worker.config import LogFormat, Settings
 
 REDACTED = "[redacted]"
@@ -68,6 +69,7 @@ def _want_json(settings: Settings, stream: Any) -> bool:
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     """Configure structlog (and the stdlib root logger, for Celery's own lines) for this process."""
     stream = stream if stream is not None else sys.stderr
+    logs.configure_on_first_use(None)  # a configuration done now replaces one a command deferred
     register_secret(settings.subscription_key)
     for password in settings.url_secrets:  # the database's and broker's, inside their URLs
         register_secret(password)
