@@ -528,7 +528,35 @@ def worker_command(ctx: typer.Context) -> None:
     from worker.celery_app import QUEUES, app as celery_app
 
     _settings()
-    celery_app.worker_main(["worker", "--queues", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args])
+    _run_celery_worker(celery_app, ["--queues", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args])
+
+
+# The environment variables Celery's umbrella command reads as its global options, and the variables
+# it sets from them for the app (celery/bin/celery.py); BROKER_URL is ours too, and the same value.
+_CELERY_GLOBAL_ENV = {"BROKER_URL": "CELERY_BROKER_URL", "RESULT_BACKEND": "CELERY_RESULT_BACKEND",
+                      "LOADER": "CELERY_LOADER", "CONFIG_MODULE": "CELERY_CONFIG_MODULE"}
+
+
+def _run_celery_worker(celery_app: Any, args: list[str]) -> None:
+    """Celery's own ``worker`` command (its options, its start-up), without its umbrella command.
+
+    ``app.worker_main`` goes through ``celery.bin.celery``, which imports every subcommand, among
+    them ``amqp``'s REPL (click-repl, prompt_toolkit, wcwidth: ~13 MB resident). The worker's parent
+    would hold them, and every child map them, for nothing (docs/BENCHMARKS.md, "memory"). The
+    umbrella's part for a worker is its context object and the environment variables above.
+    """
+    # Celery's command-line parts only for the worker command (start-up time of the CLI).
+    from celery.bin.base import CLIContext
+    from celery.bin.worker import worker as celery_worker
+
+    for ours, celerys in _CELERY_GLOBAL_ENV.items():
+        if os.environ.get(ours):
+            os.environ[celerys] = os.environ[ours]
+    if os.environ.get("SKIP_CHECKS"):
+        os.environ["CELERY_SKIP_CHECKS"] = "true"
+    celery_worker.params.extend(celery_app.user_options.get("worker", []))
+    context = CLIContext(app=celery_app, no_color=bool(os.environ.get("NO_COLOR")), workdir=None, quiet=False)
+    celery_worker.main(args=args, prog_name="halo-reconciler worker", obj=context, standalone_mode=False)
 
 
 @app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
