@@ -38,14 +38,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-
 def postgresql_where_on_create(index: Index, where: str) -> None:
     """Give ``index`` (declared with ``sqlite_where``) the same predicate on PostgreSQL, when its
     table is created there.
 
     Naming a dialect's option at import (``postgresql_where=``) makes SQLAlchemy import that dialect
     to check it: for PostgreSQL the whole package with every driver's module (asyncpg's, psycopg's),
-    ~40 ms that every command-line start paid on SQLite too (docs/BENCHMARKS.md, "cli"). The option
+    ~26 ms that every command-line start paid on SQLite too (docs/BENCHMARKS.md, "cli"). The option
     is set just before PostgreSQL DDL for the table is emitted, where that dialect is loaded anyway.
     The schema does not change: the migrations, which create the tables, spell both predicates out.
     """

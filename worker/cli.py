@@ -541,7 +541,7 @@ def _run_celery_worker(celery_app: Any, args: list[str]) -> None:
     """Celery's own ``worker`` command (its options, its start-up), without its umbrella command.
 
     ``app.worker_main`` goes through ``celery.bin.celery``, which imports every subcommand, among
-    them ``amqp``'s REPL (click-repl, prompt_toolkit, wcwidth: ~13 MB resident). The worker's parent
+    them ``amqp``'s REPL (click-repl, prompt_toolkit, wcwidth: ~10.5 MB resident). The worker's parent
     would hold them, and every child map them, for nothing (docs/BENCHMARKS.md, "memory"). The
     umbrella's part for a worker is its context object and the environment variables above.
     """

@@ -66,7 +66,7 @@ def without_rich(enabled: bool = True) -> Iterator[None]:
 
     rich is installed for the command line's tables, and libraries import it whenever it is there:
     structlog for its console renderer's tracebacks, httpx for its own command line. A process that
-    writes JSON lines uses neither, and rich with its dependencies is ~3.5 MB resident in a worker's
+    writes JSON lines uses neither, and rich with its dependencies is ~2-3 MB resident in a worker's
     parent that every child maps (docs/BENCHMARKS.md, "memory"), ~50 ms of a command's start. Those
     libraries fall back as they do where rich is absent; afterwards rich is importable again.
     """

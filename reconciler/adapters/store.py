@@ -279,7 +279,7 @@ def _fold_in_postgres(session: Session, doomed: Any, days: Any, last: Any) -> Fo
     day = cast(func.timezone("UTC", gone.c.started_at), Date)
     per_day = (select(gone.c.practice_id, day, func.count()).group_by(gone.c.practice_id, day)
                .order_by(gone.c.practice_id, day))
-    # PostgreSQL's dialect package only where PostgreSQL runs (~40 ms of every SQLite start-up: models/types.py).
+    # PostgreSQL's dialect package only where PostgreSQL runs (~26 ms of every SQLite start-up: models/types.py).
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     upsert = pg_insert(days).from_select(["practice_id", "day", "count"], per_day)
