@@ -6,7 +6,9 @@ loopback, until every child has run reconciliations. Then, per process, from /pr
 - ``RSS`` now, ``PSS`` (pages shared with the parent and siblings count a share each: the honest
   per-child cost under fork) and ``USS`` (private pages only: what the child alone adds).
 
-The configurations: the default; the metrics port on; an identifier query set; and both. The worker
+The configurations: the bare pool (the engine's floor: a Celery prefork worker of the same versions
+on the same Redis broker, ``--concurrency 8``, one no-op task, nothing of ours imported, warmed with as
+many tasks in as many rounds); the default; the metrics port on; an identifier query set; and both. The worker
 children import what a reconciliation needs before the fork, in the parent (``worker.process``), so
 their shared pages stay shared; ``gc.freeze()`` before the fork keeps the garbage collector from
 writing to every inherited object (each write copies a page).
@@ -117,6 +119,73 @@ def _main_tree(tmp: Path) -> Path | None:
     return tree
 
 
+# The engine's floor: Celery's own worker command (as ``halo-reconciler worker`` starts it, without the
+# umbrella CLI) over an app with one no-op task; the same settings that shape a pool's work (JSON,
+# late acknowledgement, one message at a time). The task waits 50 ms, as a reconciliation waits on
+# Halo, so that the broker spreads the tasks over all the children as it does the product's; it
+# appends a byte to a file named by its process, so the bench knows every child ran tasks without
+# importing anything into them.
+BARE = """
+import os, sys, time
+from celery import Celery
+from celery.bin.base import CLIContext
+from celery.bin.worker import worker
+
+app = Celery("bare", broker=sys.argv[1])
+app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True, task_acks_late=True,
+                worker_prefetch_multiplier=1, broker_connection_retry_on_startup=True)
+
+@app.task(name="bare.noop", ignore_result=True)
+def noop(directory):
+    time.sleep(0.05)
+    with open(os.path.join(directory, str(os.getpid())), "ab") as out:
+        out.write(b".")
+
+worker.main(args=sys.argv[2:], prog_name="bare worker", obj=CLIContext(app=app, no_color=True, workdir=None, quiet=False),
+            standalone_mode=False)
+"""
+
+
+def run_bare(name: str, broker_url: str, tmp: Path) -> dict:
+    """The bare pool, warmed as the product's worker is: ``PRACTICES`` tasks per round, ``ROUNDS`` rounds."""
+    from celery import Celery
+
+    from tests.utils.waiting import wait_until
+    from tests.utils.workers import stop_workers
+    from worker.processes import start_in_new_group
+
+    marks = tmp / "bare-marks"
+    marks.mkdir()
+    log = tmp / "bare.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HALO_", "CELERY_"))}
+    proc = start_in_new_group([sys.executable, "-c", BARE, broker_url, "--concurrency", str(CONCURRENCY),
+                               "--pool", "prefork", "--queues", "bare", "--loglevel", "INFO",
+                               "--hostname", "memory-bare@%h", "--without-heartbeat", "--without-gossip",
+                               "--without-mingle"],
+                              env=env, cwd=tmp, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    sender = Celery("bare-sender", broker=broker_url)
+    try:
+        wait_until(lambda: b" ready." in log.read_bytes(), timeout=120, interval=0.2, what="the bare worker ready",
+                   log=log)
+        pool = children(proc.pid)
+        fresh = {pid: process_memory(pid) for pid in [proc.pid, *pool]}
+        for round_ in range(ROUNDS):
+            for _ in range(PRACTICES):
+                sender.send_task("bare.noop", args=[str(marks)], queue="bare")
+            done = (round_ + 1) * PRACTICES
+            wait_until(lambda: sum(p.stat().st_size for p in marks.iterdir()) >= done, timeout=300, interval=0.2,
+                       what="the no-op tasks", log=log)
+        time.sleep(1.0)  # the last acknowledgements
+        warm = {pid: process_memory(pid) for pid in [proc.pid, *children(proc.pid)]}
+    finally:
+        sender.close()
+        stop_workers([proc], timeout=30)
+    workers = [pid for pid in warm if pid != proc.pid]
+    ran = len(list(marks.iterdir()))
+    return {"name": name, "main": warm[proc.pid], "fresh": [fresh[p] for p in pool if p in fresh],
+            "children": [warm[p] for p in workers], "replaced": len(set(workers) - set(pool)), "ran": ran}
+
+
 def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp: Path, sim, how: str = "",
                tree: Path | None = None) -> dict:
     from tests.utils.servers import free_port
@@ -158,6 +227,7 @@ def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp:
 BOTH = {"HALO_RECONCILER_METRICS_PORT": "free", "HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}
 CONFIGS = [
     # (name, environment, how it runs)
+    ("bare pool", {}, "bare"),
     ("main (baseline)", {}, "main"),
     ("main, both parts", BOTH, "main"),
     ("no gc.freeze", {}, "no-freeze"),
@@ -166,22 +236,33 @@ CONFIGS = [
     ("identifier query", {"HALO_RECONCILER_IDENTIFIER_QUERY": QUERY}, ""),
     ("metrics + query", BOTH, ""),
 ]
-QUICK = ("main (baseline)", "default", "metrics + query")
+QUICK = ("bare pool", "main (baseline)", "default", "metrics + query")
 
-# What the parent holds before the fork, layer by layer (every child maps all of it: its RSS starts there).
+# What the parent holds before the fork, layer by layer (every child maps all of it: its RSS starts there),
+# imported as the worker's parent imports them: without rich, which a worker writing JSON lines never
+# uses (worker.logging.without_rich). The first four are the bare pool's too: the engine's floor.
+WITHOUT_RICH = "from worker.logging import without_rich\nwith without_rich():\n    "
 LAYERS = [
     ("interpreter", "pass"),
-    ("structlog (+ rich, which it imports)", "import structlog"),
-    ("pydantic + settings", "import worker.config"),
     ("celery + kombu", "import celery.app, celery.worker, kombu"),
+    ("Celery's worker command", "import celery.bin.worker, celery.apps.worker"),
+    ("redis (the broker's client)", "import redis, kombu.transport.redis"),
+    ("pydantic + settings", "import worker.config"),
+    ("structlog (without rich)", WITHOUT_RICH + "import structlog"),
     ("SQLAlchemy", "import sqlalchemy.orm"),
     ("SQLModel + the tables", "import models"),
-    ("redis", "import redis"),
-    ("httpx + its transport", "import httpx, httpcore, h11"),
+    ("httpx + its transport", WITHOUT_RICH + "import httpx, httpcore, h11"),
     ("prometheus_client", "import prometheus_client"),
     ("the CLI (typer)", "import worker.cli"),
     ("the tasks, wiring, adapters", "import worker.process, tasks.reconcile, tasks.sweep, tasks.events, tasks.deliver, "
                                     "tasks.retention"),
+]
+FLOOR_LAYERS = 4
+# What the parent no longer imports, charged after all of the above.
+NOT_IMPORTED = [
+    ("rich (structlog's and httpx's extra)", "import rich.console, rich.traceback, rich.pretty, rich.progress, "
+                                             "rich.syntax"),
+    ("Celery's umbrella CLI (its REPL)", "import celery.bin.celery"),
 ]
 LAYER_PROBE = """
 import sys
@@ -196,14 +277,16 @@ for statement in sys.argv[1:]:
 
 
 def layers() -> list[tuple[str, float]]:
-    """RSS after each layer, cumulative, in one fresh interpreter (median of three)."""
+    """RSS added by each layer, then by each part no longer imported, in one fresh interpreter (median of three)."""
+    steps = [*LAYERS, *NOT_IMPORTED]
+    env = {**os.environ, "HALO_RECONCILER_LOG_FORMAT": "json"}  # as the bench's workers run
     runs = []
     for _ in range(3):
-        done = subprocess.run([sys.executable, "-c", LAYER_PROBE, *[code for _, code in LAYERS]], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", LAYER_PROBE, *[code for _, code in steps]], capture_output=True,
+                              text=True, check=True, env=env)
         runs.append([float(x) for x in done.stdout.split()])
-    totals = [statistics.median(r[i] for r in runs) for i in range(len(LAYERS))]
-    return [(name, totals[i] - (totals[i - 1] if i else 0.0)) for i, (name, _) in enumerate(LAYERS)]
+    totals = [statistics.median(r[i] for r in runs) for i in range(len(steps))]
+    return [(name, totals[i] - (totals[i - 1] if i else 0.0)) for i, (name, _) in enumerate(steps)]
 
 
 def main(options: list[str] | None = None) -> None:
@@ -223,6 +306,9 @@ def main(options: list[str] | None = None) -> None:
                     "HALO_RECONCILER_LOG_LEVEL": "WARNING", "HALO_RECONCILER_LOG_FORMAT": "json"}
             for name, extra, how in configs:
                 if how == "main" and tree is None:
+                    continue
+                if how == "bare":
+                    results.append(run_bare(name, redis.url, tmp))
                     continue
                 results.append(run_config(name, extra, base, tmp, sim, how=how, tree=tree))
     finally:
@@ -246,12 +332,30 @@ def main(options: list[str] | None = None) -> None:
         total_pss = main_["pss"] + sum(c["pss"] for c in kids)
         print(f"{'':<18} {'whole worker':<14} {'':>9} {main_['rss'] + sum(c['rss'] for c in kids):>7.0f} "
               f"{total_pss:>7.0f} {'':>7}  (sum over {len(kids)} children + main; {result['replaced']} child(ren) replaced)")
+    bare = next((r for r in results if r["name"] == "bare pool"), None)
+    if bare is not None:
+        print()
+        print(f"against the bare pool (the engine's floor; {bare['ran']} of {len(bare['children'])} children ran "
+              "no-op tasks), child median, MB added:")
+        floor = {k: statistics.median(c[k] for c in bare["children"]) for k in ("peak", "pss", "uss")}
+        for result in results:
+            if result is bare:
+                continue
+            row = {k: statistics.median(c[k] for c in result["children"]) for k in ("peak", "pss", "uss")}
+            print(f"  {result['name']:<18} peak RSS {row['peak'] - floor['peak']:>+6.1f}   PSS {row['pss'] - floor['pss']:>+6.1f}"
+                  f"   USS {row['uss'] - floor['uss']:>+6.1f}")
     print()
     print("what the parent holds before the fork (RSS added by each layer, imported in this order):")
     total = 0.0
-    for name, added in layers():
+    measured = layers()
+    for i, (name, added) in enumerate(measured[:len(LAYERS)]):
         total += added
         print(f"  {name:<40} {added:>6.1f} MB   {total:>6.1f} MB")
+        if i == FLOOR_LAYERS - 1:
+            print(f"  {'(the bare pool imports the layers above)':<40}")
+    print("no longer imported by the parent (RSS each would add, after all of the above):")
+    for name, added in measured[len(LAYERS):]:
+        print(f"  {name:<40} {added:>6.1f} MB")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlmodel import Field, SQLModel
 
 from reconciler.core.vocabulary import TicketKind, TicketReason, TicketStatus
-from models.types import UTCDateTime, utcnow
+from models.types import UTCDateTime, postgresql_where_on_create, utcnow
+
+UNRESOLVED_SQL = "status != 'resolved'"
 
 
 def dedup_key(kind: TicketKind, reason: TicketReason, practice_id: int | None) -> str:
@@ -21,13 +23,7 @@ class Ticket(SQLModel, table=True):
     __table_args__ = (
         # At most one unresolved ticket per key, enforced by the database so racing workers
         # cannot open two.
-        Index(
-            "uq_tickets_open_dedup_key",
-            "dedup_key",
-            unique=True,
-            sqlite_where=text("status != 'resolved'"),
-            postgresql_where=text("status != 'resolved'"),
-        ),
+        Index("uq_tickets_open_dedup_key", "dedup_key", unique=True, sqlite_where=text(UNRESOLVED_SQL)),
         Index("ix_tickets_status_kind", "status", "kind"),
         Index("ix_tickets_practice_id", "practice_id"),
     )
@@ -46,6 +42,10 @@ class Ticket(SQLModel, table=True):
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     detail: str = Field(default="", sa_type=String(2000), nullable=False)
+
+
+postgresql_where_on_create(next(i for i in Ticket.__table__.indexes if i.name == "uq_tickets_open_dedup_key"),
+                           UNRESOLVED_SQL)
 
 
 class TicketOut(SQLModel):

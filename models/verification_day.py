@@ -14,6 +14,7 @@ from sqlalchemy import Date, ForeignKey, Index, Integer, text
 from sqlmodel import Field, SQLModel
 
 from models.reconciliation import Reconciliation
+from models.types import postgresql_where_on_create
 from reconciler.core.retention import routine_sql
 
 ROUTINE_VERIFICATION_SQL = routine_sql()
@@ -33,6 +34,6 @@ ROUTINE_INDEX = Index(
     "ix_reconciliations_routine_started",
     Reconciliation.__table__.c.started_at,
     Reconciliation.__table__.c.id,
-    postgresql_where=text(ROUTINE_VERIFICATION_SQL),
     sqlite_where=text(ROUTINE_VERIFICATION_SQL),
 )
+postgresql_where_on_create(ROUTINE_INDEX, ROUTINE_VERIFICATION_SQL)

@@ -40,6 +40,9 @@ def _reset_process_state() -> None:
         pass  # a test that set a bad variable on purpose; monkeypatch restores the environment next
     get_settings.cache_clear()  # follow_settings read them; fixtures may still change the environment
     structlog.reset_defaults()
+    from reconciler import logs
+
+    logs.configure_on_first_use(None)  # a listing run in-process deferred its logging configuration
 
 
 @pytest.fixture(autouse=True)

@@ -21,13 +21,12 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from models import Action, PmsType, Practice, TicketKind, TicketStatus, Trigger
 from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
 from models.ticket import TicketOut
 from models.operator import OperatorOut
+from reconciler import logs
 from reconciler.adapters import people, store, tickets
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
@@ -44,7 +43,7 @@ from worker.config import get_settings
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 # How long an operator's run waits for a worker's run of the same practice to finish.
 CLAIM_WAIT_SECONDS = 30.0

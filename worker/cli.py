@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reconciler import logs
 from reconciler.core.errors import BadInput, CoordinationUnavailable, OperationFailed, ReconcilerError
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 # Start-up time: `--help` answers within 300 ms and `practices list --json` within 500 ms
 # (docs/BENCHMARKS.md, "cli"), so this module imports only typer and the pure core at load. The
 # admin API (SQLModel and the adapters), the settings (pydantic), structlog and rich are imported by
-# the commands that use them, through the helpers below; tests/unit/test_cli_imports.py holds the line.
+# the commands that use them, through the helpers below; tests/integration/test_cli_imports.py holds the line.
 
 app = typer.Typer(
     name="halo-reconciler",
@@ -108,15 +110,27 @@ def _db() -> ModuleType:
     return db
 
 
-def _settings() -> Settings:
+def _settings(*, logs_on_first_line: bool = False) -> Settings:
+    """The settings, validated, and logging configured. ``logs_on_first_line``: the read-only
+    listings defer the logging configuration (structlog and rich, ~50 ms) to their first log line,
+    which a listing that succeeds never writes (reconciler/logs.py)."""
     with _importing():
-        # pydantic's settings and structlog only once a command runs, not for `--help` (start-up time).
+        # pydantic's settings only once a command runs, not for `--help` (start-up time).
         from worker.config import get_settings
-        from worker.logging import configure_logging
 
     settings = get_settings()
-    configure_logging(settings)
+    if logs_on_first_line:
+        logs.configure_on_first_use(lambda: _configure_logging(settings))
+    else:
+        _configure_logging(settings)
     return settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    with _importing():
+        from worker.logging import configure_logging  # structlog only for commands that log (start-up time)
+
+    configure_logging(settings)
 
 
 def _table() -> Any:
@@ -194,7 +208,7 @@ def practices_add(
 @practices_app.command("list")
 def practices_list(as_json: JsonOption = False) -> None:
     """List every onboarded practice."""
-    _settings()
+    _settings(logs_on_first_line=True)
     outs = _admin().practices()
     if as_json:
         _print_json([o.to_json() for o in outs])
@@ -220,7 +234,7 @@ def practices_show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one practice with its GUID history."""
-    _settings()
+    _settings(logs_on_first_line=True)
     out = _admin().practice(practice_id, guid=guid, pms_type=pms_type, pms_id=pms_id)
     if as_json:
         _print_json(out.to_json())
@@ -394,7 +408,7 @@ def tickets_list(
     as_json: JsonOption = False,
 ) -> None:
     """List tickets."""
-    _settings()
+    _settings(logs_on_first_line=True)
     outs = _admin().list_tickets(status, kind)
     _print_json([t.to_json() for t in outs]) if as_json else _print_tickets(outs)
 
@@ -432,7 +446,7 @@ def audit(
     as_json: JsonOption = False,
 ) -> None:
     """Every reconciliation (actor worker) and every person's decision, newest first."""
-    _settings()
+    _settings(logs_on_first_line=True)
     entries = _admin().audit(practice, limit=limit)
     if as_json:
         _print_json([e.to_json() for e in entries])
@@ -469,7 +483,7 @@ def operators_add(
 @operators_app.command("list")
 def operators_list(as_json: JsonOption = False) -> None:
     """List the console's operators and their roles."""
-    _settings()
+    _settings(logs_on_first_line=True)
     outs = _admin().list_operators()
     if as_json:
         _print_json([o.to_json() for o in outs])
@@ -514,7 +528,35 @@ def worker_command(ctx: typer.Context) -> None:
     from worker.celery_app import QUEUES, app as celery_app
 
     _settings()
-    celery_app.worker_main(["worker", "--queues", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args])
+    _run_celery_worker(celery_app, ["--queues", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args])
+
+
+# The environment variables Celery's umbrella command reads as its global options, and the variables
+# it sets from them for the app (celery/bin/celery.py); BROKER_URL is ours too, and the same value.
+_CELERY_GLOBAL_ENV = {"BROKER_URL": "CELERY_BROKER_URL", "RESULT_BACKEND": "CELERY_RESULT_BACKEND",
+                      "LOADER": "CELERY_LOADER", "CONFIG_MODULE": "CELERY_CONFIG_MODULE"}
+
+
+def _run_celery_worker(celery_app: Any, args: list[str]) -> None:
+    """Celery's own ``worker`` command (its options, its start-up), without its umbrella command.
+
+    ``app.worker_main`` goes through ``celery.bin.celery``, which imports every subcommand, among
+    them ``amqp``'s REPL (click-repl, prompt_toolkit, wcwidth: ~10.5 MB resident). The worker's parent
+    would hold them, and every child map them, for nothing (docs/BENCHMARKS.md, "memory"). The
+    umbrella's part for a worker is its context object and the environment variables above.
+    """
+    # Celery's command-line parts only for the worker command (start-up time of the CLI).
+    from celery.bin.base import CLIContext
+    from celery.bin.worker import worker as celery_worker
+
+    for ours, celerys in _CELERY_GLOBAL_ENV.items():
+        if os.environ.get(ours):
+            os.environ[celerys] = os.environ[ours]
+    if os.environ.get("SKIP_CHECKS"):
+        os.environ["CELERY_SKIP_CHECKS"] = "true"
+    celery_worker.params.extend(celery_app.user_options.get("worker", []))
+    context = CLIContext(app=celery_app, no_color=bool(os.environ.get("NO_COLOR")), workdir=None, quiet=False)
+    celery_worker.main(args=args, prog_name="halo-reconciler worker", obj=context, standalone_mode=False)
 
 
 @app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -550,7 +592,7 @@ def db_upgrade(as_json: JsonOption = False) -> None:
 @db_app.command("current")
 def db_current(as_json: JsonOption = False) -> None:
     """Print the schema revision of the database and the one this code needs."""
-    _settings()
+    _settings(logs_on_first_line=True)
     db = _db()
     current, head = db.current_revision(), db.head_revision()
     if as_json:
@@ -739,13 +781,15 @@ def _expected_elsewhere(exc: Exception) -> int:
     if isinstance(exc, _loaded("kombu.exceptions", "OperationalError")):
         return _broker_unreachable(exc)
     # The CLI edge: log the trace for the operator, print one line.
-    import structlog  # structlog's logger only when something unexpected happened (start-up time)
-
-    structlog.get_logger().error("command_failed", exc_info=True)
+    logs.get_logger().error("command_failed", exc_info=True)  # a listing's logging is configured here
     return _fail(1, f"unexpected {type(exc).__name__}: {exc}")
 
 
 def run() -> None:
+    # pydantic looks for plugins by scanning every installed distribution's entry points the first
+    # time it builds a validator (~5 ms of each start); none of ours has any. PYDANTIC_DISABLE_PLUGINS
+    # is pydantic's documented switch; a value the user set (even empty) is left alone.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         code = main()
     finally:

@@ -1,7 +1,9 @@
 """structlog, configured once per process: JSON in production, readable on a terminal.
 
-Modules only call ``structlog.get_logger()``; ``configure_logging`` is called by the CLI and by the
-worker's process set-up. ``redact_secrets`` runs last before rendering, so the subscription key
+Modules only call ``structlog.get_logger()`` (or ``reconciler.logs.get_logger()``, the same logger with
+structlog imported on the first line); ``configure_logging`` is called by the CLI and by the worker's
+process set-up, and imports structlog (without rich when the lines are JSON: ``without_rich``).
+``redact_secrets`` runs last before rendering, so the subscription key
 cannot reach a log line whatever a caller binds.
 """
 
@@ -12,11 +14,11 @@ import os
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import structlog
-from structlog import _output as structlog_output
-
+from reconciler import logs
 from worker.config import LogFormat, Settings
 
 REDACTED = "[redacted]"
@@ -57,7 +59,29 @@ def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) ->
     return {key: _scrub(value) for key, value in event_dict.items()}
 
 
-def _want_json(settings: Settings, stream: Any) -> bool:
+@contextmanager
+def without_rich(enabled: bool = True) -> Iterator[None]:
+    """Modules imported in this block find rich not installed (when ``enabled`` and rich is not
+    imported yet).
+
+    rich is installed for the command line's tables, and libraries import it whenever it is there:
+    structlog for its console renderer's tracebacks, httpx for its own command line. A process that
+    writes JSON lines uses neither, and rich with its dependencies is ~2-3 MB resident in a worker's
+    parent that every child maps (docs/BENCHMARKS.md, "memory"), ~50 ms of a command's start. Those
+    libraries fall back as they do where rich is absent; afterwards rich is importable again.
+    """
+    if not enabled or "rich" in sys.modules:
+        yield
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # makes `import rich` raise ImportError
+    try:
+        yield
+    finally:
+        del sys.modules["rich"]
+
+
+def wants_json(settings: Settings, stream: Any) -> bool:
+    """JSON lines, or a readable console (the decision ``configure_logging`` makes for ``stream``)."""
     if settings.log_format is LogFormat.JSON:
         return True
     if settings.log_format is LogFormat.CONSOLE:
@@ -68,6 +92,7 @@ def _want_json(settings: Settings, stream: Any) -> bool:
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     """Configure structlog (and the stdlib root logger, for Celery's own lines) for this process."""
     stream = stream if stream is not None else sys.stderr
+    logs.configure_on_first_use(None)  # a configuration done now replaces one a command deferred
     register_secret(settings.subscription_key)
     for password in settings.url_secrets:  # the database's and broker's, inside their URLs
         register_secret(password)
@@ -76,13 +101,16 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     for url in settings.notify_url_values:  # Apprise URLs hold tokens and passwords
         register_secret(url)
     level = logging.getLevelNamesMapping()[settings.log_level]
+    json_lines = wants_json(settings, stream)
+    with without_rich(json_lines):
+        import structlog  # here, to import it without rich for JSON lines (see without_rich)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any
-    if _want_json(settings, stream):
+    if json_lines:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
@@ -106,7 +134,8 @@ def _reinit_write_locks_after_fork() -> None:
     # child inherits it in whatever state the fork found it; if a parent thread (the metrics server)
     # was writing a line at that instant, the child's first log line would wait forever. CPython's
     # logging module resets its own locks the same way (``_at_fork_reinit``).
-    for lock in list(structlog_output.WRITE_LOCKS.values()):
+    output = sys.modules.get("structlog._output")  # not imported: no lock to reset
+    for lock in list(getattr(output, "WRITE_LOCKS", {}).values()):
         lock._at_fork_reinit()  # type: ignore[attr-defined]
 
 

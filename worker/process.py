@@ -10,24 +10,28 @@ import contextlib
 import gc
 import sys
 
-import structlog
-from celery.signals import (
-    beat_init,
-    worker_before_create_process,
-    worker_init,
-    worker_process_init,
-    worker_process_shutdown,
-)
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import configure_mappers
-
-from reconciler.adapters.metrics import StateCollector, start_metrics_server
-from reconciler.core.errors import CoordinationUnavailable, UnknownPractice
-from worker import db, wiring
-from worker.celery_app import QUEUES, SENT_AT_HEADER, ensure_broker
 from worker.config import Settings, get_settings
-from worker.coordination import get_redis
-from worker.logging import configure_logging
+from worker.logging import configure_logging, wants_json, without_rich
+
+# A worker writing JSON lines imports its stack without rich (worker.logging.without_rich): the
+# parent would hold it, and every child map it, for nothing.
+with without_rich(wants_json(get_settings(), sys.__stderr__)):
+    import structlog
+    from celery.signals import (
+        beat_init,
+        worker_before_create_process,
+        worker_init,
+        worker_process_init,
+        worker_process_shutdown,
+    )
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import configure_mappers
+
+    from reconciler.adapters.metrics import StateCollector, start_metrics_server
+    from reconciler.core.errors import CoordinationUnavailable, UnknownPractice
+    from worker import db, wiring
+    from worker.celery_app import QUEUES, SENT_AT_HEADER, ensure_broker
+    from worker.coordination import get_redis
 
 log = structlog.get_logger()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-import structlog
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -18,9 +17,10 @@ from sqlmodel import Session, col, select
 from models import Ticket, TicketKind, TicketReason, TicketStatus
 from models.outbox import NOTIFIED_EVENTS, OutboxEvent, OutboxTarget, is_repeat_notified, row_event_id
 from models.ticket import TicketOut, dedup_key
+from reconciler import logs
 from reconciler.core.errors import InvalidState, UnknownTicket
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 UNRESOLVED = (TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED)
 

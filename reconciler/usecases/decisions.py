@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from models import (
     Action,
     OperatorDecision,
@@ -31,6 +29,7 @@ from models import (
     Verdict,
 )
 from models.guard import AUTOSWITCH_PAUSED
+from reconciler import logs
 from reconciler.core import ticket_texts as texts
 from reconciler.core.change import plan_change
 from reconciler.core.classify import HaloAnswer, History, classify, fingerprint, is_unpaired_answer, verify_switch
@@ -44,7 +43,7 @@ from reconciler.core.vocabulary import DecisionAction, SiteStatus
 from reconciler.usecases.ports import Halo, Store, UnitOfWork
 from reconciler.usecases.reconcile import ask_halo, check_site, recorded_from, summarise
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 
 

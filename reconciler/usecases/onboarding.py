@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from models import Practice, PmsType
+from reconciler import logs
 from reconciler.core.classify import is_unpaired_answer
 from reconciler.core.errors import AlreadyOnboarded, BadInput, Conflict, OnboardingRefused
 from reconciler.core.halo_errors import HaloError
@@ -25,7 +24,7 @@ from reconciler.core.selection import select_site
 from reconciler.core.sites import Site
 from reconciler.usecases.ports import Halo, Store
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 MAX_PMS_ID_LENGTH = 128
 MAX_PAIRING_CODE_LENGTH = 64

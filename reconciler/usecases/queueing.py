@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import structlog
+from reconciler import logs
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 
 class FollowUpQueue(Protocol):

@@ -31,9 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from models import Action, PmsType, Practice, Reconciliation, Trigger, Verdict
+from reconciler import logs
 from reconciler.core.breaker import Admission, is_breaker_verdict
 from reconciler.core.change import INTEGRATOR_WIDE_REASONS, plan_change
 from reconciler.core.classify import HaloAnswer, History, Recorded, classify, is_unpaired_answer, verify_switch
@@ -46,7 +45,7 @@ from reconciler.core.vocabulary import SkipReason
 from reconciler.core.work import Claim
 from reconciler.usecases.ports import Breaker, Coordination, Halo, UnitOfWork, WorkQueue
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 MAX_CONFLICTS = 5
 # Times one reconciliation asks Halo when the practice changed while it waited for the answer.
@@ -292,8 +291,8 @@ def _act(read: _Read, history: History, trigger: Trigger, deps: Deps, answer: Ha
             decision = decide(classification, recorded, policy=deps.policy, guard=used, history=history)
         # Every later line of this reconciliation (the task binds practice and task id) says what it is
         # about: the GUID in use, the one Halo proposes, the verdict.
-        structlog.contextvars.bind_contextvars(old_guid=recorded.halo_guid, new_guid=classification.new_guid,
-                                               verdict=str(classification.verdict))
+        logs.bind_contextvars(old_guid=recorded.halo_guid, new_guid=classification.new_guid,
+                              verdict=str(classification.verdict))
         halo_answered = answer.error is None and classification.verdict not in _NOT_AN_ANSWER
         change = plan_change(recorded, classification, decision, halo_answered=halo_answered, now=now,
                              policy=deps.policy, random=deps.random())
@@ -409,7 +408,7 @@ def _after_commit(deps: Deps, result: ReconcileResult) -> None:
             confirmed=_confirmation(result), past_guids=result.past_guids,
         )
     deps.observe(result)
-    structlog.contextvars.unbind_contextvars("old_guid", "new_guid", "verdict")
+    logs.unbind_contextvars("old_guid", "new_guid", "verdict")
     log.info("reconcile_finished", practice_id=result.practice_id, trigger=str(result.trigger),
              verdict=str(result.verdict), action=str(result.action), old_guid=result.old_guid,
              new_guid=result.new_guid, halo_calls=result.halo_calls, duration_ms=result.duration_ms)

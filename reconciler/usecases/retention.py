@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
-
+from reconciler import logs
 from reconciler.core.retention import RetentionPolicy
 from reconciler.usecases.ports import RetentionStore
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 
 @dataclass(frozen=True)

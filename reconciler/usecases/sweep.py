@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import structlog
-
 from models import Trigger
+from reconciler import logs
 from reconciler.core.breaker import Admission
 from reconciler.usecases.ports import Breaker
 
-log = structlog.get_logger()
+log = logs.get_logger()
 
 
 class SweepPlanSource(Protocol):

@@ -50,7 +50,7 @@ def test_practices_list_imports_only_the_database(tmp_path):
 
     assert json.loads(out) == []
     assert {"sqlalchemy", "sqlmodel", "models"} <= modules
-    assert not modules & set(HEAVY)
+    assert not modules & {*HEAVY, "structlog", "rich"}  # a listing that logs nothing configures no logging
 
 
 def test_a_fresh_embedded_database_is_still_migrated_on_first_use(tmp_path):
@@ -81,3 +81,46 @@ def test_the_version_row_is_read_as_alembic_reads_it(sqlite_url, monkeypatch):
     assert db.current_revision() == db.head_revision()
     db.downgrade_schema("base")
     assert db.current_revision() is None  # the table is left, empty
+
+
+WORKER_PROBE = """
+import json, os, sys
+from celery.signals import worker_ready
+
+target = sys.argv[1]
+
+@worker_ready.connect
+def report(**_):
+    with open(target + ".tmp", "w") as out:
+        json.dump(sorted(sys.modules), out)
+    os.replace(target + ".tmp", target)
+
+from worker.cli import run
+sys.argv = ["halo-reconciler", "worker", *sys.argv[2:]]
+run()
+"""
+
+
+def test_the_workers_parent_holds_no_console_stack(tmp_path, redis_url):
+    """`halo-reconciler worker` writing JSON lines: its parent (which every child maps) imports
+    neither rich (structlog's and httpx's optional extra) nor Celery's REPL (prompt_toolkit)."""
+    from tests.utils.waiting import wait_until
+    from tests.utils.workers import stop_workers
+    from worker.processes import start_in_new_group
+
+    modules_file, log = tmp_path / "modules.json", tmp_path / "worker.log"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"BROKER_URL": redis_url, "HALO_RECONCILER_DATA_DIR": str(tmp_path / "data"),
+                "HALO_RECONCILER_LOG_FORMAT": "json"})
+    proc = start_in_new_group([sys.executable, "-c", WORKER_PROBE, str(modules_file), "--concurrency", "1",
+                               "--without-heartbeat", "--without-gossip", "--without-mingle"],
+                              cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_until(modules_file.exists, timeout=60, interval=0.2,
+                   what="the worker ready", log=log)
+    finally:
+        stop_workers([proc])
+    modules = {name.split(".")[0] for name in json.loads(modules_file.read_text())}
+
+    assert {"celery", "structlog", "httpx", "sqlalchemy", "tasks"} <= modules  # the real worker, ready
+    assert not modules & {"rich", "prompt_toolkit", "click_repl"}
