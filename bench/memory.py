@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.targets import record
+
 PRACTICES = 48
 ROUNDS = 2
 CONCURRENCY = 8
@@ -344,6 +346,15 @@ def main(options: list[str] | None = None) -> None:
             row = {k: statistics.median(c[k] for c in result["children"]) for k in ("peak", "pss", "uss")}
             print(f"  {result['name']:<18} peak RSS {row['peak'] - floor['peak']:>+6.1f}   PSS {row['pss'] - floor['pss']:>+6.1f}"
                   f"   USS {row['uss'] - floor['uss']:>+6.1f}")
+    ours = {r["name"]: r for r in results}
+    for name, label in (("default", "default settings"), ("metrics + query", "metrics port and identifier query on")):
+        if name in ours:
+            peak = max(c["peak"] for c in ours[name]["children"])
+            floor_peak = statistics.median(c["peak"] for c in bare["children"]) if bare is not None else float("nan")
+            record("memory", f"peak RSS per prefork child at most {TARGET_MB:.0f} MB ({label})", figure=f"{peak:.1f} MB",
+                   baseline=f"bare Celery pool {floor_peak:.1f} MB",
+                   ratio=f"{peak / TARGET_MB:.2f}x of {TARGET_MB:.0f} MB; {peak / floor_peak:.2f}x the bare pool",
+                   met=peak <= TARGET_MB)
     print()
     print("what the parent holds before the fork (RSS added by each layer, imported in this order):")
     total = 0.0
