@@ -3,7 +3,8 @@
 1. **Statements**: an ``unchanged`` verification and a switch through the real use case
    (``reconciler.usecases.reconcile``, ``worker.wiring.reconcile_deps()``: the real store, the real
    Halo client against the simulator over HTTP, real Valkey), counted by a SQLAlchemy
-   ``before_cursor_execute`` listener, on the embedded SQLite and on PostgreSQL 15.
+   ``before_cursor_execute`` listener, on the embedded SQLite and on PostgreSQL 15; and the Redis round
+   trips of the same runs, counted where redis-py writes to the socket and named by what was sent.
 2. **CPU**: one real Celery worker (one prefork process, PostgreSQL, Redis broker) runs N no-op
    tasks, then N ``halo.reconcile_practice`` tasks on unchanged practices, then N on practices whose
    GUID moved; the worker's CPU (main process and pool, from /proc) per task of each. The no-op task
