@@ -5,6 +5,8 @@ makes through the real wiring."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import redis
 from redis.connection import AbstractConnection
@@ -16,6 +18,7 @@ from reconciler.adapters.coordination.marks import RedisCoordination, index_prac
 from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.workqueue import WorkQueue
+from reconciler.core.errors import CoordinationUnavailable
 from reconciler.usecases.reconcile import PortRuns, reconcile
 from worker import admin, wiring
 from worker.config import get_settings
@@ -197,3 +200,41 @@ def test_a_real_run_makes_four_round_trips_and_a_switch_five(stack, round_trips,
     result = reconcile(pid, trigger=Trigger.SWEEP, deps=wiring.reconcile_deps())
     assert result.action == Action.SWITCHED
     assert len(round_trips) == 5  # and the rate limiter's token for Get site status
+
+
+class BlipAtFinish:
+    """The folded runs, except that Redis drops the first finish that notes an answer."""
+
+    def __init__(self, real) -> None:  # noqa: ANN001
+        self.real, self.blipped = real, 0
+
+    def __getattr__(self, name):  # noqa: ANN001, ANN204
+        return getattr(self.real, name)
+
+    def finish(self, practice_id, claim, **kwargs):  # noqa: ANN001, ANN201
+        if kwargs.get("noted") and not self.blipped:
+            self.blipped += 1
+            raise CoordinationUnavailable("the coordination store did not answer (ConnectionError)")
+        return self.real.finish(practice_id, claim, **kwargs)
+
+
+def test_a_blip_at_finish_loses_the_note_not_the_claim(stack, r):
+    sim, _ = stack
+    sim.add_practice(pms_type=PmsType.ZEDMED, pms_id="Z2", practice_name="Clinic Z2")
+    onboarded = admin.onboard(str(PmsType.ZEDMED), "Z2")
+    pid, old = onboarded.id, onboarded.halo_guid
+    new = sim.change_guid(PmsType.ZEDMED, "Z2")
+    made: list[BlipAtFinish] = []
+
+    def blipping(deps):  # noqa: ANN001, ANN202
+        made.append(BlipAtFinish(wiring.folded_runs(deps)))
+        return made[-1]
+
+    deps = replace(wiring.reconcile_deps(), runs=blipping)
+    result = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=deps)
+    assert result.action == Action.SWITCHED and made[0].blipped == 1
+    assert not r.exists(keys.processing(pid))  # released by the second finish, without the note
+    assert r.hget(keys.guid_index(), old) == f"{pid}:current".encode()  # the note was lost ...
+    assert reconcile(pid, trigger=Trigger.SWEEP, deps=wiring.reconcile_deps()).verdict == Verdict.UNCHANGED
+    assert r.hget(keys.guid_index(), old) == f"{pid}:stale".encode()  # ... and the next answer repairs it
+    assert r.hget(keys.guid_index(), new) == f"{pid}:current".encode()
