@@ -67,6 +67,7 @@ def _round_trips():
     """Every Redis round trip the run makes, named by what was sent: a command, a script (by its
     ``lua/*.lua`` name) or a pipeline of commands. Counted where redis-py writes to the socket, so a
     health-check PING or a script's NOSCRIPT reload counts too; the names come from the client calls."""
+    # Imported when counting, as the module's other steps do: the worker app imports this module too.
     import hashlib
 
     import redis
