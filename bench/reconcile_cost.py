@@ -3,7 +3,8 @@
 1. **Statements**: an ``unchanged`` verification and a switch through the real use case
    (``reconciler.usecases.reconcile``, ``worker.wiring.reconcile_deps()``: the real store, the real
    Halo client against the simulator over HTTP, real Valkey), counted by a SQLAlchemy
-   ``before_cursor_execute`` listener, on the embedded SQLite and on PostgreSQL 15.
+   ``before_cursor_execute`` listener, on the embedded SQLite and on PostgreSQL 15; and the Redis round
+   trips of the same runs, counted where redis-py writes to the socket and named by what was sent.
 2. **CPU**: one real Celery worker (one prefork process, PostgreSQL, Redis broker) runs N no-op
    tasks, then N ``halo.reconcile_practice`` tasks on unchanged practices, then N on practices whose
    GUID moved; the worker's CPU (main process and pool, from /proc) per task of each. The no-op task
@@ -18,6 +19,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from worker.celery_app import app
 
@@ -60,6 +62,53 @@ def _counting():
         event.remove(engine, "before_cursor_execute", note)
 
 
+@contextmanager
+def _round_trips():
+    """Every Redis round trip the run makes, named by what was sent: a command, a script (by its
+    ``lua/*.lua`` name) or a pipeline of commands. Counted where redis-py writes to the socket, so a
+    health-check PING or a script's NOSCRIPT reload counts too; the names come from the client calls."""
+    # Imported when counting, as the module's other steps do: the worker app imports this module too.
+    import hashlib
+
+    import redis
+    from redis.client import Pipeline
+    from redis.connection import AbstractConnection
+
+    from reconciler.adapters.coordination import scripts
+
+    lua = Path(scripts.__file__).parent / "lua"
+    names = {hashlib.sha1(scripts.load(path.stem).encode()).hexdigest(): path.stem for path in lua.glob("*.lua")}
+    sent: list[str] = []
+    pending: list[str] = []
+    send, execute_command, execute = (AbstractConnection.send_packed_command, redis.Redis.execute_command,
+                                      Pipeline.execute)
+
+    def counted_send(self, command, check_health=True):  # noqa: ANN001, ANN202
+        sent.append(pending.pop() if pending else "?")
+        return send(self, command, check_health)
+
+    def named_command(self, *args, **options):  # noqa: ANN001, ANN202
+        name = str(args[0]).upper()
+        if name in ("EVALSHA", "EVAL"):
+            name = names.get(str(args[1]), "EVALSHA ?")
+        pending[:] = [name]
+        return execute_command(self, *args, **options)
+
+    def named_pipeline(self, *args, **options):  # noqa: ANN001, ANN202
+        pending[:] = ["pipeline(" + " ".join(str(c[0][0]).upper() for c in self.command_stack) + ")"]
+        return execute(self, *args, **options)
+
+    AbstractConnection.send_packed_command = counted_send
+    redis.Redis.execute_command = named_command
+    Pipeline.execute = named_pipeline
+    try:
+        yield sent
+    finally:
+        AbstractConnection.send_packed_command = send
+        redis.Redis.execute_command = execute_command
+        Pipeline.execute = execute
+
+
 def _kind(statement: str) -> str:
     """``SELECT practices``: the verb and the first table named outside any parentheses."""
     depth, words = 0, []
@@ -71,9 +120,11 @@ def _kind(statement: str) -> str:
     return f"{words[0]} {table}"
 
 
-def count_statements(stack, control, env: dict[str, str], rounds: int) -> dict[str, list[str]]:
+def count_statements(stack, control, env: dict[str, str], rounds: int,
+                     trips: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """``rounds`` unchanged runs and ``rounds`` switches, each counted; every run of a case must agree.
-    The first of each is a warm-up (the process's first look at the schema) and is not counted."""
+    The first of each is a warm-up (the process's first look at the schema) and is not counted.
+    ``trips`` receives each case's Redis round trips (every counted run must make the same)."""
     from bench.fleet import seed_database
     from models import Action, Trigger, Verdict
     from reconciler.usecases.reconcile import reconcile
@@ -88,7 +139,7 @@ def count_statements(stack, control, env: dict[str, str], rounds: int) -> dict[s
         case = "unchanged" if n < rounds else "switch"
         if case == "switch":
             control.change_guid("BestPractice", pms_id)
-        with _counting() as statements:
+        with _counting() as statements, _round_trips() as sent:
             result = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=wiring.reconcile_deps())
         want = (Verdict.UNCHANGED, Action.MARKED_VERIFIED) if case == "unchanged" else (
             Verdict.INFRASTRUCTURE_CHANGE, Action.SWITCHED)
@@ -99,6 +150,8 @@ def count_statements(stack, control, env: dict[str, str], rounds: int) -> dict[s
             continue
         if seen.setdefault(case, kinds) != kinds:
             raise AssertionError(f"{case}: statements differ between runs: {seen[case]} and {kinds}")
+        if trips is not None and trips.setdefault(case, sent) != sent:
+            raise AssertionError(f"{case}: Redis round trips differ between runs: {trips[case]} and {sent}")
     return seen
 
 
@@ -187,11 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         control = SimulatorControl(stack.sim_url, key=KEY)
         control.set_latency(0)
-        counts = {}
+        counts, trips = {}, {}
         sqlite = {**stack.env("unused", **BENCH_SETTINGS), "DATABASE_URL": f"sqlite:///{stack.tmp / 'count.sqlite3'}"}
         counts["sqlite"] = count_statements(stack, control, sqlite, 5)
         stack.postgres.create_database("bench_count")
-        counts["postgresql"] = count_statements(stack, control, stack.env("bench_count", **BENCH_SETTINGS), 5)
+        counts["postgresql"] = count_statements(stack, control, stack.env("bench_count", **BENCH_SETTINGS), 5,
+                                                trips=trips)
         cpu = cpu_per_task(stack, control, stack.env("bench_cpu", **BENCH_SETTINGS), n)
     finally:
         stack.close()
@@ -203,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
         for case, kinds in cases.items():
             target = MAX_UNCHANGED if case == "unchanged" else MAX_SWITCH
             print(f"{case:<10} {database:<11} {len(kinds):>10} {'<= ' + str(target):>7}  {', '.join(kinds)}")
+    print("Redis round trips per run (PostgreSQL runs above; counted at redis-py's socket write)")
+    for case, sent in trips.items():
+        print(f"{case:<10} {len(sent):>3}  {', '.join(sent)}")
     print(f"CPU per task in one real Celery worker (1 prefork process, Redis broker, PostgreSQL), {n} tasks each; "
           f"worker idle {cpu['idle_per_s'] * 1000:.1f} ms/s, not subtracted")
     print(f"{'task':<24} {'CPU ms':>8} {'/ no-op':>8}")

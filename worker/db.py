@@ -11,6 +11,7 @@ import ast
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlmodel import Session
 
 import models
@@ -81,7 +82,42 @@ def _build(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_size=5, max_overflow=5)
+    event.listen(engine, "checkin", _note_idle)
+    event.listen(engine, "checkout", _ping_after_idle(engine.dialect.loaded_dbapi.Error))
+    return engine
+
+
+# SQLAlchemy's "pessimistic" disconnect handling (``pool_pre_ping``) pings on every checkout: two round
+# trips per reconciliation (its read and its act step each check a connection out), moments apart. A
+# connection given back less than this long ago was answering then; one idle for longer (a database
+# restarted, a proxy's idle timeout) is pinged first, and a dead one replaced before anything uses it.
+# A disconnect within the window is still handled "optimistically": the statement fails, SQLAlchemy
+# invalidates the pool, and the task's retry (``autoretry_for=OperationalError``) meets fresh connections.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _note_idle(dbapi_connection, record) -> None:  # noqa: ANN001
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_after_idle(driver_error: type[Exception]):
+    def ping(dbapi_connection, record, proxy) -> None:  # noqa: ANN001
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # a new connection (it just answered the connect) or one in use moments ago
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except driver_error as exc:
+            # The pool discards this connection and connects again (up to three times) before using it.
+            raise DisconnectionError(f"a connection idle for {time.monotonic() - idle_since:.0f} s "
+                                     "did not answer") from exc
+
+    return ping
 
 
 def get_engine() -> Engine:

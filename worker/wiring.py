@@ -21,6 +21,7 @@ from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
 from reconciler.adapters.coordination.reporter import Reporter
+from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.sweeps import SweepCoordinator
 from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.adapters.halo_client import HaloClient
@@ -30,7 +31,7 @@ from reconciler.core.breaker import fingerprint
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.policy import Policy
 from reconciler.core.retention import RetentionPolicy
-from reconciler.usecases.reconcile import Deps, ReconcileResult
+from reconciler.usecases.reconcile import Deps, PortRuns, ReconcileResult
 from worker import coordination as redis_clients
 from worker import db, publishing
 from worker.config import Settings, get_settings
@@ -231,7 +232,18 @@ def reconcile_deps(settings: Settings | None = None) -> Deps:
         observe=_observe,
         breaker=breaker(settings),
         requeue=requeue(settings),
+        runs=folded_runs,
     )
+
+
+def folded_runs(deps: Deps) -> RedisRuns | PortRuns:
+    """Three round trips per run when the deps are the Redis ones; a test's own port (a fake, a wrapper
+    that drops a write) or a run without a queue gets a call to each port instead, so it is exercised."""
+    breaker_ = deps.breaker if isinstance(deps.breaker, RedisBreaker) else None
+    if (isinstance(deps.queue, WorkQueue) and isinstance(deps.coordination, RedisCoordination)
+            and (deps.breaker is None or breaker_ is not None)):
+        return RedisRuns(deps.queue, deps.coordination, breaker_)
+    return PortRuns(deps.queue, deps.coordination)
 
 
 def _observe(result: ReconcileResult) -> None:

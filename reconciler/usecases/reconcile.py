@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +43,8 @@ from reconciler.core.policy import GuardState, Policy, decide
 from reconciler.core.selection import select_site
 from reconciler.core.vocabulary import SkipReason
 from reconciler.core.work import Claim
-from reconciler.usecases.ports import Breaker, Coordination, Halo, UnitOfWork, WorkQueue
+from reconciler.core.breaker import BreakerState
+from reconciler.usecases.ports import Breaker, Coordination, Halo, Runs, UnitOfWork, WorkQueue
 
 log = logs.get_logger()
 
@@ -102,6 +103,52 @@ class Deps:
     breaker: Breaker | None = None
     # Queue one automatic run of a practice kept while the breaker was open (the queue's add, then a publish).
     requeue: Callable[[int], None] | None = None
+    # This run's coordination folded into one call per moment (begin, answered, finish), built from these
+    # deps; None: ``PortRuns``, a call to each port (the test fakes, a queue-less naive run).
+    runs: Callable[[Deps], Runs] | None = None
+
+
+@dataclass
+class PortRuns:
+    """``Runs`` over the separate ports, one call each, with each port's failure handled as it was."""
+
+    queue: WorkQueue | None
+    coordination: Coordination | None
+
+    def begin(self, practice_id: int, token: str | None = None) -> tuple[Claim | None, list[BreakerState] | None,
+                                                                        datetime | None]:
+        claim = self.queue.start(practice_id, token=token) if self.queue is not None else None
+        since = None
+        if self.coordination is not None:
+            try:
+                since = self.coordination.confirmed_since(practice_id)
+            except CoordinationUnavailable as exc:
+                log.warning("forbidden_ledger_unavailable", practice_id=practice_id, error=str(exc))
+        return claim, None, since
+
+    def answered(self, practice_id: int, *, noted: bool, guid: str | None, since: datetime | None) -> tuple[int, int]:
+        if noted and self.coordination is not None:
+            _best_effort(self.coordination.note_answered, practice_id)
+        # Read after the mark: see ``reconcile``'s answered step.
+        ms = self.queue.now_ms() if self.queue is not None else 0
+        forbidden = 0
+        if guid is not None and self.coordination is not None:
+            try:
+                forbidden = self.coordination.forbidden_count(guid, since=since)
+            except CoordinationUnavailable as exc:
+                # Without the ledger we cannot tell persistence; the next run will.
+                log.warning("forbidden_ledger_unavailable", practice_id=practice_id, error=str(exc))
+        return ms, forbidden
+
+    def finish(self, practice_id: int, claim: Claim | None, *, current_guid: str, answered_ms: int, noted: bool,
+               replaced_guid: str | None = None, confirmed: bool | None = None, past_guids: Sequence[str] = (),
+               breaker_closing: bool = False) -> tuple[bool, bool]:
+        if noted and self.coordination is not None:
+            _best_effort(self.coordination.note_reconciled, practice_id,
+                         current_guid=current_guid, replaced_guid=replaced_guid, confirmed=confirmed,
+                         past_guids=past_guids)
+        again = self.queue.done(claim, current_guid, answered_ms) if claim is not None and self.queue is not None else False
+        return again, breaker_closing
 
 
 def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | None = None,
@@ -110,34 +157,58 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | No
     its dead delivery's claim over). Without the claim, wait up to ``wait_seconds`` for it, then raise
     ``Busy`` saying when to come back. ``operator`` is an operator's run in this process: it goes on
     through a backoff and a refused key (how a person tests a new key); queued work never does."""
-    claim = _claim(practice_id, deps, token or uuid.uuid4().hex, wait_seconds)
-    answered = _Answered()
-    result: ReconcileResult | None = None
+    runs = deps.runs(deps) if deps.runs is not None else PortRuns(deps.queue, deps.coordination)
+    claim, breakers, confirmed = _claim(practice_id, runs, deps, token or uuid.uuid4().hex, wait_seconds)
+    answered = _Answered(confirmed=confirmed)
+    ran: tuple[ReconcileResult, bool] | None = None
     try:
-        result = _run(practice_id, trigger, deps, answered, operator)
+        ran = _run(practice_id, trigger, deps, runs, answered, operator, breakers)
     finally:
-        again = False
-        if claim is not None and deps.queue is not None:
-            current = (result.current_guid if result is not None else None) or ""
-            again = deps.queue.done(claim, current, answered.ms)
+        if ran is None:  # raised: release the claim, nothing to note
+            runs.finish(practice_id, claim, current_guid="", answered_ms=answered.ms, noted=False)
+    result, closing = ran
+    again, breaker_open = _finish(runs, claim, result, answered.ms, closing)
+    if breaker_open:
+        result = _close_breaker(deps, result)
     return replace(result, again=again) if again else result
 
 
 @dataclass
 class _Answered:
     ms: int = 0  # when Halo had answered, on the queue's clock (0: no answer)
+    confirmed: datetime | None = None  # when the practice's consecutive confirmations began (read with the claim)
 
 
-def _claim(practice_id: int, deps: Deps, token: str, wait_seconds: float) -> Claim | None:
-    if deps.queue is None:
-        return None
+def _finish(runs: Runs, claim: Claim | None, result: ReconcileResult, answered_ms: int,
+            closing: bool) -> tuple[bool, bool]:
+    """Note the answer (every answer rewrites the practice's GUID index entries, current and every GUID it
+    left, so a write lost at switch time is repaired by the next answer), see whether a breaker is open to
+    close, release the claim: one call. The note is best effort; releasing the claim is not, so a failure
+    is tried once more without the note (as the two were separate calls, a note lost to a blip waits for
+    the next answer)."""
+    current = result.current_guid or ""
+    noted = result.skipped is None
+    try:
+        return runs.finish(result.practice_id, claim, current_guid=current, answered_ms=answered_ms, noted=noted,
+                           replaced_guid=result.old_guid if result.action is Action.SWITCHED else None,
+                           confirmed=_confirmation(result), past_guids=result.past_guids, breaker_closing=closing)
+    except CoordinationUnavailable as exc:
+        if not noted:
+            raise
+        log.warning("coordination_update_failed", practice_id=result.practice_id, error=str(exc))
+        return runs.finish(result.practice_id, claim, current_guid=current, answered_ms=answered_ms, noted=False,
+                           breaker_closing=closing)
+
+
+def _claim(practice_id: int, runs: Runs, deps: Deps, token: str,
+           wait_seconds: float) -> tuple[Claim | None, list[BreakerState] | None, datetime | None]:
     deadline = time.monotonic() + wait_seconds
     while True:
-        claim = deps.queue.start(practice_id, token=token)
-        if claim.granted:
-            if claim.taken_over:
+        claim, breakers, confirmed = runs.begin(practice_id, token=token)
+        if claim is None or claim.granted:
+            if claim is not None and claim.taken_over:
                 log.warning("reconcile_redelivered", practice_id=practice_id)
-            return claim
+            return claim, breakers, confirmed
         left = deadline - time.monotonic()
         if left <= 0:
             raise Busy(f"another reconciliation of practice {practice_id} is running; try again shortly",
@@ -153,11 +224,12 @@ def _gate(practice: Practice, operator: bool, now: datetime) -> SkipReason | Non
     return None
 
 
-def _admit(practice_id: int, deps: Deps, operator: bool) -> Admission:
-    """The breaker's word on an automatic run; blocked work is kept for when it closes."""
+def _admit(practice_id: int, deps: Deps, operator: bool, breakers: list[BreakerState] | None) -> Admission:
+    """The breaker's word on an automatic run; blocked work is kept for when it closes. ``breakers``: its
+    state as read with the claim (None: the breaker reads it)."""
     if operator or deps.breaker is None:
         return Admission.ADMIT
-    admission = deps.breaker.admit(now=deps.clock().timestamp())
+    admission = deps.breaker.admit(now=deps.clock().timestamp(), states=breakers)
     if admission is Admission.BLOCKED:
         deps.breaker.keep(practice_id)
     elif admission is Admission.PROBE:
@@ -180,41 +252,43 @@ def _read(deps: Deps, practice_id: int) -> _Read:
         return _Read(*store.practice_for_run(practice_id))
 
 
-def _run(practice_id: int, trigger: Trigger, deps: Deps, answered: _Answered, operator: bool) -> ReconcileResult:
+def _run(practice_id: int, trigger: Trigger, deps: Deps, runs: Runs, answered: _Answered, operator: bool,
+         breakers: list[BreakerState] | None) -> tuple[ReconcileResult, bool]:
+    """The run between its claim and its finish; with whether the breaker is to close (a normal answer)."""
     started = time.monotonic()
     read = _read(deps, practice_id)
     practice = read.practice
     skipped = _gate(practice, operator, deps.clock())
     admission = Admission.ADMIT
     if skipped is None:
-        admission = _admit(practice_id, deps, operator)
+        admission = _admit(practice_id, deps, operator, breakers)
         if admission is Admission.BLOCKED:
             skipped = SkipReason.BREAKER_OPEN
     if skipped:
         log.info("reconcile_skipped", practice_id=practice_id, trigger=str(trigger), reason=str(skipped))
         return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
-                               old_guid=practice.halo_guid, skipped=skipped)
+                               old_guid=practice.halo_guid, skipped=skipped), False
 
     calls_before = deps.halo.attempts
     for _ in range(MAX_ASKS):
         answer = ask_halo(deps.halo, practice, deps.identifier_query)
-        if answer.error is None and deps.coordination is not None:
-            # From now on this run answers any report: later ones only count (no second run).
-            _best_effort(deps.coordination.note_answered, practice_id)
-        if deps.queue is not None:
-            # Read after the mark: a report stamped up to this instant either folded into this run (before
-            # the mark) or only counted (after it); only a later one may ask for another run.
-            answered.ms = deps.queue.now_ms()
+        # One call: from now on this run answers any report (a queued re-check is cleared, later reports
+        # only count); the queue's clock read after that mark (a report stamped up to this instant either
+        # folded into this run or only counted; only a later one may ask for another run); and the 403s
+        # the history needs.
+        ledger = practice.halo_guid if _counts_forbidden(practice) else None
+        answered.ms, forbidden = runs.answered(practice_id, noted=answer.error is None, guid=ledger,
+                                               since=answered.confirmed or practice.last_verified_at)
         try:
-            result = _act_on(read, trigger, deps, answer, calls_before, started)
+            result = _act_on(read, trigger, deps, answer, calls_before, started, forbidden)
         except BaseException:
             if admission is Admission.PROBE and deps.breaker is not None:
                 _best_effort(lambda _pid: deps.breaker.release_probe(), practice_id)  # type: ignore[union-attr]
             raise
         if result is not None:
-            result = _after_answer(deps, result, admission)
+            closing = _after_answer(deps, result, admission)
             _after_commit(deps, result)
-            return result
+            return result, closing
         # The practice changed while we asked Halo (another run switched it, a person decided): this
         # answer may be older than that state, so it is not applied. Read the practice, ask again.
         read = _read(deps, practice_id)
@@ -233,10 +307,11 @@ class _NeedsCheck(Exception):
 
 
 def _act_on(read: _Read, trigger: Trigger, deps: Deps, answer: HaloAnswer, calls_before: int,
-            started: float) -> ReconcileResult | None:
-    """Decide and act on one Halo answer; None when the practice moved on since it was read."""
+            started: float, forbidden: int) -> ReconcileResult | None:
+    """Decide and act on one Halo answer; None when the practice moved on since it was read.
+    ``forbidden``: the 403s counted for the practice as read (``_history`` counts again after a conflict)."""
     practice = read.practice
-    history = _history(deps, read)
+    history = History(previous_guids=read.previous_guids, forbidden_reports_since_verified=forbidden)
     guard: GuardState | None = None
     for _ in range(MAX_CONFLICTS):
         try:
@@ -329,11 +404,12 @@ def _act(read: _Read, history: History, trigger: Trigger, deps: Deps, answer: Ha
     )
 
 
-def _after_answer(deps: Deps, result: ReconcileResult, admission: Admission) -> ReconcileResult:
+def _after_answer(deps: Deps, result: ReconcileResult, admission: Admission) -> bool:
     """The breaker learns what Halo said: a refusal trips it (a failed probe waits twice as long), no
-    answer at all leaves it as it was, and any other answer closes it."""
+    answer at all leaves it as it was, and any other answer closes it: True, the run's finish looks
+    whether one is open (``_close_breaker`` closes it then)."""
     if deps.breaker is None:
-        return result
+        return False
     breaker = deps.breaker
     now = deps.clock()
     try:
@@ -341,14 +417,28 @@ def _after_answer(deps: Deps, result: ReconcileResult, admission: Admission) -> 
             state = breaker.trip(result.verdict, now=now.timestamp())  # type: ignore[arg-type]
             log.warning("breaker_tripped", cause=str(state.cause), scope=state.scope, failures=state.failures,
                         next_probe_in=round(state.next_probe_at - now.timestamp()), probe=admission is Admission.PROBE)
-            return result
+            return False
         if result.verdict is Verdict.HALO_UNAVAILABLE:
             if admission is Admission.PROBE:
                 # Halo said nothing about the key, IP or quota: the breaker stays and waits longer, so an
                 # outage on top of it still costs one probe per interval.
                 for state in breaker.states():
                     breaker.trip(state.cause, now=now.timestamp())
-            return result
+            return False
+    except CoordinationUnavailable as exc:
+        log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
+        return False
+    return True
+
+
+def _close_breaker(deps: Deps, result: ReconcileResult) -> ReconcileResult:
+    """Halo answered normally and a breaker is open: close it, resolve its integrator-wide tickets and
+    queue the work kept meanwhile."""
+    breaker = deps.breaker
+    if breaker is None:
+        return result
+    now = deps.clock()
+    try:
         closed, waiting = breaker.close()
     except CoordinationUnavailable as exc:
         log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
@@ -373,11 +463,16 @@ def _after_answer(deps: Deps, result: ReconcileResult, admission: Admission) -> 
     return replace(result, released=released)
 
 
-def _forbidden_since_verified(deps: Deps, practice: Practice) -> int:
+def _counts_forbidden(practice: Practice) -> bool:
     # 403s count toward persistence only after Halo confirmed the GUID in use ("verified unchanged in
     # between"): the reports that triggered the first look are not evidence. They count from the first
     # of the consecutive confirmations (each re-check confirms again; the 403s keep adding up).
-    if deps.coordination is None or practice.last_verdict not in (Verdict.UNCHANGED, Verdict.INFRASTRUCTURE_CHANGE):
+    return practice.last_verdict in (Verdict.UNCHANGED, Verdict.INFRASTRUCTURE_CHANGE)
+
+
+def _forbidden_since_verified(deps: Deps, practice: Practice) -> int:
+    """The 403 count after a conflict's fresh read (the first answer's comes with ``Runs.answered``)."""
+    if deps.coordination is None or not _counts_forbidden(practice):
         return 0
     try:
         since = deps.coordination.confirmed_since(practice.id) or practice.last_verified_at  # type: ignore[arg-type]
@@ -399,14 +494,6 @@ def _confirmation(result: ReconcileResult) -> bool | None:
 
 
 def _after_commit(deps: Deps, result: ReconcileResult) -> None:
-    if deps.coordination is not None:
-        # Every answer rewrites the practice's GUID index entries (current and every GUID it left), so a
-        # write lost at switch time is repaired by the next answer; a failure here waits for that one.
-        _best_effort(
-            deps.coordination.note_reconciled, result.practice_id, current_guid=result.current_guid or "",
-            replaced_guid=result.old_guid if result.action is Action.SWITCHED else None,
-            confirmed=_confirmation(result), past_guids=result.past_guids,
-        )
     deps.observe(result)
     logs.unbind_contextvars("old_guid", "new_guid", "verdict")
     log.info("reconcile_finished", practice_id=result.practice_id, trigger=str(result.trigger),

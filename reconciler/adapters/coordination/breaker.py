@@ -36,6 +36,11 @@ class RedisBreaker:
     def scopes(self) -> tuple[str, str]:
         return rules.scopes_of(self.key_fingerprint)
 
+    @property
+    def state_keys(self) -> list[str]:
+        """The hashes ``states`` reads, in ``scopes`` order (a run's first round trip reads them too)."""
+        return [keys.breaker(scope) for scope in self.scopes]
+
     def states(self) -> list[BreakerState]:
         """The open breakers that stop this process (its key's and the integrator's)."""
         try:
@@ -45,15 +50,21 @@ class RedisBreaker:
             raw = pipe.execute()
         except redis_lib.RedisError as exc:
             raise CoordinationUnavailable(f"the breaker cannot be read: {type(exc).__name__}") from exc
-        return [state for scope, fields in zip(self.scopes, raw) if (state := _parse(scope, fields)) is not None]
+        return self.parse_states(raw)
+
+    def parse_states(self, raw: list[dict]) -> list[BreakerState]:
+        """``states`` from the hashes of ``state_keys``, as read (a dict or a flat field, value list each)."""
+        fields = [dict(zip(r[::2], r[1::2])) if isinstance(r, list) else r for r in raw]
+        return [state for scope, found in zip(self.scopes, fields) if (state := _parse(scope, found)) is not None]
 
     def peek(self, *, now: float) -> Admission:
         """What a run would be let do now, without taking the probe."""
         return rules.admission(self.states(), now=now)
 
-    def admit(self, *, now: float) -> Admission:
-        """ADMIT (closed), PROBE (this caller holds the one probe) or BLOCKED."""
-        states = self.states()
+    def admit(self, *, now: float, states: list[BreakerState] | None = None) -> Admission:
+        """ADMIT (closed), PROBE (this caller holds the one probe) or BLOCKED. ``states``: read already
+        in this instant (a run's first round trip), else read here."""
+        states = self.states() if states is None else states
         verdict = rules.admission(states, now=now)
         if verdict is not Admission.PROBE:
             return verdict

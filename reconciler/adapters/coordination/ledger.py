@@ -32,10 +32,14 @@ class ForbiddenLedger:
         self.window_seconds = window_seconds
         self.clock = clock
 
-    def count(self, guid: str, *, since: float | None = None) -> int:
+    def buckets(self, guid: str, *, since: float | None = None) -> list[str]:
+        """The buckets a count sums: the window's, less those that ended before ``since``."""
         now = self.clock()
         start = now - self.window_seconds
         if since is not None:
             start = max(start, since)
-        buckets = [keys.forbidden_bucket(guid, minute) for minute in range(bucket(start), bucket(now) + 1)]
+        return [keys.forbidden_bucket(guid, minute) for minute in range(bucket(start), bucket(now) + 1)]
+
+    def count(self, guid: str, *, since: float | None = None) -> int:
+        buckets = self.buckets(guid, since=since)
         return sum(int(value) for value in self.redis.mget(buckets) if value is not None)

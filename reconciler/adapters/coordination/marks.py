@@ -12,15 +12,14 @@ from datetime import UTC, datetime
 
 import redis as redis_lib
 
-from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination import keys, scripts
 from reconciler.core import backoff
 from reconciler.adapters.coordination.ledger import ForbiddenLedger
 
 
 def index_practice(redis: redis_lib.Redis, practice_id: int, current: str, past: Iterable[str]) -> None:
     """Record which practice each GUID belongs to, and whether it is the one in use."""
-    mapping = {guid: f"{practice_id}:stale" for guid in past if guid != current}
-    mapping[current] = f"{practice_id}:current"
+    mapping = index_entries(practice_id, current, past)
     pipe = redis.pipeline(transaction=False)
     pipe.hset(keys.guid_index(), mapping=mapping)
     for guid in mapping:
@@ -39,6 +38,39 @@ def recheck_delay(confirmations: int, *, min_seconds: float, max_seconds: float)
     return backoff.exponential(max(confirmations - 1, 0), base=min_seconds, cap=max_seconds)
 
 
+def recheck_delays_ms(*, min_seconds: float, max_seconds: float) -> list[int]:
+    """``recheck_delay`` after 1, 2, ... confirmations, in ms, up to the first that stays (the cap):
+    the numbers ``lua/note_reconciled.lua`` is handed, so the formula lives here only."""
+    delays: list[int] = []
+    for confirmations in range(1, 35):
+        seconds = recheck_delay(confirmations, min_seconds=min_seconds, max_seconds=max_seconds)
+        delays.append(max(int(seconds * 1000), 1))
+        if seconds >= max_seconds:
+            break
+    return delays
+
+
+def note_args(practice_id: int, *, confirmed: bool | None, min_seconds: float, max_seconds: float,
+              restart: bool = False, index: dict[str, str] | None = None) -> tuple[list[str], list[object]]:
+    """``lua/note_reconciled.lua``'s keys and arguments: ``index`` is the GUID index entries to write."""
+    entries = index or {}
+    keys_ = [keys.fresh(practice_id), keys.confirmations(practice_id), keys.since_verified(practice_id),
+             keys.persists_noted(practice_id), keys.guid_index()]
+    flag = "" if confirmed is None else "1" if confirmed else "0"
+    args: list[object] = [flag, "1" if restart else "", int(time.time() * 1000), CONFIRMATIONS_SECONDS,
+                          keys.unknown_guid(""), len(entries)]
+    for guid, entry in entries.items():
+        args += [guid, entry]
+    return keys_, args + recheck_delays_ms(min_seconds=min_seconds, max_seconds=max_seconds)
+
+
+def index_entries(practice_id: int, current: str, past: Iterable[str]) -> dict[str, str]:
+    """The GUID index entries of a practice: ``current`` in use, every GUID it left stale."""
+    mapping = {guid: f"{practice_id}:stale" for guid in past if guid != current}
+    mapping[current] = f"{practice_id}:current"
+    return mapping
+
+
 def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool | None, min_seconds: float,
                   max_seconds: float, restart: bool = False) -> None:
     """After Halo answered for a practice: the next reports re-check it once the delay has passed.
@@ -53,20 +85,11 @@ def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool |
     403s that keep coming then point at something else (``forbidden_persists``). False when Halo
     answered but a person must act (held, not found, ambiguous, flapping). None when Halo did not
     answer: nothing is fresh, the next report runs at once (and meets the practice's backoff).
+    One round trip: ``lua/note_reconciled.lua`` (which the end of a reconciliation folds in too).
     """
-    if confirmed is None:
-        redis.delete(keys.fresh(practice_id))
-        return
-    now_ms = int(time.time() * 1000)
-    pipe = redis.pipeline(transaction=True)
-    if restart:
-        pipe.delete(keys.confirmations(practice_id), keys.since_verified(practice_id), keys.persists_noted(practice_id))
-    pipe.hincrby(keys.confirmations(practice_id), "count", 1)
-    pipe.hsetnx(keys.confirmations(practice_id), "since_ms", now_ms)
-    pipe.expire(keys.confirmations(practice_id), CONFIRMATIONS_SECONDS)
-    count = pipe.execute()[-3]
-    delay = recheck_delay(int(count), min_seconds=min_seconds, max_seconds=max_seconds)
-    redis.set(keys.fresh(practice_id), "confirmed" if confirmed else "answered", px=max(int(delay * 1000), 1))
+    keys_, args = note_args(practice_id, confirmed=confirmed, min_seconds=min_seconds, max_seconds=max_seconds,
+                            restart=restart)
+    redis.register_script(scripts.load("note_reconciled"))(keys=keys_, args=args)
 
 
 def note_answered(redis: redis_lib.Redis, practice_id: int) -> None:
@@ -96,6 +119,7 @@ class RedisCoordination:
         self.recheck_min_seconds = recheck_min_seconds
         self.recheck_max_seconds = recheck_max_seconds
         self.ledger = ForbiddenLedger(redis, window_seconds=window_seconds)
+        self._note = redis.register_script(scripts.load("note_reconciled"))
 
     def forbidden_count(self, guid: str, *, since: datetime | None) -> int:
         return self.ledger.count(guid, since=since.timestamp() if since else None)
@@ -108,9 +132,17 @@ class RedisCoordination:
 
     def note_reconciled(self, practice_id: int, *, current_guid: str, replaced_guid: str | None,
                         confirmed: bool | None, past_guids: Sequence[str] = ()) -> None:
+        keys_, args = self.note_args(practice_id, current_guid=current_guid, replaced_guid=replaced_guid,
+                                     confirmed=confirmed, past_guids=past_guids)
+        self._note(keys=keys_, args=args)
+
+    def note_args(self, practice_id: int, *, current_guid: str, replaced_guid: str | None, confirmed: bool | None,
+                  past_guids: Sequence[str] = ()) -> tuple[list[str], list[object]]:
+        """``lua/note_reconciled.lua``'s keys and arguments for this answer (the end of a run folds them in)."""
+        index = None
         if current_guid and confirmed is not None:
             # Every answer, not only a switch: an index write lost at switch time (a Redis blip) would
             # otherwise leave a replaced GUID "current", costing a Find sites call per report naming it.
-            index_practice(self.redis, practice_id, current_guid, [*past_guids, *([replaced_guid] if replaced_guid else [])])
-        note_verified(self.redis, practice_id, confirmed=confirmed, min_seconds=self.recheck_min_seconds,
-                      max_seconds=self.recheck_max_seconds, restart=bool(replaced_guid))
+            index = index_entries(practice_id, current_guid, [*past_guids, *([replaced_guid] if replaced_guid else [])])
+        return note_args(practice_id, confirmed=confirmed, min_seconds=self.recheck_min_seconds,
+                         max_seconds=self.recheck_max_seconds, restart=bool(replaced_guid), index=index)

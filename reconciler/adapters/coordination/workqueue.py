@@ -77,7 +77,11 @@ class WorkQueue:
         instead of waiting for it to expire."""
         token = token or uuid.uuid4().hex
         keys_ = [keys.dirty(practice_id), keys.processing(practice_id)]
-        answer = int(self._start(keys=keys_, args=[token, self.lock_seconds]))
+        return self.claim_from(practice_id, token, int(self._start(keys=keys_, args=[token, self.lock_seconds])))
+
+    @staticmethod
+    def claim_from(practice_id: int, token: str, answer: int) -> Claim:
+        """The claim ``lua/queue_start.lua`` answered (alone, or folded into a run's first round trip)."""
         if answer in (1, 2):
             return Claim(practice_id, token, True, taken_over=answer == 2)
         return Claim(practice_id, token, False, retry_in_ms=max(-answer, 1000))

@@ -1,0 +1,72 @@
+"""One reconciliation's coordination in three round trips: the use case's ``Runs`` port over Redis.
+
+A run touches the work queue, the breaker, the 403 ledger and the re-check marks at three moments.
+Each moment is one Lua script that folds the scripts it stands for (``scripts.load``'s includes), so
+every rule stays in the one script or module that owns it:
+
+* ``begin`` (``lua/run_begin.lua``): the claim (``queue_start.lua``), the breakers' state (admission
+  is decided in Python by ``reconciler.core.breaker``; only a probe takes another round trip) and when
+  the practice's confirmations began (the ledger count needs it);
+* ``answered`` (``lua/run_answered.lua``): the queued re-check cleared, the answer's instant on the
+  server's clock, and the 403s in the buckets ``ledger.py`` chooses;
+* ``finish`` (``lua/run_finish.lua``): the GUID index, confirmations and fresh mark
+  (``note_reconciled.lua``), whether a breaker is open (only then does ``RedisBreaker.close`` run,
+  in more round trips), and the claim released (``queue_done.lua``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from reconciler.adapters.coordination import keys, scripts
+from reconciler.adapters.coordination.breaker import RedisBreaker
+from reconciler.adapters.coordination.marks import RedisCoordination
+from reconciler.adapters.coordination.workqueue import FOLLOW_UP, WorkQueue
+from reconciler.core.breaker import BreakerState
+from reconciler.core.work import Claim
+
+
+class RedisRuns:
+    def __init__(self, queue: WorkQueue, coordination: RedisCoordination, breaker: RedisBreaker | None) -> None:
+        self.queue = queue
+        self.coordination = coordination
+        self.breaker = breaker
+        redis = queue.redis
+        self._begin = redis.register_script(scripts.load("run_begin"))
+        self._answered = redis.register_script(scripts.load("run_answered"))
+        self._finish = redis.register_script(scripts.load("run_finish"))
+
+    def begin(self, practice_id: int, token: str | None = None) -> tuple[Claim, list[BreakerState] | None, datetime | None]:
+        token = token or uuid.uuid4().hex
+        breakers = self.breaker.state_keys if self.breaker is not None else []
+        keys_ = [keys.dirty(practice_id), keys.processing(practice_id), keys.confirmations(practice_id), *breakers]
+        answer, since_ms, *raw = self._begin(keys=keys_, args=[token, self.queue.lock_seconds])
+        claim = self.queue.claim_from(practice_id, token, int(answer))
+        states = self.breaker.parse_states(raw) if self.breaker is not None else None
+        since = datetime.fromtimestamp(int(since_ms) / 1000, UTC) if since_ms is not None else None
+        return claim, states, since
+
+    def answered(self, practice_id: int, *, noted: bool, guid: str | None, since: datetime | None) -> tuple[int, int]:
+        buckets = self.coordination.ledger.buckets(guid, since=since.timestamp() if since else None) if guid else []
+        now_ms, forbidden = self._answered(keys=[keys.recheck(practice_id), *buckets], args=["1" if noted else ""])
+        return int(now_ms), int(forbidden)
+
+    def finish(self, practice_id: int, claim: Claim | None, *, current_guid: str, answered_ms: int, noted: bool,
+               replaced_guid: str | None = None, confirmed: bool | None = None, past_guids: Sequence[str] = (),
+               breaker_closing: bool = False) -> tuple[bool, bool]:
+        if claim is None:
+            raise ValueError("a run over Redis always holds a claim")
+        breakers = self.breaker.state_keys if breaker_closing and self.breaker is not None else []
+        note_keys: list[str] = []
+        note_args: list[object] = []
+        if noted:
+            note_keys, note_args = self.coordination.note_args(
+                practice_id, current_guid=current_guid, replaced_guid=replaced_guid, confirmed=confirmed,
+                past_guids=past_guids)
+        keys_ = [keys.dirty(practice_id), keys.processing(practice_id), *breakers, *note_keys]
+        args = [len(breakers), len(note_args), claim.token, current_guid, answered_ms, FOLLOW_UP,
+                self.queue.pending_seconds, *note_args]
+        again, open_ = self._finish(keys=keys_, args=args)
+        return bool(again), bool(open_)
