@@ -9,11 +9,13 @@ SQLAlchemy's errors stop here: a lost race surfaces as ``Conflict``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Integer, and_, cast, delete, exists, func, insert, literal, or_, text, tuple_, update
+from sqlalchemy import (Date, Integer, and_, bindparam, cast, delete, exists, func, insert, literal, or_, text, tuple_,
+                        update)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
@@ -329,6 +331,27 @@ _ALWAYS_WRITTEN = frozenset({"last_verified_at", "updated_at", "last_verdict"})
 _MISSING = object()
 
 
+# A reconciliation's three statements, built once per process: building SQLAlchemy's statement
+# objects (and their cache keys) anew on every run was a fifth of a run's CPU (docs/BENCHMARKS.md,
+# "reconcile"). The values are bound parameters; the compiled forms stay in the engine's cache.
+_AUDIT_COLUMNS = tuple(c.name for c in Reconciliation.__table__.columns if c.name != "id")
+_INSERT_AUDIT = insert(Reconciliation.__table__).returning(Reconciliation.__table__.c.id)
+_UPDATE_DETACHED_PRACTICE = update(Practice.__table__).where(
+    Practice.__table__.c.id == bindparam("at_id"), Practice.__table__.c.version == bindparam("at_version"))
+
+
+@functools.cache
+def _practice_for_run() -> Any:
+    """``SqlStore.practice_for_run``'s SELECT (built on first use: the mappers are configured by then)."""
+    unresolved = col(Ticket.status).in_((TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED))
+    own = exists().where(col(Ticket.practice_id) == col(Practice.id), unresolved).label("own")
+    wide = exists().where(col(Ticket.practice_id).is_(None), unresolved).label("wide")
+    return (select(Practice, GuidHistory.guid, GuidHistory.valid_until, own, wide)
+            .outerjoin(GuidHistory, and_(col(GuidHistory.practice_id) == col(Practice.id),
+                                         col(GuidHistory.valid_until).is_not(None)))
+            .where(col(Practice.id) == bindparam("practice_id")))
+
+
 class SqlStore:
     """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for."""
 
@@ -359,15 +382,7 @@ class SqlStore:
 
         Each past GUID adds a row (a practice has a handful); the EXISTS are answered by the tickets'
         practice_id index and are the same on every row."""
-        unresolved = col(Ticket.status).in_((TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED))
-        own = exists().where(col(Ticket.practice_id) == col(Practice.id), unresolved).label("own")
-        wide = exists().where(col(Ticket.practice_id).is_(None), unresolved).label("wide")
-        rows = self.session.exec(
-            select(Practice, GuidHistory.guid, GuidHistory.valid_until, own, wide)
-            .outerjoin(GuidHistory, and_(col(GuidHistory.practice_id) == col(Practice.id),
-                                         col(GuidHistory.valid_until).is_not(None)))
-            .where(col(Practice.id) == practice_id)
-        ).all()
+        rows = self.session.exec(_practice_for_run(), params={"practice_id": practice_id}).all()  # type: ignore[call-overload]
         if not rows:
             raise UnknownPractice(f"no practice with id {practice_id}")
         practice = rows[0][0]
@@ -403,11 +418,14 @@ class SqlStore:
         # A detached practice (a reconciliation's, read before Halo was asked) has no object in this
         # session to keep in step: a Core UPDATE skips the ORM's bulk-update bookkeeping. An attached
         # one (a decision's) goes through the ORM, which updates the object in place.
-        table = Practice.__table__ if practice not in self.session else Practice
-        result = self.session.execute(
-            update(table).where(col(Practice.id) == practice.id, col(Practice.version) == practice.version)
-            .values(**values)
-        )
+        if practice in self.session:
+            statement = (update(Practice).where(col(Practice.id) == practice.id, col(Practice.version) == practice.version)
+                         .values(**values))
+            result = self.session.execute(statement)
+        else:
+            # The statement is built once per process; the SET clause comes from the parameters' names.
+            result = self.session.execute(_UPDATE_DETACHED_PRACTICE,
+                                          {**values, "at_id": practice.id, "at_version": practice.version})
         if result.rowcount != 1:
             raise Conflict(f"practice {practice.id} changed since version {practice.version}")
 
@@ -471,9 +489,8 @@ class SqlStore:
     def add_audit(self, audit: Reconciliation) -> Reconciliation:
         """Insert the audit row with one Core INSERT ... RETURNING id (no unit-of-work flush: nothing
         reads the row back through this session); ``audit.id`` is set from it."""
-        table = Reconciliation.__table__
-        values = {c.name: getattr(audit, c.name) for c in table.columns if c.name != "id"}
-        audit.id = self.session.execute(insert(table).values(values).returning(table.c.id)).scalar_one()
+        values = {name: getattr(audit, name) for name in _AUDIT_COLUMNS}
+        audit.id = self.session.execute(_INSERT_AUDIT, values).scalar_one()
         return audit
 
     # people's decisions (use cases: decisions)
