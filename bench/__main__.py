@@ -3,6 +3,9 @@
 ``--rows N`` is the audit benchmark's table size (default 10,000,000); ``--changes N`` the number of
 GUID changes the recover benchmark times on each backend (default 200).
 
+The cli and memory benchmarks' "(main)" rows run the main branch's code out of git, or the commit
+``HALO_BENCH_BASELINE`` names.
+
 ``--write`` also puts each table into docs/BENCHMARKS.md, between its ``<!-- bench:NAME -->`` markers,
 with the date, the machine and the versions it ran on.
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.targets import record
+from bench.targets import BASELINE_REF, record
 
 RUNS = 15
 QUICK_RUNS = 7
@@ -40,7 +40,7 @@ def _cli() -> list[str]:
 
 def _main_tree(tmp: Path) -> Path | None:
     """The ``main`` branch's code, out of git (the baseline rows), or None outside a git checkout."""
-    archive = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "archive", "main"],
+    archive = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "archive", BASELINE_REF],
                              capture_output=True)
     if archive.returncode != 0:
         return None
@@ -193,6 +193,7 @@ def main(options: list[str] | None = None) -> None:
     samples, breakdown = measure(runs)
     base = statistics.median(wall for wall, _ in samples["python3 -c pass"])
     print(f"command line start-up: {runs} runs each, commands interleaved; embedded default with {PRACTICES} practices;")
+    print(f"the (main) rows run the code at {BASELINE_REF} (HALO_BENCH_BASELINE), out of git")
     print("wall ms as the operator waits (median, p90, min), CPU ms (user + system) of the process")
     print(f"{'command':<32} {'median':>7} {'p90':>6} {'min':>6} {'CPU':>6} {'over pass':>10} {'target':>7}  met")
     for name, values in samples.items():

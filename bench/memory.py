@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.targets import record
+from bench.targets import BASELINE_REF, record
 
 PRACTICES = 48
 ROUNDS = 2
@@ -114,7 +114,7 @@ def _main_tree(tmp: Path) -> Path | None:
     root = Path(__file__).resolve().parents[1]
     tree = tmp / "main-tree"
     tree.mkdir()
-    archive = subprocess.run(["git", "-C", str(root), "archive", "main"], capture_output=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", BASELINE_REF], capture_output=True)
     if archive.returncode != 0:
         return None
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
@@ -316,6 +316,7 @@ def main(options: list[str] | None = None) -> None:
     finally:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"the main rows run the code at {BASELINE_REF} (HALO_BENCH_BASELINE), out of git")
     print(f"worker memory: halo-reconciler worker --concurrency {CONCURRENCY} (prefork), {PRACTICES} practices x "
           f"{ROUNDS} reconciliations against the simulator; MB from /proc (peak = VmHWM)")
     print(f"{'configuration':<18} {'process':<14} {'peak RSS':>9} {'RSS':>7} {'PSS':>7} {'USS':>7}  "

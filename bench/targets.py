@@ -8,7 +8,12 @@ from, and a row whose benchmark did not run in that invocation is not there.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+# The code the cli and memory benchmarks' "(main)" rows run, checked out of git: the main branch, or
+# the commit named by HALO_BENCH_BASELINE (say, the last release, once main holds the change).
+BASELINE_REF = os.environ.get("HALO_BENCH_BASELINE", "main")
 
 
 @dataclass(frozen=True)
