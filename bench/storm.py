@@ -174,9 +174,21 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
     cpu_used = {name: seconds - cpu_before[name] for name, seconds in cpu().items()}
     time.sleep(1.0)
     peaks = sampler.stop()
+    # Stopped first (a warm shutdown finishes the runs in flight), so the calls and the audit agree;
+    # re-checks still waiting for their countdown are not run.
+    stack.stop(workers)
     finds = control.call_count("find_sites")
     statuses = control.call_count("get_site")  # verify before switching: one per switched practice
     with db.new_session() as session:
+        # Runs beyond a practice's first are re-checks: reports kept naming a GUID Halo had confirmed or
+        # held (each after the re-check delay, doubling). A switched practice must have none: its
+        # reports name the GUID it left.
+        runs_of = dict(session.exec(select(Reconciliation.practice_id, func.count())
+                                    .group_by(Reconciliation.practice_id)).all())
+        switched_ids = set(session.exec(select(Reconciliation.practice_id)
+                                        .where(Reconciliation.action == "switched")).all())
+        rechecks = sum(n - 1 for n in runs_of.values())
+        rechecks_of_switched = sum(runs_of[pid] - 1 for pid in switched_ids)
         first_done = dict(session.exec(select(Reconciliation.practice_id, func.min(Reconciliation.finished_at))
                                        .group_by(Reconciliation.practice_id)).all())
         by_guid = {g: pid for pid, (_, g) in zip(ids, practices)}
@@ -185,8 +197,8 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
         states = dict(session.exec(select(Practice.state, func.count()).group_by(Practice.state)).all())
         switched = session.exec(select(func.count()).select_from(Reconciliation).where(
             Reconciliation.action == "switched")).one()
-    stack.stop(workers)
     return {"reports": len(reports), "taken": taken, "send_s": sent, "finds": finds, "statuses": statuses, "wall": wall,
+            "asked": len(runs_of), "rechecks": rechecks, "rechecks_of_switched": rechecks_of_switched,
             "p50": statistics.median(latencies), "p95": latencies[int(0.95 * (len(latencies) - 1))],
             "peak_mb": max(peaks), "states": states, "switched": switched, "cpu": cpu_used}
 
@@ -238,11 +250,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"physical limit: {n_practices} x {LATENCY:.2f} s / {concurrency} = {n_practices * LATENCY / concurrency:.2f} s")
         print(f"coalesced / ideal wall: {coalesced['wall'] / ideal_wall:.2f}x (target <= 1.5x); "
               f"naive / coalesced wall: {naive['wall'] / coalesced['wall']:.1f}x (target >= 20x); "
-              f"Find sites calls {coalesced['finds']} for {n_practices} affected practices (target: equal)")
+              f"Find sites calls {coalesced['finds']} for {n_practices} affected practices: "
+              f"{coalesced['finds'] - coalesced['rechecks']} first looks (target: equal) and {coalesced['rechecks']} "
+              f"re-checks of practices whose GUID stayed in use ({coalesced['rechecks_of_switched']} of switched ones)")
         print(f"Get site status calls {coalesced['statuses']} for {coalesced['switched']} switched practices "
               f"(target: equal); naive: {naive['statuses']}")
         print(f"the same storm over HTTP (POST /v1/reports to serve): Find sites calls {over_http['finds']} "
-              f"(hook: {coalesced['finds']}; target: equal); {over_http['taken']} of {over_http['reports']} taken, "
+              f"(first looks {over_http['finds'] - over_http['rechecks']}, re-checks {over_http['rechecks']}, of switched practices {over_http['rechecks_of_switched']}; hook: {coalesced['finds']}); {over_http['taken']} of {over_http['reports']} taken, "
               f"sent in {over_http['send_s']:.1f} s")
         for name, r in (("coalesced", coalesced), ("naive", naive)):
             used = r["cpu"]
@@ -250,9 +264,14 @@ def main(argv: list[str] | None = None) -> None:
                   + f"; total {sum(used.values()):.1f} of {os.cpu_count() * r['wall']:.1f} available on {os.cpu_count()} cores "
                   f"in {r['wall']:.1f} s")
         size = f"{n_practices:,} practices"
-        record("storm", f"Find sites calls equal to the affected practices ({size})", figure=f"{coalesced['finds']:,}",
-               baseline=f"{n_practices:,} affected; naive {naive['finds']:,}",
-               ratio=f"{coalesced['finds'] / n_practices:.2f}x", met=coalesced["finds"] == n_practices)
+        for label, r in (("hook", coalesced), ("HTTP", over_http)):
+            first_looks = r["finds"] - r["rechecks"]
+            record("storm", f"Find sites calls: one per affected practice, then only scheduled re-checks ({label}, {size})",
+                   figure=f"{r['finds']:,}: {first_looks:,} first looks + {r['rechecks']:,} re-checks "
+                          f"({r['rechecks_of_switched']} of switched practices)",
+                   baseline=f"{n_practices:,} affected; naive {naive['finds']:,}",
+                   ratio=f"{first_looks / n_practices:.2f}x first looks",
+                   met=first_looks == n_practices == r["asked"] and r["rechecks_of_switched"] == 0)
         record("storm", "Get site status calls equal to the switched practices", figure=f"{coalesced['statuses']:,}",
                baseline=f"{coalesced['switched']:,} switched",
                ratio=f"{coalesced['statuses'] / max(coalesced['switched'], 1):.2f}x",
@@ -263,9 +282,6 @@ def main(argv: list[str] | None = None) -> None:
         record("storm", "wall at most a twentieth of the naive worker's", figure=f"{coalesced['wall']:.2f} s",
                baseline=f"naive {naive['wall']:.1f} s", ratio=f"{naive['wall'] / coalesced['wall']:.1f}x (>= 20x)",
                met=naive["wall"] >= 20 * coalesced["wall"])
-        record("storm", "the HTTP API spends the hook's Find sites calls", figure=f"{over_http['finds']:,}",
-               baseline=f"hook {coalesced['finds']:,}", ratio=f"{over_http['finds'] / max(coalesced['finds'], 1):.2f}x",
-               met=over_http["finds"] == coalesced["finds"])
         print(f"end states after the coalesced storm: {coalesced['states']}, switched {coalesced['switched']}; "
               f"reports sent in {coalesced['send_s']:.1f} s, {coalesced['taken']} taken")
     finally:
