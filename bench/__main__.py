@@ -26,6 +26,7 @@ import platform
 import re
 import subprocess
 import sys
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -111,11 +112,18 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
+    failed = []
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
         captured = io.StringIO()
-        with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
-            module.main(options) if name in WITH_OPTIONS else module.main()
+        try:
+            with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
+                module.main(options) if name in WITH_OPTIONS else module.main()
+        except Exception:  # noqa: BLE001  (one benchmark's failure is reported; the others still run)
+            traceback.print_exc()
+            print(f"benchmark {name} failed (above); its section is not rewritten", file=sys.stderr)
+            failed.append(name)
+            continue
         print()
         if write:
             write_section(name, captured.getvalue(), " ".join(["python3 dev.py bench", name, *options]))
@@ -125,13 +133,15 @@ def main(argv: list[str]) -> int:
         print(targets.table(rows))
         missed = sum(not r.met for r in rows)
         print(f"{len(rows) - missed} of {len(rows)} met")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
     if write and rows:
-        if set(names) == set(BENCHMARKS):
+        if set(names) == set(BENCHMARKS) and not failed:
             write_section("targets", targets.table(rows), " ".join(["python3 dev.py bench", *options]), fenced=False)
         else:
             print("the targets table in docs/BENCHMARKS.md is one run's of every benchmark: not rewritten by this "
-                  "partial run", file=sys.stderr)
-    return 0
+                  "partial or failed run", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -97,3 +97,31 @@ def test_a_run_of_every_benchmark_writes_its_targets_table(monkeypatch, tmp_path
     text = doc.read_text()
     assert "an older run" not in text
     assert text.count("| x | a target | 1 | 2 | 0.5x | **missed** |") == len(runner.BENCHMARKS)
+
+
+def test_a_failing_benchmark_is_reported_the_others_run_and_the_targets_table_stays(monkeypatch, tmp_path, capsys):
+    import bench.__main__ as runner
+    from bench import targets
+
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\n<!-- bench:targets -->\nan older run\n<!-- /bench:targets -->\n")
+    monkeypatch.setattr(runner, "DOC", doc)
+    monkeypatch.setattr(runner, "machine", lambda: "test machine")
+    monkeypatch.setattr(targets, "RECORDED", [])
+    ran = []
+
+    def load(name):  # noqa: ANN001, ANN202
+        class Module:
+            @staticmethod
+            def main(*_):
+                ran.append(name)
+                if name == "bench.audit_year":
+                    raise RuntimeError("the audit broke")
+                targets.record("x", "t", figure="1", baseline="2", ratio="0.5x", met=True)
+        return Module
+
+    monkeypatch.setattr(runner.importlib, "import_module", load)
+    assert runner.main(["--write"]) == 1
+    assert len(ran) == len(runner.BENCHMARKS)
+    assert "an older run" in doc.read_text() and "<!-- bench:audit -->" not in doc.read_text()
+    assert "audit" in capsys.readouterr().err
