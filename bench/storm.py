@@ -10,8 +10,11 @@ sites calls as the Python hook.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -174,9 +177,17 @@ def run_storm(stack: Stack, control, practices, ids, reports: list[str], *, naiv
     cpu_used = {name: seconds - cpu_before[name] for name, seconds in cpu().items()}
     time.sleep(1.0)
     peaks = sampler.stop()
-    # Stopped first (a warm shutdown finishes the runs in flight), so the calls and the audit agree;
-    # re-checks still waiting for their countdown are not run.
-    stack.stop(workers)
+    # Stopped first, warm (SIGTERM to each worker's main process only: it stops consuming and lets
+    # its pool finish the runs in flight; the group's SIGTERM would kill a run after its Halo call and
+    # before its audit row), so the calls and the audit agree. Re-checks waiting for their countdown
+    # are not run.
+    for worker in workers:
+        if worker.poll() is None:
+            os.kill(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=60)
+    stack.stop(workers)  # whatever is left of the groups
     finds = control.call_count("find_sites")
     statuses = control.call_count("get_site")  # verify before switching: one per switched practice
     with db.new_session() as session:
