@@ -116,6 +116,7 @@ def main(argv: list[str]) -> int:
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
         captured = io.StringIO()
+        environment = dict(os.environ)
         try:
             with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
                 module.main(options) if name in WITH_OPTIONS else module.main()
@@ -124,6 +125,16 @@ def main(argv: list[str]) -> int:
             print(f"benchmark {name} failed (above); its section is not rewritten", file=sys.stderr)
             failed.append(name)
             continue
+        finally:
+            # Each benchmark starts from the environment the run started with: one that pointed this
+            # process at its servers (DATABASE_URL, BROKER_URL) must not hand the next one servers it
+            # has stopped.
+            os.environ.clear()
+            os.environ.update(environment)
+            if "worker.config" in sys.modules:
+                from bench.stack import forget_clients  # only once a benchmark has built them
+
+                forget_clients()
         print()
         if write:
             write_section(name, captured.getvalue(), " ".join(["python3 dev.py bench", name, *options]))

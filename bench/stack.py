@@ -45,18 +45,13 @@ class Stack:
 
     def use(self, env: dict[str, str]) -> None:
         """Point this process at ``env`` (settings, engine, broker, coordination client)."""
-        from worker import coordination, db, hooks, wiring
         from worker.celery_app import follow_settings
         from worker.config import get_settings
 
         from worker.logging import configure_logging
 
         os.environ.update(env)
-        get_settings.cache_clear()
-        db.reset_engine()
-        wiring.close_halo_client()
-        coordination.reset_client()
-        hooks.reset()
+        forget_clients()
         follow_settings()
         configure_logging(get_settings())  # the benchmark's own process logs at WARNING too
 
@@ -145,3 +140,16 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
         return self.peaks
+
+
+def forget_clients() -> None:
+    """Drop what this process built from its settings (the settings, the engine, the clients), so the
+    next use reads the environment as it is now."""
+    from worker import coordination, db, hooks, wiring
+    from worker.config import get_settings
+
+    get_settings.cache_clear()
+    db.reset_engine()
+    wiring.close_halo_client()
+    coordination.reset_client()
+    hooks.reset()
