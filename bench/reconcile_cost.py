@@ -58,25 +58,6 @@ def _seed(control, n: int) -> list[tuple[str, str]]:  # noqa: ANN001
 
 
 @contextmanager
-def _counting():
-    from sqlalchemy import event
-
-    from worker import db
-
-    statements: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        statements.append(" ".join(statement.split()))
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-
-
-@contextmanager
 def _round_trips():
     """Every Redis round trip the run makes, named by what was sent: a command, a script (by its
     ``lua/*.lua`` name) or a pipeline of commands. Counted where redis-py writes to the socket, so a
@@ -142,6 +123,8 @@ def count_statements(stack, control, env: dict[str, str], rounds: int,
     from bench.fleet import seed_database
     from models import Action, Trigger, Verdict
     from reconciler.usecases.reconcile import reconcile
+    # Imported when counting, as the module's other steps import theirs: the worker app imports this module too.
+    from tests.utils.sql import counted_statements
     from worker import db, wiring
 
     stack.use(env)
@@ -153,7 +136,7 @@ def count_statements(stack, control, env: dict[str, str], rounds: int,
         case = "unchanged" if n < rounds else "switch"
         if case == "switch":
             control.change_guid("BestPractice", pms_id)
-        with _counting() as statements, _round_trips() as sent:
+        with counted_statements() as statements, _round_trips() as sent:
             result = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=wiring.reconcile_deps())
         want = (Verdict.UNCHANGED, Action.MARKED_VERIFIED) if case == "unchanged" else (
             Verdict.INFRASTRUCTURE_CHANGE, Action.SWITCHED)

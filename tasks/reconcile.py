@@ -42,20 +42,9 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
     finally:
         structlog.contextvars.clear_contextvars()
     if result.again:
-        # A report came after Halo answered this run and names the GUID still in use: it is re-checked
-        # when this answer's fresh mark expires, as a report arriving just after the run would be (the
-        # re-check delay, doubling with each confirmation), not at once. Nothing fresh (no answer): at once.
-        countdown = _recheck_in(practice_id)
         publish_follow_up(wiring.work_queue(), practice_id,
-                          lambda: reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)],
-                                                                 countdown=countdown or None))
+                          lambda countdown: reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)],
+                                                                           countdown=countdown))
     if result.ticket_id is not None:
         deliver_outbox.apply_async()
     return str(result.verdict) if result.verdict else None
-
-
-def _recheck_in(practice_id: int) -> float:
-    try:
-        return wiring.coordination().recheck_in(practice_id)
-    except CoordinationUnavailable:
-        return 0.0  # the publish that follows meets the same store; at once is the safe side

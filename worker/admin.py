@@ -178,8 +178,9 @@ def _follow_up(result: ReconcileResult) -> None:
     """A report the run did not answer arrived while it ran: the worker runs the practice once more."""
     if result.again:
         try:
-            publish_follow_up(_wiring().work_queue(), result.practice_id, lambda: _send(
-                "halo.reconcile_practice", [result.practice_id, str(Trigger.FORBIDDEN)], "reconcile"))
+            publish_follow_up(_wiring().work_queue(), result.practice_id, lambda countdown: _send(
+                "halo.reconcile_practice", [result.practice_id, str(Trigger.FORBIDDEN)], "reconcile",
+                countdown=countdown))
         except (_broker_unreachable(), CoordinationUnavailable):
             # The next report or sweep queues it again; the operator's own run is done.
             log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)

@@ -52,12 +52,10 @@ def _init_process(**_: object) -> None:
 def _warm_up() -> None:
     """Pay for imports and connections before the first task, not during a storm's first second."""
     try:
-        # The schema check is once per process (it reads the version row and the migration files):
-        # here it is paid before the first task, which would otherwise wait for it.
-        db.ensure_schema()
+        # The unit of work checks the schema (once per process: the version row, the migration files)
+        # and the read compiles into this engine's statement cache (~35 ms the first time), both paid
+        # here rather than by the first task. No practice has id 0, so nothing is read or held.
         with wiring.unit_of_work() as store:
-            # A reconciliation's one read, compiled into this engine's statement cache (~35 ms the first
-            # time): no practice has id 0, so nothing is read or held.
             with contextlib.suppress(UnknownPractice):
                 store.practice_for_run(0)
         get_redis().ping()

@@ -1,6 +1,6 @@
-"""The one more run a report asks for while a run holds the practice: re-checked when the run's answer
-is no longer fresh (the re-check delay), as a report arriving just after the run would be; at once
-when the run had no answer. Real Valkey; the run itself is stood in for (its result and its marks)."""
+"""The one more run a report asks for while a run holds the practice (``publish_follow_up``):
+re-checked when the run's answer is no longer fresh (the re-check delay), as a report arriving just
+after the run would be; at once when the run had no answer. Real Valkey; the run itself is stood in for (its result and its marks)."""
 
 from __future__ import annotations
 

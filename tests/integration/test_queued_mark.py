@@ -77,7 +77,7 @@ def test_a_report_while_running_lives_with_the_lock_and_its_follow_up_is_pending
     follow_up, ttl = state(r)
     assert follow_up == "p" and 0 < ttl <= PENDING
     with pytest.raises(ConnectionError):
-        publish_follow_up(queue, 7, lambda: (_ for _ in ()).throw(ConnectionError("broker down")))
+        publish_follow_up(queue, 7, lambda countdown: (_ for _ in ()).throw(ConnectionError("broker down")))
     assert not r.exists(keys.dirty(7))  # the follow-up that was never sent swallows nothing
     assert reporter.report(OLD, None) == "publish"
 
@@ -88,8 +88,8 @@ def test_a_published_follow_up_is_confirmed(r):
     queue.add(7, OLD)  # reported while it ran
     assert queue.done(claim, current_guid=OLD) is True
     sent = []
-    publish_follow_up(queue, 7, lambda: sent.append(7))
-    assert sent == [7] and state(r)[0] == "q"
+    publish_follow_up(queue, 7, lambda countdown: sent.append((7, countdown)))
+    assert sent == [(7, None)] and state(r)[0] == "q"  # nothing fresh (no answer noted): at once
 
 
 def test_the_sweep_confirms_what_it_published_and_forgets_what_failed(r):

@@ -7,12 +7,10 @@ on the engine the store uses, on the embedded SQLite and on PostgreSQL 15.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event
 
 from models import Action, PmsType, TicketReason, TicketStatus, Verdict
+from tests.utils.sql import counted_statements
 from worker import db
 from worker.config import get_settings
 
@@ -28,25 +26,10 @@ def database(request, monkeypatch):
     db.reset_engine()
 
 
-@contextmanager
-def counted():
-    statements: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        statements.append(" ".join(statement.split())[:90])
-
-    engine = db.get_engine()
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-
-
 def test_unchanged_verification_takes_at_most_four_statements(database, world):
     pid = world.onboard(pms_id="BP1")
     world.clock.advance(hours=2)
-    with counted() as statements:
+    with counted_statements() as statements:
         result = world.reconcile(pid)
     assert (result.verdict, result.action) == (Verdict.UNCHANGED, Action.MARKED_VERIFIED)
     assert len(statements) <= 4, statements
@@ -59,7 +42,7 @@ def test_switch_takes_at_most_six_statements(database, world):
     pid = world.onboard(pms_id="BP1")
     old = world.practice(pid).halo_guid
     new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
-    with counted() as statements:
+    with counted_statements() as statements:
         result = world.reconcile(pid)
     assert (result.verdict, result.action) == (Verdict.INFRASTRUCTURE_CHANGE, Action.SWITCHED)
     assert len(statements) <= 6, statements
@@ -76,7 +59,7 @@ def test_an_open_ticket_costs_its_resolution_and_is_still_resolved(database, wor
     world.forbidden[(pid, guid)] = 3
     assert world.reconcile(pid).ticket_id is not None
     world.forbidden[(pid, guid)] = 0
-    with counted() as statements:
+    with counted_statements() as statements:
         assert world.reconcile(pid).verdict == Verdict.UNCHANGED
     [ticket] = world.tickets()
     assert (ticket.reason, ticket.status) == (TicketReason.FORBIDDEN_PERSISTS, TicketStatus.RESOLVED)

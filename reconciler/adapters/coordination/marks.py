@@ -127,11 +127,6 @@ class RedisCoordination:
     def confirmed_since(self, practice_id: int) -> datetime | None:
         return confirmed_since(self.redis, practice_id)
 
-    def recheck_in(self, practice_id: int) -> float:
-        """Seconds until the practice's fresh mark expires: when a report arriving now is re-checked
-        (``lua/report.lua``'s ``recheck``); 0 when nothing is fresh."""
-        return max(int(self.redis.pttl(keys.fresh(practice_id))), 0) / 1000
-
     def note_answered(self, practice_id: int) -> None:
         note_answered(self.redis, practice_id)
 

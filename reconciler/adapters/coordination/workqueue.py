@@ -102,6 +102,12 @@ class WorkQueue:
         return bool(self._done(keys=keys_, args=[claim.token, current_guid, answered_ms, FOLLOW_UP,
                                                  self.pending_seconds]))
 
+    def follow_up_delay(self, practice_id: int) -> float:
+        """Seconds the one more run waits: until the answer of the run that asked for it stops being
+        fresh (``halo:fresh:{id}``, the re-check delay), as a report arriving just after that run would
+        be re-checked (``lua/report.lua``'s ``recheck``); 0 when nothing is fresh (the run had no answer)."""
+        return max(int(self.redis.pttl(keys.fresh(practice_id))), 0) / 1000
+
     def confirm_follow_up(self, practice_id: int) -> bool:
         """The one more run ``done`` asked for was published."""
         return self.confirm(practice_id, FOLLOW_UP)
