@@ -22,6 +22,7 @@ def naive_reconcile(guid: str) -> None:
     from models import Trigger
     from reconciler.adapters import store
     from reconciler.usecases.reconcile import reconcile
+    from tests.utils.runs import PortRuns
     from worker import db, wiring
 
     with db.new_session() as session:
@@ -29,4 +30,5 @@ def naive_reconcile(guid: str) -> None:
         practice_id = practice.id if practice else None
     if practice_id is not None:
         # No work queue: the baseline runs every report, one Find sites call each.
-        reconcile(practice_id, trigger=Trigger.FORBIDDEN, deps=replace(wiring.reconcile_deps(), queue=None))
+        unqueued = PortRuns(queue=None, coordination=wiring.coordination())
+        reconcile(practice_id, trigger=Trigger.FORBIDDEN, deps=replace(wiring.reconcile_deps(), runs=unqueued))

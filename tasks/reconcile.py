@@ -1,32 +1,26 @@
-"""``halo.reconcile_practice``: one reconciliation, through the work queue's claim and done."""
+"""``halo.reconcile_practice``: one reconciliation, then the steps after it (``after_run``).
+
+Whether and when the task runs again is ``reconciler.usecases.reconcile.retry_in``'s answer for the
+exception it raised (the one place; the task only names the database's transient error for it).
+"""
 
 from __future__ import annotations
+
+import random
 
 import structlog
 from sqlalchemy.exc import OperationalError
 
 from models import Trigger
-from reconciler.core.errors import Busy, CoordinationUnavailable
-from reconciler.usecases.queueing import publish_follow_up
-from reconciler.usecases.reconcile import reconcile
+from reconciler.core.errors import Busy
+from reconciler.usecases.reconcile import after_run, reconcile, retry_in
 from tasks.deliver import deliver_outbox
 from worker import wiring
 from worker.celery_app import app
 from worker.messages import PracticeId, parsed_arguments
 
 
-@app.task(
-    bind=True,
-    name="halo.reconcile_practice",
-    acks_late=True,
-    max_retries=30,
-    # The database or the coordination store briefly away: try again with backoff rather than drop
-    # the practice (the sweep would catch it, a day later). Every other outcome is a verdict.
-    autoretry_for=(OperationalError, CoordinationUnavailable),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
-)
+@app.task(bind=True, name="halo.reconcile_practice", acks_late=True, max_retries=30)
 @parsed_arguments
 def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str | None:  # noqa: ANN001
     structlog.contextvars.clear_contextvars()
@@ -35,16 +29,18 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
         # Whatever the message says its trigger is, a queued run passes the gates (backoff, refused
         # key): only an operator's in-process run may skip them, and a broker message is not one.
         result = reconcile(practice_id, trigger=trigger, deps=wiring.reconcile_deps(), token=self.request.id)
-    except Busy as exc:
-        # Another run holds the practice (or a crashed one's claim has not expired yet): come back when
-        # it can be ours; the finished run re-queues by itself if a report is still pending.
-        raise self.retry(countdown=exc.retry_in) from None
+        after_run(result, queue=wiring.work_queue, deliver=deliver_outbox.apply_async,
+                  publish=lambda countdown: reconcile_practice.apply_async(
+                      args=[practice_id, str(Trigger.FORBIDDEN)], countdown=countdown))
+    except Exception as exc:
+        countdown = retry_in(exc, retries=self.request.retries, transient=(OperationalError,), random=random.random())
+        if countdown is None:
+            raise
+        # Busy: another run holds the practice (or a crashed one's claim has not expired yet); the
+        # finished run re-queues by itself if a report is still pending. Otherwise the database or the
+        # coordination store was briefly away: rather than drop the practice (the sweep would catch it,
+        # a day later), come back; past max_retries the error itself is raised.
+        raise self.retry(exc=None if isinstance(exc, Busy) else exc, countdown=countdown) from None
     finally:
         structlog.contextvars.clear_contextvars()
-    if result.again:
-        publish_follow_up(wiring.work_queue(), practice_id,
-                          lambda countdown: reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)],
-                                                                           countdown=countdown))
-    if result.ticket_id is not None:
-        deliver_outbox.apply_async()
     return str(result.verdict) if result.verdict else None

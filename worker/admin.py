@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import getpass
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -35,8 +34,7 @@ from reconciler.core.people import parse_actor, parse_note, parse_operator_name,
 from reconciler.core.vocabulary import SkipReason
 from reconciler.usecases import decisions, retention, sweep
 from reconciler.usecases.onboarding import onboard_practice, parse_pairing_code, parse_request
-from reconciler.usecases.queueing import publish_follow_up
-from reconciler.usecases.reconcile import ReconcileResult, reconcile
+from reconciler.usecases.reconcile import ReconcileResult, after_run, reconcile
 from worker import db
 from worker.config import get_settings
 
@@ -61,11 +59,8 @@ def _wiring() -> ModuleType:
     return wiring
 
 
-@contextmanager
-def unit_of_work() -> Iterator[Session]:
-    db.ensure_schema()
-    with db.session_scope() as session:
-        yield session
+# The one unit of work (``worker.db``): nothing is written unless the function commits.
+unit_of_work = db.unit_of_work
 
 
 def deliver_tickets() -> None:
@@ -169,21 +164,25 @@ def reconcile_now(practice_id: int | None = None, **selector: Any) -> ReconcileR
         target: int = find_practice(session, practice_id, **selector).id  # type: ignore[assignment]
     result = reconcile(target, trigger=Trigger.MANUAL, deps=_wiring().reconcile_deps(), wait_seconds=CLAIM_WAIT_SECONDS,
                        operator=True)
-    _follow_up(result)
-    deliver_tickets()
+    _after_run(result)
     return result
 
 
-def _follow_up(result: ReconcileResult) -> None:
-    """A report the run did not answer arrived while it ran: the worker runs the practice once more."""
-    if result.again:
+def _after_run(result: ReconcileResult, *, deliver: bool = True) -> None:
+    """The worker's after-run steps (``reconcile.after_run``) for a run in this process: a follow-up is
+    published to the workers, the outbox delivered here (``deliver``: False while a sweep goes on)."""
+    after_run(result, queue=_wiring().work_queue, publish=_follow_up_publisher(result.practice_id),
+              deliver=deliver_tickets if deliver else (lambda: None), in_process=True)
+
+
+def _follow_up_publisher(practice_id: int) -> Callable[[float | None], Any]:
+    def publish(countdown: float | None) -> None:
         try:
-            publish_follow_up(_wiring().work_queue(), result.practice_id, lambda countdown: _send(
-                "halo.reconcile_practice", [result.practice_id, str(Trigger.FORBIDDEN)], "reconcile",
-                countdown=countdown))
-        except (_broker_unreachable(), CoordinationUnavailable):
-            # The next report or sweep queues it again; the operator's own run is done.
-            log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)
+            _send("halo.reconcile_practice", [practice_id, str(Trigger.FORBIDDEN)], "reconcile", countdown=countdown)
+        except _broker_unreachable() as exc:
+            raise CoordinationUnavailable(f"the follow-up was not published: {type(exc).__name__}") from exc
+
+    return publish
 
 
 def _broker_unreachable() -> type[Exception]:
@@ -336,7 +335,7 @@ def sweep_now(older_than_seconds: int | None = None, progress_factory=None) -> s
         except Busy:
             return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
                                    skipped=SkipReason.BUSY)
-        _follow_up(result)
+        _after_run(result, deliver=False)
         return result
 
     summary = sweep.sweep_now(planned, reconcile=run, progress=progress)

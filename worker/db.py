@@ -151,14 +151,14 @@ def new_session() -> Session:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
+def unit_of_work() -> Iterator[Session]:
+    """The one unit of work: a fresh session over a current schema. Nothing is written unless the
+    caller commits; whatever it did not commit is rolled back when the block ends (``wiring.unit_of_work``
+    hands the use cases the same, as a ``SqlStore``; the admin and the console use the session)."""
+    ensure_schema()
     session = new_session()
     try:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     finally:
         session.close()
 

@@ -31,7 +31,7 @@ from reconciler.core.breaker import fingerprint
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.policy import Policy
 from reconciler.core.retention import RetentionPolicy
-from reconciler.usecases.reconcile import Deps, PortRuns, ReconcileResult
+from reconciler.usecases.reconcile import Deps, ReconcileResult
 from worker import coordination as redis_clients
 from worker import db, publishing
 from worker.config import Settings, get_settings
@@ -131,13 +131,9 @@ def retention_policy(settings: Settings | None = None) -> RetentionPolicy:
 
 @contextmanager
 def unit_of_work() -> Iterator[SqlStore]:
-    """One transaction's store over a fresh session; nothing is written unless the caller commits."""
-    db.ensure_schema()
-    session = db.new_session()
-    try:
+    """``db.unit_of_work`` as the use cases' ``Store``: nothing is written unless the caller commits."""
+    with db.unit_of_work() as session:
         yield SqlStore(session)
-    finally:
-        session.close()
 
 
 def work_queue(settings: Settings | None = None) -> WorkQueue:
@@ -220,30 +216,26 @@ def publisher(timeout: float):
 
 
 def reconcile_deps(settings: Settings | None = None) -> Deps:
-    """Everything a reconciliation needs: the real clients, the configured policy, the work queue."""
+    """Everything a reconciliation needs: the real clients, the configured policy, the run's coordination."""
     settings = settings or get_settings()
+    breaker_ = breaker(settings)
     return Deps(
         halo=halo_client(),
         unit_of_work=unit_of_work,
         policy=policy(settings),
-        queue=work_queue(settings),
-        coordination=coordination(settings),
+        runs=runs(settings, breaker_),
         identifier_query=settings.identifier_query,
         observe=_observe,
-        breaker=breaker(settings),
+        breaker=breaker_,
         requeue=requeue(settings),
-        runs=folded_runs,
     )
 
 
-def folded_runs(deps: Deps) -> RedisRuns | PortRuns:
-    """Three round trips per run when the deps are the Redis ones; a test's own port (a fake, a wrapper
-    that drops a write) or a run without a queue gets a call to each port instead, so it is exercised."""
-    breaker_ = deps.breaker if isinstance(deps.breaker, RedisBreaker) else None
-    if (isinstance(deps.queue, WorkQueue) and isinstance(deps.coordination, RedisCoordination)
-            and (deps.breaker is None or breaker_ is not None)):
-        return RedisRuns(deps.queue, deps.coordination, breaker_)
-    return PortRuns(deps.queue, deps.coordination)
+def runs(settings: Settings | None = None, breaker_: RedisBreaker | None = None) -> RedisRuns:
+    """A run's coordination in three round trips: the work queue's claim, the 403 ledger and re-check
+    marks, the breaker's state (``reconciler.adapters.coordination.runs``)."""
+    settings = settings or get_settings()
+    return RedisRuns(work_queue(settings), coordination(settings), breaker_ or breaker(settings))
 
 
 def _observe(result: ReconcileResult) -> None:

@@ -1,12 +1,16 @@
-"""What to do with a verdict: the verdict table's "default action" column and its policies. Pure."""
+"""What to do with a verdict: the verdict table's "default action" column, its policies, and the whole
+change that follows (``decide``: columns, tickets, flags). Pure."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from reconciler.core import backoff, ticket_texts as texts
+from reconciler.core.change import INTEGRATOR_WIDE_REASONS, PROPOSAL_ENDING_VERDICTS, PracticeChange, TicketSpec
 from reconciler.core.facts import Classification, History, Recorded
 from reconciler.core.vocabulary import (
     Action,
@@ -17,7 +21,6 @@ from reconciler.core.vocabulary import (
     TicketReason,
     Verdict,
 )
-
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,9 @@ class GuardState:
 
 
 @dataclass(frozen=True)
-class TicketSpec:
-    kind: TicketKind
-    reason: TicketReason
-    integrator_wide: bool
-    detail: str
-
-
-@dataclass(frozen=True)
 class Decision:
+    """One row of the verdict table under the policies (``decision_for``); ``change_for`` makes it a change."""
+
     action: Action
     switch_to: str | None = None
     hold: bool = False
@@ -91,6 +88,34 @@ def _ticket(kind: TicketKind, reason: TicketReason, detail: str, *, integrator_w
     return TicketSpec(kind=kind, reason=reason, integrator_wide=integrator_wide, detail=detail)
 
 
+@dataclass(frozen=True)
+class _Ticketed:
+    """A verdict whose default action is one ticket: who to contact, why, and the ticket's text."""
+
+    kind: TicketKind
+    reason: TicketReason
+    text: Callable[..., str]
+    # An integrator-wide condition (the key, the IP, the quota) says nothing about the practice: its
+    # backoff and held proposal stay. A per-practice one ends any proposal (it no longer stands).
+    integrator_wide: bool = False
+
+
+_TICKETED: dict[Verdict, _Ticketed] = {
+    Verdict.NOT_FOUND: _Ticketed(TicketKind.CONTACT_PRACTICE, TicketReason.NOT_FOUND, texts.not_found),
+    Verdict.AMBIGUOUS: _Ticketed(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.AMBIGUOUS, texts.ambiguous),
+    Verdict.FLAPPING: _Ticketed(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.FLAPPING, texts.flapping),
+    Verdict.IP_NOT_ALLOWED: _Ticketed(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.IP_NOT_ALLOWED,
+                                      texts.ip_not_allowed, integrator_wide=True),
+    Verdict.QUOTA_EXCEEDED: _Ticketed(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.QUOTA_EXCEEDED,
+                                      texts.quota_exceeded, integrator_wide=True),
+    Verdict.UNAUTHORIZED: _Ticketed(TicketKind.CHECK_INTEGRATION, TicketReason.UNAUTHORIZED,
+                                    texts.unauthorized, integrator_wide=True),
+}
+
+# Verdicts that are no answer about the practice: Halo refused the call or could not make it.
+NOT_AN_ANSWER = (Verdict.HALO_UNAVAILABLE, Verdict.UNAUTHORIZED, Verdict.IP_NOT_ALLOWED, Verdict.QUOTA_EXCEEDED)
+
+
 def decide(
     classification: Classification,
     recorded: Recorded,
@@ -98,7 +123,25 @@ def decide(
     policy: Policy,
     guard: GuardState,
     history: History,
+    now: datetime,
+    random: float,
+) -> PracticeChange:
+    """The whole change one verdict makes: the verdict table's action, every ticket it opens or
+    resolves, the practice's columns. ``change.switch_to`` is the pure "would this switch?" answer:
+    the reconciliation verifies that GUID with Halo and decides again on the verified classification."""
+    decision = decision_for(classification, recorded, policy=policy, guard=guard, history=history)
+    return change_for(decision, classification, recorded, policy=policy, now=now, random=random)
+
+
+def decision_for(
+    classification: Classification,
+    recorded: Recorded,
+    *,
+    policy: Policy,
+    guard: GuardState,
+    history: History,
 ) -> Decision:
+    """The verdict table's "default action" column under the configured policies."""
     verdict = classification.verdict
     seen = classification.reason
 
@@ -147,36 +190,100 @@ def decide(
                            texts.business_change(seen=seen, practice_id=recorded.practice_id)),
         )
 
-    # A proposal never outlives these verdicts: the held change's tickets resolve with it.
-    if verdict is Verdict.NOT_FOUND:
-        return Decision(Action.TICKETED, reset_backoff=True, resolve_tickets=HELD_REASONS, ticket=_ticket(
-            TicketKind.CONTACT_PRACTICE, TicketReason.NOT_FOUND,
-            texts.not_found(seen=seen)))
-    if verdict is Verdict.AMBIGUOUS:
-        return Decision(Action.TICKETED, reset_backoff=True, resolve_tickets=HELD_REASONS, ticket=_ticket(
-            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.AMBIGUOUS,
-            texts.ambiguous(seen=seen)))
-    if verdict is Verdict.FLAPPING:
-        return Decision(Action.TICKETED, reset_backoff=True, resolve_tickets=HELD_REASONS, ticket=_ticket(
-            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.FLAPPING,
-            texts.flapping(seen=seen)))
-    if verdict is Verdict.INITIALISING:
-        # A Halo Link being installed: wait for it, with halo_unavailable's backoff, and ask nobody.
-        return Decision(Action.BACKED_OFF, backoff=True)
-    if verdict is Verdict.IP_NOT_ALLOWED:
-        return Decision(Action.TICKETED, ticket=_ticket(
-            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.IP_NOT_ALLOWED,
-            texts.ip_not_allowed(seen=seen), integrator_wide=True))
-    if verdict is Verdict.QUOTA_EXCEEDED:
-        return Decision(Action.TICKETED, ticket=_ticket(
-            TicketKind.CONTACT_HALO_SUPPORT, TicketReason.QUOTA_EXCEEDED,
-            texts.quota_exceeded(seen=seen), integrator_wide=True))
-    if verdict is Verdict.UNAUTHORIZED:
-        return Decision(Action.TICKETED, ticket=_ticket(
-            TicketKind.CHECK_INTEGRATION, TicketReason.UNAUTHORIZED,
-            texts.unauthorized(seen=seen),
-            integrator_wide=True))
-    return Decision(Action.BACKED_OFF, backoff=True)  # halo_unavailable
+    row = _TICKETED.get(verdict)
+    if row is not None:
+        ticket = _ticket(row.kind, row.reason, row.text(seen=seen), integrator_wide=row.integrator_wide)
+        if row.integrator_wide:
+            return Decision(Action.TICKETED, ticket=ticket)
+        # A proposal never outlives these verdicts: the held change's tickets resolve with it.
+        return Decision(Action.TICKETED, ticket=ticket, reset_backoff=True, resolve_tickets=HELD_REASONS)
+    # initialising (a Halo Link being installed: wait for it, and ask nobody) and halo_unavailable.
+    return Decision(Action.BACKED_OFF, backoff=True)
+
+
+def change_for(
+    decision: Decision,
+    classification: Classification,
+    recorded: Recorded,
+    *,
+    policy: Policy,
+    now: datetime,
+    random: float,
+    halo_answered: bool | None = None,
+) -> PracticeChange:
+    """A decision as the columns, GUID history entry, tickets and flags the store writes in one
+    transaction. ``halo_answered`` (default: the verdict is an answer about the practice) sets
+    ``last_verified_at`` and ends a run of halo_unavailable."""
+    verdict = classification.verdict
+    if halo_answered is None:
+        halo_answered = verdict not in NOT_AN_ANSWER
+    values: dict[str, Any] = {"last_verdict": verdict, "updated_at": now}
+    if halo_answered:
+        values["last_verified_at"] = now
+    if decision.switch_to:
+        values.update(halo_guid=decision.switch_to, state=PracticeState.ACTIVE, proposed_guid=None,
+                      proposed_identifiers=None)
+    elif decision.hold:
+        values.update(
+            state=PracticeState.HELD,
+            proposed_guid=classification.new_guid or recorded.halo_guid,
+            proposed_identifiers=dict(classification.seen_identifiers),
+        )
+    elif verdict is Verdict.UNCHANGED:
+        values.update(state=PracticeState.ACTIVE, proposed_guid=None, proposed_identifiers=None)
+    elif verdict in PROPOSAL_ENDING_VERDICTS:
+        # A proposal never outlives these: approving it later would switch to what Halo no longer shows.
+        values.update(proposed_guid=None, proposed_identifiers=None)
+        if recorded.state == PracticeState.HELD:
+            values["state"] = PracticeState.ACTIVE
+    site = classification.site
+    if site is not None and (decision.switch_to == site.id or (verdict is Verdict.UNCHANGED
+                                                               and site.id == recorded.halo_guid)):
+        # The availability Halo reports for the GUID in use (after a switch, Get site status's).
+        values["availability"] = str(site.availability) if site.availability else None
+    if decision.backoff:
+        values.update(
+            backoff_attempts=recorded.backoff_attempts + 1,
+            next_attempt_at=now + next_backoff(recorded.backoff_attempts, policy=policy, random=random),
+        )
+        if recorded.state != PracticeState.HELD:
+            values["state"] = PracticeState.BACKOFF
+    elif decision.reset_backoff or halo_answered:
+        values.update(backoff_attempts=0, next_attempt_at=None)
+        if recorded.state == PracticeState.BACKOFF and "state" not in values:
+            values["state"] = PracticeState.ACTIVE
+
+    tickets: list[TicketSpec] = [decision.ticket] if decision.ticket is not None else []
+    if decision.trip_guard:
+        tickets.append(_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.MASS_CHANGE, integrator_wide=True,
+                               detail=texts.mass_change(window_seconds=policy.mass_change_window_seconds)))
+    resolve = tuple(decision.resolve_tickets)
+    resolve_integrator_wide: tuple[TicketReason, ...] = ()
+    quiet_since: datetime | None = None
+    if halo_answered:
+        resolve_integrator_wide = INTEGRATOR_WIDE_REASONS
+        quiet_since = now - timedelta(seconds=policy.forbidden_window_seconds)
+    if verdict is Verdict.HALO_UNAVAILABLE:
+        since = recorded.unavailable_since or now
+        values["unavailable_since"] = since
+        if (now - since).total_seconds() >= policy.unavailable_ticket_after_seconds:
+            tickets.append(_ticket(TicketKind.CONTACT_HALO_SUPPORT, TicketReason.UNAVAILABLE_PERSISTS,
+                                   texts.unavailable_persists(since=since, seen=classification.reason)))
+    elif halo_answered:
+        # Any answer about the practice ends the run of halo_unavailable (initialising included).
+        values["unavailable_since"] = None
+        resolve = resolve + (TicketReason.UNAVAILABLE_PERSISTS,)
+    return PracticeChange(
+        values=values,
+        action=decision.action,
+        switch_to=decision.switch_to,
+        history_reason=str(verdict),
+        tickets=tuple(tickets),
+        resolve=resolve,
+        resolve_integrator_wide=resolve_integrator_wide,
+        integrator_wide_quiet_since=quiet_since,
+        pause_autoswitch=decision.trip_guard,
+    )
 
 
 def next_backoff(attempts: int, *, policy: Policy, random: float) -> timedelta:
@@ -185,4 +292,5 @@ def next_backoff(attempts: int, *, policy: Policy, random: float) -> timedelta:
                                                   cap=policy.backoff_max_seconds))
 
 
-__all__ = ["HELD_REASONS", "Decision", "GuardState", "Policy", "PracticeState", "TicketSpec", "decide", "next_backoff"]
+__all__ = ["HELD_REASONS", "NOT_AN_ANSWER", "Decision", "GuardState", "Policy", "PracticeChange", "PracticeState", "TicketSpec",
+           "change_for", "decide", "decision_for", "next_backoff"]

@@ -31,12 +31,11 @@ from models import (
 from models.guard import AUTOSWITCH_PAUSED
 from reconciler import logs
 from reconciler.core import ticket_texts as texts
-from reconciler.core.change import plan_change
 from reconciler.core.classify import HaloAnswer, History, classify, fingerprint, is_unpaired_answer, verify_switch
 from reconciler.core.errors import InvalidState, OperationFailed
 from reconciler.core.halo_errors import HaloError, HaloPairingRefused
 from reconciler.core.identifiers import identifiers_from_site, normalise_identifiers
-from reconciler.core.policy import HELD_REASONS, Decision, GuardState, Policy, TicketSpec, decide
+from reconciler.core.policy import HELD_REASONS, Decision, GuardState, Policy, TicketSpec, change_for, decision_for
 from reconciler.core.selection import select_site
 from reconciler.core.sites import Site
 from reconciler.core.vocabulary import DecisionAction, SiteStatus
@@ -210,13 +209,13 @@ def _overtaken(unit_of_work: UnitOfWork, read: Practice, answer: HaloAnswer, *, 
                                 ticket=TicketSpec(kind, reason, integrator_wide=False, detail=detail),
                                 resolve_tickets=tuple(r for r in HELD_REASONS if r is not reason))
         else:
-            decision = decide(classification, recorded, policy=policy, history=history,
+            decision = decision_for(classification, recorded, policy=policy, history=history,
                               guard=GuardState(autoswitch_paused=True, switches_in_window=0, onboarded_practices=0))
             ticket = decision.ticket and replace(decision.ticket, detail=f"{detail} {decision.ticket.detail}")
             decision = replace(decision, ticket=ticket, switch_to=None, hold=False,
                                resolve_tickets=tuple(dict.fromkeys((*decision.resolve_tickets, *HELD_REASONS))))
-        change = plan_change(recorded, classification, decision, halo_answered=True, now=now, policy=policy,
-                             random=0.5)
+        change = change_for(decision, classification, recorded, halo_answered=True, now=now, policy=policy,
+                            random=0.5)
         values = dict(change.values)
         if not decision.hold:
             # No longer a change to decide: the practice leaves held.

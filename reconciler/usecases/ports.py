@@ -99,8 +99,8 @@ class Coordination(Protocol):
 
 class Runs(Protocol):
     """One reconciliation's coordination, one call at each of its three moments (over Redis, each one
-    round trip: ``reconciler.adapters.coordination.runs``; ``reconciler.usecases.reconcile.PortRuns``
-    is the same over the separate ports)."""
+    round trip: ``reconciler.adapters.coordination.runs``; the tests' ``tests/utils/runs.py`` is the
+    same over the separate ports)."""
 
     # Claim the practice and read, in the same instant, the breakers' state (None: the breaker reads its
     # own at admission) and when its consecutive confirmations began.

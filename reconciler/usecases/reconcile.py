@@ -1,24 +1,39 @@
-"""One reconciliation: claim, resolve, classify, verify, act, done. Level-triggered: the 403 is evidence, not input.
+"""One reconciliation, read top to bottom in ``reconcile``. Level-triggered: the 403 is evidence, not input.
 
 ``reconcile(practice_id, trigger=..., deps=...)`` is the one path the Celery task, ``reconcile --now``
-and ``sweep --now`` all take:
+and ``sweep --now`` all take; ``after_run`` is the one set of steps that follows it. The steps, in the
+order ``reconcile`` takes them (sample-controller's ``syncHandler``):
 
-1. **claim** the practice in the work queue (one run per practice across every worker);
-2. **gate**: an automatic run spends no Halo call while the practice waits for its backoff, or while
-   the integrator-wide breaker is open (``reconciler.core.breaker``: the work is kept, and one run
-   at a time probes on exponential backoff); an operator's run always goes on;
-3. **resolve**: ask Halo (outside any transaction) and note that the practice has an answer;
-4. **classify** with the pure core and **decide** with the policy;
-5. **verify**: a decision to switch first asks Get site status on the new GUID (pairing a Zedmed
-   or D4w site that is not paired with us) and is decided again with that answer (the core's
+1. **claim** the practice in the work queue (one run per practice across every worker), reading in the
+   same round trip the breaker's state and when the practice's confirmations began;
+2. **read** the practice, its GUID history and whether it has unresolved tickets: one statement, in
+   the run's one database session (no transaction stays open while Halo is asked);
+3. **gate**: an automatic run spends no Halo call while the practice waits for its backoff, or while
+   the integrator-wide breaker is open (``reconciler.core.breaker``: the work is kept, and one run at
+   a time probes on exponential backoff); an operator's run always goes on;
+4. **ask** Halo (Find sites, and the identifier query if configured), note that the practice has an
+   answer, then **classify** it and **decide** (the core's ``decide``: the whole change, tickets
+   included; its ``switch_to`` is the pure "would this switch?" answer);
+5. **verify**: a change that would switch first asks Get site status on the new GUID (pairing a
+   Zedmed or D4w site that is not paired with us), and is decided again on that answer (the core's
    ``verify_switch``): nothing is switched to without an ``active`` answer in this reconciliation;
-6. **act**: apply the change in one transaction, only while the practice is still at the version
-   read before Halo was asked. When it is not (another run switched it, a person decided), this
-   answer may be older than that state: ask Halo again, at most ``MAX_ASKS`` times, so an old
-   answer never overwrites a newer switch;
-7. **done**: release the claim; the result says whether exactly one more run must follow. A refusal
-   (401, IP, quota) trips the breaker; any other answer closes it, resolves its integrator-wide
-   tickets and queues the work kept meanwhile, once per practice.
+6. **write** the change in one transaction, only while the practice is still at the version read
+   before Halo was asked. A conflict on a ticket or flag decides again on a fresh read (at most
+   ``MAX_CONFLICTS`` times); a newer version means this answer may be older than that state, so Halo
+   is asked again (at most ``MAX_ASKS`` times): an old answer never overwrites a newer switch;
+7. **finish**: the breaker learns what Halo said (a refusal trips it; any other answer closes it,
+   resolving its integrator-wide tickets and queueing the work kept meanwhile, once per practice), the
+   answer is noted and the claim released in one round trip; the result says whether exactly one
+   more run must follow (``again``).
+
+**When a run is tried again** is decided in one place, ``retry_in`` below, which the Celery task
+asks for every exception a run raises: ``Busy`` (another run holds the claim) comes back when the
+claim can be ours; the database or the coordination store briefly away comes back with capped,
+jittered exponential backoff; anything else (``InvalidState`` after ``MAX_ASKS``/``MAX_CONFLICTS``
+included) is not retried (the sweep finds the practice). Neither ``MAX_ASKS`` nor ``MAX_CONFLICTS``
+is a retry: both are bounds inside one run. A practice's own backoff after ``halo_unavailable`` is a
+verdict's effect, not a retry: the core's ``decide`` writes ``next_attempt_at``, the gate honours it
+and the sweep queues the practice when it is due.
 """
 
 from __future__ import annotations
@@ -26,30 +41,40 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from models import Action, PmsType, Practice, Reconciliation, Trigger, Verdict
 from reconciler import logs
+from reconciler.core import backoff
 from reconciler.core.breaker import Admission, is_breaker_verdict
-from reconciler.core.change import INTEGRATOR_WIDE_REASONS, plan_change
-from reconciler.core.classify import HaloAnswer, History, Recorded, classify, is_unpaired_answer, verify_switch
-from reconciler.core.facts import SiteCheck
+from reconciler.core.change import INTEGRATOR_WIDE_REASONS, PracticeChange
+from reconciler.core.classify import (
+    Classification,
+    HaloAnswer,
+    History,
+    Recorded,
+    classify,
+    is_unpaired_answer,
+    verify_switch,
+)
 from reconciler.core.errors import Busy, Conflict, CoordinationUnavailable, InvalidState
+from reconciler.core.facts import SiteCheck
 from reconciler.core.halo_errors import HaloError, HaloUnavailable
 from reconciler.core.policy import GuardState, Policy, decide
 from reconciler.core.selection import select_site
 from reconciler.core.vocabulary import SkipReason
 from reconciler.core.work import Claim
-from reconciler.core.breaker import BreakerState
-from reconciler.usecases.ports import Breaker, Coordination, Halo, Runs, UnitOfWork, WorkQueue
+from reconciler.usecases.ports import Breaker, Halo, Runs, Store, UnitOfWork
+from reconciler.usecases.queueing import FollowUpQueue, publish_follow_up
 
 log = logs.get_logger()
 
+# Times one run writes when a ticket or flag changed under it (the practice's version did not).
 MAX_CONFLICTS = 5
-# Times one reconciliation asks Halo when the practice changed while it waited for the answer.
+# Times one run asks Halo when the practice changed while it waited for the answer.
 MAX_ASKS = 3
 NO_GUARD = GuardState(autoswitch_paused=False, switches_in_window=0, onboarded_practices=0)
 
@@ -86,13 +111,14 @@ class ReconcileResult:
 
 @dataclass
 class Deps:
-    """What a reconciliation needs from the outside world (``worker.wiring`` builds the real ones)."""
+    """What a reconciliation needs from the outside world (``worker.wiring.reconcile_deps`` builds the real ones)."""
 
     halo: Halo
     unit_of_work: UnitOfWork
     policy: Policy
-    queue: WorkQueue | None = None
-    coordination: Coordination | None = None
+    # This run's coordination, one call at each moment (claim, answered, finish): ``RedisRuns`` in
+    # production; the verdict tests' in-memory one lives in ``tests/utils/runs.py``.
+    runs: Runs
     identifier_query: str | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     random: Callable[[], float] = random.random
@@ -103,52 +129,6 @@ class Deps:
     breaker: Breaker | None = None
     # Queue one automatic run of a practice kept while the breaker was open (the queue's add, then a publish).
     requeue: Callable[[int], None] | None = None
-    # This run's coordination folded into one call per moment (begin, answered, finish), built from these
-    # deps; None: ``PortRuns``, a call to each port (the test fakes, a queue-less naive run).
-    runs: Callable[[Deps], Runs] | None = None
-
-
-@dataclass
-class PortRuns:
-    """``Runs`` over the separate ports, one call each, with each port's failure handled as it was."""
-
-    queue: WorkQueue | None
-    coordination: Coordination | None
-
-    def begin(self, practice_id: int, token: str | None = None) -> tuple[Claim | None, list[BreakerState] | None,
-                                                                        datetime | None]:
-        claim = self.queue.start(practice_id, token=token) if self.queue is not None else None
-        since = None
-        if self.coordination is not None:
-            try:
-                since = self.coordination.confirmed_since(practice_id)
-            except CoordinationUnavailable as exc:
-                log.warning("forbidden_ledger_unavailable", practice_id=practice_id, error=str(exc))
-        return claim, None, since
-
-    def answered(self, practice_id: int, *, noted: bool, guid: str | None, since: datetime | None) -> tuple[int, int]:
-        if noted and self.coordination is not None:
-            _best_effort(self.coordination.note_answered, practice_id)
-        # Read after the mark: see ``reconcile``'s answered step.
-        ms = self.queue.now_ms() if self.queue is not None else 0
-        forbidden = 0
-        if guid is not None and self.coordination is not None:
-            try:
-                forbidden = self.coordination.forbidden_count(guid, since=since)
-            except CoordinationUnavailable as exc:
-                # Without the ledger we cannot tell persistence; the next run will.
-                log.warning("forbidden_ledger_unavailable", practice_id=practice_id, error=str(exc))
-        return ms, forbidden
-
-    def finish(self, practice_id: int, claim: Claim | None, *, current_guid: str, answered_ms: int, noted: bool,
-               replaced_guid: str | None = None, confirmed: bool | None = None, past_guids: Sequence[str] = (),
-               breaker_closing: bool = False) -> tuple[bool, bool]:
-        if noted and self.coordination is not None:
-            _best_effort(self.coordination.note_reconciled, practice_id,
-                         current_guid=current_guid, replaced_guid=replaced_guid, confirmed=confirmed,
-                         past_guids=past_guids)
-        again = self.queue.done(claim, current_guid, answered_ms) if claim is not None and self.queue is not None else False
-        return again, breaker_closing
 
 
 def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | None = None,
@@ -157,310 +137,381 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | No
     its dead delivery's claim over). Without the claim, wait up to ``wait_seconds`` for it, then raise
     ``Busy`` saying when to come back. ``operator`` is an operator's run in this process: it goes on
     through a backoff and a refused key (how a person tests a new key); queued work never does."""
-    runs = deps.runs(deps) if deps.runs is not None else PortRuns(deps.queue, deps.coordination)
-    claim, breakers, confirmed = _claim(practice_id, runs, deps, token or uuid.uuid4().hex, wait_seconds)
-    answered = _Answered(confirmed=confirmed)
-    ran: tuple[ReconcileResult, bool] | None = None
+    run = _Run(practice_id, trigger, deps, operator)
+    run.claim(token or uuid.uuid4().hex, wait_seconds)                        # 1. claim
     try:
-        ran = _run(practice_id, trigger, deps, runs, answered, operator, breakers)
-    finally:
-        if ran is None:  # raised: release the claim, nothing to note
-            runs.finish(practice_id, claim, current_guid="", answered_ms=answered.ms, noted=False)
-    result, closing = ran
-    again, breaker_open = _finish(runs, claim, result, answered.ms, closing)
-    if breaker_open:
-        result = _close_breaker(deps, result)
-    return replace(result, again=again) if again else result
+        with deps.unit_of_work() as store:                                    # the run's one session
+            read = run.read(store)                                            # 2. read
+            skipped = run.gate(read.practice)                                 # 3. gate
+            if skipped is not None:
+                return run.finish(store, run.skipped(read, skipped))
+            for _ask in range(MAX_ASKS):
+                judged = run.ask(store, read)                                 # 4. ask, classify, decide
+                if judged.change.switch_to and not judged.verified:
+                    judged = run.verify(store, read, judged)                  # 5. verify (Halo, no transaction)
+                result, read = run.write(store, read, judged)                 # 6. write (again on a conflict)
+                if result is not None:
+                    return run.finish(store, result)                          # 7. finish
+                log.info("reconcile_reasked", practice_id=practice_id, version=read.practice.version)
+            raise InvalidState(f"practice {practice_id} kept changing while Halo was asked; "
+                               f"gave up after {MAX_ASKS} answers")
+    except BaseException:
+        run.abandon()  # release the claim (and a probe) unless the finish already did
+        raise
 
 
-@dataclass
-class _Answered:
-    ms: int = 0  # when Halo had answered, on the queue's clock (0: no answer)
-    confirmed: datetime | None = None  # when the practice's consecutive confirmations began (read with the claim)
+def retry_in(error: BaseException, *, retries: int, transient: tuple[type[BaseException], ...] = (),
+             random: float) -> float | None:
+    """Whether and when a run that raised ``error`` is tried again: seconds to wait, or None for never.
 
-
-def _finish(runs: Runs, claim: Claim | None, result: ReconcileResult, answered_ms: int,
-            closing: bool) -> tuple[bool, bool]:
-    """Note the answer (every answer rewrites the practice's GUID index entries, current and every GUID it
-    left, so a write lost at switch time is repaired by the next answer), see whether a breaker is open to
-    close, release the claim: one call. The note is best effort; releasing the claim is not, so a failure
-    is tried once more without the note (as the two were separate calls, a note lost to a blip waits for
-    the next answer)."""
-    current = result.current_guid or ""
-    noted = result.skipped is None
-    try:
-        return runs.finish(result.practice_id, claim, current_guid=current, answered_ms=answered_ms, noted=noted,
-                           replaced_guid=result.old_guid if result.action is Action.SWITCHED else None,
-                           confirmed=_confirmation(result), past_guids=result.past_guids, breaker_closing=closing)
-    except CoordinationUnavailable as exc:
-        if not noted:
-            raise
-        log.warning("coordination_update_failed", practice_id=result.practice_id, error=str(exc))
-        return runs.finish(result.practice_id, claim, current_guid=current, answered_ms=answered_ms, noted=False,
-                           breaker_closing=closing)
-
-
-def _claim(practice_id: int, runs: Runs, deps: Deps, token: str,
-           wait_seconds: float) -> tuple[Claim | None, list[BreakerState] | None, datetime | None]:
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        claim, breakers, confirmed = runs.begin(practice_id, token=token)
-        if claim is None or claim.granted:
-            if claim is not None and claim.taken_over:
-                log.warning("reconcile_redelivered", practice_id=practice_id)
-            return claim, breakers, confirmed
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise Busy(f"another reconciliation of practice {practice_id} is running; try again shortly",
-                       retry_in=claim.retry_in_ms / 1000)
-        deps.sleep(min(left, claim.retry_in_ms / 1000, 1.0))
-
-
-def _gate(practice: Practice, operator: bool, now: datetime) -> SkipReason | None:
-    if operator:
-        return None
-    if practice.next_attempt_at is not None and practice.next_attempt_at > now:
-        return SkipReason.BACKOFF
+    The one place (the Celery task asks it for every exception; see the module docstring). ``Busy``:
+    when the claim can be ours. The coordination store, or a ``transient`` error the caller names
+    (the database's ``OperationalError``), briefly away: capped exponential backoff with full jitter,
+    ``[0, min(300, 2 * 2**retries)]`` seconds. Anything else is not retried. ``retries``: how many
+    times this run was tried again already (the task stops at its ``max_retries``)."""
+    if isinstance(error, Busy):
+        return error.retry_in
+    if isinstance(error, (CoordinationUnavailable, *transient)):
+        return round(backoff.full_jitter(retries, base=2, cap=300, random=random))
     return None
 
 
-def _admit(practice_id: int, deps: Deps, operator: bool, breakers: list[BreakerState] | None) -> Admission:
-    """The breaker's word on an automatic run; blocked work is kept for when it closes. ``breakers``: its
-    state as read with the claim (None: the breaker reads it)."""
-    if operator or deps.breaker is None:
-        return Admission.ADMIT
-    admission = deps.breaker.admit(now=deps.clock().timestamp(), states=breakers)
-    if admission is Admission.BLOCKED:
-        deps.breaker.keep(practice_id)
-    elif admission is Admission.PROBE:
-        log.info("breaker_probing", practice_id=practice_id)
-    return admission
+def after_run(result: ReconcileResult, *, queue: Callable[[], FollowUpQueue], publish: Callable[[float | None], Any],
+              deliver: Callable[[], Any], in_process: bool = False) -> None:
+    """What follows every finished run, in one place for the worker's task and the operator's
+    in-process runs (``reconcile --now``, ``sweep --now``), in this order:
+
+    1. the run finished: whoever waits on it hears so (issue 21's ``wait_seconds``: its line goes here);
+    2. the follow-up: a report the run did not answer arrived while it ran, so exactly one more run is
+       published (``publish(countdown)``, through ``queueing.publish_follow_up`` over ``queue()``);
+    3. the breaker's own probe: a run that tripped the breaker, or whose probe failed, schedules the
+       probe task for when it is due (issue 24's line goes here, from what ``_breaker_learns`` saw);
+    4. the outbox: a run that opened or counted a ticket delivers its events now; an operator's
+       in-process run delivers whatever is pending (no worker need be running; the beat sends the rest).
+
+    A worker's follow-up that cannot be published raises (``retry_in`` tries the task again); an
+    in-process run's is logged: the next report or sweep queues the practice again."""
+    if result.again:
+        try:
+            publish_follow_up(queue(), result.practice_id, publish)
+        except CoordinationUnavailable:
+            if not in_process:
+                raise
+            log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)
+    if in_process or result.ticket_id is not None:
+        deliver()
+
+
+# --- the run's steps, in order ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Read:
     """What one statement read before Halo was asked (``Store.practice_for_run``)."""
 
-    practice: Practice  # detached, at the version the act step's UPDATE is guarded by
+    practice: Practice  # detached, at the version the write's UPDATE is guarded by
     previous_guids: dict[str, datetime]
     own_tickets: bool  # an unresolved ticket of this practice existed
     integrator_tickets: bool  # an unresolved integrator-wide ticket existed
 
 
-def _read(deps: Deps, practice_id: int) -> _Read:
-    with deps.unit_of_work() as store:
-        return _Read(*store.practice_for_run(practice_id))
+@dataclass(frozen=True)
+class _Judged:
+    """One answer from Halo, classified and decided (``verified``: Get site status answered on the new GUID)."""
+
+    answer: HaloAnswer
+    history: History
+    classification: Classification
+    guard: GuardState
+    change: PracticeChange
+    now: datetime
+    verified: bool = False
 
 
-def _run(practice_id: int, trigger: Trigger, deps: Deps, runs: Runs, answered: _Answered, operator: bool,
-         breakers: list[BreakerState] | None) -> tuple[ReconcileResult, bool]:
-    """The run between its claim and its finish; with whether the breaker is to close (a normal answer)."""
-    started = time.monotonic()
-    read = _read(deps, practice_id)
-    practice = read.practice
-    skipped = _gate(practice, operator, deps.clock())
-    admission = Admission.ADMIT
-    if skipped is None:
-        admission = _admit(practice_id, deps, operator, breakers)
-        if admission is Admission.BLOCKED:
-            skipped = SkipReason.BREAKER_OPEN
-    if skipped:
-        log.info("reconcile_skipped", practice_id=practice_id, trigger=str(trigger), reason=str(skipped))
-        return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
-                               old_guid=practice.halo_guid, skipped=skipped), False
+class _Run:
+    """One run's state between its steps: its claim, what the breaker admitted, when Halo answered."""
 
-    calls_before = deps.halo.attempts
-    for _ in range(MAX_ASKS):
-        answer = ask_halo(deps.halo, practice, deps.identifier_query)
-        # One call: from now on this run answers any report (a queued re-check is cleared, later reports
-        # only count); the queue's clock read after that mark (a report stamped up to this instant either
-        # folded into this run or only counted; only a later one may ask for another run); and the 403s
-        # the history needs.
+    def __init__(self, practice_id: int, trigger: Trigger, deps: Deps, operator: bool) -> None:
+        self.practice_id, self.trigger, self.deps, self.operator = practice_id, trigger, deps, operator
+        self.runs = deps.runs
+        self.started = time.monotonic()
+        self.claimed: Claim | None = None
+        self.held = False  # the claim is ours until the finish releases it
+        self.breakers: Any = None  # the breakers' state as read with the claim (None: the breaker reads it)
+        self.confirmed: datetime | None = None  # when the practice's consecutive confirmations began
+        self.admission = Admission.ADMIT
+        self.answered_ms = 0  # when Halo had answered, on the queue's clock (0: no answer)
+        self.calls_before = 0
+
+    # 1. claim
+
+    def claim(self, token: str, wait_seconds: float) -> None:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            claim, self.breakers, self.confirmed = self.runs.begin(self.practice_id, token=token)
+            if claim is None or claim.granted:
+                if claim is not None and claim.taken_over:
+                    log.warning("reconcile_redelivered", practice_id=self.practice_id)
+                self.claimed, self.held = claim, True
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Busy(f"another reconciliation of practice {self.practice_id} is running; try again shortly",
+                           retry_in=claim.retry_in_ms / 1000)
+            self.deps.sleep(min(left, claim.retry_in_ms / 1000, 1.0))
+
+    # 2. read
+
+    def read(self, store: Store) -> _Read:
+        read = _Read(*store.practice_for_run(self.practice_id))
+        store.rollback()  # end the read: no transaction (nor pooled connection) is held while Halo is asked
+        return read
+
+    # 3. gate
+
+    def gate(self, practice: Practice) -> SkipReason | None:
+        """An automatic run's word from the practice's backoff, then from the breaker (blocked work is
+        kept for when it closes); an operator's run always goes on."""
+        skipped = None
+        if self.operator:
+            return None
+        if practice.next_attempt_at is not None and practice.next_attempt_at > self.deps.clock():
+            skipped = SkipReason.BACKOFF
+        elif self.deps.breaker is not None:
+            self.admission = self.deps.breaker.admit(now=self.deps.clock().timestamp(), states=self.breakers)
+            if self.admission is Admission.BLOCKED:
+                self.deps.breaker.keep(self.practice_id)
+                skipped = SkipReason.BREAKER_OPEN
+            elif self.admission is Admission.PROBE:
+                log.info("breaker_probing", practice_id=self.practice_id)
+        if skipped is not None:
+            log.info("reconcile_skipped", practice_id=self.practice_id, trigger=str(self.trigger), reason=str(skipped))
+        self.calls_before = self.deps.halo.attempts
+        return skipped
+
+    def skipped(self, read: _Read, reason: SkipReason) -> ReconcileResult:
+        return ReconcileResult(practice_id=self.practice_id, trigger=self.trigger, verdict=None, action=Action.NONE,
+                               old_guid=read.practice.halo_guid, skipped=reason)
+
+    # 4. ask, classify, decide
+
+    def ask(self, store: Store, read: _Read) -> _Judged:
+        """Ask Halo, outside any transaction. Then one call: from now on this run answers any report (a
+        queued re-check is cleared, later reports only count); the queue's clock read after that mark (a
+        report stamped up to this instant folded into this run or only counted; only a later one may ask
+        for another run); and the 403s the history needs."""
+        answer = ask_halo(self.deps.halo, read.practice, self.deps.identifier_query)
+        self.answered_ms, forbidden = self._answered(read.practice, noted=answer.error is None)
+        return self.judge(store, read, answer, forbidden)
+
+    def _answered(self, practice: Practice, *, noted: bool) -> tuple[int, int]:
         ledger = practice.halo_guid if _counts_forbidden(practice) else None
-        answered.ms, forbidden = runs.answered(practice_id, noted=answer.error is None, guid=ledger,
-                                               since=answered.confirmed or practice.last_verified_at)
-        try:
-            result = _act_on(read, trigger, deps, answer, calls_before, started, forbidden)
-        except BaseException:
-            if admission is Admission.PROBE and deps.breaker is not None:
-                _best_effort(lambda _pid: deps.breaker.release_probe(), practice_id)  # type: ignore[union-attr]
-            raise
-        if result is not None:
-            closing = _after_answer(deps, result, admission)
-            _after_commit(deps, result)
-            return result, closing
-        # The practice changed while we asked Halo (another run switched it, a person decided): this
-        # answer may be older than that state, so it is not applied. Read the practice, ask again.
-        read = _read(deps, practice_id)
-        practice = read.practice
-        log.info("reconcile_reasked", practice_id=practice_id, version=practice.version)
-    raise InvalidState(f"practice {practice_id} kept changing while Halo was asked; gave up after {MAX_ASKS} answers")
+        return self.runs.answered(self.practice_id, noted=noted, guid=ledger,
+                                  since=self.confirmed or practice.last_verified_at)
 
+    def judge(self, store: Store, read: _Read, answer: HaloAnswer, forbidden: int) -> _Judged:
+        """Classify the answer and decide (the mass-change guard read only for an infrastructure change).
+        An answer that carries Get site status on the GUID the change would switch to is verified here."""
+        now = self.deps.clock()
+        recorded = recorded_from(read.practice)
+        history = History(previous_guids=read.previous_guids, forbidden_reports_since_verified=forbidden)
+        classification = classify(recorded, answer, history, now=now, policy=self.deps.policy)
+        guard = NO_GUARD
+        if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE:
+            guard = store.guard_state(now=now, policy=self.deps.policy)
+            store.rollback()  # a read: nothing stays open while Get site status is asked
+        judged = _Judged(answer, history, classification, guard, self._decide(classification, recorded, guard,
+                                                                               history, now), now)
+        check = answer.check
+        if judged.change.switch_to and check is not None and check.guid == judged.change.switch_to:
+            return self._verified(read, judged, check)
+        return judged
 
-class _NeedsCheck(Exception):
-    """The decision would switch to ``guid``, and no Get site status answer on it was asked yet."""
+    def _decide(self, classification: Classification, recorded: Recorded, guard: GuardState, history: History,
+                now: datetime) -> PracticeChange:
+        return decide(classification, recorded, policy=self.deps.policy, guard=guard, history=history, now=now,
+                      random=self.deps.random())
 
-    def __init__(self, guid: str, guard: GuardState | None) -> None:
-        super().__init__(guid)
-        self.guid = guid
-        self.guard = guard  # the guard read for this decision: the decision after the check uses it again
+    # 5. verify
 
+    def verify(self, store: Store, read: _Read, judged: _Judged) -> _Judged:
+        """Get site status on the GUID the change would switch to (pairing Zedmed and D4w sites that are
+        not paired with us), outside any transaction, then decide again on the verified classification."""
+        check = check_site(self.deps.halo, read.practice, judged.change.switch_to)  # type: ignore[arg-type]
+        return self._verified(read, replace(judged, answer=replace(judged.answer, check=check),
+                                            now=self.deps.clock()), check)
 
-def _act_on(read: _Read, trigger: Trigger, deps: Deps, answer: HaloAnswer, calls_before: int,
-            started: float, forbidden: int) -> ReconcileResult | None:
-    """Decide and act on one Halo answer; None when the practice moved on since it was read.
-    ``forbidden``: the 403s counted for the practice as read (``_history`` counts again after a conflict)."""
-    practice = read.practice
-    history = History(previous_guids=read.previous_guids, forbidden_reports_since_verified=forbidden)
-    guard: GuardState | None = None
-    for _ in range(MAX_CONFLICTS):
-        try:
-            return _act(read, history, trigger, deps, answer, deps.halo.attempts - calls_before, started, guard)
-        except _NeedsCheck as need:
-            # Verify before switching: one Get site status on the new GUID (pairing Zedmed and D4w
-            # sites that are not paired with us), outside any transaction, then decide again.
-            guard = need.guard
-            answer = replace(answer, check=check_site(deps.halo, practice, need.guid))
-        except Conflict as exc:
-            # Another writer got there first: the practice itself (the UPDATE is guarded by the version
-            # read before Halo was asked), or a ticket or a flag. Only the conflict path reads again.
-            log.info("reconcile_conflicted", practice_id=practice.id, conflict=str(exc)[:200])
-            fresh = _read(deps, practice.id)  # type: ignore[arg-type]
-            if fresh.practice.version != practice.version:
-                return None
-            read, practice, guard = fresh, fresh.practice, None
-            history = _history(deps, read)
-    raise InvalidState(f"practice {practice.id} kept conflicting; gave up after {MAX_CONFLICTS} attempts")
+    def _verified(self, read: _Read, judged: _Judged, check: SiteCheck) -> _Judged:
+        classification = verify_switch(judged.classification, check)
+        guard = judged.guard if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE else NO_GUARD
+        change = self._decide(classification, recorded_from(read.practice), guard, judged.history, judged.now)
+        return replace(judged, classification=classification, guard=guard, change=change, verified=True)
 
+    # 6. write
 
-def _history(deps: Deps, read: _Read) -> History:
-    return History(previous_guids=read.previous_guids,
-                   forbidden_reports_since_verified=_forbidden_since_verified(deps, read.practice))
+    def write(self, store: Store, read: _Read, judged: _Judged) -> tuple[ReconcileResult | None, _Read]:
+        """The change in one transaction, guarded by the version read before Halo was asked. A conflict
+        on a ticket or a flag (the version unchanged) decides again on a fresh read; a newer version
+        returns (None, the fresh read): Halo is asked again."""
+        for _ in range(MAX_CONFLICTS):
+            try:
+                return self._commit(store, read, judged), read
+            except Conflict as exc:
+                log.info("reconcile_conflicted", practice_id=self.practice_id, conflict=str(exc)[:200])
+                fresh = self.read(store)
+                if fresh.practice.version != read.practice.version:
+                    return None, fresh
+                read = fresh
+                _, forbidden = self._answered(read.practice, noted=False)
+                judged = self.judge(store, read, judged.answer, forbidden)
+                if judged.change.switch_to and not judged.verified:
+                    judged = self.verify(store, read, judged)
+        raise InvalidState(f"practice {self.practice_id} kept conflicting; gave up after {MAX_CONFLICTS} attempts")
 
-
-_NOT_AN_ANSWER = (Verdict.HALO_UNAVAILABLE, Verdict.UNAUTHORIZED, Verdict.IP_NOT_ALLOWED, Verdict.QUOTA_EXCEEDED)
-
-
-def _act(read: _Read, history: History, trigger: Trigger, deps: Deps, answer: HaloAnswer, halo_calls: int,
-         started: float, guard: GuardState | None) -> ReconcileResult:
-    """Classify, decide and write, in one transaction whose statements are the change itself (a
-    ``unchanged`` run: the practice's UPDATE and the audit row; a switch: the guard's count, the UPDATE,
-    the GUID history's close and insert, the audit row)."""
-    now = deps.clock()
-    practice = read.practice
-    practice_id: int = practice.id  # type: ignore[assignment]
-    recorded = recorded_from(practice)
-    classification = classify(recorded, answer, history, now=now, policy=deps.policy)
-    with deps.unit_of_work() as store:
-        if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE and guard is None:
-            guard = store.guard_state(now=now, policy=deps.policy)
-        used = guard if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE and guard is not None else NO_GUARD
-        decision = decide(classification, recorded, policy=deps.policy, guard=used, history=history)
-        if decision.switch_to:
-            check = answer.check
-            if check is None or check.guid != decision.switch_to:
-                raise _NeedsCheck(decision.switch_to, guard)
-            classification = verify_switch(classification, check)
-            if classification.verdict is not Verdict.INFRASTRUCTURE_CHANGE:
-                used = NO_GUARD
-            decision = decide(classification, recorded, policy=deps.policy, guard=used, history=history)
+    def _commit(self, store: Store, read: _Read, judged: _Judged) -> ReconcileResult:
+        """A ``unchanged`` run writes the practice's UPDATE and the audit row; a switch also the guard's
+        count (read before), the GUID history's close and insert."""
+        practice, classification, change, now = read.practice, judged.classification, judged.change, judged.now
         # Every later line of this reconciliation (the task binds practice and task id) says what it is
         # about: the GUID in use, the one Halo proposes, the verdict.
-        logs.bind_contextvars(old_guid=recorded.halo_guid, new_guid=classification.new_guid,
+        logs.bind_contextvars(old_guid=practice.halo_guid, new_guid=classification.new_guid,
                               verdict=str(classification.verdict))
-        halo_answered = answer.error is None and classification.verdict not in _NOT_AN_ANSWER
-        change = plan_change(recorded, classification, decision, halo_answered=halo_answered, now=now,
-                             policy=deps.policy, random=deps.random())
+        halo_calls = self.deps.halo.attempts - self.calls_before
         try:
             ticket_id = store.apply_change(practice, change, now=now, own_tickets=read.own_tickets,
                                            integrator_tickets=read.integrator_tickets)
-            duration_ms = int((time.monotonic() - started) * 1000)
+            duration_ms = int((time.monotonic() - self.started) * 1000)
             audit = store.add_audit(Reconciliation(
-                practice_id=practice_id,
-                trigger=trigger,
-                started_at=now,
-                finished_at=deps.clock(),
-                duration_ms=duration_ms,
-                halo_calls=halo_calls,
-                verdict=classification.verdict,
-                action=decision.action,
-                old_guid=recorded.halo_guid,
-                new_guid=classification.new_guid,
-                ticket_id=ticket_id,
-                halo_answer=summarise(answer),
-                detail=classification.reason[:2000],
+                practice_id=self.practice_id, trigger=self.trigger, started_at=now, finished_at=self.deps.clock(),
+                duration_ms=duration_ms, halo_calls=halo_calls, verdict=classification.verdict, action=change.action,
+                old_guid=practice.halo_guid, new_guid=classification.new_guid, ticket_id=ticket_id,
+                halo_answer=summarise(judged.answer), detail=classification.reason[:2000],
             ))
             store.commit()
         except Conflict:
             store.rollback()
             raise
-    if change.switch_to:
-        log.info("guid_switched", practice_id=practice_id, old_guid=recorded.halo_guid, new_guid=change.switch_to)
-    return ReconcileResult(
-        practice_id=practice_id, trigger=trigger, verdict=classification.verdict, action=decision.action,
-        old_guid=recorded.halo_guid, new_guid=classification.new_guid, ticket_id=ticket_id,
-        reconciliation_id=audit.id, halo_calls=halo_calls, duration_ms=duration_ms, detail=classification.reason,
-        past_guids=tuple(sorted(set(history.previous_guids) - {change.switch_to or recorded.halo_guid})),
-    )
+        if change.switch_to:
+            log.info("guid_switched", practice_id=self.practice_id, old_guid=practice.halo_guid,
+                     new_guid=change.switch_to)
+        return ReconcileResult(
+            practice_id=self.practice_id, trigger=self.trigger, verdict=classification.verdict, action=change.action,
+            old_guid=practice.halo_guid, new_guid=classification.new_guid, ticket_id=ticket_id,
+            reconciliation_id=audit.id, halo_calls=halo_calls, duration_ms=duration_ms, detail=classification.reason,
+            past_guids=tuple(sorted(set(judged.history.previous_guids) - {change.switch_to or practice.halo_guid})),
+        )
 
+    # 7. finish
 
-def _after_answer(deps: Deps, result: ReconcileResult, admission: Admission) -> bool:
-    """The breaker learns what Halo said: a refusal trips it (a failed probe waits twice as long), no
-    answer at all leaves it as it was, and any other answer closes it: True, the run's finish looks
-    whether one is open (``_close_breaker`` closes it then)."""
-    if deps.breaker is None:
-        return False
-    breaker = deps.breaker
-    now = deps.clock()
-    try:
-        if is_breaker_verdict(result.verdict):
-            state = breaker.trip(result.verdict, now=now.timestamp())  # type: ignore[arg-type]
-            log.warning("breaker_tripped", cause=str(state.cause), scope=state.scope, failures=state.failures,
-                        next_probe_in=round(state.next_probe_at - now.timestamp()), probe=admission is Admission.PROBE)
+    def finish(self, store: Store, result: ReconcileResult) -> ReconcileResult:
+        """The breaker learns what Halo said, the run is reported, then one call notes the answer, sees
+        whether a breaker is open to close and releases the claim; an open breaker closes last."""
+        closing = False
+        if result.skipped is None:
+            closing = self._breaker_learns(result)
+            self.deps.observe(result)
+            logs.unbind_contextvars("old_guid", "new_guid", "verdict")
+            log.info("reconcile_finished", practice_id=result.practice_id, trigger=str(result.trigger),
+                     verdict=str(result.verdict), action=str(result.action), old_guid=result.old_guid,
+                     new_guid=result.new_guid, halo_calls=result.halo_calls, duration_ms=result.duration_ms)
+        again, breaker_open = self._release(result, closing)
+        if breaker_open:
+            result = self._close_breaker(store, result)
+        return replace(result, again=again) if again else result
+
+    def _breaker_learns(self, result: ReconcileResult) -> bool:
+        """A refusal trips the breaker (a failed probe waits twice as long), no answer at all leaves it
+        as it was, and any other answer closes it: True, the finish looks whether one is open.
+
+        Where the breaker's own probe is scheduled (issue 24): ``breaker.trip`` returns when the next
+        probe is due; the result carries it and ``after_run`` schedules the probe task."""
+        breaker = self.deps.breaker
+        if breaker is None:
             return False
-        if result.verdict is Verdict.HALO_UNAVAILABLE:
-            if admission is Admission.PROBE:
-                # Halo said nothing about the key, IP or quota: the breaker stays and waits longer, so an
-                # outage on top of it still costs one probe per interval.
-                for state in breaker.states():
-                    breaker.trip(state.cause, now=now.timestamp())
+        now = self.deps.clock()
+        try:
+            if is_breaker_verdict(result.verdict):
+                state = breaker.trip(result.verdict, now=now.timestamp())  # type: ignore[arg-type]
+                log.warning("breaker_tripped", cause=str(state.cause), scope=state.scope, failures=state.failures,
+                            next_probe_in=round(state.next_probe_at - now.timestamp()),
+                            probe=self.admission is Admission.PROBE)
+                return False
+            if result.verdict is Verdict.HALO_UNAVAILABLE:
+                if self.admission is Admission.PROBE:
+                    # Halo said nothing about the key, IP or quota: the breaker stays and waits longer, so
+                    # an outage on top of it still costs one probe per interval.
+                    for state in breaker.states():
+                        breaker.trip(state.cause, now=now.timestamp())
+                return False
+        except CoordinationUnavailable as exc:
+            log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
             return False
-    except CoordinationUnavailable as exc:
-        log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
-        return False
-    return True
+        return True
 
+    def _release(self, result: ReconcileResult, closing: bool) -> tuple[bool, bool]:
+        """Note the answer (every answer rewrites the practice's GUID index entries, current and every
+        GUID it left, so a write lost at switch time is repaired by the next answer), see whether a
+        breaker is open to close, release the claim: one call. The note is best effort; releasing the
+        claim is not, so a failure is tried once more without the note."""
+        self.held = False
+        current = result.current_guid or ""
+        noted = result.skipped is None
+        try:
+            return self.runs.finish(self.practice_id, self.claimed, current_guid=current,
+                                    answered_ms=self.answered_ms, noted=noted,
+                                    replaced_guid=result.old_guid if result.action is Action.SWITCHED else None,
+                                    confirmed=_confirmation(result), past_guids=result.past_guids,
+                                    breaker_closing=closing)
+        except CoordinationUnavailable as exc:
+            if not noted:
+                raise
+            log.warning("coordination_update_failed", practice_id=self.practice_id, error=str(exc))
+            return self.runs.finish(self.practice_id, self.claimed, current_guid=current,
+                                    answered_ms=self.answered_ms, noted=False, breaker_closing=closing)
 
-def _close_breaker(deps: Deps, result: ReconcileResult) -> ReconcileResult:
-    """Halo answered normally and a breaker is open: close it, resolve its integrator-wide tickets and
-    queue the work kept meanwhile."""
-    breaker = deps.breaker
-    if breaker is None:
-        return result
-    now = deps.clock()
-    try:
-        closed, waiting = breaker.close()
-    except CoordinationUnavailable as exc:
-        log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
-        return result
-    if not closed:
-        return result
-    with deps.unit_of_work() as store:
+    def _close_breaker(self, store: Store, result: ReconcileResult) -> ReconcileResult:
+        """Halo answered normally and a breaker is open: close it, resolve its integrator-wide tickets
+        and queue the work kept meanwhile."""
+        breaker = self.deps.breaker
+        if breaker is None:
+            return result
+        try:
+            closed, waiting = breaker.close()
+        except CoordinationUnavailable as exc:
+            log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
+            return result
+        if not closed:
+            return result
         # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
         # whoever reported them.
-        store.resolve_tickets(practice_id=None, reasons=[r for r in INTEGRATOR_WIDE_REASONS
-                                                         if str(r) in {str(c) for c in closed}], now=now)
+        causes = {str(c) for c in closed}
+        store.resolve_tickets(practice_id=None, reasons=[r for r in INTEGRATOR_WIDE_REASONS if str(r) in causes],
+                              now=self.deps.clock())
         store.commit()
-    released = tuple(pid for pid in waiting if pid != result.practice_id)
-    log.info("breaker_closed", causes=[str(c) for c in closed], kept=len(waiting), practice_id=result.practice_id)
-    if deps.requeue is not None:
-        for pid in released:
+        released = tuple(pid for pid in waiting if pid != result.practice_id)
+        log.info("breaker_closed", causes=[str(c) for c in closed], kept=len(waiting), practice_id=result.practice_id)
+        if self.deps.requeue is not None:
+            for pid in released:
+                try:
+                    self.deps.requeue(pid)
+                except CoordinationUnavailable as exc:
+                    # Not lost: the sweep finds it stale or due, as it would any practice.
+                    log.warning("breaker_requeue_failed", practice_id=pid, error=str(exc))
+        return replace(result, released=released)
+
+    # a run that raised
+
+    def abandon(self) -> None:
+        """Release what the run holds: a probe it was admitted as, and the claim (nothing noted)."""
+        if self.admission is Admission.PROBE and self.deps.breaker is not None:
             try:
-                deps.requeue(pid)
+                self.deps.breaker.release_probe()
             except CoordinationUnavailable as exc:
-                # Not lost: the sweep finds it stale or due, as it would any practice.
-                log.warning("breaker_requeue_failed", practice_id=pid, error=str(exc))
-    return replace(result, released=released)
+                log.warning("coordination_update_failed", practice_id=self.practice_id, error=str(exc))
+        if self.held:
+            self.held = False
+            self.runs.finish(self.practice_id, self.claimed, current_guid="", answered_ms=self.answered_ms,
+                             noted=False)
 
 
 def _counts_forbidden(practice: Practice) -> bool:
@@ -468,19 +519,6 @@ def _counts_forbidden(practice: Practice) -> bool:
     # between"): the reports that triggered the first look are not evidence. They count from the first
     # of the consecutive confirmations (each re-check confirms again; the 403s keep adding up).
     return practice.last_verdict in (Verdict.UNCHANGED, Verdict.INFRASTRUCTURE_CHANGE)
-
-
-def _forbidden_since_verified(deps: Deps, practice: Practice) -> int:
-    """The 403 count after a conflict's fresh read (the first answer's comes with ``Runs.answered``)."""
-    if deps.coordination is None or not _counts_forbidden(practice):
-        return 0
-    try:
-        since = deps.coordination.confirmed_since(practice.id) or practice.last_verified_at  # type: ignore[arg-type]
-        return deps.coordination.forbidden_count(practice.halo_guid, since=since)
-    except CoordinationUnavailable as exc:
-        # Without the ledger we cannot tell persistence; the next run will.
-        log.warning("forbidden_ledger_unavailable", practice_id=practice.id, error=str(exc))
-        return 0
 
 
 def _confirmation(result: ReconcileResult) -> bool | None:
@@ -491,21 +529,6 @@ def _confirmation(result: ReconcileResult) -> bool | None:
                           Verdict.INFRASTRUCTURE_CHANGE):
         return False
     return None
-
-
-def _after_commit(deps: Deps, result: ReconcileResult) -> None:
-    deps.observe(result)
-    logs.unbind_contextvars("old_guid", "new_guid", "verdict")
-    log.info("reconcile_finished", practice_id=result.practice_id, trigger=str(result.trigger),
-             verdict=str(result.verdict), action=str(result.action), old_guid=result.old_guid,
-             new_guid=result.new_guid, halo_calls=result.halo_calls, duration_ms=result.duration_ms)
-
-
-def _best_effort(call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-    try:
-        call(*args, **kwargs)
-    except CoordinationUnavailable as exc:
-        log.warning("coordination_update_failed", practice_id=args[0] if args else None, error=str(exc))
 
 
 # --- resolve ------------------------------------------------------------------------------------

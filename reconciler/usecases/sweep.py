@@ -3,13 +3,15 @@
 ``plan`` names every practice a sweep should look at, each once (due retries first, then the never
 verified and the stale), paging through the database so a sweep over 100,000 practices holds one
 page of ids at a time. ``sweep_now`` reconciles them in this process; ``enqueue_planned`` queues them
-through the work queue, so a practice a storm already queued is not doubled.
+through the work queue, so a practice a storm already queued is not doubled; ``scheduled_sweep`` is the
+beat's whole sweep (the interval's claim, the lock, the plan, the queueing), which ``halo.sweep`` calls.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,6 +30,14 @@ class SweepPlanSource(Protocol):
     def due_retry_ids(self, *, now: datetime) -> Iterator[int]: ...
     def never_verified_ids(self) -> Iterator[int]: ...
     def stale_practice_ids(self, *, cutoff: datetime) -> Iterator[int]: ...
+
+
+class SweepLocks(Protocol):
+    """Which beat sweeps this interval, and one sweep at a time (``coordination/sweeps.py``)."""
+
+    def claim_interval(self, now: datetime) -> bool: ...
+    def exclusive(self) -> AbstractContextManager[bool]: ...
+    def mark_finished(self, now: datetime) -> None: ...
 
 
 class Queue(Protocol):
@@ -108,4 +118,26 @@ def enqueue_planned(planned: Iterator[tuple[int, Trigger]], *, queue: Queue,
         enqueued += 1
     if kept:
         log.info("sweep_kept", kept=kept, probe=admission is Admission.PROBE and enqueued > 0)
+    return enqueued
+
+
+def scheduled_sweep(*, locks: SweepLocks, unit_of_work: Callable[[], AbstractContextManager[SweepPlanSource]], queue: Queue,
+                    publish: Callable[[int, Trigger], None], breaker: Breaker | None, clock: Callable[[], datetime],
+                    older_than: timedelta, scheduled: bool = True) -> int:
+    """Plan a sweep and queue its reconciliations; returns how many were published.
+
+    Two beats may fire it: the first to claim this interval sweeps (``scheduled``; a manual sweep
+    claims none); the lock keeps a long sweep and a manual one from overlapping."""
+    if scheduled and not locks.claim_interval(clock()):
+        log.info("sweep_skipped", reason="this interval was swept by another beat")
+        return 0
+    with locks.exclusive() as held:
+        if not held:
+            log.info("sweep_skipped", reason="another sweep holds the lock")
+            return 0
+        with unit_of_work() as store:
+            enqueued = enqueue_planned(plan(store, now=clock(), older_than=older_than),
+                                       queue=queue, publish=publish, breaker=breaker, now=clock().timestamp())
+    locks.mark_finished(clock())
+    log.info("sweep_finished", enqueued=enqueued)
     return enqueued

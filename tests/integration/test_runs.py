@@ -19,9 +19,10 @@ from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.core.errors import CoordinationUnavailable
-from reconciler.usecases.reconcile import PortRuns, reconcile
+from reconciler.usecases.reconcile import reconcile
 from worker import admin, wiring
 from worker.config import get_settings
+from tests.utils.runs import PortRuns
 
 pytestmark = pytest.mark.integration
 
@@ -224,15 +225,10 @@ def test_a_blip_at_finish_loses_the_note_not_the_claim(stack, r):
     onboarded = admin.onboard(str(PmsType.ZEDMED), "Z2")
     pid, old = onboarded.id, onboarded.halo_guid
     new = sim.change_guid(PmsType.ZEDMED, "Z2")
-    made: list[BlipAtFinish] = []
-
-    def blipping(deps):  # noqa: ANN001, ANN202
-        made.append(BlipAtFinish(wiring.folded_runs(deps)))
-        return made[-1]
-
+    blipping = BlipAtFinish(wiring.runs())
     deps = replace(wiring.reconcile_deps(), runs=blipping)
     result = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=deps)
-    assert result.action == Action.SWITCHED and made[0].blipped == 1
+    assert result.action == Action.SWITCHED and blipping.blipped == 1
     assert not r.exists(keys.processing(pid))  # released by the second finish, without the note
     assert r.hget(keys.guid_index(), old) == f"{pid}:current".encode()  # the note was lost ...
     assert reconcile(pid, trigger=Trigger.SWEEP, deps=wiring.reconcile_deps()).verdict == Verdict.UNCHANGED

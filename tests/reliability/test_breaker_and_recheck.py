@@ -141,12 +141,12 @@ def test_an_hour_of_quota_exhaustion_over_100_practices_spends_one_probe_per_int
             run(ids[(t // step * 10 + k) % len(ids)], Trigger.FORBIDDEN)
         if t % 300 == 0:
             published: list[int] = []
-            enqueue_planned(iter([(pid, Trigger.SWEEP) for pid in ids]), queue=deps.queue,
+            enqueue_planned(iter([(pid, Trigger.SWEEP) for pid in ids]), queue=wiring.work_queue(),
                             publish=lambda pid, trigger: published.append(pid), breaker=deps.breaker,
                             now=clock.now.timestamp())
             sweeps_published += len(published)
             for pid in published:  # the probe a sweep may send runs like any task
-                deps.queue.forget(pid)
+                wiring.work_queue().forget(pid)
                 run(pid, Trigger.SWEEP)
     during = list(calls_at)
     # At most one probe per probe interval: every gap at least the interval the breaker was waiting.
@@ -166,7 +166,7 @@ def test_an_hour_of_quota_exhaustion_over_100_practices_spends_one_probe_per_int
     probe_calls = len(calls_at) - len(during)
     sim_before = sim.call_count("find_sites")
     for pid in kept_runs:
-        deps.queue.forget(pid)  # what the published task's run does with the queued mark
+        wiring.work_queue().forget(pid)  # what the published task's run does with the queued mark
         run(pid, Trigger.RETRY)
     kept_calls = sim.call_count("find_sites") - sim_before
     assert sorted(kept_runs + [ids[0]]) == sorted(ids)  # nothing lost: every practice kept ran once
@@ -261,7 +261,7 @@ def test_a_broker_message_claiming_to_be_manual_is_gated(stack, tmp_path, observ
 
 
 class BlipAtSwitch:
-    """The real coordination port, except that Redis drops the update made right after the switch."""
+    """The real run's coordination, except that Redis drops the note made right after the switch."""
 
     def __init__(self, real) -> None:
         self.real, self.blipped = real, 0
@@ -269,11 +269,11 @@ class BlipAtSwitch:
     def __getattr__(self, name):
         return getattr(self.real, name)
 
-    def note_reconciled(self, practice_id: int, **kwargs) -> None:
-        if kwargs.get("replaced_guid") and not self.blipped:
+    def finish(self, practice_id: int, claim, **kwargs):
+        if kwargs.get("noted") and kwargs.get("replaced_guid") and not self.blipped:
             self.blipped += 1
             raise CoordinationUnavailable("the coordination store did not answer (ConnectionError)")
-        self.real.note_reconciled(practice_id, **kwargs)
+        return self.real.finish(practice_id, claim, **kwargs)
 
 
 def test_a_redis_blip_at_switch_time_is_repaired_by_the_next_answer(stack, observe, redis_url):
@@ -282,10 +282,10 @@ def test_a_redis_blip_at_switch_time_is_repaired_by_the_next_answer(stack, obser
     pid, old = ids[0], guids[ids[0]]
     new = sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
     deps = wiring.reconcile_deps()
-    blip = BlipAtSwitch(deps.coordination)
+    blip = BlipAtSwitch(deps.runs)
     client = redis.Redis.from_url(redis_url)
     try:
-        switched = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=replace(deps, coordination=blip))
+        switched = reconcile(pid, trigger=Trigger.FORBIDDEN, deps=replace(deps, runs=blip))
         assert switched.action == Action.SWITCHED and blip.blipped == 1
         assert client.hget(keys.guid_index(), old) == f"{pid}:current".encode()  # the blip left it "current"
 

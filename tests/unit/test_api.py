@@ -77,7 +77,7 @@ def client(settings, reporter):
 def practices(embedded_db):
     """Practice A has always had GUID; practice B moved from OLD to NEW."""
     now = datetime.now(UTC)
-    with embedded_db.session_scope() as session:
+    with embedded_db.unit_of_work() as session:
         a = store.add_practice(session, pms_type=PmsType.ZEDMED, pms_id="Z1", halo_guid=GUID,
                                identifiers={"practice_name": "Zed Clinic"}, now=now - timedelta(days=2))
         b = store.add_practice(session, pms_type=PmsType.D4W, pms_id="D1", halo_guid=OLD,
@@ -87,6 +87,7 @@ def practices(embedded_db):
         session.add(GuidHistory(practice_id=b.id, guid=NEW, valid_from=now - timedelta(days=1),
                                 reason="infrastructure_change"))
         session.get(Practice, b.id).halo_guid = NEW
+        session.commit()
         ids = (a.id, b.id)
     return ids
 

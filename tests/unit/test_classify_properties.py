@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from models import Action, PracticeState, Verdict
 from reconciler.core.classify import HaloAnswer, History, Recorded, classify
 from reconciler.core.identifiers import normalise, normalise_identifiers
-from reconciler.core.policy import GuardState, Policy, decide, next_backoff
+from reconciler.core.policy import GuardState, Policy, decision_for, next_backoff
 from reconciler.core.halo_errors import HaloBadResponse, HaloServerError, HaloTimeout
 from reconciler.core.sites import Site
 
@@ -96,7 +96,7 @@ def test_every_input_gets_exactly_one_verdict_and_it_is_a_function_of_the_input(
 @settings(max_examples=300)
 def test_default_policy_never_switches_when_identifiers_differ(rec, answer, history):
     result = classify(rec, answer, history, now=NOW, policy=Policy())
-    decision = decide(result, rec, policy=Policy(), guard=CALM, history=history)
+    decision = decision_for(result, rec, policy=Policy(), guard=CALM, history=history)
     if result.differing:
         assert decision.switch_to is None
     if decision.switch_to is not None:
@@ -107,7 +107,7 @@ def test_default_policy_never_switches_when_identifiers_differ(rec, answer, hist
 def test_nothing_switches_on_an_answer_that_did_not_parse(rec, answer, history):
     result = classify(rec, answer, history, now=NOW, policy=Policy())
     assert result.verdict is Verdict.HALO_UNAVAILABLE
-    assert decide(result, rec, policy=Policy(), guard=CALM, history=history).switch_to is None
+    assert decision_for(result, rec, policy=Policy(), guard=CALM, history=history).switch_to is None
 
 
 @given(st.integers(min_value=-5, max_value=10_000), st.floats(min_value=-1, max_value=2, allow_nan=False))

@@ -9,7 +9,7 @@ import pytest
 
 from models import Action, TicketKind, TicketReason, Verdict
 from reconciler.core.classify import Classification, History
-from reconciler.core.policy import GuardState, Policy, decide, next_backoff
+from reconciler.core.policy import GuardState, Policy, decide, decision_for, next_backoff
 from tests.utils.builders import recorded
 
 GUID, NEW = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -18,7 +18,7 @@ CALM = GuardState(autoswitch_paused=False, switches_in_window=0, onboarded_pract
 
 def decision(verdict, *, policy=Policy(), guard=CALM, history=History(), new_guid=None, fingerprint=None, rec=None):
     classification = Classification(verdict, "seen", new_guid=new_guid, fingerprint=fingerprint)
-    return decide(classification, rec or recorded(GUID), policy=policy, guard=guard, history=history)
+    return decision_for(classification, rec or recorded(GUID), policy=policy, guard=guard, history=history)
 
 
 TABLE = [
@@ -90,3 +90,43 @@ def test_backoff_doubles_from_a_minute_to_an_hour(attempts, low, high):
     for fraction in (0.0, 0.5, 1.0):
         wait = next_backoff(attempts, policy=Policy(), random=fraction)
         assert timedelta(seconds=low) <= wait <= timedelta(seconds=high)
+
+
+# --- decide: the whole change ---------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def change(verdict, *, policy=Policy(), guard=CALM, new_guid=None, rec=None):
+    classification = Classification(verdict, "seen", new_guid=new_guid)
+    return decide(classification, rec or recorded(GUID), policy=policy, guard=guard, history=History(), now=NOW,
+                  random=0.5)
+
+
+def test_decide_carries_the_verdicts_ticket_and_action():
+    result = change(Verdict.NOT_FOUND)
+    assert result.action is Action.TICKETED
+    assert [(t.kind, t.reason, t.integrator_wide) for t in result.tickets] == [
+        (TicketKind.CONTACT_PRACTICE, TicketReason.NOT_FOUND, False)]
+    assert TicketReason.UNAVAILABLE_PERSISTS in result.resolve  # an answer ends a run of halo_unavailable
+
+
+def test_a_tripped_guard_holds_and_tickets_the_mass_change_in_the_same_change():
+    guard = GuardState(autoswitch_paused=False, switches_in_window=50, onboarded_practices=100)
+    result = change(Verdict.INFRASTRUCTURE_CHANGE, guard=guard, new_guid=NEW)
+    assert (result.action, result.switch_to, result.pause_autoswitch) == (Action.HELD, None, True)
+    assert [(t.reason, t.integrator_wide) for t in result.tickets] == [(TicketReason.MASS_CHANGE, True)]
+
+
+def test_a_day_of_halo_unavailable_tickets_once_it_persists():
+    rec = replace(recorded(GUID), unavailable_since=NOW - timedelta(days=1), backoff_attempts=2)
+    result = change(Verdict.HALO_UNAVAILABLE, rec=rec)
+    assert result.action is Action.BACKED_OFF
+    assert [t.reason for t in result.tickets] == [TicketReason.UNAVAILABLE_PERSISTS]
+    assert result.values["backoff_attempts"] == 3 and "last_verified_at" not in result.values
+    assert change(Verdict.HALO_UNAVAILABLE, rec=replace(rec, unavailable_since=NOW - timedelta(hours=1))).tickets == ()
+
+
+def test_a_switch_is_the_would_switch_answer():
+    result = change(Verdict.INFRASTRUCTURE_CHANGE, new_guid=NEW)
+    assert (result.action, result.switch_to, result.values["halo_guid"]) == (Action.SWITCHED, NEW, NEW)

@@ -19,6 +19,7 @@ from reconciler.usecases.onboarding import onboard_practice, parse_request
 from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
 from worker import db, wiring
 from tests.utils.pairing import RecordingSimulator
+from tests.utils.runs import PortRuns
 
 KEY = "test-subscription-key-7f3a"
 
@@ -74,7 +75,7 @@ class World:
             halo=self.client,
             unit_of_work=wiring.unit_of_work,
             policy=policy,
-            coordination=Ledger(self.forbidden),
+            runs=PortRuns(queue=None, coordination=Ledger(self.forbidden)),
             clock=self.clock,
             random=lambda: 0.5,
             breaker=self.breaker,
