@@ -93,7 +93,8 @@ def _build(url: str) -> Engine:
 # connection given back less than this long ago was answering then; one idle for longer (a database
 # restarted, a proxy's idle timeout) is pinged first, and a dead one replaced before anything uses it.
 # A disconnect within the window is still handled "optimistically": the statement fails, SQLAlchemy
-# invalidates the pool, and the task's retry (``autoretry_for=OperationalError``) meets fresh connections.
+# invalidates the pool, and the task's retry (``reconcile.retry_in``: OperationalError is transient)
+# meets fresh connections.
 PING_AFTER_IDLE_SECONDS = 5.0
 
 

@@ -409,6 +409,7 @@ class _Run:
         closing = False
         if result.skipped is None:
             closing = self._breaker_learns(result)
+            self.admission = Admission.ADMIT  # the breaker has its answer: no probe is left to release
             self.deps.observe(result)
             logs.unbind_contextvars("old_guid", "new_guid", "verdict")
             log.info("reconcile_finished", practice_id=result.practice_id, trigger=str(result.trigger),
