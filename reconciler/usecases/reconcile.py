@@ -117,7 +117,7 @@ class Deps:
     unit_of_work: UnitOfWork
     policy: Policy
     # This run's coordination, one call at each moment (claim, answered, finish): ``RedisRuns`` in
-    # production; the verdict tests' in-memory one lives in ``tests/utils/runs.py``.
+    # production and in the verdict tests' ``world[valkey]``; an in-memory one in ``tests/utils/runs.py``.
     runs: Runs
     identifier_query: str | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

@@ -1,9 +1,10 @@
 """The ``Runs`` port over the separate ports, one call each: the tests' own coordination for a run.
 
 Production folds a run's coordination into three Lua round trips (``RedisRuns``). The verdict tests
-drive ``reconcile`` with this one instead, over an in-memory 403 ledger the test sets by hand and no
-work queue; ``tests/integration/test_runs.py`` runs it over the real ``WorkQueue`` and
-``RedisCoordination`` and holds ``RedisRuns`` to the same keys, answers and marks.
+run each case over both: ``RedisRuns`` against a throw-away Valkey, and this one over an in-memory
+403 ledger the test sets by hand and no work queue; ``tests/integration/test_runs.py`` runs this one
+over the real ``WorkQueue`` and ``RedisCoordination`` and holds ``RedisRuns`` to the same keys,
+answers and marks.
 """
 
 from __future__ import annotations

@@ -1,17 +1,31 @@
-"""A small world for the verdict tests: the in-process simulator, the embedded SQLite, the real client."""
+"""A small world for the verdict tests: the in-process simulator, the embedded SQLite, the real client.
+
+Every verdict test runs twice: ``world[valkey]`` drives ``reconcile`` with production's coordination
+(``RedisRuns``, the ``RedisBreaker``) against the suite's throw-away Valkey, flushed for each test;
+``world[fake]`` with the in-memory ``Runs`` of ``tests/utils/runs.py`` and a breaker over fakeredis.
+Either way the test sets the 403 count by hand (``world.forbidden``): over Valkey it is written into
+the ledger's current bucket before each run.
+"""
 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import fakeredis
 import pytest
+import redis
 
 from models import PmsType, Practice, Ticket, Trigger
 from reconciler.adapters import store
+from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.breaker import RedisBreaker
+from reconciler.adapters.coordination.ledger import bucket, bucket_lifetime
+from reconciler.adapters.coordination.marks import RedisCoordination
+from reconciler.adapters.coordination.runs import RedisRuns
+from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.adapters.halo_client import HaloClient
 from reconciler.core.breaker import fingerprint
 from reconciler.usecases import decisions
@@ -68,6 +82,7 @@ class World:
     breaker: RedisBreaker = field(default_factory=lambda: RedisBreaker(
         fakeredis.FakeRedis(), key_fingerprint=fingerprint(KEY), base_seconds=60, cap_seconds=3600))
     requeued: list[int] = field(default_factory=list)
+    valkey: redis.Redis | None = None  # production's coordination over this server; None: the in-memory one
 
     def deps(self, **policy_overrides: object) -> Deps:
         policy = replace(wiring.policy(), **policy_overrides)
@@ -75,12 +90,28 @@ class World:
             halo=self.client,
             unit_of_work=wiring.unit_of_work,
             policy=policy,
-            runs=PortRuns(queue=None, coordination=Ledger(self.forbidden)),
+            runs=self._runs(policy),
             clock=self.clock,
             random=lambda: 0.5,
             breaker=self.breaker,
             requeue=self.requeued.append,
         )
+
+    def _runs(self, policy) -> RedisRuns | PortRuns:  # noqa: ANN001
+        if self.valkey is None:
+            return PortRuns(queue=None, coordination=Ledger(self.forbidden))
+        # The counts the test set, as the reports would have left them: in this minute's bucket.
+        for name in self.valkey.scan_iter(keys.forbidden_bucket("*", 0)[:-1] + "*"):
+            self.valkey.delete(name)
+        totals: dict[str, int] = {}
+        for (_, guid), n in self.forbidden.items():
+            totals[guid] = totals.get(guid, 0) + n
+        for guid, n in totals.items():
+            self.valkey.set(keys.forbidden_bucket(guid, bucket(time.time())), n,
+                            ex=bucket_lifetime(policy.forbidden_window_seconds))
+        coordination = RedisCoordination(self.valkey, window_seconds=policy.forbidden_window_seconds,
+                                         recheck_min_seconds=10, recheck_max_seconds=40)
+        return RedisRuns(WorkQueue(self.valkey), coordination, self.breaker)
 
     def onboard(self, name: str = "Halo Clinic South", pms_id: str | None = None,
                 pms_type: PmsType = PmsType.BEST_PRACTICE, pairing_code: str | None = None) -> int:
@@ -132,11 +163,17 @@ class World:
                               now=self.clock(), actor="test-approver")
 
 
-@pytest.fixture
-def world() -> World:
+@pytest.fixture(params=["valkey", "fake"])
+def world(request) -> World:  # noqa: ANN001
     db.ensure_schema()
     sim = RecordingSimulator(key=KEY)
     client = HaloClient(base_url="https://api.haloconnect.io", subscription_key=KEY, transport=sim.transport(),
                         sleep=lambda seconds: None)
-    yield World(sim=sim, client=client, clock=Clock())
+    if request.param == "valkey":
+        valkey = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        breaker = RedisBreaker(valkey, key_fingerprint=fingerprint(KEY), base_seconds=60, cap_seconds=3600)
+        yield World(sim=sim, client=client, clock=Clock(), breaker=breaker, valkey=valkey)
+        valkey.close()
+    else:
+        yield World(sim=sim, client=client, clock=Clock())
     client.close()

@@ -1,7 +1,15 @@
 """Two reconciliations of one practice racing: the version column lets only one switch."""
 
+import pytest
+
 from models import Action, PmsType, Trigger, Verdict
 from reconciler.usecases.reconcile import reconcile
+
+# Both runs here are one thread's, the second inside the first's Halo call: over Valkey the work
+# queue's claim makes the second wait, as it does across workers (``tests/integration`` holds that).
+# The race the version column settles is the one two claims cannot prevent (a claim lost to its
+# expiry, a person deciding), so these run without a work queue.
+pytestmark = pytest.mark.parametrize("world", ["fake"], indirect=True)
 
 
 def test_racing_reconciliations_switch_once(world):
