@@ -164,9 +164,9 @@ def requeue(settings: Settings | None = None):
     """Queue one automatic run of a practice kept while the breaker was open: through the work queue's
     add (a practice queued already is not doubled), then a publish; a failed publish takes the mark back."""
     settings = settings or get_settings()
-    publish = publisher(settings.report_timeout_seconds)
 
     def run_again(practice_id: int) -> None:
+        publish = publisher(settings.report_timeout_seconds)  # built when a breaker closes, not per run
         queue = work_queue(settings)
         nonce = queue.add(practice_id)
         if not nonce:
