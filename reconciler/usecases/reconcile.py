@@ -272,9 +272,10 @@ class _Run:
     def gate(self, practice: Practice) -> SkipReason | None:
         """An automatic run's word from the practice's backoff, then from the breaker (blocked work is
         kept for when it closes); an operator's run always goes on."""
-        skipped = None
+        self.calls_before = self.deps.halo.attempts  # this run's Halo calls are counted from here
         if self.operator:
             return None
+        skipped = None
         if practice.next_attempt_at is not None and practice.next_attempt_at > self.deps.clock():
             skipped = SkipReason.BACKOFF
         elif self.deps.breaker is not None:
@@ -286,7 +287,6 @@ class _Run:
                 log.info("breaker_probing", practice_id=self.practice_id)
         if skipped is not None:
             log.info("reconcile_skipped", practice_id=self.practice_id, trigger=str(self.trigger), reason=str(skipped))
-        self.calls_before = self.deps.halo.attempts
         return skipped
 
     def skipped(self, read: _Read, reason: SkipReason) -> ReconcileResult:
