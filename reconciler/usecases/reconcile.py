@@ -253,6 +253,7 @@ class _Run:
                 if claim is not None and claim.taken_over:
                     log.warning("reconcile_redelivered", practice_id=self.practice_id)
                 self.claimed, self.held = claim, True
+                self.started = time.monotonic()  # the run's duration excludes its wait for the claim
                 return
             left = deadline - time.monotonic()
             if left <= 0:
