@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from sqlmodel import Session
 
 import models
 from worker.config import get_settings
+from worker.per_process import PerProcess
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -42,19 +42,6 @@ class SchemaOutdated(DatabaseError):
     pass
 
 
-_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
-    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
-_engine: Engine | None = None
-_engine_key: tuple[int, str] | None = None
 _checked: set[tuple[int, str]] = set()
 
 MIGRATIONS = Path(models.__file__).resolve().parent / "migrations"
@@ -120,30 +107,21 @@ def _ping_after_idle(driver_error: type[Exception]):
     return ping
 
 
+# This process's engine, by URL (a new URL disposes of the old engine). One inherited from the parent
+# drops its pool without closing the parent's sockets.
+_engines: PerProcess[str, Engine] = PerProcess(
+    _build, close=Engine.dispose, forget_inherited=lambda engine: engine.dispose(close=False))
+
+
 def get_engine() -> Engine:
     """This process's engine, built on first use and rebuilt after a fork."""
-    global _engine, _engine_key
-    url = get_settings().effective_database_url
-    key = (os.getpid(), url)
-    with _lock:
-        if _engine is None or _engine_key != key:
-            if _engine is not None and _engine_key and _engine_key[0] != os.getpid():
-                # Inherited from the parent: drop its pool without closing the parent's sockets.
-                _engine.dispose(close=False)
-            _engine = _build(url)
-            _engine_key = key
-        return _engine
+    return _engines.get(get_settings().effective_database_url)
 
 
 def reset_engine() -> None:
     """Forget this process's engine (tests, or after the configuration changed)."""
-    global _engine, _engine_key
-    with _lock:
-        if _engine is not None:
-            _engine.dispose()
-        _engine = None
-        _engine_key = None
-        _checked.clear()
+    _engines.reset()
+    _checked.clear()
 
 
 def new_session() -> Session:

@@ -10,14 +10,13 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-import redis as redis_lib
-
 from reconciler.adapters.coordination import keys, scripts
+from reconciler.adapters.coordination.client import CoordinationClient
 from reconciler.core import backoff
 from reconciler.adapters.coordination.ledger import ForbiddenLedger
 
 
-def index_practice(redis: redis_lib.Redis, practice_id: int, current: str, past: Iterable[str]) -> None:
+def index_practice(redis: CoordinationClient, practice_id: int, current: str, past: Iterable[str]) -> None:
     """Record which practice each GUID belongs to, and whether it is the one in use."""
     mapping = index_entries(practice_id, current, past)
     pipe = redis.pipeline(transaction=False)
@@ -71,7 +70,7 @@ def index_entries(practice_id: int, current: str, past: Iterable[str]) -> dict[s
     return mapping
 
 
-def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool | None, min_seconds: float,
+def note_verified(redis: CoordinationClient, practice_id: int, *, confirmed: bool | None, min_seconds: float,
                   max_seconds: float, restart: bool = False) -> None:
     """After Halo answered for a practice: the next reports re-check it once the delay has passed.
 
@@ -92,20 +91,20 @@ def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool |
     redis.register_script(scripts.load("note_reconciled"))(keys=keys_, args=args)
 
 
-def note_answered(redis: redis_lib.Redis, practice_id: int) -> None:
+def note_answered(redis: CoordinationClient, practice_id: int) -> None:
     """Halo has answered the run now going on. A re-check queued before this answer is answered by
     this run; a report from here on folds into the run, whose ``done()`` decides (``lua/report.lua``)."""
     redis.delete(keys.recheck(practice_id))
 
 
-def confirmed_since(redis: redis_lib.Redis, practice_id: int) -> datetime | None:
+def confirmed_since(redis: CoordinationClient, practice_id: int) -> datetime | None:
     """When the practice's consecutive confirmations began (None: none in the last hour)."""
     raw = redis.hget(keys.confirmations(practice_id), "since_ms")
     return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw is not None else None
 
 
 class RedisGuidIndex:
-    def __init__(self, redis: redis_lib.Redis) -> None:
+    def __init__(self, redis: CoordinationClient) -> None:
         self.redis = redis
 
     def index(self, practice_id: int, current: str, past: Iterable[str]) -> None:
@@ -113,7 +112,7 @@ class RedisGuidIndex:
 
 
 class RedisCoordination:
-    def __init__(self, redis: redis_lib.Redis, *, window_seconds: int, recheck_min_seconds: float,
+    def __init__(self, redis: CoordinationClient, *, window_seconds: int, recheck_min_seconds: float,
                  recheck_max_seconds: float) -> None:
         self.redis = redis
         self.recheck_min_seconds = recheck_min_seconds
