@@ -61,15 +61,30 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
+# Connections the engine keeps: five (a prefork child runs one task at a time), or one per thread of
+# a threads-pool worker (``reserve_connections``), so that no run waits for another's connection.
+POOL_SIZE = 5
+
+
+def reserve_connections(threads: int) -> None:
+    """This process runs ``threads`` tasks at once (Celery's threads pool): keep a connection for
+    each. Called before the engine is built (``worker.process``); an engine built already is rebuilt."""
+    global POOL_SIZE
+    POOL_SIZE = max(5, threads)
+    reset_engine()
+
+
 def _build(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = make_url(url).database
+        pool: dict[str, int] = {}
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = create_engine(url, connect_args={"timeout": 30})
+            pool = {"pool_size": POOL_SIZE, "max_overflow": 10}  # SQLAlchemy's QueuePool for a file
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=5)
     event.listen(engine, "checkin", _note_idle)
     event.listen(engine, "checkout", _ping_after_idle(engine.dialect.loaded_dbapi.Error))
     return engine
