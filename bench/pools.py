@@ -18,7 +18,6 @@ nothing of ours), so what is the pool's and what is ours shows in the same run.
 from __future__ import annotations
 
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -82,8 +81,8 @@ def main(options: list[str] | None = None) -> None:
            ratio=f"{ours_threads['pss'] / TARGET_MB:.2f}x of {TARGET_MB:.0f} MB; "
                  f"{ours_threads['pss'] / ours_prefork['pss']:.2f}x prefork",
            met=ours_threads["pss"] <= TARGET_MB)
-    per_slot = statistics.median([ours_threads["pss"] / concurrency])
-    print(f"per concurrent reconciliation: threads {per_slot:.1f} MB, prefork {ours_prefork['pss'] / concurrency:.1f} MB")
+    print(f"per concurrent reconciliation (PSS / concurrency): threads {ours_threads['pss'] / concurrency:.1f} MB, "
+          f"prefork {ours_prefork['pss'] / concurrency:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 
 from reconciler.adapters.coordination import keys, scripts
 from reconciler.adapters.coordination.client import CoordinationClient
@@ -37,16 +38,18 @@ def recheck_delay(confirmations: int, *, min_seconds: float, max_seconds: float)
     return backoff.exponential(max(confirmations - 1, 0), base=min_seconds, cap=max_seconds)
 
 
-def recheck_delays_ms(*, min_seconds: float, max_seconds: float) -> list[int]:
+@cache
+def recheck_delays_ms(*, min_seconds: float, max_seconds: float) -> tuple[int, ...]:
     """``recheck_delay`` after 1, 2, ... confirmations, in ms, up to the first that stays (the cap):
-    the numbers ``lua/note_reconciled.lua`` is handed, so the formula lives here only."""
+    the numbers ``lua/note_reconciled.lua`` is handed, so the formula lives here only (computed once
+    per pair of bounds: every run hands them)."""
     delays: list[int] = []
     for confirmations in range(1, 35):
         seconds = recheck_delay(confirmations, min_seconds=min_seconds, max_seconds=max_seconds)
         delays.append(max(int(seconds * 1000), 1))
         if seconds >= max_seconds:
             break
-    return delays
+    return tuple(delays)
 
 
 def note_args(practice_id: int, *, confirmed: bool | None, min_seconds: float, max_seconds: float,
@@ -60,7 +63,7 @@ def note_args(practice_id: int, *, confirmed: bool | None, min_seconds: float, m
                           keys.unknown_guid(""), len(entries)]
     for guid, entry in entries.items():
         args += [guid, entry]
-    return keys_, args + recheck_delays_ms(min_seconds=min_seconds, max_seconds=max_seconds)
+    return keys_, [*args, *recheck_delays_ms(min_seconds=min_seconds, max_seconds=max_seconds)]
 
 
 def index_entries(practice_id: int, current: str, past: Iterable[str]) -> dict[str, str]:
@@ -88,7 +91,7 @@ def note_verified(redis: CoordinationClient, practice_id: int, *, confirmed: boo
     """
     keys_, args = note_args(practice_id, confirmed=confirmed, min_seconds=min_seconds, max_seconds=max_seconds,
                             restart=restart)
-    redis.register_script(scripts.load("note_reconciled"))(keys=keys_, args=args)
+    scripts.registered(redis, "note_reconciled")(keys=keys_, args=args)
 
 
 def note_answered(redis: CoordinationClient, practice_id: int) -> None:
@@ -118,7 +121,7 @@ class RedisCoordination:
         self.recheck_min_seconds = recheck_min_seconds
         self.recheck_max_seconds = recheck_max_seconds
         self.ledger = ForbiddenLedger(redis, window_seconds=window_seconds)
-        self._note = redis.register_script(scripts.load("note_reconciled"))
+        self._note = scripts.registered(redis, "note_reconciled")
 
     def forbidden_count(self, guid: str, *, since: datetime | None) -> int:
         return self.ledger.count(guid, since=since.timestamp() if since else None)

@@ -55,7 +55,7 @@ class Reporter:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        self._script = self.redis.register_script(scripts.load("report"))
+        self._script = scripts.registered(self.redis, "report")
         self._queue = WorkQueue(self.redis, pending_seconds=self.pending_seconds,
                                 queued_seconds=self.queued_seconds)
         # The hot path (a storm's folded reports) is as close to one bare command as Python allows:

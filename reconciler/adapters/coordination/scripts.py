@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.M)
 
@@ -19,6 +20,16 @@ _INCLUDE = re.compile(r"^--#include (\w+)$", re.M)
 @cache
 def load(name: str) -> str:
     return expand((files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8"))
+
+
+def registered(client: Any, name: str) -> Any:
+    """``name``'s script on this client (redis-py's ``Script``), registered once per client: a
+    ``Script`` hashes its text when made, and a run's adapters are built anew for every run."""
+    found = client.__dict__.setdefault("_halo_scripts", {})
+    script = found.get(name)
+    if script is None:
+        script = found[name] = client.register_script(load(name))
+    return script
 
 
 def expand(text: str) -> str:

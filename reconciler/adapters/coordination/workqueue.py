@@ -100,12 +100,12 @@ class WorkQueue:
         self.pending_seconds = pending_seconds
         self.queued_seconds = queued_seconds
         self.lock_seconds = lock_seconds
-        self._add = redis.register_script(scripts.load("queue_add"))
-        self._start = redis.register_script(scripts.load("queue_start"))
-        self._done = redis.register_script(scripts.load("queue_done"))
-        self._confirm = redis.register_script(scripts.load("queue_confirm"))
-        self._forget = redis.register_script(scripts.load("queue_forget"))
-        self._time = redis.register_script(scripts.load("now_ms"))
+        self._add = scripts.registered(redis, "queue_add")
+        self._start = scripts.registered(redis, "queue_start")
+        self._done = scripts.registered(redis, "queue_done")
+        self._confirm = scripts.registered(redis, "queue_confirm")
+        self._forget = scripts.registered(redis, "queue_forget")
+        self._time = scripts.registered(redis, "now_ms")
 
     def add(self, practice_id: int, guid: str = ANY_GUID) -> str | None:
         """Mark the practice for a run. A nonce means: publish a task now (nobody else will), then
