@@ -40,9 +40,9 @@ def main(options: list[str] | None = None) -> None:
     from worker.simulator import Simulator, serve
 
     concurrency = CONCURRENCY
-    for option in options or []:
-        if option.startswith("--concurrency="):
-            concurrency = int(option.split("=", 1)[1])
+    options = options or []
+    if "--concurrency" in options:
+        concurrency = int(options[options.index("--concurrency") + 1])
     tmp = Path(tempfile.mkdtemp(prefix="halo-bench-pools-"))
     redis = start_redis(tmp / "valkey")
     sim = Simulator(key=memory.KEY)

@@ -533,7 +533,7 @@ def worker_command(ctx: typer.Context) -> None:
 
 
 # The work waits on Halo, the database and Redis: threads share one process's clients and memory
-# (docs/BENCHMARKS.md, "pools": ~83 MB for 16 at once, against ~680 MB PSS for 16 prefork children).
+# (docs/BENCHMARKS.md, "pools": ~83 MB for 16 at once, against ~630 MB PSS for 16 prefork children).
 # What threads give up (Celery's time limits, a crash taking every run in flight) is in the README.
 DEFAULT_POOL = "threads"
 DEFAULT_THREADS = 16
