@@ -1,7 +1,9 @@
 """``python -m bench [NAME ...] [--quick] [--rows N] [--write]``: run the named benchmarks (all when none is named).
 
 ``--rows N`` is the audit benchmark's table size (default 10,000,000); ``--changes N`` the number of
-GUID changes the recover benchmark times on each backend (default 200).
+GUID changes the recover benchmark times on each backend (default 200); ``--concurrency N`` the pools
+benchmark's (default 16); ``--pool prefork|threads`` the Celery pool the reconcile benchmark's worker
+CPU is measured on (default prefork, the baseline's; threads is ``halo-reconciler worker``'s default).
 
 The cli and memory benchmarks' "(main)" rows run the main branch's code out of git, or the commit
 ``HALO_BENCH_BASELINE`` names.
@@ -43,11 +45,14 @@ BENCHMARKS = {
     "reconcile": "bench.reconcile_cost",
     "cli": "bench.cli",
     "memory": "bench.memory",
+    "pools": "bench.pools",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory")
+WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory", "pools")
 # Options that take a value (the next argument is that value, not a benchmark's name).
-VALUED = ("--rows", "--changes")
+VALUED = ("--rows", "--changes", "--concurrency")
+# Options that take a word (the next argument): Celery's pool for the worker's CPU (reconcile).
+CHOICES = {"--pool": ("prefork", "threads")}
 FLAGS = ("--quick", "--write")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
@@ -92,7 +97,13 @@ def main(argv: list[str]) -> int:
     options, names = [], []
     args = iter(argv)
     for arg in args:
-        if arg in VALUED:
+        if arg in CHOICES:
+            value = next(args, "")
+            if value not in CHOICES[arg]:
+                print(f"{arg} takes one of {', '.join(CHOICES[arg])}, not {value!r}", file=sys.stderr)
+                return 2
+            options += [arg, value]
+        elif arg in VALUED:
             value = next(args, "")
             if not value.isdigit():
                 print(f"{arg} takes a whole number, not {value!r}", file=sys.stderr)
@@ -101,7 +112,7 @@ def main(argv: list[str]) -> int:
         elif arg in FLAGS:
             options.append(arg)
         elif arg.startswith("-"):
-            print(f"unknown option {arg}; options: {', '.join((*FLAGS, *VALUED))} (see --help)", file=sys.stderr)
+            print(f"unknown option {arg}; options: {', '.join((*FLAGS, *VALUED, *CHOICES))} (see --help)", file=sys.stderr)
             return 2
         else:
             names.append(arg)

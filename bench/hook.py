@@ -73,11 +73,11 @@ def hook_client(url: str):
     import redis
 
     from worker.config import get_settings
-    from worker.coordination import _no_retry
+    from reconciler.adapters.coordination.client import no_retry
 
     timeout = get_settings().report_timeout_seconds
     return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=30,
-                                retry=_no_retry())
+                                retry=no_retry())
 
 
 

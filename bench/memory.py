@@ -148,7 +148,7 @@ worker.main(args=sys.argv[2:], prog_name="bare worker", obj=CLIContext(app=app, 
 """
 
 
-def run_bare(name: str, broker_url: str, tmp: Path) -> dict:
+def run_bare(name: str, broker_url: str, tmp: Path, *, pool: str = "prefork", concurrency: int = CONCURRENCY) -> dict:
     """The bare pool, warmed as the product's worker is: ``PRACTICES`` tasks per round, ``ROUNDS`` rounds."""
     from celery import Celery
 
@@ -156,12 +156,12 @@ def run_bare(name: str, broker_url: str, tmp: Path) -> dict:
     from tests.utils.workers import stop_workers
     from worker.processes import start_in_new_group
 
-    marks = tmp / "bare-marks"
+    marks = tmp / f"bare-marks-{pool}-{concurrency}"
     marks.mkdir()
-    log = tmp / "bare.log"
+    log = tmp / f"bare-{pool}-{concurrency}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HALO_", "CELERY_"))}
-    proc = start_in_new_group([sys.executable, "-c", BARE, broker_url, "--concurrency", str(CONCURRENCY),
-                               "--pool", "prefork", "--queues", "bare", "--loglevel", "INFO",
+    proc = start_in_new_group([sys.executable, "-c", BARE, broker_url, "--concurrency", str(concurrency),
+                               "--pool", pool, "--queues", "bare", "--loglevel", "INFO",
                                "--hostname", "memory-bare@%h", "--without-heartbeat", "--without-gossip",
                                "--without-mingle"],
                               env=env, cwd=tmp, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
@@ -189,7 +189,7 @@ def run_bare(name: str, broker_url: str, tmp: Path) -> dict:
 
 
 def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp: Path, sim, how: str = "",
-               tree: Path | None = None) -> dict:
+               tree: Path | None = None, *, pool: str = "prefork", concurrency: int = CONCURRENCY) -> dict:
     from tests.utils.servers import free_port
     from tests.utils.waiting import wait_until
     from tests.utils.workers import stop_workers
@@ -203,7 +203,7 @@ def run_config(name: str, extra: dict[str, str], stack_env: dict[str, str], tmp:
     ids = _seed(sim, env, prefix=f"M{len(list(tmp.glob('*.log')))}-")
     log = tmp / f"{data.name}.log"
     argv, how_env, cwd = _command(how, tree)
-    proc = start_in_new_group([*argv, "--concurrency", str(CONCURRENCY), "--pool", "prefork",
+    proc = start_in_new_group([*argv, "--concurrency", str(concurrency), "--pool", pool,
                                "--hostname", f"memory-{data.name}@%h", "--without-heartbeat", "--without-gossip",
                                "--without-mingle"],
                               env={**os.environ, **env, **how_env}, cwd=cwd, stdout=open(log, "wb"),

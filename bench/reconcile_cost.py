@@ -26,8 +26,9 @@ from pathlib import Path
 from bench.targets import record
 from worker.celery_app import app as _app
 
-# The targets of issue 16.
-MAX_UNCHANGED, MAX_SWITCH, MAX_CPU_RATIO = 4, 6, 3.0
+# The statement targets of issue 16; the CPU targets of issue 23 (a no-op task's CPU times this much).
+MAX_UNCHANGED, MAX_SWITCH = 4, 6
+MAX_CPU_RATIO = {"unchanged": 4.0, "switch": 5.0}
 
 
 @_app.task(name="bench.noop", ignore_result=True)
@@ -159,8 +160,9 @@ def _wait_done(stack, expect) -> None:  # noqa: ANN001
     expect()
 
 
-def cpu_per_task(stack, control, env: dict[str, str], n: int) -> dict[str, float]:
-    """Worker CPU seconds per task: no-op, unchanged reconciliation, switch."""
+def cpu_per_task(stack, control, env: dict[str, str], n: int, pool: str = "prefork") -> dict[str, float]:
+    """Worker CPU seconds per task: no-op, unchanged reconciliation, switch (``pool``: Celery's pool,
+    one process or one thread)."""
     from sqlmodel import func, select
 
     from bench.fleet import seed_database
@@ -168,7 +170,7 @@ def cpu_per_task(stack, control, env: dict[str, str], n: int) -> dict[str, float
     from models import Reconciliation
     from worker import db
 
-    stack.postgres.create_database("bench_cpu")
+    stack.postgres.create_database(f"bench_cpu_{pool}")
     stack.use(env)
     db.upgrade_schema()
     unchanged = _seed(control, n)
@@ -177,7 +179,8 @@ def cpu_per_task(stack, control, env: dict[str, str], n: int) -> dict[str, float
     first_id = seed_database(_seed(control, 1))[0]
     for pms_id, _ in moving:
         control.change_guid("BestPractice", pms_id)
-    [worker] = stack.start_workers(env, app="bench.reconcile_cost", count=1, concurrency=1, queues="reconcile")
+    [worker] = stack.start_workers(env, app="bench.reconcile_cost", count=1, concurrency=1, queues="reconcile",
+                                   pool=pool)
 
     def rows(action: str) -> int:
         with db.new_session() as session:
@@ -227,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[2:] if argv is None else argv
     quick = "--quick" in argv
     n = 100 if quick else 400
+    # --pool threads: the worker's CPU under the threads pool (halo-reconciler worker's default) instead.
+    pool = argv[argv.index("--pool") + 1] if "--pool" in argv else "prefork"
     from bench.stack import KEY, Stack
     # As in the storm: switching at full speed (a real fleet in which every practice moves within the
     # hour would, rightly, trip the mass-change guard and be held), and no global rate limit.
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         stack.postgres.create_database("bench_count")
         counts["postgresql"] = count_statements(stack, control, stack.env("bench_count", **BENCH_SETTINGS), 5,
                                                 trips=trips)
-        cpu = cpu_per_task(stack, control, stack.env("bench_cpu", **BENCH_SETTINGS), n)
+        cpu = cpu_per_task(stack, control, stack.env(f"bench_cpu_{pool}", **BENCH_SETTINGS), n, pool=pool)
     finally:
         stack.close()
 
@@ -257,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     print("Redis round trips per run (PostgreSQL runs above; counted at redis-py's socket write)")
     for case, sent in trips.items():
         print(f"{case:<10} {len(sent):>3}  {', '.join(sent)}")
-    print(f"CPU per task in one real Celery worker (1 prefork process, Redis broker, PostgreSQL), {n} tasks each; "
+    print(f"CPU per task in one real Celery worker (1 {pool} {'process' if pool == 'prefork' else 'slot'}, Redis broker, PostgreSQL), {n} tasks each; "
           f"worker idle {cpu['idle_per_s'] * 1000:.1f} ms/s, not subtracted")
     print(f"{'task':<24} {'CPU ms':>8} {'/ no-op':>8}")
     print(f"{'no-op (bench.noop)':<24} {cpu['noop'] * 1000:>8.2f} {1.0:>7.2f}x")
@@ -265,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'reconcile, ' + case:<24} {cpu[case] * 1000:>8.2f} {cpu[case] / cpu['noop']:>7.2f}x")
     print(f"{'first in a fresh process':<24} {cpu['first'] * 1000:>8.2f} {cpu['first'] / cpu['noop']:>7.2f}x"
           "  (one unchanged run: connections, schema check, caches; paid once per pool process)")
-    print(f"target: a reconciliation at most {MAX_CPU_RATIO:.0f}x the no-op task's CPU; "
+    print(f"target: a reconciliation at most {MAX_CPU_RATIO['unchanged']:.0f}x (unchanged) and "
+          f"{MAX_CPU_RATIO['switch']:.0f}x (switch) the no-op task's CPU; "
           f"statements at most {MAX_UNCHANGED} (unchanged) and {MAX_SWITCH} (switch)")
     for case, most in (("unchanged", MAX_UNCHANGED), ("switch", MAX_SWITCH)):
         found = {database: len(cases[case]) for database, cases in counts.items()}
@@ -275,10 +281,11 @@ def main(argv: list[str] | None = None) -> None:
                met=max(found.values()) <= most)
     for case in ("unchanged", "switch"):
         ratio = cpu[case] / cpu["noop"]
+        most = MAX_CPU_RATIO[case]
         record("reconcile", f"worker CPU of {'an' if case == 'unchanged' else 'a'} {case} run at most "
-               f"{MAX_CPU_RATIO:.0f}x a no-op task", figure=f"{cpu[case] * 1000:.2f} ms",
-               baseline=f"no-op task {cpu['noop'] * 1000:.2f} ms", ratio=f"{ratio:.2f}x (<= {MAX_CPU_RATIO:.0f}x)",
-               met=ratio <= MAX_CPU_RATIO)
+               f"{most:.0f}x a no-op task ({pool} pool)", figure=f"{cpu[case] * 1000:.2f} ms",
+               baseline=f"no-op task {cpu['noop'] * 1000:.2f} ms", ratio=f"{ratio:.2f}x (<= {most:.0f}x)",
+               met=ratio <= most)
 
 
 if __name__ == "__main__":

@@ -56,11 +56,11 @@ class Stack:
         configure_logging(get_settings())  # the benchmark's own process logs at WARNING too
 
     def start_workers(self, env: dict[str, str], *, app: str = "worker", count: int = 2, concurrency: int = 8,
-                      queues: str = QUEUES) -> list[subprocess.Popen]:
+                      queues: str = QUEUES, pool: str = "prefork") -> list[subprocess.Popen]:
         """Workers at INFO, one task prefetched each, returned once every one is consuming."""
         started = start_workers(env, self.tmp, count, name=f"{app}-{len(self.procs)}-", app=app,
                                 concurrency=concurrency, queues=queues, extra=("--prefetch-multiplier", "1"),
-                                ready=True)
+                                ready=True, pool=pool)
         self.procs += started
         return started
 

@@ -522,13 +522,46 @@ def report_403(
 
 @app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker_command(ctx: typer.Context) -> None:
-    """Run a Celery worker on every queue (extra arguments go to Celery)."""
+    """Run a Celery worker on every queue: Celery's threads pool, 16 at once, unless --pool or
+    --concurrency say otherwise (--pool prefork: a process per task; extra arguments go to Celery)."""
     # Celery and the process set-up only for the commands that run it (start-up time of the CLI).
     from worker import process  # noqa: F401  (the worker's signal handlers)
     from worker.celery_app import QUEUES, app as celery_app
 
     _settings()
-    _run_celery_worker(celery_app, ["--queues", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args])
+    _run_celery_worker(celery_app, ["--queues", ",".join(QUEUES), "--loglevel", "INFO", *pool_defaults(ctx.args)])
+
+
+# The work waits on Halo, the database and Redis: threads share one process's clients and memory
+# (docs/BENCHMARKS.md, "pools": ~83 MB for 16 at once, against ~630 MB PSS for 16 prefork children).
+# What threads give up (Celery's time limits, a crash taking every run in flight) is in the README.
+DEFAULT_POOL = "threads"
+DEFAULT_THREADS = 16
+
+
+def _given(args: list[str], long: str, short: str) -> str | None:
+    """The value of an option as Celery's command line takes it (``--pool x``, ``--pool=x``, ``-P x``,
+    ``-Px``), None when absent."""
+    for i, arg in enumerate(args):
+        if arg in (long, short):
+            return args[i + 1] if i + 1 < len(args) else ""
+        if arg.startswith(long + "="):
+            return arg.split("=", 1)[1]
+        if arg.startswith(short) and not arg.startswith("--") and len(arg) > len(short):
+            return arg[len(short):].lstrip("=")
+    return None
+
+
+def pool_defaults(args: list[str]) -> list[str]:
+    """``args`` with the threads pool and its concurrency put first unless the caller chose a pool."""
+    pool = _given(args, "--pool", "-P")
+    added: list[str] = []
+    if pool is None:
+        pool = DEFAULT_POOL
+        added += ["--pool", pool]
+    if pool == "threads" and _given(args, "--concurrency", "-c") is None:
+        added += ["--concurrency", str(DEFAULT_THREADS)]
+    return [*added, *args]
 
 
 # The environment variables Celery's umbrella command reads as its global options, and the variables

@@ -14,36 +14,15 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import redis as redis_lib
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from reconciler.core.errors import CoordinationUnavailable
+from reconciler.adapters.coordination.client import CoordinationClient, no_retry
+from reconciler.core.errors import CoordinationError, CoordinationUnavailable
 from worker.config import Settings, get_settings
+from worker.per_process import PerProcess
 
 SOCKET = "valkey.sock"
-
-
-_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
-    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
-_clients: dict[tuple[int, str, bool], redis_lib.Redis] = {}
-
-
-def _no_retry() -> Retry:
-    return Retry(NoBackoff(), 0)
 
 
 def valkey_binary() -> str:
@@ -69,10 +48,11 @@ def _socket_path(settings: Settings) -> Path:
 def _answers(path: Path) -> bool:
     if not path.exists():
         return False
-    client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=1, socket_connect_timeout=1, retry=_no_retry())
+    client = CoordinationClient(unix_socket_path=str(path), socket_timeout=1, socket_connect_timeout=1,
+                                retry=no_retry())
     try:
         return bool(client.ping())
-    except redis_lib.RedisError:
+    except CoordinationError:
         return False
     finally:
         client.close()
@@ -143,10 +123,10 @@ def stop_embedded_server(settings: Settings | None = None) -> bool:
     pidfile = settings.data_dir / "valkey.pid"
     stopped = False
     if _answers(path):
-        client = redis_lib.Redis(unix_socket_path=str(path), socket_timeout=2, retry=_no_retry())
+        client = CoordinationClient(unix_socket_path=str(path), socket_timeout=2, retry=no_retry())
         try:
             client.shutdown(nosave=True)
-        except redis_lib.RedisError:
+        except CoordinationError:
             pass  # the connection drops as it shuts down
         stopped = True
     if pidfile.exists():
@@ -191,8 +171,11 @@ def redis_url(settings: Settings | None = None) -> str:
     return embedded_redis_url(settings)
 
 
-def get_redis(*, bounded: bool = False) -> redis_lib.Redis:
+def get_redis(*, bounded: bool = False) -> CoordinationClient:
     """This process's Redis client (rebuilt after a fork); raises CoordinationUnavailable.
+
+    Its commands raise ``reconciler.core.errors``'s coordination errors, never redis-py's: the
+    client translates them itself (``reconciler.adapters.coordination.client``).
 
     ``bounded``: the application hook's client, whose every call (connect and read) is bounded by
     ``HALO_RECONCILER_REPORT_TIMEOUT_SECONDS``, so a Redis that accepts but does not answer cannot
@@ -200,94 +183,36 @@ def get_redis(*, bounded: bool = False) -> redis_lib.Redis:
     a storm's reports and a spurious timeout would only cost a retry.
     """
     settings = get_settings()
-    with _lock:
-        source = settings.broker_url or str(settings.data_dir)
-        key = (os.getpid(), source, bounded)
-        client = _clients.get(key)
-        if client is not None and settings.is_embedded and not _socket_path(settings).exists():
-            # The embedded server stopped (idle, or `embedded stop`): start it again on this call.
-            _clients.pop(key).close()
-            client = None
-        if client is None:
-            try:
-                url = redis_url(settings)
-            except OSError as exc:
-                raise CoordinationUnavailable(f"cannot start the embedded coordination store: {exc}") from exc
-            timeout = settings.report_timeout_seconds
-            client = redis_lib.Redis.from_url(
-                url,
-                socket_connect_timeout=timeout,
-                socket_timeout=timeout if bounded else max(timeout, 5.0),
-                health_check_interval=30,
-                # redis-py retries three times with backoff by default; a caller with a time bound
-                # (the application hook) must fail fast instead, and callers here decide what to redo.
-                retry=_no_retry(),
-            )
-            for stale in [k for k in _clients if k[:2] != key[:2]]:
-                old = _clients.pop(stale)
-                if stale[0] == key[0]:  # a parent's client after a fork is left alone, not shut down
-                    old.close()
-            _clients[key] = client
-    return _CheckedRedis(client)
+    return _clients.get((settings.broker_url or str(settings.data_dir), bounded))
+
+
+def _build_client(key: tuple[str, bool]) -> CoordinationClient:
+    _source, bounded = key
+    settings = get_settings()
+    try:
+        url = redis_url(settings)
+    except OSError as exc:
+        raise CoordinationUnavailable(f"cannot start the embedded coordination store: {exc}") from exc
+    timeout = settings.report_timeout_seconds
+    return CoordinationClient.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout if bounded else max(timeout, 5.0),
+        health_check_interval=30,
+        retry=no_retry(),  # callers decide what to redo; the hook must fail fast
+    )
+
+
+def _still_served(_client: CoordinationClient) -> bool:
+    """False once the embedded server stopped (idle, or ``embedded stop``): the next call starts it again."""
+    settings = get_settings()
+    return not settings.is_embedded or _socket_path(settings).exists()
+
+
+# One client per (server, bounded) in each process; a new server (the settings changed) closes the old.
+_clients: PerProcess[tuple[str, bool], CoordinationClient] = PerProcess(
+    _build_client, close=CoordinationClient.close, usable=_still_served, replaces=lambda old, new: old[0] != new[0])
 
 
 def reset_client() -> None:
-    with _lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()
-
-
-class _CheckedRedis:
-    """A thin proxy that translates connection failures into CoordinationUnavailable at this edge."""
-
-    def __init__(self, client: redis_lib.Redis) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str):
-        attribute = getattr(self._client, name)
-        if not callable(attribute) or name in {"pipeline", "register_script"}:
-            return _wrap_factory(attribute) if callable(attribute) else attribute
-
-        def call(*args, **kwargs):
-            try:
-                return attribute(*args, **kwargs)
-            except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-                raise CoordinationUnavailable(f"the coordination store did not answer ({type(exc).__name__})") from exc
-
-        return call
-
-
-def _wrap_factory(factory):
-    def make(*args, **kwargs):
-        return _CheckedCallable(factory(*args, **kwargs))
-
-    return make
-
-
-class _CheckedCallable:
-    """Wraps a pipeline or a registered script the same way."""
-
-    def __init__(self, inner) -> None:
-        self._inner = inner
-
-    def __call__(self, *args, **kwargs):
-        try:
-            return self._inner(*args, **kwargs)
-        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-            raise CoordinationUnavailable(f"the coordination store did not answer ({type(exc).__name__})") from exc
-
-    def execute(self, *args, **kwargs):
-        try:
-            return self._inner.execute(*args, **kwargs)
-        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-            raise CoordinationUnavailable(f"the coordination store did not answer ({type(exc).__name__})") from exc
-
-    def __getattr__(self, name: str):
-        attribute = getattr(self._inner, name)
-        if callable(attribute) and name != "execute":
-            def chain(*args, **kwargs):
-                attribute(*args, **kwargs)
-                return self
-            return chain
-        return attribute
+    _clients.reset()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from sqlmodel import Session
 
 import models
 from worker.config import get_settings
+from worker.per_process import PerProcess
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -42,19 +42,6 @@ class SchemaOutdated(DatabaseError):
     pass
 
 
-_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
-    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
-_engine: Engine | None = None
-_engine_key: tuple[int, str] | None = None
 _checked: set[tuple[int, str]] = set()
 
 MIGRATIONS = Path(models.__file__).resolve().parent / "migrations"
@@ -74,15 +61,30 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
+# Connections the engine keeps: five (a prefork child runs one task at a time), or one per thread of
+# a threads-pool worker (``reserve_connections``), so that no run waits for another's connection.
+POOL_SIZE = 5
+
+
+def reserve_connections(threads: int) -> None:
+    """This process runs ``threads`` tasks at once (Celery's threads pool): keep a connection for
+    each. Called before the engine is built (``worker.process``); an engine built already is rebuilt."""
+    global POOL_SIZE
+    POOL_SIZE = max(5, threads)
+    reset_engine()
+
+
 def _build(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = make_url(url).database
+        pool: dict[str, int] = {}
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = create_engine(url, connect_args={"timeout": 30})
+            pool = {"pool_size": POOL_SIZE, "max_overflow": 10}  # SQLAlchemy's QueuePool for a file
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=5)
     event.listen(engine, "checkin", _note_idle)
     event.listen(engine, "checkout", _ping_after_idle(engine.dialect.loaded_dbapi.Error))
     return engine
@@ -121,30 +123,21 @@ def _ping_after_idle(driver_error: type[Exception]):
     return ping
 
 
+# This process's engine, by URL (a new URL disposes of the old engine). One inherited from the parent
+# drops its pool without closing the parent's sockets.
+_engines: PerProcess[str, Engine] = PerProcess(
+    _build, close=Engine.dispose, forget_inherited=lambda engine: engine.dispose(close=False))
+
+
 def get_engine() -> Engine:
     """This process's engine, built on first use and rebuilt after a fork."""
-    global _engine, _engine_key
-    url = get_settings().effective_database_url
-    key = (os.getpid(), url)
-    with _lock:
-        if _engine is None or _engine_key != key:
-            if _engine is not None and _engine_key and _engine_key[0] != os.getpid():
-                # Inherited from the parent: drop its pool without closing the parent's sockets.
-                _engine.dispose(close=False)
-            _engine = _build(url)
-            _engine_key = key
-        return _engine
+    return _engines.get(get_settings().effective_database_url)
 
 
 def reset_engine() -> None:
     """Forget this process's engine (tests, or after the configuration changed)."""
-    global _engine, _engine_key
-    with _lock:
-        if _engine is not None:
-            _engine.dispose()
-        _engine = None
-        _engine_key = None
-        _checked.clear()
+    _engines.reset()
+    _checked.clear()
 
 
 def new_session() -> Session:

@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from models import Practice
 from reconciler.adapters.coordination import keys
-from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.errors import CoordinationError
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
 from worker import db, wiring
 from worker.coordination import get_redis
@@ -52,7 +51,7 @@ def check_database() -> Check:
 def check_broker() -> Check:
     try:
         get_redis().ping()
-    except (RedisError, CoordinationUnavailable) as exc:
+    except CoordinationError as exc:
         return Check("broker", False, f"Redis does not answer: {exc}")
     return Check("broker", True, "Redis answers")
 
@@ -64,7 +63,7 @@ def check_sweep(settings: Settings, now: datetime | None = None) -> Check:
     allowed = 3 * settings.sweep_interval_seconds + 60
     try:
         raw = get_redis().get(keys.last_sweep())
-    except (RedisError, CoordinationUnavailable) as exc:
+    except CoordinationError as exc:
         return Check("sweep", False, f"cannot read the last sweep: {exc}")
     if raw is None:
         # A fresh deployment has not swept yet: not a failure, but say so.
@@ -86,7 +85,7 @@ def check_breaker(settings: Settings, now: datetime | None = None) -> Check:
     now = now or datetime.now(UTC)
     try:
         states = wiring.breaker(settings).states()
-    except (RedisError, CoordinationUnavailable) as exc:
+    except CoordinationError as exc:
         return Check("breaker", False, f"cannot read the breaker: {exc}")
     if not states:
         return Check("breaker", True, "closed")

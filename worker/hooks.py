@@ -17,9 +17,7 @@ the two edges allowed to have one: nothing we do may raise into the integrator's
 from __future__ import annotations
 
 import json
-import os
 import re
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +28,7 @@ from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.guids import InvalidGuid, parse_guid
 from worker import wiring
 from worker.config import get_settings
+from worker.per_process import PerProcess
 
 log = structlog.get_logger()
 
@@ -37,18 +36,7 @@ MAX_MESSAGE_BYTES = 4096
 _SITE_PATH = re.compile(r"/integrator/sites/([0-9A-Fa-f{}-]{32,40})(?:/|$)")
 HALO_HOSTS = frozenset({"api.haloconnect.io", "api.stage.haloconnect.io"})
 
-_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
-    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
-_reporter: tuple[int, Reporter] | None = None  # (pid, reporter): rebuilt after a fork
+_reporter: PerProcess[None, Reporter] = PerProcess(lambda _: wiring.reporter(bounded=True))  # rebuilt after a fork
 
 
 def cut_message(message: object) -> str | None:
@@ -65,21 +53,12 @@ def cut_message(message: object) -> str | None:
 
 
 def _get_reporter() -> Reporter:
-    global _reporter
-    built = _reporter
-    if built is not None and built[0] == os.getpid():  # every report after the first: no lock taken
-        return built[1]
-    with _lock:
-        if _reporter is None or _reporter[0] != os.getpid():
-            _reporter = (os.getpid(), wiring.reporter(bounded=True))
-        return _reporter[1]
+    return _reporter.get()  # every report after the first: no lock taken
 
 
 def reset() -> None:
     """Forget this process's reporter (the settings changed)."""
-    global _reporter
-    with _lock:
-        _reporter = None
+    _reporter.reset()
 
 
 def report_forbidden(guid: str, message: str | None = None, **context: Any) -> bool:

@@ -18,10 +18,9 @@ from typing import Annotated, Any, TypeVar
 import structlog
 from pydantic import Field, TypeAdapter, ValidationError
 
-from redis.exceptions import RedisError
 
 from reconciler.adapters.coordination import keys
-from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.errors import CoordinationError
 from worker.coordination import get_redis
 
 log = structlog.get_logger()
@@ -42,7 +41,7 @@ def count_refused(reason: str, **fields: Any) -> None:
     log.warning("broker_message_refused", reason=reason, **fields)
     try:
         get_redis().incr(keys.refused_messages())
-    except (RedisError, CoordinationUnavailable):  # counting a refusal must not turn it into a task failure
+    except CoordinationError:  # counting a refusal must not turn it into a task failure
         log.debug("broker_message_refused_uncounted", exc_info=True)
 
 

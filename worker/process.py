@@ -23,6 +23,7 @@ with without_rich(wants_json(get_settings(), sys.__stderr__)):
         worker_init,
         worker_process_init,
         worker_process_shutdown,
+        worker_shutdown,
     )
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import configure_mappers
@@ -99,11 +100,26 @@ def _freeze_before_fork(**_: object) -> None:
     gc.freeze()
 
 
+def threads_of(worker: object) -> int:
+    """How many tasks the worker runs at once in its own process: its concurrency under Celery's
+    threads pool, 0 under prefork (each child runs one)."""
+    pool = getattr(worker, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return int(getattr(worker, "concurrency", 0) or 0) if "thread" in str(name) else 0
+
+
 @worker_init.connect
-def _init_main_process(**_: object) -> None:
+def _init_main_process(sender: object = None, **_: object) -> None:
     settings = get_settings()
     configure_logging(settings, stream=sys.__stderr__)
+    threads = threads_of(sender)
+    if threads:
+        # One process runs every task: a database connection per thread, and no worker_process_init
+        # (no child is forked), so the warm-up happens here.
+        db.reserve_connections(threads)
     _import_before_fork(settings)
+    if threads and not settings.metrics_port:
+        _warm_up()
     if settings.metrics_port:
         # The metrics server's thread answers scrapes while the pool forks (and re-forks a child that
         # died). Its first scrape would import the database driver; a child forked while that import
@@ -118,5 +134,6 @@ def _init_main_process(**_: object) -> None:
 
 
 @worker_process_shutdown.connect
+@worker_shutdown.connect
 def _close_process(**_: object) -> None:
     wiring.close_halo_client()

@@ -14,11 +14,11 @@ first needs a worker.
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from worker.per_process import PerProcess
 
 MARK_MARGIN_SECONDS = 5  # a pending mark outlives its publish's bound by this much
 
@@ -62,41 +62,27 @@ def hook_bound(timeout: float) -> PublishBound:
     return PublishBound(connect_timeout=timeout, socket_timeout=timeout, retries=1, interval=timeout / 2)
 
 
-_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # A prefork child must not inherit a lock some thread of its parent held at fork time.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
-_pools: dict[tuple[int, str, PublishBound], Any] = {}
+# This process's pools of bounded broker connections, by (broker URL, bound); a new broker URL closes
+# the pools of the old.
+_pools: PerProcess[tuple[str, PublishBound], Any] = PerProcess(
+    close=lambda pool: pool.force_close_all(), replaces=lambda old, new: old[0] != new[0])
 
 
 def _pool(app: Any, bound: PublishBound) -> Any:
     """This process's pool of bounded broker connections for ``bound`` (rebuilt after a fork or when
     the broker URL changes)."""
-    url = str(app.conf.broker_url)
-    key = (os.getpid(), url, bound)
-    with _lock:
-        pool = _pools.get(key)
-        if pool is None:
-            for stale in [k for k in _pools if k[0] == key[0] and k[1] != url]:
-                _pools.pop(stale).force_close_all()
-            connection = app.connection_for_write(connect_timeout=bound.connect_timeout,
-                                                  transport_options=bound.transport_options())
-            pool = _pools[key] = connection.Pool(limit=8)
-        return pool
+
+    def build(_key: tuple[str, PublishBound]) -> Any:
+        connection = app.connection_for_write(connect_timeout=bound.connect_timeout,
+                                              transport_options=bound.transport_options())
+        return connection.Pool(limit=8)
+
+    return _pools.get((str(app.conf.broker_url), bound), build)
 
 
 def reset() -> None:
     """Close this process's bounded connections (tests; the settings changed)."""
-    with _lock:
-        for key in [k for k in _pools if k[0] == os.getpid()]:
-            _pools.pop(key).force_close_all()
-        _pools.clear()
+    _pools.reset()
 
 
 def bounded_publisher(timeout: float, celery_app: Callable[[], Any]):

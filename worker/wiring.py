@@ -8,8 +8,6 @@ drops them all (tests, and ``follow_settings`` when the environment changes).
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,21 +33,10 @@ from reconciler.usecases.reconcile import Deps, ReconcileResult
 from worker import coordination as redis_clients
 from worker import db, publishing
 from worker.config import Settings, get_settings
+from worker.per_process import PerProcess
 
 log = structlog.get_logger()
 
-_lock = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # A prefork child must not inherit a lock some thread of its parent held at fork time (the
-    # metrics server answering a scrape, say): that thread is gone, and the child would wait forever.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
-_halo: tuple[int, HaloClient] | None = None
 
 
 def build_halo_client(settings: Settings | None = None, *, rate_limited: bool = False, **overrides: Any) -> HaloClient:
@@ -71,21 +58,17 @@ def build_halo_client(settings: Settings | None = None, *, rate_limited: bool = 
     return HaloClient(**options)
 
 
+_halo: PerProcess[None, HaloClient] = PerProcess(
+    lambda _: build_halo_client(rate_limited=True), close=HaloClient.close, usable=lambda client: not client.closed)
+
+
 def halo_client() -> HaloClient:
     """This process's rate-limited client, built on first use and rebuilt after a fork."""
-    global _halo
-    with _lock:
-        if _halo is None or _halo[0] != os.getpid() or _halo[1].closed:
-            _halo = (os.getpid(), build_halo_client(rate_limited=True))
-        return _halo[1]
+    return _halo.get()
 
 
 def close_halo_client() -> None:
-    global _halo
-    with _lock:
-        if _halo is not None and _halo[0] == os.getpid():
-            _halo[1].close()
-        _halo = None
+    _halo.reset()
 
 
 def _rate_limit_hook(settings: Settings):
@@ -256,18 +239,12 @@ def deliver_outbox(settings: Settings | None = None) -> outbox.DeliveryReport | 
     return report
 
 
-_notifier: tuple[int, tuple[str, ...], notify.AppriseNotifier] | None = None
+_notifiers: PerProcess[tuple[str, ...], notify.AppriseNotifier] = PerProcess(notify.AppriseNotifier)
 
 
 def notifier(settings: Settings | None = None) -> notify.AppriseNotifier:
     """This process's notifier for the configured URLs, built once (Apprise parses each URL)."""
-    global _notifier
-    settings = settings or get_settings()
-    urls = settings.notify_url_values
-    with _lock:
-        if _notifier is None or _notifier[0] != os.getpid() or _notifier[1] != urls:
-            _notifier = (os.getpid(), urls, notify.AppriseNotifier(urls))
-        return _notifier[2]
+    return _notifiers.get((settings or get_settings()).notify_url_values)
 
 
 def _secrets(settings: Settings) -> list[str]:

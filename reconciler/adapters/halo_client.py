@@ -127,8 +127,8 @@ class HaloClient:
         self._before_request = before_request
         # Told of every attempt's endpoint, status (or "timeout"/"unreachable") and seconds: metrics.
         self._on_call = on_call or (lambda endpoint, status, seconds: None)
-        self._attempts = 0
-        self._lock = threading.Lock()
+        # Counted per thread: a worker's threads share one client, and a run counts its own calls.
+        self._attempts = threading.local()
         self._closed = False
 
     def __repr__(self) -> str:  # never the key
@@ -140,8 +140,9 @@ class HaloClient:
 
     @property
     def attempts(self) -> int:
-        """HTTP attempts this client made, every endpoint and retry included."""
-        return self._attempts
+        """HTTP attempts this client made in this thread, every endpoint and retry included (a run
+        takes the difference across its calls; under the threads pool, other runs' calls are not in it)."""
+        return getattr(self._attempts, "n", 0)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -266,8 +267,7 @@ class HaloClient:
 
     def _attempt(self, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One HTTP attempt: a 2xx response, or the error it means, chained from httpx's."""
-        with self._lock:
-            self._attempts += 1
+        self._attempts.n = getattr(self._attempts, "n", 0) + 1
         sent = time.perf_counter()
         try:
             response = self._http.request(method, path, **kwargs)

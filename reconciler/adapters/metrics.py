@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis as redis_lib
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client import values as prometheus_values
@@ -34,7 +33,8 @@ from sqlmodel import Session, func, select
 from models import Practice, Ticket, TicketStatus
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.breaker import open_breakers
-from reconciler.core.errors import CoordinationUnavailable
+from reconciler.adapters.coordination.client import CoordinationClient
+from reconciler.core.errors import CoordinationError
 
 log = structlog.get_logger()
 
@@ -104,7 +104,7 @@ def _up(name: str, what: str, answered: bool) -> GaugeMetricFamily:
 class StateCollector:
     """Read at scrape time: report outcomes, refused input, queues, the last sweep, open tickets."""
 
-    def __init__(self, *, redis: Callable[[], redis_lib.Redis], session: Callable[[], Session], queues: Sequence[str],
+    def __init__(self, *, redis: Callable[[], CoordinationClient], session: Callable[[], Session], queues: Sequence[str],
                  sent_at_header: str) -> None:
         self.redis = redis
         self.session = session
@@ -126,7 +126,7 @@ class StateCollector:
                 pipe.llen(queue)
                 pipe.lindex(queue, -1)  # kombu pushes on the left: the right end is the oldest
             answers = pipe.execute()
-        except (redis_lib.RedisError, CoordinationUnavailable) as exc:  # Redis down is itself a reading
+        except CoordinationError as exc:  # Redis down is itself a reading
             log.warning("metrics_redis_unavailable", error=str(exc))
             yield _up("redis", "Redis", False)
             return
@@ -161,12 +161,12 @@ class StateCollector:
         yield since
         yield from self._breakers(redis)
 
-    def _breakers(self, redis: redis_lib.Redis) -> Iterator[object]:
+    def _breakers(self, redis: CoordinationClient) -> Iterator[object]:
         """One series per open breaker (none when all are closed), its cause and scope as labels."""
         try:
             states = open_breakers(redis)
             waiting = redis.scard(keys.breaker_waiting())
-        except (redis_lib.RedisError, CoordinationUnavailable) as exc:
+        except CoordinationError as exc:
             log.warning("metrics_redis_unavailable", error=str(exc))
             return
         gauge = GaugeMetricFamily(f"{NAMESPACE}_breaker_open", "1 per open integrator-wide breaker (unauthorized "

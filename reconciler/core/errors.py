@@ -12,7 +12,12 @@
         ├── OnboardingRefused    Halo has no single authoritative active site for the PMS ID
         └── Busy                 another reconciliation holds the practice; try again shortly
     Conflict                     another writer changed the row first: re-read and decide again
-    CoordinationUnavailable      Redis (or the embedded server) cannot be reached
+    CoordinationError            the coordination store (Redis) refused a command: a bug, not retried
+    └── CoordinationUnavailable  it cannot be reached, or refuses writes for now: retry later
+        └── CoordinationTimeout  it did not answer in time: a write may have landed
+
+The coordination errors are redis-py's, translated in one place
+(``reconciler.adapters.coordination.client``, which holds the map).
 
 Halo failures (``reconciler.core.halo_errors``), database failures (``worker.db``) and configuration errors
 (``worker.config.ConfigError``) keep their own types; the CLI maps each to its exit code in one place.
@@ -55,8 +60,17 @@ class BreakerOpen(OperationFailed):
     """Halo refused our key, IP or quota a moment ago: automatic and bulk calls wait for the probe."""
 
 
-class CoordinationUnavailable(Exception):
-    """The coordination store (Redis) cannot be reached, or the embedded server cannot be started."""
+class CoordinationError(Exception):
+    """The coordination store refused a command in a way no retry mends (a wrong type, a script error)."""
+
+
+class CoordinationUnavailable(CoordinationError):
+    """The coordination store (Redis) cannot be reached, or the embedded server cannot be started,
+    or it refuses writes for now (a replica after a failover, out of memory)."""
+
+
+class CoordinationTimeout(CoordinationUnavailable):
+    """The coordination store did not answer in time: what the command wrote may or may not be there."""
 
 
 class Busy(OperationFailed):

@@ -129,7 +129,7 @@ def test_reports_over_http_count_exactly_what_the_hook_counts(stack, practice, s
     over_http, http_queued = outcomes(r), queued(r)
 
     fresh_start(r, practice)
-    hooks._reporter = None
+    hooks.reset()
     taken = [hooks.report_forbidden(guid, message, source="python") for guid, message in sequence(practice)]
     through_hook, hook_queued = outcomes(r), queued(r)
 

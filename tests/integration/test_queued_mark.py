@@ -7,10 +7,10 @@ import pytest
 import redis
 
 from models import Trigger
-from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination import keys, scripts
 from reconciler.adapters.coordination.marks import index_practice
 from reconciler.adapters.coordination.reporter import Reporter
-from reconciler.adapters.coordination.workqueue import WorkQueue
+from reconciler.adapters.coordination.workqueue import MarkState, QueuedMark, WorkQueue
 from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.sweep import enqueue_planned
 
@@ -29,7 +29,7 @@ def r(redis_url):
 
 def state(r, practice_id: int = 7) -> tuple[str | None, int]:
     value = r.get(keys.dirty(practice_id))
-    return (value.decode().split("|")[2] if value else None), r.ttl(keys.dirty(practice_id))
+    return (QueuedMark.parse(value).state if value else None), r.ttl(keys.dirty(practice_id))
 
 
 def test_a_report_marks_pending_while_it_publishes_then_confirmed(r):
@@ -109,3 +109,39 @@ def test_the_sweep_confirms_what_it_published_and_forgets_what_failed(r):
     assert enqueue_planned(iter([(2, Trigger.RETRY), (3, Trigger.SWEEP)]), queue=queue,
                            publish=lambda pid, trigger: published.append(pid)) == 2
     assert published == [1, 2, 3]
+
+
+# The mark's encoding lives in lua/queued_mark.lua; QueuedMark mirrors it. Both read the same values
+# the same way, and what the Lua writes is what Python reads.
+_LUA_PARSE = scripts.expand("""--#include queued_mark
+local guid, at, state, nonce = queued_mark().parse(ARGV[1])
+return {guid, at, state or false, nonce or false}
+""")
+
+
+@pytest.mark.parametrize("value", [
+    f"{OLD}|1733350000123|p|abcdef0123456789", f"*|1733350000123|q|again", f"{OLD}|1733350000123|r|",
+    f"{OLD}|1733350000123", OLD,
+])
+def test_the_python_mirror_reads_a_mark_as_the_lua_does(r, value):
+    guid, at, state, nonce = r.eval(_LUA_PARSE, 0, value)
+    mark = QueuedMark.parse(value)
+    assert (mark.guid, mark.at_ms, mark.state, mark.nonce) == (
+        guid.decode(), at, MarkState(state.decode()) if state else None, nonce.decode() if nonce is not None else None)
+    assert QueuedMark.parse(mark.encode()) == mark
+
+
+def test_what_the_lua_writes_the_python_mirror_reads(r):
+    queue = WorkQueue(r, pending_seconds=PENDING, queued_seconds=QUEUED, lock_seconds=LOCK)
+    nonce = queue.add(7, OLD)
+    pending = QueuedMark.parse(r.get(keys.dirty(7)))
+    assert (pending.guid, pending.state, pending.nonce) == (OLD, MarkState.PENDING, nonce)
+    assert pending.at_ms > 0
+    assert queue.confirm(7, nonce)
+    assert QueuedMark.parse(r.get(keys.dirty(7))) == QueuedMark(OLD, pending.at_ms, MarkState.QUEUED, nonce)
+    claim = queue.start(7)
+    assert queue.add(7, OLD) is None  # reported while the run holds the practice
+    reported = QueuedMark.parse(r.get(keys.dirty(7)))
+    assert (reported.guid, reported.state, reported.nonce) == (OLD, MarkState.REPORTED, "")
+    assert queue.done(claim, OLD, answered_ms=0)  # it names the GUID in use: one more run, pending
+    assert QueuedMark.parse(r.get(keys.dirty(7))) == QueuedMark(OLD, reported.at_ms, MarkState.PENDING, "again")

@@ -7,7 +7,6 @@ Valkey: see tests/integration/test_api.py), the coordination client a fakeredis.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -55,7 +54,7 @@ def reporter(fake_redis):
     """The hook's reporter, autospec'd: the hook's own path (parse, cut, context) runs for real."""
     fake = mock.create_autospec(Reporter, instance=True)
     fake.report.return_value = "publish"
-    hooks._reporter = (os.getpid(), fake)
+    hooks._reporter.put(fake)
     yield fake
     hooks.reset()
 

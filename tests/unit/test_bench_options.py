@@ -38,7 +38,8 @@ def test_help_prints_the_usage_and_runs_nothing(monkeypatch, tmp_path, capsys):
     assert "--write" in out and "storm" in out
 
 
-@pytest.mark.parametrize("argv", [["--bogus"], ["storm", "-x"], ["--rows", "many"], ["audit", "--rows"]])
+@pytest.mark.parametrize("argv", [["--bogus"], ["storm", "-x"], ["--rows", "many"], ["audit", "--rows"],
+                                  ["reconcile", "--pool", "gevent"], ["pools", "--concurrency", "x"]])
 def test_a_bad_option_is_refused_before_any_benchmark_runs(argv, monkeypatch, tmp_path, capsys):
     code, ran = _run(argv, monkeypatch, tmp_path)
     assert code == 2 and ran == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
@@ -185,7 +186,7 @@ def test_get_client_is_rebuilt_after_fork(monkeypatch):
 
     first = wiring.halo_client()
     assert wiring.halo_client() is first
-    monkeypatch.setattr(wiring.os, "getpid", lambda: -1)
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as a forked child sees it (worker.per_process)
     assert wiring.halo_client() is not first
 
 

@@ -80,14 +80,13 @@ def test_the_async_httpx_hook(monkeypatch):
 
 def _stub_reporter(outcome: str):
     """The hook's reporter, autospec'd, answering ``outcome`` (the hook's own path runs for real)."""
-    import os
     from unittest import mock
 
     from reconciler.adapters.coordination.reporter import Reporter
 
     fake = mock.create_autospec(Reporter, instance=True)
     fake.report.return_value = outcome
-    hooks._reporter = (os.getpid(), fake)
+    hooks._reporter.put(fake)
     return fake
 
 

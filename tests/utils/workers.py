@@ -31,15 +31,16 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def start_workers(env: dict[str, str], logs: Path, count: int = 2, *, name: str = "worker", app: str = "worker",
                   concurrency: int = 2, queues: str = QUEUES, loglevel: str = "WARNING",
-                  extra: tuple[str, ...] = (), ready: bool = False, timeout: float = 60) -> list[subprocess.Popen]:
-    """``count`` workers, each logging to ``logs / f"{name}{i}.log"``.
+                  extra: tuple[str, ...] = (), ready: bool = False, timeout: float = 60,
+                  pool: str = "prefork") -> list[subprocess.Popen]:
+    """``count`` workers, each logging to ``logs / f"{name}{i}.log"``; ``pool``: Celery's pool.
 
     ``ready``: return only once each has logged that it is consuming (at INFO; stopped if not in time).
     """
     if ready:
         loglevel = "INFO"
     procs = [
-        _start([sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "prefork", "--concurrency",
+        _start([sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool, "--concurrency",
                 str(concurrency), "--queues", queues, "--hostname", f"{name}{i}@%h",
                 "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", loglevel, *extra],
                env, logs / f"{name}{i}.log")

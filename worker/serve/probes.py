@@ -14,10 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from worker.serve.threads import run_blocking
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.errors import CoordinationError
 from worker import coordination, db
 from worker.health import check_database
 
@@ -41,7 +40,7 @@ def broker_ready() -> tuple[bool, str]:
     """One PING on the bounded client (the hook's: every call within the report timeout)."""
     try:
         coordination.get_redis(bounded=True).ping()
-    except (RedisError, CoordinationUnavailable) as exc:  # not ready; the reason goes to the log
+    except CoordinationError as exc:  # not ready; the reason goes to the log
         return False, f"Redis does not answer: {type(exc).__name__}: {exc}"
     return True, "answers"
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import redis as redis_lib
-
 from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination.client import CoordinationClient
 from reconciler.core import breaker as rules
 from reconciler.core.breaker import Admission, BreakerState
-from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.vocabulary import Verdict
 
 # A breaker nobody probes (no work, no beat) is forgotten after a week; a typo'd key's with it.
@@ -23,7 +21,7 @@ STATE_SECONDS = 7 * 24 * 3600
 
 
 class RedisBreaker:
-    def __init__(self, redis: redis_lib.Redis, *, key_fingerprint: str, base_seconds: float, cap_seconds: float,
+    def __init__(self, redis: CoordinationClient, *, key_fingerprint: str, base_seconds: float, cap_seconds: float,
                  probe_lock_seconds: int = 330) -> None:
         self.redis = redis
         self.key_fingerprint = key_fingerprint
@@ -43,13 +41,10 @@ class RedisBreaker:
 
     def states(self) -> list[BreakerState]:
         """The open breakers that stop this process (its key's and the integrator's)."""
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            for scope in self.scopes:
-                pipe.hgetall(keys.breaker(scope))
-            raw = pipe.execute()
-        except redis_lib.RedisError as exc:
-            raise CoordinationUnavailable(f"the breaker cannot be read: {type(exc).__name__}") from exc
+        pipe = self.redis.pipeline(transaction=False)
+        for scope in self.scopes:
+            pipe.hgetall(keys.breaker(scope))
+        raw = pipe.execute()
         return self.parse_states(raw)
 
     def parse_states(self, raw: list[dict]) -> list[BreakerState]:
@@ -68,11 +63,8 @@ class RedisBreaker:
         verdict = rules.admission(states, now=now)
         if verdict is not Admission.PROBE:
             return verdict
-        try:
-            taken = [bool(self.redis.set(keys.breaker_probe(s.scope), "1", nx=True, ex=self.probe_lock_seconds))
-                     for s in states]
-        except redis_lib.RedisError as exc:
-            raise CoordinationUnavailable(f"the breaker's probe cannot be taken: {type(exc).__name__}") from exc
+        taken = [bool(self.redis.set(keys.breaker_probe(s.scope), "1", nx=True, ex=self.probe_lock_seconds))
+                 for s in states]
         if all(taken):
             return Admission.PROBE
         # Another run is probing: give back what we took, and wait for its answer.
@@ -136,7 +128,7 @@ def _parse(scope: str, fields: dict) -> BreakerState | None:
         return None  # not ours, or half-written: treated as closed, the next refusal writes it anew
 
 
-def open_breakers(redis: redis_lib.Redis) -> list[BreakerState]:
+def open_breakers(redis: CoordinationClient) -> list[BreakerState]:
     """Every open breaker, whatever its key (metrics, health on another host)."""
     found = []
     for name in redis.scan_iter(match=keys.breaker("*"), count=100):

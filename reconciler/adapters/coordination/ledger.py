@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import redis as redis_lib
-
 from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination.client import CoordinationClient
 
 BUCKET_SECONDS = 60
 
@@ -27,7 +26,7 @@ def bucket_lifetime(window_seconds: int) -> int:
 
 
 class ForbiddenLedger:
-    def __init__(self, redis: redis_lib.Redis, *, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis: CoordinationClient, *, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.window_seconds = window_seconds
         self.clock = clock

@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-
-import redis as redis_lib
+from functools import cache
 
 from reconciler.adapters.coordination import keys, scripts
+from reconciler.adapters.coordination.client import CoordinationClient
 from reconciler.core import backoff
 from reconciler.adapters.coordination.ledger import ForbiddenLedger
 
 
-def index_practice(redis: redis_lib.Redis, practice_id: int, current: str, past: Iterable[str]) -> None:
+def index_practice(redis: CoordinationClient, practice_id: int, current: str, past: Iterable[str]) -> None:
     """Record which practice each GUID belongs to, and whether it is the one in use."""
     mapping = index_entries(practice_id, current, past)
     pipe = redis.pipeline(transaction=False)
@@ -38,16 +38,18 @@ def recheck_delay(confirmations: int, *, min_seconds: float, max_seconds: float)
     return backoff.exponential(max(confirmations - 1, 0), base=min_seconds, cap=max_seconds)
 
 
-def recheck_delays_ms(*, min_seconds: float, max_seconds: float) -> list[int]:
+@cache
+def recheck_delays_ms(*, min_seconds: float, max_seconds: float) -> tuple[int, ...]:
     """``recheck_delay`` after 1, 2, ... confirmations, in ms, up to the first that stays (the cap):
-    the numbers ``lua/note_reconciled.lua`` is handed, so the formula lives here only."""
+    the numbers ``lua/note_reconciled.lua`` is handed, so the formula lives here only (computed once
+    per pair of bounds: every run hands them)."""
     delays: list[int] = []
     for confirmations in range(1, 35):
         seconds = recheck_delay(confirmations, min_seconds=min_seconds, max_seconds=max_seconds)
         delays.append(max(int(seconds * 1000), 1))
         if seconds >= max_seconds:
             break
-    return delays
+    return tuple(delays)
 
 
 def note_args(practice_id: int, *, confirmed: bool | None, min_seconds: float, max_seconds: float,
@@ -61,7 +63,7 @@ def note_args(practice_id: int, *, confirmed: bool | None, min_seconds: float, m
                           keys.unknown_guid(""), len(entries)]
     for guid, entry in entries.items():
         args += [guid, entry]
-    return keys_, args + recheck_delays_ms(min_seconds=min_seconds, max_seconds=max_seconds)
+    return keys_, [*args, *recheck_delays_ms(min_seconds=min_seconds, max_seconds=max_seconds)]
 
 
 def index_entries(practice_id: int, current: str, past: Iterable[str]) -> dict[str, str]:
@@ -71,7 +73,7 @@ def index_entries(practice_id: int, current: str, past: Iterable[str]) -> dict[s
     return mapping
 
 
-def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool | None, min_seconds: float,
+def note_verified(redis: CoordinationClient, practice_id: int, *, confirmed: bool | None, min_seconds: float,
                   max_seconds: float, restart: bool = False) -> None:
     """After Halo answered for a practice: the next reports re-check it once the delay has passed.
 
@@ -89,23 +91,23 @@ def note_verified(redis: redis_lib.Redis, practice_id: int, *, confirmed: bool |
     """
     keys_, args = note_args(practice_id, confirmed=confirmed, min_seconds=min_seconds, max_seconds=max_seconds,
                             restart=restart)
-    redis.register_script(scripts.load("note_reconciled"))(keys=keys_, args=args)
+    scripts.registered(redis, "note_reconciled")(keys=keys_, args=args)
 
 
-def note_answered(redis: redis_lib.Redis, practice_id: int) -> None:
+def note_answered(redis: CoordinationClient, practice_id: int) -> None:
     """Halo has answered the run now going on. A re-check queued before this answer is answered by
     this run; a report from here on folds into the run, whose ``done()`` decides (``lua/report.lua``)."""
     redis.delete(keys.recheck(practice_id))
 
 
-def confirmed_since(redis: redis_lib.Redis, practice_id: int) -> datetime | None:
+def confirmed_since(redis: CoordinationClient, practice_id: int) -> datetime | None:
     """When the practice's consecutive confirmations began (None: none in the last hour)."""
     raw = redis.hget(keys.confirmations(practice_id), "since_ms")
     return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw is not None else None
 
 
 class RedisGuidIndex:
-    def __init__(self, redis: redis_lib.Redis) -> None:
+    def __init__(self, redis: CoordinationClient) -> None:
         self.redis = redis
 
     def index(self, practice_id: int, current: str, past: Iterable[str]) -> None:
@@ -113,13 +115,13 @@ class RedisGuidIndex:
 
 
 class RedisCoordination:
-    def __init__(self, redis: redis_lib.Redis, *, window_seconds: int, recheck_min_seconds: float,
+    def __init__(self, redis: CoordinationClient, *, window_seconds: int, recheck_min_seconds: float,
                  recheck_max_seconds: float) -> None:
         self.redis = redis
         self.recheck_min_seconds = recheck_min_seconds
         self.recheck_max_seconds = recheck_max_seconds
         self.ledger = ForbiddenLedger(redis, window_seconds=window_seconds)
-        self._note = redis.register_script(scripts.load("note_reconciled"))
+        self._note = scripts.registered(redis, "note_reconciled")
 
     def forbidden_count(self, guid: str, *, since: datetime | None) -> int:
         return self.ledger.count(guid, since=since.timestamp() if since else None)

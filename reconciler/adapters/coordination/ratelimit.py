@@ -25,7 +25,7 @@ class RateLimiter:
         self.tolerance_us = self.interval_us * max(burst - 1, 0)
         self.sleep = sleep
         self.clock = clock
-        self._script = redis.register_script(scripts.load("gcra"))
+        self._script = scripts.registered(redis, "gcra")
 
     def try_acquire(self) -> float:
         """0 if a call may go now, else the seconds to wait."""

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis as redis_lib
+from redis.exceptions import NoScriptError
 
 from reconciler.adapters.coordination import keys, scripts
 from reconciler.adapters.coordination.ledger import bucket, bucket_lifetime
 from reconciler.adapters.coordination.marks import RECHECK_SLACK_MS
 from reconciler.adapters.coordination.workqueue import WorkQueue, new_nonce
-from reconciler.core.errors import CoordinationUnavailable
+from reconciler.adapters.coordination.client import CoordinationClient
+from reconciler.core.errors import CoordinationError
 from reconciler.core.halo_errors import integrator_wide_cause
 from reconciler.core.vocabulary import ReportOutcome
 
@@ -43,7 +44,7 @@ class PublishFailed(Exception):
 
 @dataclass
 class Reporter:
-    redis: redis_lib.Redis
+    redis: CoordinationClient
     publish: Publish
     threshold: int = 3
     window_seconds: int = 3600
@@ -54,7 +55,7 @@ class Reporter:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        self._script = self.redis.register_script(scripts.load("report"))
+        self._script = scripts.registered(self.redis, "report")
         self._queue = WorkQueue(self.redis, pending_seconds=self.pending_seconds,
                                 queued_seconds=self.queued_seconds)
         # The hot path (a storm's folded reports) is as close to one bare command as Python allows:
@@ -72,7 +73,7 @@ class Reporter:
         self._tail = (keys.recheck("").encode(), str(RECHECK_SLACK_MS).encode())
 
     def report(self, guid: str, message: str | None) -> ReportOutcome:
-        """Take one report of a well-formed, canonical GUID. Raises ``redis`` errors and ``PublishFailed``."""
+        """Take one report of a well-formed, canonical GUID. Raises ``CoordinationError`` (the client's) and ``PublishFailed``."""
         cause = integrator_wide_cause(message) if message else None
         if cause is not None:
             return self._integrator_wide(str(cause), message)
@@ -106,7 +107,7 @@ class Reporter:
         restart, SCRIPT FLUSH), which redis-py's ``Script.__call__`` does for us on that rare path."""
         try:
             return self._execute("EVALSHA", self._sha, 5, *keys_and_args)
-        except redis_lib.exceptions.NoScriptError:
+        except NoScriptError:  # passed through by the client's error map for this reload
             reply = self._script(keys=keys_and_args[:5], args=keys_and_args[5:])
             self._sha = self._script.sha
             return reply
@@ -122,7 +123,7 @@ class Reporter:
         # again (the claim coalesces the two runs).
         try:
             self._queue.confirm(practice_id, nonce)
-        except (CoordinationUnavailable, redis_lib.RedisError):
+        except CoordinationError:
             pass
 
     def _integrator_wide(self, cause: str, message: str | None) -> ReportOutcome:

@@ -34,9 +34,9 @@ class RedisRuns:
         self.coordination = coordination
         self.breaker = breaker
         redis = queue.redis
-        self._begin = redis.register_script(scripts.load("run_begin"))
-        self._answered = redis.register_script(scripts.load("run_answered"))
-        self._finish = redis.register_script(scripts.load("run_finish"))
+        self._begin = scripts.registered(redis, "run_begin")
+        self._answered = scripts.registered(redis, "run_answered")
+        self._finish = scripts.registered(redis, "run_finish")
 
     def begin(self, practice_id: int, token: str | None = None) -> tuple[Claim, list[BreakerState] | None, datetime | None]:
         token = token or uuid.uuid4().hex

@@ -7,15 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 
-import redis as redis_lib
+from redis.exceptions import LockError
 
 from reconciler.adapters.coordination import keys
+from reconciler.adapters.coordination.client import CoordinationClient
 
 LOCK_SECONDS = 600  # a crashed sweep blocks the next for at most this long
 
 
 class SweepCoordinator:
-    def __init__(self, redis: redis_lib.Redis, *, interval_seconds: int) -> None:
+    def __init__(self, redis: CoordinationClient, *, interval_seconds: int) -> None:
         self.redis = redis
         self.interval_seconds = interval_seconds
 
@@ -34,8 +35,9 @@ class SweepCoordinator:
         try:
             yield True
         finally:
-            # Expired and perhaps taken by another sweep: theirs now, nothing of ours to free.
-            with suppress(redis_lib.exceptions.LockError):
+            # Expired and perhaps taken by another sweep: theirs now, nothing of ours to free. (The lock's
+            # own answer, not a failure of the store: the client's error map leaves it alone.)
+            with suppress(LockError):
                 lock.release()
 
     def mark_finished(self, now: datetime) -> None:

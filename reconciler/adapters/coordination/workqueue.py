@@ -3,7 +3,8 @@
 Two Redis keys per practice give client-go's promise (``dirty`` and ``processing`` sets):
 
 * ``dirty:{id}``       the practice is queued, or was reported again while it ran. Its value is
-                       ``GUID|ms|state|nonce``: the GUID the report named (``*`` for sweeps and
+                       ``GUID|ms|state|nonce`` (spelled once in Lua, ``lua/queued_mark.lua``, and
+                       mirrored here by ``QueuedMark``): the GUID the report named (``*`` for sweeps and
                        manual runs), when (the Redis server's clock), and how far its message got.
                        No mark outlives its message: ``p`` (a publish is on its way) lives
                        ``pending_seconds``, a little longer than a publish may take, so a publisher
@@ -29,13 +30,59 @@ were still asking Halo is answered by this run). All three are Lua scripts, one 
 from __future__ import annotations
 
 import uuid
-
-import redis as redis_lib
+from dataclasses import dataclass
+from enum import StrEnum
 
 from reconciler.adapters.coordination import keys, scripts
+from reconciler.adapters.coordination.client import CoordinationClient
 from reconciler.core.work import ANY_GUID, Claim
 
-__all__ = ["ANY_GUID", "Claim", "WorkQueue"]
+__all__ = ["ANY_GUID", "Claim", "MarkState", "QueuedMark", "WorkQueue"]
+
+
+class MarkState(StrEnum):
+    """The queued mark's states, as ``lua/queued_mark.lua`` spells them."""
+
+    PENDING = "p"  # a publish is on its way
+    QUEUED = "q"  # the broker took the message
+    REPORTED = "r"  # reported while a run holds the practice
+
+
+@dataclass(frozen=True)
+class QueuedMark:
+    """The Python mirror of ``lua/queued_mark.lua``: a ``halo:dirty:{id}`` value, parsed. The Lua
+    writes and reads the marks; Python reads them (tests, an operator's look) and must read them the
+    same way (``tests/integration/test_queued_mark.py`` runs both over the same values)."""
+
+    guid: str
+    at_ms: int = 0
+    state: MarkState | None = None  # None: an older mark, 'GUID|ms' or a bare GUID
+    nonce: str | None = None
+
+    @classmethod
+    def parse(cls, value: str | bytes) -> QueuedMark:
+        text = value.decode() if isinstance(value, bytes) else value
+        guid, sep, rest = text.partition("|")
+        if not sep:
+            return cls(guid)
+        raw_at, sep, tail = rest.partition("|")
+        at = _int_or_zero(raw_at)
+        if not sep:
+            return cls(guid, at)
+        state, sep, nonce = tail.partition("|")
+        return cls(guid, at, MarkState(state), nonce if sep else None)
+
+    def encode(self) -> str:
+        if self.state is None:
+            return f"{self.guid}|{self.at_ms}"
+        return f"{self.guid}|{self.at_ms}|{self.state}|{self.nonce or ''}"
+
+
+def _int_or_zero(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
 
 
 FOLLOW_UP = "again"  # the nonce of the one more run ``done`` asks for (one claim at a time, so one)
@@ -47,18 +94,18 @@ def new_nonce() -> str:
 
 
 class WorkQueue:
-    def __init__(self, redis: redis_lib.Redis, *, pending_seconds: int = 15, queued_seconds: int = 3600,
+    def __init__(self, redis: CoordinationClient, *, pending_seconds: int = 15, queued_seconds: int = 3600,
                  lock_seconds: int = 330) -> None:
         self.redis = redis
         self.pending_seconds = pending_seconds
         self.queued_seconds = queued_seconds
         self.lock_seconds = lock_seconds
-        self._add = redis.register_script(scripts.load("queue_add"))
-        self._start = redis.register_script(scripts.load("queue_start"))
-        self._done = redis.register_script(scripts.load("queue_done"))
-        self._confirm = redis.register_script(scripts.load("queue_confirm"))
-        self._forget = redis.register_script(scripts.load("queue_forget"))
-        self._time = redis.register_script(scripts.load("now_ms"))
+        self._add = scripts.registered(redis, "queue_add")
+        self._start = scripts.registered(redis, "queue_start")
+        self._done = scripts.registered(redis, "queue_done")
+        self._confirm = scripts.registered(redis, "queue_confirm")
+        self._forget = scripts.registered(redis, "queue_forget")
+        self._time = scripts.registered(redis, "now_ms")
 
     def add(self, practice_id: int, guid: str = ANY_GUID) -> str | None:
         """Mark the practice for a run. A nonce means: publish a task now (nobody else will), then

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 from sqlmodel import Session, col, select
 
 from models import Practice, Ticket, TicketStatus
@@ -21,7 +20,7 @@ from reconciler.adapters import people, store, tickets
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.store import SqlStore
 from reconciler.core.breaker import BreakerState
-from reconciler.core.errors import CoordinationUnavailable, UnknownTicket
+from reconciler.core.errors import CoordinationError, UnknownTicket
 from reconciler.core.identifiers import normalise
 from reconciler.core.policy import HELD_REASONS
 from worker import admin, wiring
@@ -78,7 +77,7 @@ def _held_tickets(session: Session, practice_ids: list[int]) -> dict[int, Ticket
 def _last_sweep() -> tuple[datetime | None, bool]:
     try:
         raw = get_redis().get(keys.last_sweep())
-    except (RedisError, CoordinationUnavailable) as exc:
+    except CoordinationError as exc:
         log.warning("console_sweep_unknown", error=str(exc))
         return None, False
     if raw is None:
@@ -92,7 +91,7 @@ def _last_sweep() -> tuple[datetime | None, bool]:
 def _breakers(settings: Settings) -> list[BreakerState] | None:
     try:
         return wiring.breaker(settings).states()
-    except (RedisError, CoordinationUnavailable) as exc:
+    except CoordinationError as exc:
         log.warning("console_breaker_unknown", error=str(exc))
         return None
 

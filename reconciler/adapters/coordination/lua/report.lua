@@ -7,6 +7,7 @@
 --       6 fresh prefix, 7 persistence threshold, 8 since-verified prefix, 9 lookup fold seconds,
 --       10 persists-noted prefix, 11 persistence window seconds, 12 the publish's nonce,
 --       13 re-check prefix, 14 re-check slack ms
+--#include queued_mark
 local function out(outcome, pid, delay)
   redis.call('HINCRBY', KEYS[5], outcome, 1)
   return outcome .. '|' .. pid .. '|' .. (delay or 0)
@@ -46,17 +47,15 @@ if fresh then
   return out('counted', pid)
 end
 if redis.call('EXISTS', ARGV[13] .. pid) == 1 then return out('folded', pid) end
--- The queued mark (lua/queue_add.lua says its states): a pending one lives only a little longer
--- than the publish may take, so a publisher that died before publishing swallows no later report.
+-- The queued mark (queued_mark.lua says its states): a pending one lives only a little longer than
+-- the publish may take, so a publisher that died before publishing swallows no later report.
 local dirty = ARGV[3] .. pid
 if redis.call('EXISTS', dirty) == 1 then return out('folded', pid) end
-local t = redis.call('TIME')
-local stamp = guid .. '|' .. (t[1] * 1000 + math.floor(t[2] / 1000))
+local mark = queued_mark()
 local lock = redis.call('PTTL', ARGV[4] .. pid)
 if lock ~= -2 then
-  if lock < 0 then lock = 0 end
-  redis.call('SET', dirty, stamp .. '|r|', 'PX', lock + tonumber(ARGV[5]) * 1000)
+  mark.set_reported(dirty, mark.stamp(guid), lock, ARGV[5])
   return out('folded', pid)
 end
-redis.call('SET', dirty, stamp .. '|p|' .. ARGV[12], 'EX', ARGV[5])
+mark.set_pending(dirty, mark.stamp(guid), ARGV[12], ARGV[5])
 return out('publish', pid)
