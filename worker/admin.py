@@ -26,8 +26,9 @@ from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
 from models.ticket import TicketOut
 from models.operator import OperatorOut
+from models.outbox import OutboxOut, OutboxStatus, OutboxTarget
 from reconciler import logs
-from reconciler.adapters import people, store, tickets
+from reconciler.adapters import outbox_rows, people, store, tickets
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
@@ -352,6 +353,38 @@ def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
     """One whole retention pass in this process (the beat's pass is bounded; this one is not)."""
     return retention.apply_retention(_wiring().unit_of_work, policy=_wiring().retention_policy(), now=_now(),
                                      monotonic=time.monotonic, dry_run=dry_run)
+# --- the outbox: deliveries people can see --------------------------------------------------------
+
+
+def outbox_events(status: str | None = None, *, limit: int = 100, before_id: int | None = None) -> list[OutboxOut]:
+    """Webhook and notification events, newest first (``outbox list``)."""
+    wanted = outbox_rows.parse_status(status)
+    with unit_of_work() as session:
+        return [OutboxOut.from_row(r) for r in outbox_rows.list_events(session, status=wanted, limit=limit,
+                                                                  before_id=before_id)]
+
+
+def retry_outbox(event_id: int, *, by: str | None = None) -> OutboxOut:
+    """Send one pending or failed event now. Unknown id: ``BadInput`` (exit 2); the sink refused it
+    again: ``OperationFailed`` (exit 1), saying why; delivered before: nothing to do (returned)."""
+    with unit_of_work() as session:
+        row = outbox_rows.get_event(session, event_id=event_id)
+        target, status = OutboxTarget(row.target), row.status
+    if status != OutboxStatus.DELIVERED:
+        delivered = _wiring().retry_outbox_event(event_id, target)
+        log.info("outbox_event_retried", event_id=event_id, target=str(target), delivered=delivered, by=by)
+    with unit_of_work() as session:
+        out = OutboxOut.from_row(outbox_rows.get_event(session, event_id=event_id))
+    if out.status != OutboxStatus.DELIVERED:
+        raise OperationFailed(f"outbox event {event_id} was refused again by the {out.target}: {out.last_error}")
+    return out
+
+
+def outbox_waiting() -> list[outbox_rows.Waiting]:
+    with unit_of_work() as session:
+        return outbox_rows.waiting(session, targets=get_settings().outbox_targets)
+
+
 # --- the audit trail and the console's operators ------------------------------------------------
 
 

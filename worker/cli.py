@@ -501,6 +501,47 @@ def operators_remove(name: Annotated[str, typer.Argument()], as_json: JsonOption
     _print_json({"removed": name}) if as_json else stdout.print(f"operator {name} removed", markup=False)
 
 
+# --- the outbox: deliveries people can see ---------------------------------------------------------
+
+outbox_app = typer.Typer(help="Webhook and notification events: what waits, what failed, send again.",
+                         no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[str | None, typer.Option("--status", help="pending, failed or delivered (default: all).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="At most this many events (newest).")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Webhook and notification events, newest first."""
+    _settings(logs_on_first_line=True)
+    outs = _admin().outbox_events(status, limit=limit)
+    if as_json:
+        _print_json([o.to_json() for o in outs])
+        return
+    table = _table()
+    for column in ("id", "event", "target", "status", "attempts", "created", "next attempt", "last error"):
+        table.add_column(column, overflow="fold")
+    for o in outs:
+        table.add_row(str(o.id), o.event, o.target, o.status, str(o.attempts), _fmt_time(o.created_at),
+                      _fmt_time(o.next_attempt_at), o.last_error or "")
+    stdout.print(table)
+    stdout.print(f"{len(outs)} event(s)", markup=False)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    event_id: Annotated[int, typer.Argument(help="An outbox event's id (outbox list).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Send a pending or failed event now: exit 0 when delivered, 1 when refused again, 2 for an unknown id."""
+    _settings()
+    out = _admin().retry_outbox(event_id)
+    _print_json(out.to_json()) if as_json else stdout.print(
+        f"outbox event {out.id} ({out.event}) delivered to the {out.target}", markup=False)
+
+
 # --- events and processes ------------------------------------------------------------------------
 
 
