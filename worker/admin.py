@@ -220,8 +220,19 @@ def approve(practice_id: int, *, by: str | None = None, note: str | None = None)
     with _wiring().build_halo_client(settings, rate_limited=True) as client:
         decided = decisions.approve(_wiring().unit_of_work, client, practice_id=practice_id, now=_now(),
                                     policy=_wiring().policy(settings), identifier_query=settings.identifier_query,
-                                    actor=actor, note=note)
+                                    actor=actor, note=note, required=settings.approvals_required)
     return _decided(decided, "approve")
+
+
+def approvals(practice_id: int) -> dict[str, Any]:
+    """Who approved a held change so far, and how many approvals it needs in all."""
+    with unit_of_work() as session:
+        practice = store.get_practice(session, practice_id=practice_id)
+        if practice.state != "held" or not practice.proposed_guid:
+            return {"required": 0, "approved_by": []}
+        given = SqlStore(session).approvals(practice_id, fingerprint=decisions.proposal_fingerprint(practice))
+        return {"required": decisions.approvals_required(practice, get_settings().approvals_required),
+                "approved_by": given}
 
 
 def pair(practice_id: int, pairing_code: str, *, by: str | None = None, note: str | None = None) -> PracticeOut:
@@ -244,7 +255,7 @@ def _decided(decided: decisions.Decided, verb: str) -> PracticeOut:
     if decided.done:
         index_guids(out.id, out.halo_guid, [p.guid for p in out.guid_history])
     deliver_tickets()
-    if not decided.done:
+    if not decided.done and not decided.approvals_missing:
         raise OperationFailed(f"{verb} did not switch practice {out.id}: {decided.message}")
     return out
 

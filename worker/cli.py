@@ -359,9 +359,20 @@ def _print_change(out: PracticeOut, as_json: bool, verb: str) -> None:
 @app.command("approve")
 def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
             note: NoteOption = None, as_json: JsonOption = False) -> None:
-    """Switch a held practice to its proposed GUID; its new identifiers become the baseline."""
+    """Switch a held practice to its proposed GUID; its new identifiers become the baseline (a business
+    change needs HALO_RECONCILER_APPROVALS_REQUIRED approvals by different people)."""
     _settings()
-    _print_change(_admin().approve(practice_id, by=by, note=note), as_json, "approved")
+    out = _admin().approve(practice_id, by=by, note=note)
+    if out.state == "held" and out.proposed_guid:
+        so_far = _admin().approvals(practice_id)
+        missing = so_far["required"] - len(so_far["approved_by"])
+        if as_json:
+            _print_json({**out.to_json(), "approvals": so_far})
+        else:
+            stdout.print(f"practice {out.id}: approval recorded (approved by {', '.join(so_far['approved_by'])}); "
+                         f"{missing} more approval(s) by another person needed before it switches", markup=False)
+        return
+    _print_change(out, as_json, "approved")
 
 
 @app.command("reject")
@@ -464,7 +475,7 @@ def audit(
 @operators_app.command("add")
 def operators_add(
     name: Annotated[str, typer.Argument(help="The sign-in name (no spaces).")],
-    role: Annotated[str, typer.Option("--role", help="viewer (sees everything, changes nothing) or approver.")],
+    role: Annotated[str, typer.Option("--role", help="viewer (sees everything, changes nothing), approver, or admin (an approver who also manages operators in the console).")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")] = False,
     as_json: JsonOption = False,
 ) -> None:

@@ -49,11 +49,54 @@ log = logs.get_logger()
 
 @dataclass(frozen=True)
 class Decided:
-    """What ``approve`` or ``pair`` did: ``switched`` (or confirmed), else ``message`` says why not."""
+    """What ``approve`` or ``pair`` did: ``switched`` (or confirmed), else ``message`` says why not.
+    ``approvals_missing`` > 0: the approval was recorded and that many more people must approve."""
 
     practice: Practice
     done: bool
     message: str = ""
+    approvals_missing: int = 0
+    approved_by: tuple[str, ...] = ()
+
+
+def proposal_fingerprint(practice: Practice) -> str:
+    """The held proposal an approval is given to: a new proposal (GUID or identifiers) is a new one."""
+    return fingerprint(practice.proposed_guid,
+                       normalise_identifiers(practice.proposed_identifiers or practice.identifiers or {}))
+
+
+def approvals_required(practice: Practice, required: int) -> int:
+    """Two people (``required``) for a business change; any other held change needs one."""
+    return required if practice.last_verdict == Verdict.BUSINESS_CHANGE else 1
+
+
+def _record_approval(unit_of_work: UnitOfWork, read: Practice, *, required: int, now: datetime, actor: str,
+                     note: str | None) -> Decided | None:
+    """Count this approval toward the ``required``: None when it is the last one needed (ask Halo and
+    switch); otherwise it is recorded (or refused: the same person twice) and nothing else happens."""
+    needed = approvals_required(read, required)
+    proposal = proposal_fingerprint(read)
+    with unit_of_work() as store:
+        practice = _current(store, read)
+        store.discard_approvals(practice.id, keep=proposal)  # type: ignore[arg-type]  # given to an older proposal
+        given = store.approvals(practice.id, fingerprint=proposal)  # type: ignore[arg-type]
+        if actor in given:
+            raise OperationFailed(f"{actor} has already approved the change of practice {practice.id}; "
+                                  f"{needed - len(given)} more approval(s) by someone else are needed; nothing changed")
+        if len(given) + 1 >= needed:
+            store.commit()  # only the discarded approvals of an older proposal
+            return None
+        store.add_approval(practice.id, fingerprint=proposal, actor=actor, now=now)  # type: ignore[arg-type]
+        missing = needed - len(given) - 1
+        _decided(store, DecisionAction.APPROVED, actor=actor, note=note, now=now, practice_id=practice.id,
+                 ticket_id=_held_ticket_id(store, practice),
+                 detail=f"approval {len(given) + 1} of {needed} for {practice.proposed_guid}: "
+                        f"{missing} more by another person before it switches; nothing switched yet")
+        store.commit()
+        log.info("approval_recorded", practice_id=practice.id, actor=actor, missing=missing)
+        return Decided(store.detach(store.practice(practice.id)), False,  # type: ignore[arg-type]
+                       f"{missing} more approval(s) by another person are needed", approvals_missing=missing,
+                       approved_by=(*given, actor))
 
 
 def _held(store: Store, practice_id: int) -> Practice:
@@ -138,6 +181,7 @@ def _switch(store: Store, practice: Practice, *, site: Site, identifiers: dict[s
     if new_guid != old_guid:
         store.switch_history(practice, new_guid, reason=reason, now=now)
     store.resolve_tickets(practice_id=practice.id, reasons=HELD_REASONS, now=now)
+    store.discard_approvals(practice.id)  # type: ignore[arg-type]
     log.info("guid_switched" if new_guid != old_guid else "change_confirmed", practice_id=practice.id,
              old_guid=old_guid, new_guid=new_guid, by=reason)
 
@@ -149,7 +193,8 @@ def _held_ticket_id(store: Store, practice: Practice) -> int | None:
 
 
 def approve(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, now: datetime, policy: Policy,
-            actor: str, note: str | None = None, identifier_query: str | None = None) -> Decided:
+            actor: str, note: str | None = None, identifier_query: str | None = None,
+            required: int = 1) -> Decided:
     """Approve a held change, asking Halo again first (PRODUCT.md, "approve asks Halo again").
 
     Find sites and Get site status on the proposed GUID: only when Halo still shows the proposed GUID
@@ -157,8 +202,15 @@ def approve(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, now: date
     anything else, nothing is switched: the practice stays held with the new proposal, or leaves held
     when there is no longer a change to decide, and ``Decided.message`` says what changed. When Halo
     cannot answer, its error propagates and nothing changes.
+
+    With ``required`` > 1 (``HALO_RECONCILER_APPROVALS_REQUIRED``) a business change is only recorded
+    as approved until that many different people approved the same proposal; the last asks Halo.
     """
     read = _read_held(unit_of_work, practice_id)
+    recorded_only = _record_approval(unit_of_work, read, required=required, now=now, actor=actor, note=note)
+    if recorded_only is not None:
+        return recorded_only
+    read = _read_held(unit_of_work, practice_id)  # the version the approval bookkeeping left
     proposed: str = read.proposed_guid  # type: ignore[assignment]
     proposed_identifiers = dict(read.proposed_identifiers or read.identifiers)
     answer = ask_halo(halo, read, identifier_query)
@@ -229,8 +281,9 @@ def _overtaken(unit_of_work: UnitOfWork, read: Practice, answer: HaloAnswer, *, 
         # approval is recorded beside it, saying that nothing was switched.
         _audit(store, practice, action=decision.action, new_guid=classification.new_guid or practice.halo_guid,
                detail=detail[:2000], now=now, verdict=verdict, halo_answer=summarise(answer))
-        _decided(store, DecisionAction.APPROVED, actor=actor, note=note, now=now, practice_id=practice.id,
+        _decided(store, DecisionAction.APPROVE_REFUSED, actor=actor, note=note, now=now, practice_id=practice.id,
                  ticket_id=ticket_id, detail=f"nothing switched: {detail}")
+        store.discard_approvals(practice.id)  # type: ignore[arg-type]  # Halo shows something else now
         store.commit()
         log.info("approve_overtaken", practice_id=practice.id, proposed_guid=proposed, verdict=str(verdict))
         return Decided(store.practice(practice.id), False, detail)  # type: ignore[arg-type]
@@ -289,6 +342,7 @@ def reject(store: Store, *, practice_id: int, now: datetime, actor: str, note: s
         "updated_at": now,
     })
     store.resolve_tickets(practice_id=practice_id, reasons=HELD_REASONS, now=now)
+    store.discard_approvals(practice_id)
     log.info("change_rejected", practice_id=practice_id, proposed_guid=proposed)
     return store.practice(practice_id)
 

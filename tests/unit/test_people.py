@@ -33,13 +33,14 @@ def test_note_is_optional_trimmed_and_bounded():
         parse_note("escape \x1b[31m")
 
 
-def test_operator_names_have_no_spaces_and_roles_are_two():
+def test_operator_names_have_no_spaces_and_roles_are_three():
     assert parse_operator_name("alice") == "alice"
     with pytest.raises(BadInput):
         parse_operator_name("alice ng")
     assert parse_role(" Approver ") is OperatorRole.APPROVER
+    assert parse_role("admin") is OperatorRole.ADMIN
     with pytest.raises(BadInput):
-        parse_role("admin")
+        parse_role("root")
 
 
 class Clock:
