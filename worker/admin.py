@@ -428,6 +428,51 @@ def list_operators() -> list[OperatorOut]:
         return [OperatorOut.model_validate(o, from_attributes=True) for o in people.operators(session)]
 
 
+def disable_operator(name: str, *, by: str | None = None) -> OperatorOut:
+    """Stop someone signing in and end every session they have, at once (an admin's act)."""
+    name = parse_operator_name(name)
+    with unit_of_work() as session:
+        row = people.disable_operator(session, name=name, now=_now())
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_disabled", operator=name, by=by)
+    return out
+
+
+def enable_operator(name: str, *, by: str | None = None) -> OperatorOut:
+    name = parse_operator_name(name)
+    with unit_of_work() as session:
+        row = people.enable_operator(session, name=name)
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_enabled", operator=name, by=by)
+    return out
+
+
+def reset_operator_password(name: str, password: str, *, by: str | None = None) -> OperatorOut:
+    """A new password; the operator's sessions end (they sign in again with it)."""
+    name = parse_operator_name(name)
+    from reconciler.adapters.passwords import hash_password  # argon2 only where a password is set (start-up time)
+
+    password_hash = hash_password(password)
+    with unit_of_work() as session:
+        row = people.set_password(session, name=name, password_hash=password_hash)
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_password_reset", operator=name, by=by)
+    return out
+
+
+def unlock_operator(name: str, *, by: str | None = None) -> bool:
+    """Lift the sign-in throttle's lock on a name at once; True when there was something to lift."""
+    name = parse_operator_name(name)
+    with unit_of_work() as session:
+        lifted = people.throttle_clear(session, key=people.name_key(name))
+        session.commit()
+    log.info("operator_unlocked", operator=name, by=by, lifted=lifted)
+    return lifted
+
+
 def remove_operator(name: str) -> None:
     """Remove an operator; their past decisions keep their name in the audit trail."""
     name = parse_operator_name(name)

@@ -553,6 +553,31 @@ def outbox_retry(
         f"outbox event {out.id} ({out.event}) delivered to the {out.target}", markup=False)
 
 
+@operators_app.command("disable")
+def operators_disable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Stop someone signing in and end their console sessions now (`operators enable` undoes it)."""
+    _settings()
+    out = _admin().disable_operator(name)
+    _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} disabled", markup=False)
+
+
+@operators_app.command("enable")
+def operators_enable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Let a disabled operator sign in again."""
+    _settings()
+    out = _admin().enable_operator(name)
+    _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} enabled", markup=False)
+
+
+@operators_app.command("unlock")
+def operators_unlock(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Lift the sign-in throttle's lock on a name now (failed sign-ins lock it for the window)."""
+    _settings()
+    lifted = _admin().unlock_operator(name)
+    _print_json({"unlocked": name, "was_locked": lifted}) if as_json else stdout.print(
+        f"operator {name} {'unlocked' if lifted else 'was not locked'}", markup=False)
+
+
 # --- events and processes ------------------------------------------------------------------------
 
 
