@@ -367,12 +367,14 @@ def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
 # --- the outbox: deliveries people can see --------------------------------------------------------
 
 
-def outbox_events(status: str | None = None, *, limit: int = 100, before_id: int | None = None) -> list[OutboxOut]:
-    """Webhook and notification events, newest first (``outbox list``)."""
+def outbox_events(status: str | None = None, *, limit: int = 100, before_id: int | None = None,
+                  undelivered: bool = False) -> list[OutboxOut]:
+    """Webhook and notification events, newest first (``outbox list``); ``undelivered``: pending and
+    failed ones only (when no ``status`` is given)."""
     wanted = outbox_rows.parse_status(status)
     with unit_of_work() as session:
         return [OutboxOut.from_row(r) for r in outbox_rows.list_events(session, status=wanted, limit=limit,
-                                                                  before_id=before_id)]
+                                                                  before_id=before_id, undelivered=undelivered)]
 
 
 def retry_outbox(event_id: int, *, by: str | None = None) -> OutboxOut:

@@ -25,11 +25,14 @@ def parse_status(value: str | None) -> OutboxStatus | None:
 
 
 def list_events(session: Session, *, status: OutboxStatus | None = None, limit: int = 100,
-                before_id: int | None = None) -> list[OutboxEvent]:
-    """Outbox rows, newest first (by id: rows are written in time order), through ``(status, id)``."""
+                before_id: int | None = None, undelivered: bool = False) -> list[OutboxEvent]:
+    """Outbox rows, newest first (by id: rows are written in time order), through ``(status, id)``;
+    ``before_id`` is the keyset cursor (the last id of the previous page)."""
     query = select(OutboxEvent)
     if status is not None:
         query = query.where(OutboxEvent.status == status)
+    elif undelivered:
+        query = query.where(OutboxEvent.status != OutboxStatus.DELIVERED)
     if before_id is not None:
         query = query.where(OutboxEvent.id < before_id)
     return list(session.exec(query.order_by(col(OutboxEvent.id).desc()).limit(limit)).all())

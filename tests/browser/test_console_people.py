@@ -156,7 +156,7 @@ def test_the_outbox_banner_and_an_admins_retry(page, people, webhook, console):
 
     webhook.fail_next = 0  # the receiver is fixed
     page.click(f"{row} button:has-text('Send again')")
-    page.wait_for_url(re.compile(r"/outbox\?done=retried$"))
+    page.wait_for_url(re.compile(r"/outbox\?status=all&done=retried$"))
     assert page.inner_text(f"{row} td[data-label=Status]") == "delivered"
     assert page.locator("#outbox-banner").count() == 0
     assert [r.json()["event"] for r in webhook.on("/hooks/halo")] == ["ticket.opened"]

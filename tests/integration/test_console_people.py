@@ -7,6 +7,7 @@ holds across ``serve`` processes and restarts, since all they share is the datab
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,3 +210,29 @@ def test_the_outbox_page_banner_and_an_admins_retry(people, monkeypatch):
         assert r.status_code == 303
         assert [req.json()["event"] for req in receiver.on("/hooks")] == ["ticket.opened"]
     assert 'id="outbox-banner"' not in a.get("/").text
+    assert f'id="event-{event.id}"' not in a.get("/outbox").text  # the default view: what still waits
+    assert f'id="event-{event.id}"' in a.get("/outbox", params={"status": "delivered"}).text
+
+
+def test_the_outbox_page_is_paged_by_keyset(people, monkeypatch):
+    monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/hooks")
+    monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_SECRET", "console-outbox-secret-77")
+    get_settings.cache_clear()
+    with db.new_session() as session:
+        for _ in range(30):  # opened and resolved: 30 webhook and 60 notify rows, none sent
+            ticket, _ = tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT,
+                                              reason=TicketReason.IP_NOT_ALLOWED, practice_id=None,
+                                              detail="Halo says the caller IP is not allowed.", now=datetime.now(UTC))
+            tickets.resolve(session, ticket_id=ticket.id, now=datetime.now(UTC))
+        session.commit()
+    c = signed_in("victor")
+    seen, path = [], "/outbox"
+    while path:
+        page = c.get(path).text
+        ids = [int(i) for i in re.findall(r'id="event-(\d+)"', page)]
+        assert 0 < len(ids) <= 50
+        seen += ids
+        older = re.search(r'href="(/outbox\?[^"]+)" id="older"', page)
+        path = older.group(1).replace("&amp;", "&") if older else None
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen))  # newest first, none twice
+    assert len(seen) == len(admin.outbox_events(limit=1000)) == 120  # opened and resolved, webhook and notify

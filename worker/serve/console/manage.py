@@ -4,7 +4,8 @@ page shows while an event waits undelivered too long.
 
 ::
 
-    GET  /outbox                    events, undelivered first (?status=pending|failed|delivered)
+    GET  /outbox                    events newest first: waiting ones, or ?status=pending|failed|delivered|all;
+                                    ?before=ID for the next (older) page
     POST /outbox/{id}/retry         send one now (admins)
     GET  /operators                 the operators (admins)
     POST /operators                 add one (admins)
@@ -34,6 +35,8 @@ from worker.serve.console.auth import Operator
 
 log = structlog.get_logger()
 
+PAGE = 50  # events per outbox page (keyset: ?before=the last id shown)
+
 # Fixed messages a redirect may name (?done=...).
 DONE = {
     "retried": "Delivered.",
@@ -61,15 +64,21 @@ def outbox_banner(settings: Settings) -> list[dict[str, Any]]:
 def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -> list[Route]:
     async def outbox(request: Request, operator: Operator, *, error: str | None = None,
                      status: int = 200) -> Response:
-        wanted = request.query_params.get("status") or None
-        try:
-            rows = await run_in_threadpool(admin.outbox_events, wanted, limit=200)
-        except BadInput:
-            rows, wanted = await run_in_threadpool(admin.outbox_events, None, limit=200), None
-        rows.sort(key=lambda r: (r.status == "delivered", -r.id))  # what waits first
-        return console.page(request, "outbox.html", operator, rows=rows, status_filter=wanted or "",
-                            statuses=("pending", "failed", "delivered"), error=error, status=status,
-                            done_text=DONE.get(request.query_params.get("done", "")))
+        wanted = request.query_params.get("status", "")
+        if wanted not in ("", "all", "pending", "failed", "delivered"):
+            wanted = ""
+        before = request.query_params.get("before", "")
+        before_id = int(before) if before.isdigit() and len(before) < 19 else None
+        rows = await run_in_threadpool(lambda: admin.outbox_events(
+            wanted if wanted not in ("", "all") else None, limit=PAGE + 1, before_id=before_id,
+            undelivered=wanted == ""))
+        more = len(rows) > PAGE
+        rows = rows[:PAGE]
+        older = f"/outbox?{urlencode({'status': wanted, 'before': rows[-1].id})}" if more else None
+        return console.page(request, "outbox.html", operator, rows=rows, status_filter=wanted, older=older,
+                            statuses=(("", "waiting (pending and failed)"), ("pending", "pending"),
+                                      ("failed", "failed"), ("delivered", "delivered"), ("all", "every status")),
+                            error=error, status=status, done_text=DONE.get(request.query_params.get("done", "")))
 
     async def retry(request: Request, operator: Operator, form: dict) -> Response:
         event_id = int(request.path_params["event_id"])
@@ -78,7 +87,7 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
         except (OperationFailed, ReconcilerError) as exc:
             log.info("console_outbox_retry_refused", operator=operator.name, event_id=event_id, error=str(exc)[:300])
             return await outbox(request, operator, error=str(exc), status=409)
-        return RedirectResponse(f"/outbox?{urlencode({'done': 'retried'})}", status_code=303)
+        return RedirectResponse(f"/outbox?{urlencode({'status': 'all', 'done': 'retried'})}", status_code=303)
 
     async def operators(request: Request, operator: Operator, *, error: str | None = None,
                         status: int = 200) -> Response:
