@@ -72,8 +72,8 @@ def approvals_required(practice: Practice, required: int) -> int:
 
 def _record_approval(unit_of_work: UnitOfWork, read: Practice, *, required: int, now: datetime, actor: str,
                      note: str | None) -> Decided | None:
-    """Count this approval toward the ``required``: None when it is the last one needed (ask Halo and
-    switch); otherwise it is recorded (or refused: the same person twice) and nothing else happens."""
+    """Count this approval toward the ``required``: None when it completes them (ask Halo and switch);
+    otherwise it is recorded (or refused: the same person twice) and nothing else happens."""
     needed = approvals_required(read, required)
     proposal = proposal_fingerprint(read)
     with unit_of_work() as store:
@@ -81,6 +81,8 @@ def _record_approval(unit_of_work: UnitOfWork, read: Practice, *, required: int,
         store.discard_approvals(practice.id, keep=proposal)  # type: ignore[arg-type]  # given to an older proposal
         given = store.approvals(practice.id, fingerprint=proposal)  # type: ignore[arg-type]
         if actor in given:
+            if len(given) >= needed:  # complete already (two people approved at the same moment): decide now
+                return None
             raise OperationFailed(f"{actor} has already approved the change of practice {practice.id}; "
                                   f"{needed - len(given)} more approval(s) by someone else are needed; nothing changed")
         if len(given) + 1 >= needed:
@@ -93,10 +95,16 @@ def _record_approval(unit_of_work: UnitOfWork, read: Practice, *, required: int,
                  detail=f"approval {len(given) + 1} of {needed} for {practice.proposed_guid}: "
                         f"{missing} more by another person before it switches; nothing switched yet")
         store.commit()
-        log.info("approval_recorded", practice_id=practice.id, actor=actor, missing=missing)
-        return Decided(store.detach(store.practice(practice.id)), False,  # type: ignore[arg-type]
-                       f"{missing} more approval(s) by another person are needed", approvals_missing=missing,
-                       approved_by=(*given, actor))
+    with unit_of_work() as store:
+        # Another person's approval may have landed while this one was written: counted together they
+        # may complete the change, and then this approval decides it (never two left waiting forever).
+        given = store.approvals(read.id, fingerprint=proposal)  # type: ignore[arg-type]
+        if len(given) >= needed:
+            return None
+        log.info("approval_recorded", practice_id=read.id, actor=actor, missing=needed - len(given))
+        return Decided(store.detach(store.practice(read.id)), False,  # type: ignore[arg-type]
+                       f"{needed - len(given)} more approval(s) by another person are needed",
+                       approvals_missing=needed - len(given), approved_by=tuple(given))
 
 
 def _held(store: Store, practice_id: int) -> Practice:

@@ -94,3 +94,26 @@ def test_an_approval_halo_overtook_is_audited_as_approve_refused(sim, capsys):
     [entry] = [e for e in run_json(capsys, "audit", "--practice", str(pid)) if e["actor"] == "alice"]
     assert entry["action"] == "approve_refused" and "nothing switched" in entry["detail"]
     assert run_json(capsys, "practices", "show", str(pid))["proposed_guid"] == moved
+
+
+def test_two_approvals_that_landed_together_are_never_left_waiting(sim, capsys, two):
+    """Two people approving at the same moment each see none given and each record the first: the
+    recount after writing (or either of them approving again) completes the change."""
+    from datetime import UTC, datetime
+
+    from reconciler.adapters.store import SqlStore
+    from reconciler.usecases.decisions import proposal_fingerprint
+    from worker import admin
+
+    pid = held(sim, capsys)
+    with admin.unit_of_work() as session:
+        store = SqlStore(session)
+        proposal = proposal_fingerprint(store.practice(pid))
+        for name in ("alice", "bob"):  # as the two concurrent approvals left them
+            store.add_approval(pid, fingerprint=proposal, actor=name, now=datetime.now(UTC))
+        session.commit()
+
+    switched = run_json(capsys, "approve", str(pid), "--by", "alice")
+
+    assert switched["state"] == "active"
+    assert admin.approvals(pid) == {"required": 0, "approved_by": []}  # decided: the approvals are gone
