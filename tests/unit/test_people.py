@@ -113,3 +113,29 @@ def test_console_settings_are_validated_once(monkeypatch):
     with pytest.raises(ConfigError, match="CONSOLE_SECRET") as raised:
         load_settings()
     assert "too-short" not in str(raised.value)
+
+
+def _request(peer: str, headers: dict[str, str]):
+    from starlette.requests import Request
+
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": b"", "client": (peer, 50000),
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
+
+
+@pytest.mark.parametrize("peer, forwarded, name, address", [
+    # oauth2-proxy on loopback: it appends the browser's address and its own hop.
+    ("127.0.0.1", "203.0.113.7, 127.0.0.1", "alice", "203.0.113.7"),
+    # A client's own X-Forwarded-For left of the proxy's hop is its word: the right-most untrusted hop counts.
+    ("127.0.0.1", "10.0.0.1, 198.51.100.9", "alice", "198.51.100.9"),
+    # Not from a trusted proxy: no name from the header, and the peer is the address, whatever it says.
+    ("192.0.2.10", "127.0.0.1", None, "192.0.2.10"),
+], ids=["proxied", "forged-left-hops", "untrusted-peer"])
+def test_trust_is_decided_by_the_socket_peer_alone(monkeypatch, tmp_path, peer, forwarded, name, address):
+    from worker.serve.console.auth import Sessions
+
+    monkeypatch.setenv("HALO_RECONCILER_CONSOLE_PROXY_HEADER", "X-Forwarded-User")
+    monkeypatch.setenv("HALO_RECONCILER_CONSOLE_TRUSTED_PROXIES", "127.0.0.1/32")
+    sessions = Sessions(load_settings(), "x" * 48)
+    request = _request(peer, {"X-Forwarded-User": "alice", "X-Forwarded-For": forwarded})
+    assert sessions.proxied_name(request) == name
+    assert sessions.client_address(request) == address
