@@ -383,11 +383,15 @@ def retry_outbox(event_id: int, *, by: str | None = None) -> OutboxOut:
     with unit_of_work() as session:
         row = outbox_rows.get_event(session, event_id=event_id)
         target, status = OutboxTarget(row.target), row.status
+    report = None
     if status != OutboxStatus.DELIVERED:
-        delivered = _wiring().retry_outbox_event(event_id, target)
-        log.info("outbox_event_retried", event_id=event_id, target=str(target), delivered=delivered, by=by)
+        report = _wiring().retry_outbox_event(event_id, target)
+        log.info("outbox_event_retried", event_id=event_id, target=str(target), delivered=report.sent == 1, by=by)
     with unit_of_work() as session:
         out = OutboxOut.from_row(outbox_rows.get_event(session, event_id=event_id))
+    if out.status != OutboxStatus.DELIVERED and report is not None and not report.sent and not report.failed:
+        raise OperationFailed(f"outbox event {event_id} is being sent by a worker at this moment; "
+                              "look again with `outbox list` in a few seconds")
     if out.status != OutboxStatus.DELIVERED:
         raise OperationFailed(f"outbox event {event_id} was refused again by the {out.target}: {out.last_error}")
     return out

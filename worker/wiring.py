@@ -262,13 +262,14 @@ def deliver_outbox(settings: Settings | None = None) -> outbox.DeliveryReport | 
     return report
 
 
-def retry_outbox_event(event_id: int, target: OutboxTarget, settings: Settings | None = None) -> bool:
-    """Send one pending or failed outbox row now; True when its target took it."""
+def retry_outbox_event(event_id: int, target: OutboxTarget, settings: Settings | None = None) -> outbox.DeliveryReport:
+    """Send one pending or failed outbox row now (sent 1: its target took it; failed 1: refused again;
+    neither: a worker holds the row this moment)."""
     settings = settings or get_settings()
     report = _deliver(settings, target, only=event_id)
     if report is None:
         raise OperationFailed(f"no {target} is configured to send outbox event {event_id} to")
-    return report.sent == 1
+    return report
 
 
 def _deliver(settings: Settings, target: OutboxTarget, only: int | None = None) -> outbox.DeliveryReport | None:

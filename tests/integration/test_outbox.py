@@ -159,3 +159,16 @@ def test_metrics_show_pending_by_target_and_the_oldest_age(down):
     [age] = [line for line in text.splitlines()
              if line.startswith('halo_reconciler_outbox_oldest_pending_age_seconds{target="webhook"}')]
     assert float(age.split()[-1]) >= 20 * 60
+
+
+def test_retry_of_an_event_a_worker_is_sending_says_so(down, capsys):
+    _open_ticket()
+    wiring.deliver_outbox()
+    [row] = [r for r in run_json(capsys, "outbox", "list") if r["target"] == "webhook"]
+    with db.new_session() as worker:  # a worker's drain holds the row (FOR UPDATE) while it sends
+        worker.exec(select(OutboxEvent).where(OutboxEvent.id == row["id"]).with_for_update()).one()
+        code, out, err = run(capsys, "outbox", "retry", str(row["id"]))
+        worker.rollback()
+    assert code == 1 and "being sent by a worker" in err
+    assert [r["attempts"] for r in run_json(capsys, "outbox", "list", "--status", "pending")
+            if r["id"] == row["id"]] == [1]  # untouched
