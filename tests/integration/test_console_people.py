@@ -13,9 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from models import PmsType, SigninThrottle
+from models import PmsType, SigninThrottle, TicketKind, TicketReason
 from reconciler.adapters import tickets
-from models import TicketKind, TicketReason
 from tests.integration.test_console import PASSWORD, client, csrf_of, sign_in
 from tests.utils.pairing import recording_simulator
 from tests.utils.receivers import http_receiver
