@@ -368,13 +368,21 @@ def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
 
 
 def outbox_events(status: str | None = None, *, limit: int = 100, before_id: int | None = None,
-                  undelivered: bool = False) -> list[OutboxOut]:
+                  undelivered: bool = False, configured_only: bool = False) -> list[OutboxOut]:
     """Webhook and notification events, newest first (``outbox list``); ``undelivered``: pending and
-    failed ones only (when no ``status`` is given)."""
+    failed ones only (when no ``status`` is given); ``configured_only``: for the targets this
+    deployment sends to."""
     wanted = outbox_rows.parse_status(status)
+    targets = get_settings().outbox_targets if configured_only else None
     with unit_of_work() as session:
-        return [OutboxOut.from_row(r) for r in outbox_rows.list_events(session, status=wanted, limit=limit,
-                                                                  before_id=before_id, undelivered=undelivered)]
+        return [OutboxOut.from_row(r) for r in outbox_rows.list_events(
+            session, status=wanted, limit=limit, before_id=before_id, undelivered=undelivered, targets=targets)]
+
+
+def outbox_unsent_elsewhere() -> dict[str, int]:
+    """Undelivered events of targets that are not configured, by target (they wait for nobody)."""
+    with unit_of_work() as session:
+        return outbox_rows.unsent_elsewhere(session, targets=get_settings().outbox_targets)
 
 
 def retry_outbox(event_id: int, *, by: str | None = None) -> OutboxOut:

@@ -539,6 +539,9 @@ def outbox_list(
                       _fmt_time(o.next_attempt_at), o.last_error or "")
     stdout.print(table)
     stdout.print(f"{len(outs)} event(s)", markup=False)
+    for target, n in _admin().outbox_unsent_elsewhere().items():
+        stdout.print(f"{n} undelivered {target} event(s) wait for nobody: no {target} target is configured "
+                     "(they are sent if one is)", markup=False)
 
 
 @outbox_app.command("retry")

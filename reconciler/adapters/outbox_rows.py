@@ -25,7 +25,8 @@ def parse_status(value: str | None) -> OutboxStatus | None:
 
 
 def list_events(session: Session, *, status: OutboxStatus | None = None, limit: int = 100,
-                before_id: int | None = None, undelivered: bool = False) -> list[OutboxEvent]:
+                before_id: int | None = None, undelivered: bool = False,
+                targets: Sequence[str] | None = None) -> list[OutboxEvent]:
     """Outbox rows, newest first (by id: rows are written in time order), through ``(status, id)``;
     ``before_id`` is the keyset cursor (the last id of the previous page)."""
     query = select(OutboxEvent)
@@ -33,9 +34,21 @@ def list_events(session: Session, *, status: OutboxStatus | None = None, limit: 
         query = query.where(OutboxEvent.status == status)
     elif undelivered:
         query = query.where(OutboxEvent.status != OutboxStatus.DELIVERED)
+    if targets is not None:
+        query = query.where(col(OutboxEvent.target).in_(list(targets)))
     if before_id is not None:
         query = query.where(OutboxEvent.id < before_id)
     return list(session.exec(query.order_by(col(OutboxEvent.id).desc()).limit(limit)).all())
+
+
+def unsent_elsewhere(session: Session, *, targets: Sequence[str]) -> dict[str, int]:
+    """Undelivered rows for targets this deployment does not send to (written for every target; they
+    go out if that target is configured later), by target."""
+    rows = session.exec(select(OutboxEvent.target, func.count())
+                        .where(OutboxEvent.status != OutboxStatus.DELIVERED,
+                               col(OutboxEvent.target).not_in(list(targets)))
+                        .group_by(OutboxEvent.target)).all()
+    return {str(target): int(n) for target, n in rows}
 
 
 def get_event(session: Session, *, event_id: int) -> OutboxEvent:

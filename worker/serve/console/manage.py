@@ -4,7 +4,8 @@ page shows while an event waits undelivered too long.
 
 ::
 
-    GET  /outbox                    events newest first: waiting ones, or ?status=pending|failed|delivered|all;
+    GET  /outbox                    events newest first: waiting ones (of the configured targets), or
+                                    ?status=pending|failed|delivered|all;
                                     ?before=ID for the next (older) page
     POST /outbox/{id}/retry         send one now (admins)
     GET  /operators                 the operators (admins)
@@ -71,11 +72,13 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
         before_id = int(before) if before.isdigit() and len(before) < 19 else None
         rows = await run_in_threadpool(lambda: admin.outbox_events(
             wanted if wanted not in ("", "all") else None, limit=PAGE + 1, before_id=before_id,
-            undelivered=wanted == ""))
+            undelivered=wanted == "", configured_only=wanted == ""))
+        elsewhere = await run_in_threadpool(admin.outbox_unsent_elsewhere) if wanted == "" else {}
         more = len(rows) > PAGE
         rows = rows[:PAGE]
         older = f"/outbox?{urlencode({'status': wanted, 'before': rows[-1].id})}" if more else None
         return console.page(request, "outbox.html", operator, rows=rows, status_filter=wanted, older=older,
+                            elsewhere=elsewhere,
                             statuses=(("", "waiting (pending and failed)"), ("pending", "pending"),
                                       ("failed", "failed"), ("delivered", "delivered"), ("all", "every status")),
                             error=error, status=status, done_text=DONE.get(request.query_params.get("done", "")))
