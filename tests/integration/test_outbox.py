@@ -4,6 +4,7 @@ command line as an operator runs it, and the health check and metrics reading th
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -172,3 +173,18 @@ def test_retry_of_an_event_a_worker_is_sending_says_so(down, capsys):
     assert code == 1 and "being sent by a worker" in err
     assert [r["attempts"] for r in run_json(capsys, "outbox", "list", "--status", "pending")
             if r["id"] == row["id"]] == [1]  # untouched
+
+
+def test_health_exits_1_naming_the_late_target(down, capsys, redis_url, monkeypatch):
+    use_environment(monkeypatch, {"BROKER_URL": redis_url})
+    _open_ticket(now=datetime.now(UTC) - timedelta(minutes=20))
+    wiring.deliver_outbox()
+
+    code, out, err = run(capsys, "health", "--skip-halo")
+
+    assert code == 1 and "ok   database" in out
+    said = " ".join(err.split())  # the terminal printer may fold a long line
+    assert "FAIL outbox: webhook: 1 event(s) undelivered" in said and "ConnectError" in said
+    assert "notify" not in said  # no notification URLs: its rows wait for nobody, not late
+    report = json.loads(run(capsys, "health", "--skip-halo", "--json")[1])
+    assert [c["ok"] for c in report["checks"] if c["name"] == "outbox"] == [False]
