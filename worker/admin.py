@@ -230,7 +230,8 @@ def approvals(practice_id: int) -> dict[str, Any]:
         practice = store.get_practice(session, practice_id=practice_id)
         if practice.state != "held" or not practice.proposed_guid:
             return {"required": 0, "approved_by": []}
-        given = SqlStore(session).approvals(practice_id, fingerprint=decisions.proposal_fingerprint(practice))
+        sql = SqlStore(session)
+        given = sql.approvals(practice_id, fingerprint=decisions.proposal_fingerprint(sql, practice))
         return {"required": decisions.approvals_required(practice, get_settings().approvals_required),
                 "approved_by": given}
 

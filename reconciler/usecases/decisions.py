@@ -59,10 +59,12 @@ class Decided:
     approved_by: tuple[str, ...] = ()
 
 
-def proposal_fingerprint(practice: Practice) -> str:
-    """The held proposal an approval is given to: a new proposal (GUID or identifiers) is a new one."""
-    return fingerprint(practice.proposed_guid,
-                       normalise_identifiers(practice.proposed_identifiers or practice.identifiers or {}))
+def proposal_fingerprint(store: Store, practice: Practice) -> str:
+    """The held proposal an approval is given to: a new proposal (GUID or identifiers) is a new one,
+    and so is the same proposal held again after it was let go (its held-change ticket is another)."""
+    proposal = fingerprint(practice.proposed_guid,
+                           normalise_identifiers(practice.proposed_identifiers or practice.identifiers or {}))
+    return f"{proposal}:{_held_ticket_id(store, practice) or '-'}"
 
 
 def approvals_required(practice: Practice, required: int) -> int:
@@ -75,9 +77,9 @@ def _record_approval(unit_of_work: UnitOfWork, read: Practice, *, required: int,
     """Count this approval toward the ``required``: None when it completes them (ask Halo and switch);
     otherwise it is recorded (or refused: the same person twice) and nothing else happens."""
     needed = approvals_required(read, required)
-    proposal = proposal_fingerprint(read)
     with unit_of_work() as store:
         practice = _current(store, read)
+        proposal = proposal_fingerprint(store, practice)
         store.discard_approvals(practice.id, keep=proposal)  # type: ignore[arg-type]  # given to an older proposal
         given = store.approvals(practice.id, fingerprint=proposal)  # type: ignore[arg-type]
         if actor in given:

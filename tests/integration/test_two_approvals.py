@@ -84,6 +84,20 @@ def test_a_new_proposal_discards_the_approvals_given_to_the_old_one(sim, capsys,
     assert run_json(capsys, "approve", str(pid), "--by", "alice")["halo_guid"] == moved
 
 
+def test_the_same_proposal_held_again_after_it_was_let_go_starts_from_no_approval(sim, capsys, two):
+    pid = held(sim, capsys)
+    proposed = run_json(capsys, "practices", "show", str(pid))["proposed_guid"]
+    assert run(capsys, "approve", str(pid), "--by", "alice")[0] == 0
+    sim.set_status(proposed, "removed")  # Halo shows no site: not_found lets the proposal go
+    assert run_json(capsys, "reconcile", str(pid), "--now")["verdict"] == "not_found"
+    assert run_json(capsys, "practices", "show", str(pid))["proposed_guid"] is None
+    sim.set_status(proposed, "active")  # and the same proposal comes back
+    assert run_json(capsys, "reconcile", str(pid), "--now")["action"] == "held"
+
+    code, out, err = run(capsys, "approve", str(pid), "--by", "bob")
+    assert code == 0 and "1 more approval" in out and "alice" not in out  # alice approved the old hold
+
+
 def test_an_approval_halo_overtook_is_audited_as_approve_refused(sim, capsys):
     pid = held(sim, capsys, "BP8")
     moved = sim.change_guid(PmsType.BEST_PRACTICE, "BP8")
@@ -108,7 +122,7 @@ def test_two_approvals_that_landed_together_are_never_left_waiting(sim, capsys, 
     pid = held(sim, capsys)
     with admin.unit_of_work() as session:
         store = SqlStore(session)
-        proposal = proposal_fingerprint(store.practice(pid))
+        proposal = proposal_fingerprint(store, store.practice(pid))
         for name in ("alice", "bob"):  # as the two concurrent approvals left them
             store.add_approval(pid, fingerprint=proposal, actor=name, now=datetime.now(UTC))
         session.commit()
