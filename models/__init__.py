@@ -13,10 +13,11 @@ from reconciler.core.vocabulary import (
     Trigger,
     Verdict,
 )
+from models.approval import Approval
 from models.decision import OperatorDecision
 from models.guard import ControlFlag
 from models.guid_history import GuidHistory
-from models.operator import Operator
+from models.operator import ConsoleSession, Operator, SigninThrottle
 from models.outbox import OutboxEvent
 from models.practice import Practice
 from models.reconciliation import Reconciliation
@@ -25,6 +26,9 @@ from models.verification_day import VerificationDay
 
 __all__ = [
     "Action",
+    "Approval",
+    "ConsoleSession",
+    "SigninThrottle",
     "Availability",
     "ControlFlag",
     "ForbiddenCause",

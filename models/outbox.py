@@ -18,6 +18,15 @@ from sqlmodel import Field, SQLModel
 from models.types import UTCDateTime, utcnow
 
 
+class OutboxStatus(StrEnum):
+    """Where a row stands: waiting for its next attempt, given up on after its last (kept, listed and
+    retried by a person: ``outbox retry``), or taken by its target."""
+
+    PENDING = "pending"
+    FAILED = "failed"
+    DELIVERED = "delivered"
+
+
 class OutboxTarget(StrEnum):
     WEBHOOK = "webhook"  # every ticket event, HMAC-signed (reconciler/adapters/webhook.py)
     NOTIFY = "notify"  # what a person should hear about, through Apprise (reconciler/adapters/notify.py)
@@ -47,7 +56,10 @@ def row_event_id(event_id: str, target: OutboxTarget) -> str:
 
 class OutboxEvent(SQLModel, table=True):
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_events_pending", "delivered_at", "next_attempt_at"),
+        Index("ix_outbox_events_status_id", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     # Stable across retries: the receiver de-duplicates on it.
@@ -56,6 +68,8 @@ class OutboxEvent(SQLModel, table=True):
     target: OutboxTarget = Field(default=OutboxTarget.WEBHOOK, sa_type=String(16), nullable=False,
                                  sa_column_kwargs={"server_default": OutboxTarget.WEBHOOK.value})
     ticket_id: int | None = None
+    status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=String(16), nullable=False,
+                                 sa_column_kwargs={"server_default": OutboxStatus.PENDING.value})
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     attempts: int = Field(default=0, nullable=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -65,3 +79,27 @@ class OutboxEvent(SQLModel, table=True):
     # Fingerprints (never the URLs: they hold tokens) of the notification URLs that already took this
     # event: a retry after a partial failure sends only to the others.
     delivered_to: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class OutboxOut(SQLModel):
+    """One row as ``outbox list --json`` prints it (PRODUCT.md, "Nothing is delivered silently late")."""
+
+    id: int
+    event: str
+    target: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None  # null once delivered or failed: nothing is scheduled then
+    delivered_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: OutboxEvent) -> "OutboxOut":
+        pending = row.status == OutboxStatus.PENDING
+        return cls(id=row.id or 0, event=row.event_type, target=str(row.target), status=str(row.status),
+                   attempts=row.attempts, last_error=row.last_error, created_at=row.created_at,
+                   next_attempt_at=row.next_attempt_at if pending else None, delivered_at=row.delivered_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

@@ -25,8 +25,9 @@ from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
 from models.ticket import TicketOut
 from models.operator import OperatorOut
+from models.outbox import OutboxOut, OutboxStatus, OutboxTarget
 from reconciler import logs
-from reconciler.adapters import people, store, tickets
+from reconciler.adapters import outbox_rows, people, store, tickets
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
@@ -218,8 +219,20 @@ def approve(practice_id: int, *, by: str | None = None, note: str | None = None)
     with _wiring().build_halo_client(settings, rate_limited=True) as client:
         decided = decisions.approve(_wiring().unit_of_work, client, practice_id=practice_id, now=_now(),
                                     policy=_wiring().policy(settings), identifier_query=settings.identifier_query,
-                                    actor=actor, note=note)
+                                    actor=actor, note=note, required=settings.approvals_required)
     return _decided(decided, "approve")
+
+
+def approvals(practice_id: int) -> dict[str, Any]:
+    """Who approved a held change so far, and how many approvals it needs in all."""
+    with unit_of_work() as session:
+        practice = store.get_practice(session, practice_id=practice_id)
+        if practice.state != "held" or not practice.proposed_guid:
+            return {"required": 0, "approved_by": []}
+        sql = SqlStore(session)
+        given = sql.approvals(practice_id, fingerprint=decisions.proposal_fingerprint(sql, practice))
+        return {"required": decisions.approvals_required(practice, get_settings().approvals_required),
+                "approved_by": given}
 
 
 def pair(practice_id: int, pairing_code: str, *, by: str | None = None, note: str | None = None) -> PracticeOut:
@@ -242,7 +255,7 @@ def _decided(decided: decisions.Decided, verb: str) -> PracticeOut:
     if decided.done:
         index_guids(out.id, out.halo_guid, [p.guid for p in out.guid_history])
     deliver_tickets()
-    if not decided.done:
+    if not decided.done and not decided.approvals_missing:
         raise OperationFailed(f"{verb} did not switch practice {out.id}: {decided.message}")
     return out
 
@@ -351,6 +364,52 @@ def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
     """One whole retention pass in this process (the beat's pass is bounded; this one is not)."""
     return retention.apply_retention(_wiring().unit_of_work, policy=_wiring().retention_policy(), now=_now(),
                                      monotonic=time.monotonic, dry_run=dry_run)
+# --- the outbox: deliveries people can see --------------------------------------------------------
+
+
+def outbox_events(status: str | None = None, *, limit: int = 100, before_id: int | None = None,
+                  undelivered: bool = False, configured_only: bool = False) -> list[OutboxOut]:
+    """Webhook and notification events, newest first (``outbox list``); ``undelivered``: pending and
+    failed ones only (when no ``status`` is given); ``configured_only``: for the targets this
+    deployment sends to."""
+    wanted = outbox_rows.parse_status(status)
+    targets = get_settings().outbox_targets if configured_only else None
+    with unit_of_work() as session:
+        return [OutboxOut.from_row(r) for r in outbox_rows.list_events(
+            session, status=wanted, limit=limit, before_id=before_id, undelivered=undelivered, targets=targets)]
+
+
+def outbox_unsent_elsewhere() -> dict[str, int]:
+    """Undelivered events of targets that are not configured, by target (they wait for nobody)."""
+    with unit_of_work() as session:
+        return outbox_rows.unsent_elsewhere(session, targets=get_settings().outbox_targets)
+
+
+def retry_outbox(event_id: int, *, by: str | None = None) -> OutboxOut:
+    """Send one pending or failed event now. Unknown id: ``BadInput`` (exit 2); the sink refused it
+    again: ``OperationFailed`` (exit 1), saying why; delivered before: nothing to do (returned)."""
+    with unit_of_work() as session:
+        row = outbox_rows.get_event(session, event_id=event_id)
+        target, status = OutboxTarget(row.target), row.status
+    report = None
+    if status != OutboxStatus.DELIVERED:
+        report = _wiring().retry_outbox_event(event_id, target)
+        log.info("outbox_event_retried", event_id=event_id, target=str(target), delivered=report.sent == 1, by=by)
+    with unit_of_work() as session:
+        out = OutboxOut.from_row(outbox_rows.get_event(session, event_id=event_id))
+    if out.status != OutboxStatus.DELIVERED and report is not None and not report.sent and not report.failed:
+        raise OperationFailed(f"outbox event {event_id} is being sent by a worker at this moment; "
+                              "look again with `outbox list` in a few seconds")
+    if out.status != OutboxStatus.DELIVERED:
+        raise OperationFailed(f"outbox event {event_id} was refused again by the {out.target}: {out.last_error}")
+    return out
+
+
+def outbox_waiting() -> list[outbox_rows.Waiting]:
+    with unit_of_work() as session:
+        return outbox_rows.waiting(session, targets=get_settings().outbox_targets)
+
+
 # --- the audit trail and the console's operators ------------------------------------------------
 
 
@@ -381,6 +440,51 @@ def add_operator(name: str, role: str, password: str) -> OperatorOut:
 def list_operators() -> list[OperatorOut]:
     with unit_of_work() as session:
         return [OperatorOut.model_validate(o, from_attributes=True) for o in people.operators(session)]
+
+
+def disable_operator(name: str, *, by: str | None = None) -> OperatorOut:
+    """Stop someone signing in and end every session they have, at once (an admin's act)."""
+    name = parse_operator_name(name)
+    with unit_of_work() as session:
+        row = people.disable_operator(session, name=name, now=_now())
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_disabled", operator=name, by=by)
+    return out
+
+
+def enable_operator(name: str, *, by: str | None = None) -> OperatorOut:
+    name = parse_operator_name(name)
+    with unit_of_work() as session:
+        row = people.enable_operator(session, name=name)
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_enabled", operator=name, by=by)
+    return out
+
+
+def reset_operator_password(name: str, password: str, *, by: str | None = None) -> OperatorOut:
+    """A new password; the operator's sessions end (they sign in again with it)."""
+    name = parse_operator_name(name)
+    from reconciler.adapters.passwords import hash_password  # argon2 only where a password is set (start-up time)
+
+    password_hash = hash_password(password)
+    with unit_of_work() as session:
+        row = people.set_password(session, name=name, password_hash=password_hash)
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_password_reset", operator=name, by=by)
+    return out
+
+
+def unlock_operator(name: str, *, by: str | None = None) -> bool:
+    """Lift the sign-in throttle's lock on a name at once; True when there was something to lift."""
+    name = parse_operator_name(name)
+    with unit_of_work() as session:
+        lifted = people.throttle_clear(session, key=people.name_key(name))
+        session.commit()
+    log.info("operator_unlocked", operator=name, by=by, lifted=lifted)
+    return lifted
 
 
 def remove_operator(name: str) -> None:

@@ -359,9 +359,20 @@ def _print_change(out: PracticeOut, as_json: bool, verb: str) -> None:
 @app.command("approve")
 def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
             note: NoteOption = None, as_json: JsonOption = False) -> None:
-    """Switch a held practice to its proposed GUID; its new identifiers become the baseline."""
+    """Switch a held practice to its proposed GUID; its new identifiers become the baseline (a business
+    change needs HALO_RECONCILER_APPROVALS_REQUIRED approvals by different people)."""
     _settings()
-    _print_change(_admin().approve(practice_id, by=by, note=note), as_json, "approved")
+    out = _admin().approve(practice_id, by=by, note=note)
+    if out.state == "held" and out.proposed_guid:
+        so_far = _admin().approvals(practice_id)
+        missing = so_far["required"] - len(so_far["approved_by"])
+        if as_json:
+            _print_json({**out.to_json(), "approvals": so_far})
+        else:
+            stdout.print(f"practice {out.id}: approval recorded (approved by {', '.join(so_far['approved_by'])}); "
+                         f"{missing} more approval(s) by another person needed before it switches", markup=False)
+        return
+    _print_change(out, as_json, "approved")
 
 
 @app.command("reject")
@@ -464,7 +475,7 @@ def audit(
 @operators_app.command("add")
 def operators_add(
     name: Annotated[str, typer.Argument(help="The sign-in name (no spaces).")],
-    role: Annotated[str, typer.Option("--role", help="viewer (sees everything, changes nothing) or approver.")],
+    role: Annotated[str, typer.Option("--role", help="viewer (sees everything, changes nothing), approver, or admin (an approver who also manages operators in the console).")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -499,6 +510,75 @@ def operators_remove(name: Annotated[str, typer.Argument()], as_json: JsonOption
     _settings()
     _admin().remove_operator(name)
     _print_json({"removed": name}) if as_json else stdout.print(f"operator {name} removed", markup=False)
+
+
+# --- the outbox: deliveries people can see ---------------------------------------------------------
+
+outbox_app = typer.Typer(help="Webhook and notification events: what waits, what failed, send again.",
+                         no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[str | None, typer.Option("--status", help="pending, failed or delivered (default: all).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="At most this many events (newest).")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Webhook and notification events, newest first."""
+    _settings(logs_on_first_line=True)
+    outs = _admin().outbox_events(status, limit=limit)
+    if as_json:
+        _print_json([o.to_json() for o in outs])
+        return
+    table = _table()
+    for column in ("id", "event", "target", "status", "attempts", "created", "next attempt", "last error"):
+        table.add_column(column, overflow="fold")
+    for o in outs:
+        table.add_row(str(o.id), o.event, o.target, o.status, str(o.attempts), _fmt_time(o.created_at),
+                      _fmt_time(o.next_attempt_at), o.last_error or "")
+    stdout.print(table)
+    stdout.print(f"{len(outs)} event(s)", markup=False)
+    for target, n in _admin().outbox_unsent_elsewhere().items():
+        stdout.print(f"{n} undelivered {target} event(s) wait for nobody: no {target} target is configured "
+                     "(they are sent if one is)", markup=False)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    event_id: Annotated[int, typer.Argument(help="An outbox event's id (outbox list).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Send a pending or failed event now: exit 0 when delivered, 1 when refused again, 2 for an unknown id."""
+    _settings()
+    out = _admin().retry_outbox(event_id)
+    _print_json(out.to_json()) if as_json else stdout.print(
+        f"outbox event {out.id} ({out.event}) delivered to the {out.target}", markup=False)
+
+
+@operators_app.command("disable")
+def operators_disable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Stop someone signing in and end their console sessions now (`operators enable` undoes it)."""
+    _settings()
+    out = _admin().disable_operator(name)
+    _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} disabled", markup=False)
+
+
+@operators_app.command("enable")
+def operators_enable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Let a disabled operator sign in again."""
+    _settings()
+    out = _admin().enable_operator(name)
+    _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} enabled", markup=False)
+
+
+@operators_app.command("unlock")
+def operators_unlock(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Lift the sign-in throttle's lock on a name now (failed sign-ins lock it for the window)."""
+    _settings()
+    lifted = _admin().unlock_operator(name)
+    _print_json({"unlocked": name, "was_locked": lifted}) if as_json else stdout.print(
+        f"operator {name} {'unlocked' if lifted else 'was not locked'}", markup=False)
 
 
 # --- events and processes ------------------------------------------------------------------------

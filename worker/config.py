@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     notify_urls: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     # Where the console is reached by the people notified: links are PUBLIC_URL/tickets/{id}.
     public_url: str | None = None
+    # An outbox row that used this many attempts is `failed` (kept; `outbox retry` sends it again).
+    outbox_max_attempts: int = Field(default=50, ge=1, le=10_000)
+    # `health` fails (check `outbox`) when an event has waited undelivered longer than this.
+    outbox_alert_seconds: int = Field(default=900, ge=1, le=30 * 86_400)
+
+    # --- people in the loop -------------------------------------------------------------------
+    # A business change switches on this many approvals by different people (the last asks Halo again).
+    approvals_required: int = Field(default=1, ge=1, le=5)
 
     # --- events -------------------------------------------------------------------------------
     # A reconciliation past the hard limit is killed; its practice's run lock outlives it by 30 s. The
@@ -136,6 +144,9 @@ class Settings(BaseSettings):
     # Sign-in throttle: failed attempts per name and per client address within the window.
     console_signin_attempts: int = Field(default=5, ge=1, le=1000)
     console_signin_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    # Failures from one address (any names) before that address is locked too: higher than the
+    # per-name limit, so one person's typos behind a shared proxy do not lock everyone out.
+    console_signin_address_attempts: int = Field(default=50, ge=1, le=100_000)
 
     # --- logging ------------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.AUTO
@@ -374,6 +385,12 @@ class Settings(BaseSettings):
     def notify_url_values(self) -> tuple[str, ...]:
         """The notification URLs themselves, for the one place that builds the notifier."""
         return tuple(url.get_secret_value() for url in self.notify_urls)
+
+    @property
+    def outbox_targets(self) -> tuple[str, ...]:
+        """The outbox targets this deployment sends to: events for another wait for nobody."""
+        return tuple(t for t, on in (("webhook", bool(self.webhook_url and self.webhook_secret)),
+                                     ("notify", bool(self.notify_urls))) if on)
 
     @property
     def subscription_key(self) -> str | None:

@@ -1,10 +1,11 @@
 """``halo-reconciler health``: is this deployment able to do its job right now?
 
-Five checks, each bounded and independent (one failing does not hide the others): the database
+Six checks, each bounded and independent (one failing does not hide the others): the database
 answers and its schema is the one this code needs; the broker and coordination store (Redis)
 answers; the last sweep is recent (beat and a worker are both alive); no integrator-wide breaker
 stops this process (the integrator's, or the one for its own key: another key's typo is not ours);
-Halo answers with the configured key. A container health check runs it; the exit code says healthy or not, each line
+no webhook or notification event has waited undelivered longer than
+``HALO_RECONCILER_OUTBOX_ALERT_SECONDS``; Halo answers with the configured key. A container health check runs it; the exit code says healthy or not, each line
 says why.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from models import Practice
+from reconciler.adapters import outbox_rows
 from reconciler.adapters.coordination import keys
 from reconciler.core.errors import CoordinationError
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
@@ -99,6 +101,25 @@ def check_breaker(settings: Settings, now: datetime | None = None) -> Check:
                  "cause, then `halo-reconciler reconcile ID --now` closes it")
 
 
+def check_outbox(settings: Settings, now: datetime | None = None) -> Check:
+    """Late or failed deliveries: a ticket that never reached the webhook must not look like no ticket."""
+    now = now or datetime.now(UTC)
+    try:
+        with db.new_session() as session:
+            undelivered = outbox_rows.waiting(session, targets=settings.outbox_targets)
+    except SQLAlchemyError as exc:
+        return Check("outbox", False, f"cannot read the outbox: {exc}")
+    late = [w for w in undelivered if w.age_seconds(now) > settings.outbox_alert_seconds]
+    if late:
+        parts = [f"{w.target}: {w.pending + w.failed} event(s) undelivered ({w.failed} failed), the oldest for "
+                 f"{w.age_seconds(now):.0f} s, last error: {w.oldest_last_error or 'none yet'}" for w in late]
+        return Check("outbox", False, "; ".join(parts) + f" (more than {settings.outbox_alert_seconds} s): fix the "
+                     "target, then `halo-reconciler outbox retry ID` (see `outbox list --status failed`)")
+    waiting = sum(w.pending + w.failed for w in undelivered)
+    return Check("outbox", True, f"{waiting} event(s) waiting, none longer than {settings.outbox_alert_seconds} s"
+                 if waiting else "nothing waiting")
+
+
 def check_halo(settings: Settings) -> Check:
     """One unretried call: any answer but 401 shows Halo takes the key (a 404 for the nil GUID does)."""
 
@@ -123,7 +144,8 @@ def check_halo(settings: Settings) -> Check:
 
 
 def run_checks(settings: Settings, *, halo: bool = True) -> list[Check]:
-    checks = [check_database(), check_broker(), check_sweep(settings), check_breaker(settings)]
+    checks = [check_database(), check_broker(), check_sweep(settings), check_breaker(settings),
+              check_outbox(settings)]
     if halo:
         checks.append(check_halo(settings))
     return checks

@@ -126,7 +126,8 @@ def _init_main_process(sender: object = None, **_: object) -> None:
         # holds Python's import lock waits for it forever. So everything a scrape needs is imported
         # here, before the thread exists: one collection, in this thread.
         _warm_up()
-        state = StateCollector(redis=get_redis, session=db.new_session, queues=QUEUES, sent_at_header=SENT_AT_HEADER)
+        state = StateCollector(redis=get_redis, session=db.new_session, queues=QUEUES, sent_at_header=SENT_AT_HEADER,
+                               outbox_targets=settings.outbox_targets)
         list(state.collect())
         # Before the pool forks: children inherit the multiprocess set-up.
         start_metrics_server(settings.metrics_port, state=state,

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from models.outbox import OutboxTarget
 from reconciler.adapters import notify, outbox
 from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
@@ -23,10 +24,10 @@ from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.sweeps import SweepCoordinator
 from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.adapters.halo_client import HaloClient
-from reconciler.adapters.metrics import observe_halo_call, observe_reconciliation
+from reconciler.adapters.metrics import observe_halo_call, observe_outbox_failure, observe_reconciliation
 from reconciler.adapters.store import SqlStore
 from reconciler.core.breaker import fingerprint
-from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.errors import CoordinationUnavailable, OperationFailed
 from reconciler.core.policy import Policy
 from reconciler.core.retention import RetentionPolicy
 from reconciler.usecases.reconcile import Deps, ReconcileResult
@@ -229,14 +230,33 @@ def deliver_outbox(settings: Settings | None = None) -> outbox.DeliveryReport | 
     """Send pending ticket events to the configured webhook and notification URLs, if any."""
     settings = settings or get_settings()
     report: outbox.DeliveryReport | None = None
-    if settings.webhook_url and settings.webhook_secret:
-        report = outbox.deliver_pending(db.new_session, url=settings.webhook_url,
-                                        secret=settings.webhook_secret.get_secret_value())
-    if settings.notify_urls:
-        notified = outbox.deliver_notifications(db.new_session, notifier=notifier(settings),
-                                                public_url=settings.public_url, secrets=_secrets(settings))
-        report = notified if report is None else report + notified
+    for target in (OutboxTarget.WEBHOOK, OutboxTarget.NOTIFY):
+        sent = _deliver(settings, target)
+        if sent is not None:
+            report = sent if report is None else report + sent
     return report
+
+
+def retry_outbox_event(event_id: int, target: OutboxTarget, settings: Settings | None = None) -> outbox.DeliveryReport:
+    """Send one pending or failed outbox row now (sent 1: its target took it; failed 1: refused again;
+    neither: a worker holds the row this moment)."""
+    settings = settings or get_settings()
+    report = _deliver(settings, target, only=event_id)
+    if report is None:
+        raise OperationFailed(f"no {target} is configured to send outbox event {event_id} to")
+    return report
+
+
+def _deliver(settings: Settings, target: OutboxTarget, only: int | None = None) -> outbox.DeliveryReport | None:
+    common: dict[str, Any] = {"max_attempts": settings.outbox_max_attempts, "only": only,
+                              "on_failure": observe_outbox_failure}
+    if target is OutboxTarget.WEBHOOK and settings.webhook_url and settings.webhook_secret:
+        return outbox.deliver_pending(db.new_session, url=settings.webhook_url,
+                                      secret=settings.webhook_secret.get_secret_value(), **common)
+    if target is OutboxTarget.NOTIFY and settings.notify_urls:
+        return outbox.deliver_notifications(db.new_session, notifier=notifier(settings),
+                                            public_url=settings.public_url, secrets=_secrets(settings), **common)
+    return None
 
 
 _notifiers: PerProcess[tuple[str, ...], notify.AppriseNotifier] = PerProcess(notify.AppriseNotifier)

@@ -31,6 +31,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, func, select
 
 from models import Practice, Ticket, TicketStatus
+from models.outbox import OutboxTarget
+from reconciler.adapters import outbox_rows
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.breaker import open_breakers
 from reconciler.adapters.coordination.client import CoordinationClient
@@ -46,6 +48,8 @@ HALO_CALLS = Counter("halo_calls", "HTTP calls to Halo Cloud, by endpoint and st
                      ["endpoint", "status"], namespace=NAMESPACE)
 HALO_LATENCY = Histogram("halo_call_seconds", "Time Halo Cloud took to answer one call, by endpoint", ["endpoint"],
                          namespace=NAMESPACE, buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+OUTBOX_FAILURES = Counter("outbox_delivery_failures", "Failed attempts to deliver an outbox event, by target "
+                          "(webhook, notify)", ["target"], namespace=NAMESPACE)
 TICKETS_OPENED = Counter("tickets_opened", "Tickets opened, by kind and reason", ["kind", "reason"],
                          namespace=NAMESPACE)
 
@@ -64,6 +68,8 @@ def prepare_multiprocess(default_dir: Path) -> Path:
 
 def start_metrics_server(port: int, *, multiprocess_dir: Path, state: "StateCollector", host: str = "0.0.0.0") -> None:
     prepare_multiprocess(multiprocess_dir)
+    for target in OutboxTarget:  # a counter at 0 from the start: `rate()` and the dashboard see it
+        OUTBOX_FAILURES.labels(target=str(target))
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     registry.register(state)
@@ -78,6 +84,10 @@ def observe_reconciliation(verdict: str, action: str) -> None:
 def observe_halo_call(endpoint: str, status: int | str, seconds: float) -> None:
     HALO_CALLS.labels(endpoint=endpoint, status=str(status)).inc()
     HALO_LATENCY.labels(endpoint=endpoint).observe(seconds)
+
+
+def observe_outbox_failure(target: str) -> None:
+    OUTBOX_FAILURES.labels(target=target).inc()
 
 
 def observe_ticket_opened(kind: str, reason: str) -> None:
@@ -105,8 +115,9 @@ class StateCollector:
     """Read at scrape time: report outcomes, refused input, queues, the last sweep, open tickets."""
 
     def __init__(self, *, redis: Callable[[], CoordinationClient], session: Callable[[], Session], queues: Sequence[str],
-                 sent_at_header: str) -> None:
+                 sent_at_header: str, outbox_targets: Sequence[str] = ()) -> None:
         self.redis = redis
+        self.outbox_targets = tuple(outbox_targets)
         self.session = session
         self.queues = tuple(queues)
         self.sent_at_header = sent_at_header
@@ -186,6 +197,7 @@ class StateCollector:
                     .where(Ticket.status != TicketStatus.RESOLVED).group_by(Ticket.kind, Ticket.reason)
                 ).all()
                 states = session.exec(select(Practice.state, func.count()).group_by(Practice.state)).all()
+                undelivered = outbox_rows.waiting(session, targets=self.outbox_targets)
         except SQLAlchemyError as exc:  # the database down is itself a reading
             log.warning("metrics_database_unavailable", error=str(exc))
             yield _up("database", "the database", False)
@@ -211,3 +223,23 @@ class StateCollector:
         for state, n in states:
             practices.add_metric([str(state)], float(n))
         yield practices
+        yield from _outbox(undelivered, self.outbox_targets, now)
+
+
+def _outbox(undelivered: Sequence[outbox_rows.Waiting], targets: Sequence[str], now: datetime) -> Iterator[object]:
+    """Every configured target has a series (0 when nothing waits), so an alert on it is never absent."""
+    pending = GaugeMetricFamily(f"{NAMESPACE}_outbox_pending", "Outbox events waiting for their next attempt, "
+                                "by target", labels=["target"])
+    failed = GaugeMetricFamily(f"{NAMESPACE}_outbox_failed", "Outbox events that used their last attempt, "
+                               "kept until `outbox retry` sends them, by target", labels=["target"])
+    oldest = GaugeMetricFamily(f"{NAMESPACE}_outbox_oldest_pending_age_seconds", "Age of the oldest outbox event "
+                               "not delivered yet (pending or failed), by target (0 when none)", labels=["target"])
+    seen = {w.target: w for w in undelivered}
+    for target in sorted(set(targets) | set(seen)):
+        w = seen.get(target)
+        pending.add_metric([target], float(w.pending if w else 0))
+        failed.add_metric([target], float(w.failed if w else 0))
+        oldest.add_metric([target], w.age_seconds(now) if w else 0.0)
+    yield pending
+    yield failed
+    yield oldest

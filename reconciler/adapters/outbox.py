@@ -5,6 +5,10 @@ Events are written in the same transaction as the ticket change they describe, s
 commit and send loses nothing; a retry re-sends the same event id, so the receiver never sees a
 second ticket. Each target has its own rows, so each has its own attempts and backoff. On PostgreSQL
 rows are claimed with ``FOR UPDATE SKIP LOCKED`` so two workers never send the same event at once.
+
+Nothing is dropped (PRODUCT.md, "Nothing is delivered silently late"): a row that used its last
+attempt becomes ``failed`` and stays, listed by ``outbox list`` and sent again by ``outbox retry``;
+``outbox_rows`` lists them and tells ``health`` and the metrics what has waited and why.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import httpx
 import structlog
 from sqlmodel import Session, col, select
 
-from models.outbox import OutboxEvent, OutboxTarget
+from models.outbox import OutboxEvent, OutboxStatus, OutboxTarget
 from reconciler.adapters import notify, webhook
 from reconciler.core import backoff
 
@@ -25,7 +29,7 @@ log = structlog.get_logger()
 
 RETRY_MIN = timedelta(seconds=15)
 RETRY_MAX = timedelta(hours=1)
-GIVE_UP_AFTER = 50  # about two days at the capped interval
+GIVE_UP_AFTER = 50  # about two days at the capped interval (HALO_RECONCILER_OUTBOX_MAX_ATTEMPTS)
 
 
 @dataclass(frozen=True)
@@ -58,16 +62,19 @@ def _drain(
     send: Callable[[OutboxEvent], list[str] | None],
     now: Callable[[], datetime],
     limit: int,
+    max_attempts: int = GIVE_UP_AFTER,
+    only: int | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
+    """Send the due pending rows of ``target``; or, with ``only``, that one row now, pending or failed."""
     sent = failed = 0
     with session_factory() as session:
-        query = (
-            select(OutboxEvent)
-            .where(OutboxEvent.target == target, col(OutboxEvent.delivered_at).is_(None),
-                   OutboxEvent.next_attempt_at <= now(), OutboxEvent.attempts < GIVE_UP_AFTER)
-            .order_by(col(OutboxEvent.id))
-            .limit(limit)
-        )
+        query = select(OutboxEvent).where(OutboxEvent.target == target)
+        if only is None:
+            query = query.where(OutboxEvent.status == OutboxStatus.PENDING, OutboxEvent.next_attempt_at <= now())
+        else:
+            query = query.where(OutboxEvent.id == only, OutboxEvent.status != OutboxStatus.DELIVERED)
+        query = query.order_by(col(OutboxEvent.id)).limit(limit)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         for event in session.exec(query).all():
@@ -79,13 +86,20 @@ def _drain(
                     event.delivered_to = list(exc.delivered)
                 event.last_error = str(exc)[:500]
                 event.next_attempt_at = now() + retry_delay(event.attempts)
+                if event.status == OutboxStatus.PENDING and event.attempts >= max_attempts:
+                    event.status = OutboxStatus.FAILED  # kept, listed, retried by a person; never dropped
+                    log.error("outbox_event_failed", event_id=event.event_id, target=str(target),
+                              attempts=event.attempts, error=str(exc))
                 failed += 1
+                if on_failure is not None:
+                    on_failure(str(target))
                 log.warning(f"{target}_delivery_failed", event_id=event.event_id, attempts=event.attempts,
                             error=str(exc))
             else:
                 if delivered_to is not None:
                     event.delivered_to = delivered_to
                 event.delivered_at = now()
+                event.status = OutboxStatus.DELIVERED
                 event.last_error = None
                 sent += 1
                 log.info(f"{target}_delivered", event_id=event.event_id, event_type=event.event_type)
@@ -103,6 +117,9 @@ def deliver_pending(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     limit: int = 100,
     timeout: float = 5.0,
+    max_attempts: int = GIVE_UP_AFTER,
+    only: int | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
     """Send the webhook's pending events, each signed when it is sent (on the real clock: ``now``
     schedules retries, and a receiver checks the signature's age against its own clock)."""
@@ -115,7 +132,8 @@ def deliver_pending(
             except webhook.WebhookRejected as exc:
                 raise _Rejected(str(exc)) from exc
 
-        return _drain(session_factory, target=OutboxTarget.WEBHOOK, send=send, now=now, limit=limit)
+        return _drain(session_factory, target=OutboxTarget.WEBHOOK, send=send, now=now, limit=limit,
+                      max_attempts=max_attempts, only=only, on_failure=on_failure)
 
 
 def deliver_notifications(
@@ -126,6 +144,9 @@ def deliver_notifications(
     secrets: Sequence[str] = (),
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     limit: int = 100,
+    max_attempts: int = GIVE_UP_AFTER,
+    only: int | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
     """Send the pending notifications to every URL that has not yet taken each one."""
 
@@ -136,4 +157,5 @@ def deliver_notifications(
         except notify.NotificationRejected as exc:
             raise _Rejected(str(exc), exc.delivered) from exc
 
-    return _drain(session_factory, target=OutboxTarget.NOTIFY, send=send, now=now, limit=limit)
+    return _drain(session_factory, target=OutboxTarget.NOTIFY, send=send, now=now, limit=limit,
+                  max_attempts=max_attempts, only=only, on_failure=on_failure)

@@ -26,6 +26,7 @@ from models import (Action, GuidHistory, Practice, PmsType, Reconciliation, Tick
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
 from models.types import UTCDateTime
 from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
+from models.approval import Approval
 from models.decision import OperatorDecision
 from reconciler.adapters import tickets
 from reconciler.core.change import PracticeChange
@@ -498,6 +499,21 @@ class SqlStore:
         self.session.add(decision)
         self.session.flush()
         return decision
+
+    def approvals(self, practice_id: int, *, fingerprint: str) -> list[str]:
+        return list(self.session.exec(
+            select(Approval.actor).where(Approval.practice_id == practice_id, Approval.fingerprint == fingerprint)
+            .order_by(col(Approval.at), col(Approval.id))).all())
+
+    def add_approval(self, practice_id: int, *, fingerprint: str, actor: str, now: datetime) -> None:
+        self.session.add(Approval(practice_id=practice_id, fingerprint=fingerprint, actor=actor, at=now))
+        self.session.flush()
+
+    def discard_approvals(self, practice_id: int, *, keep: str | None = None) -> None:
+        query = delete(Approval).where(Approval.practice_id == practice_id)
+        if keep is not None:
+            query = query.where(Approval.fingerprint != keep)
+        self.session.execute(query)
 
     def open_tickets(self, *, practice_id: int) -> Sequence[Ticket]:
         return tickets.list_tickets(self.session, practice_id=practice_id)

@@ -48,4 +48,4 @@ def parse_role(value: str) -> OperatorRole:
     try:
         return OperatorRole(value.strip().lower())
     except ValueError:
-        raise BadInput(f"unknown role {value.strip()[:20]!r}: expected viewer or approver") from None
+        raise BadInput(f"unknown role {value.strip()[:20]!r}: expected viewer, approver or admin") from None

@@ -174,6 +174,9 @@ class DecisionAction(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     PAIRED = "paired"
+    # An approval that did not switch: Halo, asked again, no longer showed the proposal (or the change
+    # is still held by another rule); nothing was switched, and the detail says what Halo showed.
+    APPROVE_REFUSED = "approve_refused"
 
 
 class OperatorRole(StrEnum):
@@ -181,6 +184,7 @@ class OperatorRole(StrEnum):
 
     VIEWER = "viewer"
     APPROVER = "approver"
+    ADMIN = "admin"  # an approver who also adds, disables and resets operators in the console
 
 
 WORKER_ACTOR = "worker"  # the actor of every reconciliation in the audit trail

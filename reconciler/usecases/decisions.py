@@ -48,11 +48,64 @@ log = logs.get_logger()
 
 @dataclass(frozen=True)
 class Decided:
-    """What ``approve`` or ``pair`` did: ``switched`` (or confirmed), else ``message`` says why not."""
+    """What ``approve`` or ``pair`` did: ``switched`` (or confirmed), else ``message`` says why not.
+    ``approvals_missing`` > 0: the approval was recorded and that many more people must approve."""
 
     practice: Practice
     done: bool
     message: str = ""
+    approvals_missing: int = 0
+    approved_by: tuple[str, ...] = ()
+
+
+def proposal_fingerprint(store: Store, practice: Practice) -> str:
+    """The held proposal an approval is given to: a new proposal (GUID or identifiers) is a new one,
+    and so is the same proposal held again after it was let go (its held-change ticket is another)."""
+    proposal = fingerprint(practice.proposed_guid,
+                           normalise_identifiers(practice.proposed_identifiers or practice.identifiers or {}))
+    return f"{proposal}:{_held_ticket_id(store, practice) or '-'}"
+
+
+def approvals_required(practice: Practice, required: int) -> int:
+    """Two people (``required``) for a business change; any other held change needs one."""
+    return required if practice.last_verdict == Verdict.BUSINESS_CHANGE else 1
+
+
+def _record_approval(unit_of_work: UnitOfWork, read: Practice, *, required: int, now: datetime, actor: str,
+                     note: str | None) -> Decided | None:
+    """Count this approval toward the ``required``: None when it completes them (ask Halo and switch);
+    otherwise it is recorded (or refused: the same person twice) and nothing else happens."""
+    needed = approvals_required(read, required)
+    with unit_of_work() as store:
+        practice = _current(store, read)
+        proposal = proposal_fingerprint(store, practice)
+        store.discard_approvals(practice.id, keep=proposal)  # type: ignore[arg-type]  # given to an older proposal
+        given = store.approvals(practice.id, fingerprint=proposal)  # type: ignore[arg-type]
+        if actor in given:
+            if len(given) >= needed:  # complete already (two people approved at the same moment): decide now
+                return None
+            raise OperationFailed(f"{actor} has already approved the change of practice {practice.id}; "
+                                  f"{needed - len(given)} more approval(s) by someone else are needed; nothing changed")
+        if len(given) + 1 >= needed:
+            store.commit()  # only the discarded approvals of an older proposal
+            return None
+        store.add_approval(practice.id, fingerprint=proposal, actor=actor, now=now)  # type: ignore[arg-type]
+        missing = needed - len(given) - 1
+        _decided(store, DecisionAction.APPROVED, actor=actor, note=note, now=now, practice_id=practice.id,
+                 ticket_id=_held_ticket_id(store, practice),
+                 detail=f"approval {len(given) + 1} of {needed} for {practice.proposed_guid}: "
+                        f"{missing} more by another person before it switches; nothing switched yet")
+        store.commit()
+    with unit_of_work() as store:
+        # Another person's approval may have landed while this one was written: counted together they
+        # may complete the change, and then this approval decides it (never two left waiting forever).
+        given = store.approvals(read.id, fingerprint=proposal)  # type: ignore[arg-type]
+        if len(given) >= needed:
+            return None
+        log.info("approval_recorded", practice_id=read.id, actor=actor, missing=needed - len(given))
+        return Decided(store.detach(store.practice(read.id)), False,  # type: ignore[arg-type]
+                       f"{needed - len(given)} more approval(s) by another person are needed",
+                       approvals_missing=needed - len(given), approved_by=tuple(given))
 
 
 def _held(store: Store, practice_id: int) -> Practice:
@@ -137,6 +190,7 @@ def _switch(store: Store, practice: Practice, *, site: Site, identifiers: dict[s
     if new_guid != old_guid:
         store.switch_history(practice, new_guid, reason=reason, now=now)
     store.resolve_tickets(practice_id=practice.id, reasons=HELD_REASONS, now=now)
+    store.discard_approvals(practice.id)  # type: ignore[arg-type]
     log.info("guid_switched" if new_guid != old_guid else "change_confirmed", practice_id=practice.id,
              old_guid=old_guid, new_guid=new_guid, by=reason)
 
@@ -148,7 +202,8 @@ def _held_ticket_id(store: Store, practice: Practice) -> int | None:
 
 
 def approve(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, now: datetime, policy: Policy,
-            actor: str, note: str | None = None, identifier_query: str | None = None) -> Decided:
+            actor: str, note: str | None = None, identifier_query: str | None = None,
+            required: int = 1) -> Decided:
     """Approve a held change, asking Halo again first (PRODUCT.md, "approve asks Halo again").
 
     Find sites and Get site status on the proposed GUID: only when Halo still shows the proposed GUID
@@ -156,8 +211,15 @@ def approve(unit_of_work: UnitOfWork, halo: Halo, *, practice_id: int, now: date
     anything else, nothing is switched: the practice stays held with the new proposal, or leaves held
     when there is no longer a change to decide, and ``Decided.message`` says what changed. When Halo
     cannot answer, its error propagates and nothing changes.
+
+    With ``required`` > 1 (``HALO_RECONCILER_APPROVALS_REQUIRED``) a business change is only recorded
+    as approved until that many different people approved the same proposal; the last asks Halo.
     """
     read = _read_held(unit_of_work, practice_id)
+    recorded_only = _record_approval(unit_of_work, read, required=required, now=now, actor=actor, note=note)
+    if recorded_only is not None:
+        return recorded_only
+    read = _read_held(unit_of_work, practice_id)  # the version the approval bookkeeping left
     proposed: str = read.proposed_guid  # type: ignore[assignment]
     proposed_identifiers = dict(read.proposed_identifiers or read.identifiers)
     answer = ask_halo(halo, read, identifier_query)
@@ -228,8 +290,9 @@ def _overtaken(unit_of_work: UnitOfWork, read: Practice, answer: HaloAnswer, *, 
         # approval is recorded beside it, saying that nothing was switched.
         _audit(store, practice, action=decision.action, new_guid=classification.new_guid or practice.halo_guid,
                detail=detail[:2000], now=now, verdict=verdict, halo_answer=summarise(answer))
-        _decided(store, DecisionAction.APPROVED, actor=actor, note=note, now=now, practice_id=practice.id,
+        _decided(store, DecisionAction.APPROVE_REFUSED, actor=actor, note=note, now=now, practice_id=practice.id,
                  ticket_id=ticket_id, detail=f"nothing switched: {detail}")
+        store.discard_approvals(practice.id)  # type: ignore[arg-type]  # Halo shows something else now
         store.commit()
         log.info("approve_overtaken", practice_id=practice.id, proposed_guid=proposed, verdict=str(verdict))
         return Decided(store.practice(practice.id), False, detail)  # type: ignore[arg-type]
@@ -288,6 +351,7 @@ def reject(store: Store, *, practice_id: int, now: datetime, actor: str, note: s
         "updated_at": now,
     })
     store.resolve_tickets(practice_id=practice_id, reasons=HELD_REASONS, now=now)
+    store.discard_approvals(practice_id)
     log.info("change_rejected", practice_id=practice_id, proposed_guid=proposed)
     return store.practice(practice_id)
 

@@ -116,7 +116,7 @@ def test_operators_add_list_remove(sim, capsys, monkeypatch):
 
     listed = run_json(capsys, "operators", "list")
     assert [(o["name"], o["role"]) for o in listed] == [("alice", "approver"), ("victor", "viewer")]
-    assert all(o.keys() == {"name", "role", "created_at"} for o in listed)
+    assert all(o.keys() == {"name", "role", "created_at", "disabled_at"} for o in listed)
 
     from models import Operator
     from sqlmodel import select
@@ -130,7 +130,7 @@ def test_operators_add_list_remove(sim, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, stdin", [
-    (["operators", "add", "bob", "--role", "admin", "--password-stdin"], "long enough password\n"),
+    (["operators", "add", "bob", "--role", "root", "--password-stdin"], "long enough password\n"),
     (["operators", "add", "bob", "--role", "viewer", "--password-stdin"], "short\n"),
     (["operators", "add", "b o b", "--role", "viewer", "--password-stdin"], "long enough password\n"),
     (["operators", "add", "alice", "--role", "viewer", "--password-stdin"], "long enough password\n"),

@@ -199,7 +199,7 @@ def test_health_is_ok_then_names_what_is_wrong(sim, capsys, monkeypatch):
     assert run(capsys, "practices", "add", "--pms-type", "BestPractice", "--pms-id", "BP1")[0] == 0
     report = run_json(capsys, "health")
     assert report["healthy"] is True
-    assert [c["name"] for c in report["checks"]] == ["database", "broker", "sweep", "breaker", "halo"]
+    assert [c["name"] for c in report["checks"]] == ["database", "broker", "sweep", "breaker", "outbox", "halo"]
 
     sim.inject(Fault("unauthorized"))
     code, out, err = run(capsys, "health")

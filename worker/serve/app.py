@@ -73,4 +73,7 @@ def run_server(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFA
         access_log=False,  # api_request_handled is the access log
         server_header=False,
         lifespan="off",
+        # The console decides trust from the socket's peer alone (HALO_RECONCILER_CONSOLE_TRUSTED_PROXIES):
+        # uvicorn's default would rewrite the peer from X-Forwarded-For sent by any loopback client.
+        proxy_headers=False,
     )

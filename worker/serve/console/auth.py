@@ -1,16 +1,22 @@
-"""Who is asking: signed session cookies, CSRF tokens, the sign-in throttle and trusted-proxy mode.
+"""Who is asking: server-side sessions, CSRF tokens, the sign-in throttle and trusted-proxy mode.
 
-* A session is a cookie signed with the console secret (itsdangerous), holding the operator's name,
-  a random CSRF token and a fingerprint of the operator's password hash: it expires after
-  ``HALO_RECONCILER_CONSOLE_SESSION_SECONDS``, and a removed operator or a changed password ends it
-  at the next request (the role is read from the database on every request, never from the cookie).
+* A session is a row in ``console_sessions``: the cookie holds a random token, the row its SHA-256,
+  the operator's name, a random CSRF token and when it expires
+  (``HALO_RECONCILER_CONSOLE_SESSION_SECONDS``). Signing out deletes the row, and so do an admin's
+  disabling of the operator, a password reset and ``operators remove``: the same cookie replayed
+  afterwards opens nothing. The role is read from the database on every request, never the cookie.
 * Every state-changing request carries the CSRF token in a form field, compared in constant time.
-  The sign-in form has one too, from a short-lived pre-session cookie (no login CSRF).
-* Failed sign-ins are counted per name and per client address; past the limit the sign-in is refused
-  without checking the password (this process's memory: each ``serve`` process counts its own).
+  The sign-in form has one too, from a short-lived signed pre-session cookie (no login CSRF).
+* Failed sign-ins are counted in the database (``signin_throttle``: every ``serve`` process shares it,
+  and a restart keeps it), per operator name (``HALO_RECONCILER_CONSOLE_SIGNIN_ATTEMPTS`` within the
+  window) and per client address (``..._SIGNIN_ADDRESS_ATTEMPTS``, higher: behind a proxy one address
+  is everyone). A key at its limit is locked for the window (the cool-down); then the right password
+  gets in again. An admin lifts a name's lock at once (console, or ``operators unlock NAME``).
 * Trusted-proxy mode: the operator's name comes from ``HALO_RECONCILER_CONSOLE_PROXY_HEADER``, only on
-  requests whose peer address is in ``HALO_RECONCILER_CONSOLE_TRUSTED_PROXIES``; the name must be an
-  operator (for its role). The CSRF token is then derived from the name with the secret.
+  requests whose socket peer address is in ``HALO_RECONCILER_CONSOLE_TRUSTED_PROXIES``. The peer is the
+  TCP connection's own address: ``serve`` runs uvicorn with ``proxy_headers=False``, so no header can
+  rewrite it. The name must be an enabled operator (for its role). The CSRF token is then derived from
+  the name with the secret.
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ import hmac
 import ipaddress
 import os
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 
+from models import Operator as OperatorRow
+from reconciler.adapters import people
+from worker.admin import unit_of_work
 from worker.config import Settings
 from worker.logging import register_secret
 
@@ -51,7 +58,11 @@ class Operator:
 
     @property
     def is_approver(self) -> bool:
-        return self.role == "approver"
+        return self.role in ("approver", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 def load_secret(settings: Settings) -> str:
@@ -74,58 +85,66 @@ def load_secret(settings: Settings) -> str:
     return secret
 
 
-def password_fingerprint(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-class Throttle:
-    """Failed sign-ins per key within a sliding window."""
-
-    def __init__(self, attempts: int, window_seconds: float, clock=time.monotonic) -> None:
-        self.attempts, self.window, self.clock = attempts, window_seconds, clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str) -> deque[float]:
-        now = self.clock()
-        failures = self._failures.setdefault(key, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
-
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until a sign-in may be tried again under every key (0: it may now)."""
-        with self._lock:
-            wait = 0.0
-            for key in keys:
-                failures = self._recent(key)
-                if len(failures) >= self.attempts:
-                    wait = max(wait, failures[0] + self.window - self.clock())
-            return wait
-
-    def failed(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._recent(key).append(self.clock())
-            if len(self._failures) > 100_000:  # a flood of names must not grow memory without bound
-                self._failures = {k: v for k, v in self._failures.items() if v}
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
-
-
 class Sessions:
     def __init__(self, settings: Settings, secret: str) -> None:
         self.settings = settings
         self._secret = secret.encode()
-        self._session = URLSafeTimedSerializer(secret, salt="halo-console-session")
         self._presession = URLSafeTimedSerializer(secret, salt="halo-console-signin")
         self._proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.console_trusted_proxies)
-        self.throttle = Throttle(settings.console_signin_attempts, settings.console_signin_window_seconds)
 
     def __repr__(self) -> str:  # never the secret
         return "Sessions()"
+
+    # --- server-side sessions (blocking: run them in a thread) ----------------------------------------
+    def start(self, name: str) -> str:
+        """A new session for ``name``: the cookie's token (its hash is what is stored)."""
+        token = secrets.token_urlsafe(32)
+        with unit_of_work() as session:
+            people.create_session(session, token=token, name=name, csrf=secrets.token_urlsafe(32), now=_now(),
+                                  lifetime=timedelta(seconds=self.settings.console_session_seconds))
+            session.commit()
+        return token
+
+    def resolve(self, token: str) -> tuple[OperatorRow, str] | None:
+        """The enabled operator and CSRF token of a live session, else None."""
+        if not token or len(token) > 128:
+            return None
+        with unit_of_work() as session:
+            found = people.session_operator(session, token=token, now=_now())
+            if found is not None:
+                session.expunge(found[0])
+            return found
+
+    def end(self, token: str) -> None:
+        with unit_of_work() as session:
+            people.end_session(session, token=token)
+            session.commit()
+
+    # --- the sign-in throttle (blocking) ---------------------------------------------------------------
+    def _keys(self, name: str, address: str) -> tuple[str, str]:
+        return people.name_key(name), people.address_key(address)
+
+    def signin_wait(self, name: str, address: str) -> float:
+        with unit_of_work() as session:
+            return people.throttle_wait(session, keys=self._keys(name, address), now=_now())
+
+    def signin_failed(self, name: str, address: str) -> None:
+        window = timedelta(seconds=self.settings.console_signin_window_seconds)
+        name_key, address_key = self._keys(name, address)
+        with unit_of_work() as session:
+            locked = people.throttle_failed(session, key=name_key, limit=self.settings.console_signin_attempts,
+                                            window=window, now=_now())
+            locked_address = people.throttle_failed(session, key=address_key, window=window, now=_now(),
+                                                    limit=self.settings.console_signin_address_attempts)
+            session.commit()
+        if locked or locked_address:
+            log.warning("console_signin_locked", operator=name[:128], client=address,
+                        key="address" if locked_address else "operator")
+
+    def signin_succeeded(self, name: str) -> None:
+        with unit_of_work() as session:
+            people.throttle_clear(session, key=self._keys(name, "")[0])
+            session.commit()
 
     # --- cookies ------------------------------------------------------------------------------
     def is_secure(self, request: Request) -> bool:
@@ -140,19 +159,8 @@ class Sessions:
         return {"max_age": max_age, "httponly": True, "samesite": "lax", "secure": self.is_secure(request),
                 "path": "/"}
 
-    def new_session(self, name: str, password_hash: str) -> str:
-        return self._session.dumps({"op": name, "csrf": secrets.token_urlsafe(32),
-                                    "pw": password_fingerprint(password_hash)})
-
-    def read_session(self, request: Request) -> dict | None:
-        raw = request.cookies.get(SESSION_COOKIE)
-        if not raw:
-            return None
-        try:
-            data = self._session.loads(raw, max_age=self.settings.console_session_seconds)
-        except BadSignature:  # tampered, from another secret, or expired (SignatureExpired)
-            return None
-        return data if isinstance(data, dict) and {"op", "csrf", "pw"} <= data.keys() else None
+    def session_token(self, request: Request) -> str | None:
+        return request.cookies.get(SESSION_COOKIE) or None
 
     def new_presession(self) -> tuple[str, str]:
         token = secrets.token_urlsafe(32)
@@ -169,19 +177,34 @@ class Sessions:
         return token if isinstance(token, str) else None
 
     # --- trusted proxy ----------------------------------------------------------------------------
-    def proxied_name(self, request: Request) -> str | None:
-        """The operator's name from the SSO proxy's header, only when the peer is a trusted proxy."""
-        header = self.settings.console_proxy_header
-        if not header or request.client is None:
-            return None
+    def _is_trusted(self, address: str) -> bool:
         try:
-            peer = ipaddress.ip_address(request.client.host)
+            peer = ipaddress.ip_address(address)
         except ValueError:
-            return None
-        if not any(peer in network for network in self._proxies):
+            return False
+        return any(peer in network for network in self._proxies)
+
+    def proxied_name(self, request: Request) -> str | None:
+        """The operator's name from the SSO proxy's header, only when the socket's peer is a trusted
+        proxy (``request.client`` is the TCP peer: uvicorn does not rewrite it, see ``run_server``)."""
+        header = self.settings.console_proxy_header
+        if not header or request.client is None or not self._is_trusted(request.client.host):
             return None
         value = request.headers.get(header, "").strip()
         return value or None
+
+    def client_address(self, request: Request) -> str:
+        """Who is asking, for the throttle and the log: the socket's peer, or behind trusted proxies the
+        right-most ``X-Forwarded-For`` entry that is not one of them (entries left of it are the
+        client's own word, and may be forged)."""
+        peer = request.client.host if request.client else "unknown"
+        if not self._is_trusted(peer):
+            return peer
+        hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop[:64]
+        return peer
 
     def proxy_csrf(self, name: str) -> str:
         return hmac.new(self._secret, b"proxy-csrf:" + name.encode(), hashlib.sha256).hexdigest()
@@ -193,5 +216,5 @@ def same_token(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def _now() -> datetime:
+    return datetime.now(UTC)

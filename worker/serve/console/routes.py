@@ -19,6 +19,7 @@ needs the CSRF token, and a viewer's POST is refused (403) before anything is re
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -41,16 +42,14 @@ from reconciler.core.halo_errors import HaloError
 from reconciler.core.vocabulary import TicketKind
 from worker import admin, db
 from worker.config import Settings
-from worker.serve.console import views
+from worker.serve.console import manage, views
 from worker.serve.console.auth import (
     PRESESSION_COOKIE,
     PRESESSION_SECONDS,
     SESSION_COOKIE,
     Operator,
     Sessions,
-    client_address,
     load_secret,
-    password_fingerprint,
     same_token,
 )
 
@@ -65,6 +64,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 # Fixed messages a redirect may name (?done=...): nothing a client sends is echoed back as text.
 DONE = {
     "approved": "Approved: Halo was asked again and the practice switched.",
+    "approval_recorded": "Your approval is recorded: another person must approve before it switches.",
     "rejected": "Rejected: the practice keeps its current GUID.",
     "paired": "Paired and switched.",
     "acknowledged": "Ticket acknowledged.",
@@ -115,6 +115,7 @@ class Console:
         self.sessions = Sessions(settings, load_secret(settings))
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["age"] = views.age
+        self.templates.env.globals["age_seconds"] = lambda seconds: views.age(datetime.now(UTC) - timedelta(seconds=seconds))
         self.templates.env.globals["fmt"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%SZ") if v else "-"
 
     # --- who is asking -----------------------------------------------------------------------------
@@ -129,23 +130,26 @@ class Console:
         proxied = self.sessions.proxied_name(request)
         if proxied is not None:
             row = await run_in_threadpool(self._lookup, proxied)
-            if row is None:
+            if row is None or row.disabled_at is not None:
                 log.warning("console_proxy_operator_unknown", operator=proxied[:128])
                 return None
             return Operator(row.name, row.role, self.sessions.proxy_csrf(row.name), via_proxy=True)
-        data = self.sessions.read_session(request)
-        if data is None:
+        token = self.sessions.session_token(request)
+        if token is None:
             return None
-        row = await run_in_threadpool(self._lookup, str(data["op"]))
-        if row is None or password_fingerprint(row.password_hash) != data["pw"]:
-            return None  # removed, or the password changed since: the session is over
-        return Operator(row.name, row.role, str(data["csrf"]))
+        found = await run_in_threadpool(self.sessions.resolve, token)
+        if found is None:
+            return None  # signed out, expired, disabled, removed or reset: the session is over
+        row, csrf = found
+        return Operator(row.name, row.role, csrf)
 
     # --- rendering ---------------------------------------------------------------------------------
     def page(self, request: Request, name: str, operator: Operator | None, status: int = 200,
              **context: Any) -> Response:
-        done = DONE.get(request.query_params.get("done", ""))
-        return self.templates.TemplateResponse(request, name, {"operator": operator, "done": done, **context},
+        done = context.pop("done_text", None) or DONE.get(request.query_params.get("done", ""))
+        banner = getattr(request.state, "outbox_late", None) if operator is not None else None
+        return self.templates.TemplateResponse(request, name, {"operator": operator, "done": done,
+                                                               "outbox_late": banner, **context},
                                                status_code=status)
 
     def signin_page(self, request: Request, *, status: int = 401, error: str | None = None,
@@ -178,28 +182,32 @@ class Console:
         if not same_token(form.get("csrf"), self.sessions.presession_token(request)):
             return self.signin_page(request, status=403, error="The sign-in form expired; please try again.")
         name, password = str(form.get("name", "")).strip()[:128], str(form.get("password", ""))
-        address = client_address(request)
-        keys = (f"name:{name.casefold()}", f"addr:{address}")
-        wait = self.sessions.throttle.retry_after(*keys)
+        address = self.sessions.client_address(request)
+        wait = await run_in_threadpool(self.sessions.signin_wait, name, address)
         if wait > 0:
             log.warning("console_signin_throttled", operator=name, client=address)
             return self.signin_page(request, status=429, next_path=form.get("next"),
                                     error=f"Too many failed sign-ins; try again in {int(wait // 60) + 1} min.")
         row = await run_in_threadpool(self._lookup, name) if name else None
         ok = await run_in_threadpool(verify_password, row.password_hash if row else None, password)
-        if not ok or row is None:
-            self.sessions.throttle.failed(*keys)
+        if not ok or row is None or row.disabled_at is not None:
+            # A disabled operator's right password is refused like a wrong one (and counted).
+            await run_in_threadpool(self.sessions.signin_failed, name, address)
             log.info("console_signin_failed", operator=name, client=address)
             return self.signin_page(request, status=401, error="Wrong name or password.", next_path=form.get("next"))
-        self.sessions.throttle.succeeded(keys[0])
+        await run_in_threadpool(self.sessions.signin_succeeded, name)
+        token = await run_in_threadpool(self.sessions.start, row.name)
         log.info("console_signed_in", operator=row.name, role=row.role, client=address)
         response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-        response.set_cookie(SESSION_COOKIE, self.sessions.new_session(row.name, row.password_hash),
+        response.set_cookie(SESSION_COOKIE, token,
                             **self.sessions.cookie_options(request, self.settings.console_session_seconds))
         response.delete_cookie(PRESESSION_COOKIE, path="/")
         return response
 
     async def signout(self, request: Request, operator: Operator, form: dict) -> Response:
+        token = self.sessions.session_token(request)
+        if token is not None:
+            await run_in_threadpool(self.sessions.end, token)  # the cookie, replayed, opens nothing
         log.info("console_signed_out", operator=operator.name)
         response = RedirectResponse("/signin", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
@@ -223,7 +231,8 @@ class Console:
     async def change(self, request: Request, operator: Operator, *, error: str | None = None,
                      status: int = 200) -> Response:
         data = await run_in_threadpool(views.practice_page, _int(request, "practice_id"))
-        return self.page(request, "change.html", operator, p=data, error=error, status=status)
+        approvals = await run_in_threadpool(admin.approvals, _int(request, "practice_id"))
+        return self.page(request, "change.html", operator, p=data, error=error, status=status, approvals=approvals)
 
     async def tickets(self, request: Request, operator: Operator) -> Response:
         status, kind = request.query_params.get("status", ""), request.query_params.get("kind", "")
@@ -255,11 +264,26 @@ class Console:
 
     async def approve(self, request: Request, operator: Operator, form: dict) -> Response:
         pid = _int(request, "practice_id")
-        return await self._decide(request, operator, lambda: admin.approve(pid, by=operator.name, note=form.get("note")),
-                                  "approved", f"/practices/{pid}", self.change)
+        if not str(form.get("note", "")).strip():
+            return await self.change(request, operator, error="Say why in the note: who confirmed the change, and how.",
+                                     status=400)
+        outcome: dict[str, str] = {}
+
+        def approve() -> None:
+            out = admin.approve(pid, by=operator.name, note=form.get("note"))
+            if out.state == "held":  # recorded; another person's approval switches it
+                outcome["done"] = "approval_recorded"
+
+        response = await self._decide(request, operator, approve, "approved", f"/practices/{pid}", self.change)
+        if outcome and isinstance(response, RedirectResponse):
+            return RedirectResponse(f"/practices/{pid}/change?{urlencode({'done': outcome['done']})}", status_code=303)
+        return response
 
     async def reject(self, request: Request, operator: Operator, form: dict) -> Response:
         pid = _int(request, "practice_id")
+        if not str(form.get("note", "")).strip():
+            return await self.change(request, operator, error="Say why in the note: why the change is refused.",
+                                     status=400)
         return await self._decide(request, operator, lambda: admin.reject(pid, by=operator.name, note=form.get("note")),
                                   "rejected", f"/practices/{pid}", self.change)
 
@@ -344,13 +368,15 @@ def build_console(settings: Settings) -> ASGIApp:
             operator = await console.operator(request)
             if operator is None:
                 return console.signin_page(request)
+            request.state.outbox_late = await run_in_threadpool(manage.outbox_banner, console.settings)
             try:
                 return await handler(request, operator)
             except BadInput as exc:
                 return console.refuse(request, operator, 404, str(exc))
         return endpoint
 
-    def action(handler: Action, *, approver: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    def action(handler: Action, *, approver: bool = True, role: str | None = None
+               ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             operator = await console.operator(request)
             if operator is None:
@@ -366,6 +392,9 @@ def build_console(settings: Settings) -> ASGIApp:
                 log.warning("console_forbidden", operator=operator.name, path=request.url.path)
                 return console.refuse(request, operator, 403, "Viewers see everything and change nothing: "
                                                               "ask an approver to decide.")
+            if role == "admin" and not operator.is_admin:
+                log.warning("console_forbidden", operator=operator.name, path=request.url.path)
+                return console.refuse(request, operator, 403, "Only an admin may do that.")
             try:
                 return await handler(request, operator, form)
             except BadInput as exc:
@@ -394,6 +423,7 @@ def build_console(settings: Settings) -> ASGIApp:
         Route("/tickets/{ticket_id:int}/resolve", action(console.resolve), methods=["POST"]),
         Route("/audit", page(console.audit), methods=["GET"]),
         Route("/autoswitch", action(console.autoswitch), methods=["POST"]),
+        *manage.routes(console, page, action),
         Route("/favicon.ico", _no_icon, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
