@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from redis.exceptions import ConnectionError as RedisConnectionError
+from reconciler.core.errors import CoordinationUnavailable
 from sqlmodel import select
 
 from models import TicketKind, TicketReason
@@ -148,7 +148,7 @@ def test_metrics_show_pending_by_target_and_the_oldest_age(down):
     wiring.deliver_outbox()
     registry = CollectorRegistry()
     def no_redis():
-        raise RedisConnectionError("not in this test")  # Redis down is a reading of its own; the database's rows stand
+        raise CoordinationUnavailable("not in this test")  # Redis down is a reading of its own; the database's rows stand
 
     registry.register(StateCollector(redis=no_redis, session=db.new_session, queues=(), sent_at_header="x",
                                      outbox_targets=("webhook",)))
