@@ -22,6 +22,8 @@ class Practice(SQLModel, table=True):
         Index("ix_practices_last_verified_at_id", "last_verified_at", "id"),
         # Due retries: "next_attempt_at <= now".
         Index("ix_practices_next_attempt_at", "next_attempt_at"),
+        # The practice browser: a state's practices a page at a time, and the counts by state.
+        Index("ix_practices_state_id", "state", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,0 +1,40 @@
+"""Lists at fleet scale: the indexes the console's and the command line's keyset pages read.
+
+- ``practices (state, id)``: the practice browser's state filter, a page at a time in id order, and
+  its counts by state (an index-only scan);
+- ``reconciliations (practice_id, started_at, id)`` and ``(action, started_at, id)``: the audit
+  filtered by practice or action, newest first, each page starting after the previous one's last
+  ``(started_at, id)``;
+- ``decisions (actor, at, id)``: the audit filtered by who decided.
+
+The first two on reconciliations extend ``ix_reconciliations_practice_started`` and
+``ix_reconciliations_action_started`` by the id (a page's tie-breaker); those stay, as the guard's
+and retention's queries read them. On a large existing table run ``db upgrade`` in a quiet hour.
+
+Revision ID: 0009
+Revises: 0007
+"""
+
+from alembic import op
+
+revision = "0009"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+INDEXES = [
+    ("ix_practices_state_id", "practices", ["state", "id"]),
+    ("ix_reconciliations_practice_started_id", "reconciliations", ["practice_id", "started_at", "id"]),
+    ("ix_reconciliations_action_started_id", "reconciliations", ["action", "started_at", "id"]),
+    ("ix_decisions_actor_at_id", "decisions", ["actor", "at", "id"]),
+]
+
+
+def upgrade() -> None:
+    for name, table, columns in INDEXES:
+        op.create_index(name, table, columns, unique=False)
+
+
+def downgrade() -> None:
+    for name, table, _ in reversed(INDEXES):
+        op.drop_index(name, table_name=table)
