@@ -4,6 +4,7 @@ counts by state and the names beside ids are the database's."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -158,3 +159,60 @@ def test_admin_listings_carry_names_counts_and_parse_their_input(database):
     for bad in (lambda: admin.practices_listing(state="sleeping"), lambda: admin.parse_time_bound("yesterday")):
         with pytest.raises(BadInput):
             bad()
+
+
+def test_cli_pages_with_limit_and_cursor_and_keeps_the_whole_list_without(database, capsys):
+    from tests.utils.cli import run, run_json
+
+    ids = seed_practices(23)
+    seed_audit(ids)
+    everything = run_json(capsys, "practices", "list")
+    assert [p["id"] for p in everything] == ids  # no --limit: the whole list, as the contract says
+
+    seen, cursor = [], None
+    while True:
+        code, out, err = run(capsys, "practices", "list", "--limit", "10", "--json", *(["--cursor", cursor] if cursor else []))
+        assert code == 0, err
+        seen += json.loads(out)
+        more = [line for line in err.splitlines() if line.startswith("more: --cursor ")]
+        if not more:
+            break
+        cursor = more[0].split()[-1]
+    assert seen == everything
+
+    held = run_json(capsys, "practices", "list", "--state", "held")
+    assert [p["id"] for p in held] == [pid for i, pid in enumerate(ids) if i % 5 == 0]
+    code, _, err = run(capsys, "practices", "list", "--state", "sleeping")
+    assert code == 2 and "sleeping" in err
+    code, _, err = run(capsys, "practices", "list", "--limit", "5", "--cursor", "not-a-cursor")
+    assert code == 2 and "cursor" in err
+
+    first = run_json(capsys, "audit", "--limit", "4")
+    code, out, err = run(capsys, "audit", "--limit", "4", "--json")
+    cursor = err.split()[-1]
+    second = run_json(capsys, "audit", "--limit", "4", "--cursor", cursor)
+    assert first + second == run_json(capsys, "audit", "--limit", "8")
+    alice = run_json(capsys, "audit", "--actor", "alice", "--since", "2026-12-01")
+    assert alice and {e["actor"] for e in alice} == {"alice"}
+    code, _, err = run(capsys, "audit", "--since", "last tuesday")
+    assert code == 2 and "date" in err
+
+
+def test_piped_tables_never_wrap_inside_a_value(database, capsys):
+    from tests.utils.cli import run
+
+    ids = seed_practices(3)
+    with db.new_session() as session:
+        tickets.open_or_count(session, kind=TicketKind.CONTACT_PRACTICE, reason=TicketReason.NOT_FOUND,
+                              practice_id=ids[1], detail="No active site carries this PMS ID any more; " * 4, now=NOW)
+        session.commit()
+    capsys.readouterr()  # the ticket's log line
+    code, out, _ = run(capsys, "practices", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 1 + 3 + 1  # header, a line per practice, the count
+    for i, line in enumerate(lines[1:4]):
+        assert f"00000000-0000-4000-8000-{i:012d}" in line and line == line.rstrip()
+    code, out, _ = run(capsys, "tickets", "list")
+    [row] = [line for line in out.splitlines() if "not_found" in line]
+    assert f"{ids[1]} Carlton Clinic 1" in row and row.count("No active site") == 4
