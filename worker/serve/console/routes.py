@@ -115,7 +115,7 @@ class Console:
         self.sessions = Sessions(settings, load_secret(settings))
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["age"] = views.age
-        self.templates.env.globals["fmt"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%SZ") if v else "-"
+        self.templates.env.globals["fmt"] = self.templates.env.globals["when"] = views.when
 
     # --- who is asking -----------------------------------------------------------------------------
     def _lookup(self, name: str) -> OperatorRow | None:
@@ -212,9 +212,14 @@ class Console:
         return self.page(request, "home.html", operator, o=data)
 
     async def practices(self, request: Request, operator: Operator) -> Response:
-        q = request.query_params.get("q", "").strip()[:200]
-        rows = await run_in_threadpool(views.search, q) if q else []
-        return self.page(request, "practices.html", operator, q=q, rows=rows)
+        params = request.query_params
+        q, state = params.get("q", "").strip()[:200], params.get("state", "").strip()[:16]
+        try:
+            listing = await run_in_threadpool(views.practices, q, state, params.get("cursor"))
+        except BadInput as exc:
+            return self.refuse(request, operator, 400, str(exc))
+        return self.page(request, "practices.html", operator, q=q, state=state, listing=listing,
+                         states=views.PRACTICE_STATES, next_url=_next_url(request, listing.next_cursor))
 
     async def practice(self, request: Request, operator: Operator) -> Response:
         data = await run_in_threadpool(views.practice_page, _int(request, "practice_id"))
@@ -227,9 +232,14 @@ class Console:
 
     async def tickets(self, request: Request, operator: Operator) -> Response:
         status, kind = request.query_params.get("status", ""), request.query_params.get("kind", "")
-        rows = await run_in_threadpool(views.ticket_list, status, kind)
-        return self.page(request, "tickets.html", operator, rows=rows, status_filter=status, kind=kind,
-                         statuses=views.TICKET_STATUSES, kinds=[str(k) for k in TicketKind])
+        try:
+            listing = await run_in_threadpool(views.ticket_list, status, kind, request.query_params.get("cursor"))
+        except BadInput as exc:
+            return self.refuse(request, operator, 400, str(exc))
+        return self.page(request, "tickets.html", operator, rows=listing.items, names=listing.names,
+                         status_filter=status, kind=kind, statuses=views.TICKET_STATUSES,
+                         kinds=[str(k) for k in TicketKind], next_url=_next_url(request, listing.next_cursor),
+                         paged="cursor" in request.query_params)
 
     async def ticket(self, request: Request, operator: Operator, *, error: str | None = None,
                      status: int = 200) -> Response:
@@ -238,8 +248,14 @@ class Console:
                          status=status)
 
     async def audit(self, request: Request, operator: Operator) -> Response:
-        entries = await run_in_threadpool(views.audit)
-        return self.page(request, "audit.html", operator, entries=entries)
+        filters = {name: request.query_params.get(name, "").strip()[:128] for name in views.AUDIT_FILTERS}
+        try:
+            listing = await run_in_threadpool(views.audit, filters, request.query_params.get("cursor"))
+        except BadInput as exc:
+            return self.refuse(request, operator, 400, str(exc))
+        return self.page(request, "audit.html", operator, entries=listing.items, names=listing.names,
+                         filters=filters, actions=views.AUDIT_ACTIONS, next_url=_next_url(request, listing.next_cursor),
+                         paged="cursor" in request.query_params)
 
     # --- decisions (approvers) --------------------------------------------------------------------------
     async def _decide(self, request: Request, operator: Operator, call: Callable[[], Any], done: str,
@@ -300,6 +316,14 @@ def _home_again(console: Console) -> Callable[..., Awaitable[Response]]:
 
 async def _no_icon(request: Request) -> Response:
     return Response(status_code=204)  # browsers ask for one; the console has none
+
+
+def _next_url(request: Request, cursor: str | None) -> str | None:
+    """This page's address with the next page's cursor, every filter kept (None: the last page)."""
+    if cursor is None:
+        return None
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "done")]
+    return f"{request.url.path}?{urlencode([*kept, ('cursor', cursor)])}"
 
 
 def _int(request: Request, name: str) -> int:
