@@ -12,6 +12,16 @@ from reconciler.core.vocabulary import PmsType, PracticeState, Verdict
 from models.types import UTCDateTime, utcnow
 
 
+# Trigram indexes for the practice search, made by migration 0009 on PostgreSQL where pg_trgm can be
+# had, and not declared below (an expression GIN index is PostgreSQL's alone): autogenerate skips them.
+SEARCH_INDEXES = ("ix_practices_name_trgm", "ix_practices_pms_id_trgm")
+
+
+def is_compared(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's ``include_object``: every schema object but the search's PostgreSQL-only indexes."""
+    return not (type_ == "index" and name in SEARCH_INDEXES)
+
+
 class Practice(SQLModel, table=True):
     __tablename__ = "practices"
     __table_args__ = (

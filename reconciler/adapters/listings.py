@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from models import GuidHistory, OperatorDecision, Practice, Reconciliation, Ticket, TicketKind, TicketStatus
 from reconciler.adapters.people import AuditEntry, _decision_entry, _reconciliation_entry
 from reconciler.core.errors import BadInput
+from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.vocabulary import WORKER_ACTOR
 
 T = TypeVar("T")
@@ -70,15 +71,19 @@ def _practice_filter(*, state: str | None, text: str | None) -> list[ColumnEleme
     if state:
         where.append(col(Practice.state) == state)
     needle = (text or "").strip().lower()
-    if needle:
-        pattern = f"%{needle}%"
-        ever_held = select(GuidHistory.practice_id).where(func.lower(GuidHistory.guid) == needle)
-        where.append(or_(
-            func.lower(Practice.practice_name).like(pattern),
-            func.lower(Practice.pms_id).like(pattern),
-            func.lower(Practice.halo_guid) == needle,
-            col(Practice.id).in_(ever_held),
-        ))
+    if not needle:
+        return where
+    try:
+        guid = parse_guid(needle)
+    except InvalidGuid:
+        guid = None
+    if guid is not None:  # GUIDs are stored in one form: two index probes
+        ever_held = select(GuidHistory.practice_id).where(GuidHistory.guid == guid)
+        where.append(or_(col(Practice.halo_guid) == guid, col(Practice.id).in_(ever_held)))
+    else:  # trigram indexes on PostgreSQL (migration 0009); LIKE's wildcards in the text match themselves
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(or_(func.lower(Practice.practice_name).like(pattern, escape="\\"),
+                         func.lower(Practice.pms_id).like(pattern, escape="\\")))
     return where
 
 
