@@ -785,11 +785,16 @@ def simulator(
 @app.command("demo")
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's data directory.")] = False,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Then keep the simulator, worker and beat running, serve the console and print how to sign "
+                        "in; Ctrl-C stops everything.")] = False,
+    port: Annotated[int, typer.Option("--port", help="The console's port with --serve (a free one if taken).",
+                                      min=1, max=65535)] = 8000,
 ) -> None:
     """Run the whole thing on the embedded default against a simulator, and show what it did."""
     from worker.demo import run_demo  # the demo only for `demo` (start-up time)
 
-    raise typer.Exit(run_demo(keep=keep))
+    raise typer.Exit(run_demo(keep=keep, serve=serve, port=port))
 
 
 # --- the HTTP API ----------------------------------------------------------------------------------
