@@ -165,10 +165,16 @@ class Listing(Generic[T]):
     next_cursor: str | None
     names: dict[int, str] = field(default_factory=dict)
     counts: dict[str, int] | None = None
+    counts_cap: int | None = None  # a search counts up to this many matches
 
     @property
     def total(self) -> int | None:
         return sum(self.counts.values()) if self.counts is not None else None
+
+    @property
+    def capped(self) -> bool:
+        """The counts stopped at the cap: more matched than they say."""
+        return self.counts_cap is not None and (self.total or 0) > self.counts_cap
 
 
 def parse_state(value: str | None) -> PracticeState | None:
@@ -206,8 +212,9 @@ def practices_listing(*, state: str | None = None, text: str | None = None, curs
         page = listings.practices_page(session, state=state_, text=text, cursor=cursor, limit=limit)
         histories = store.guid_histories(session, practice_ids=[p.id for p in page.items])  # type: ignore[misc]
         outs = [PracticeOut.from_rows(p, histories.get(p.id, [])) for p in page.items]  # type: ignore[arg-type]
-        by_state = listings.count_practices_by_state(session, text=text) if counts else None
-    return Listing(outs, page.next_cursor, {o.id: o.practice_name for o in outs}, by_state)
+        cap = listings.SEARCH_COUNT_CAP if (text or "").strip() else None
+        by_state = listings.count_practices_by_state(session, text=text, cap=cap) if counts else None
+    return Listing(outs, page.next_cursor, {o.id: o.practice_name for o in outs}, by_state, cap)
 
 
 def tickets_listing(status: str | None = None, kind: str | None = None, *, cursor: str | None = None,

@@ -87,25 +87,56 @@ def _practice_filter(*, state: str | None, text: str | None) -> list[ColumnEleme
     return where
 
 
+# A search counts its matches up to this many; past it, "more than 1,000" (and a narrower search).
+SEARCH_COUNT_CAP = 1000
+
+
+def practices_query(*, state: str | None = None, text: str | None = None, cursor: str | None = None,
+                    limit: int = 50, ids: Sequence[int] | None = None) -> Any:
+    """The statement of one page of practices in id order (``limit + 1`` rows: the last says a next
+    page exists); ``ids``: among these only (a search's matches, found first)."""
+    limit = _limit(limit)
+    after = _id_cursor(cursor)
+    where = _practice_filter(state=state, text=text) if ids is None else [col(Practice.id).in_(list(ids))]
+    if after is not None:
+        where.append(col(Practice.id) > after)
+    return select(Practice).where(*where).order_by(col(Practice.id)).limit(limit + 1)
+
+
 def practices_page(session: Session, *, state: str | None = None, text: str | None = None,
                    cursor: str | None = None, limit: int = 50) -> Page[Practice]:
     """Practices in id order (one state's, or those whose name or PMS ID contains ``text``, or that
-    have or had it as GUID), the page after ``cursor``."""
-    limit = _limit(limit)
-    query = select(Practice).where(*_practice_filter(state=state, text=text))
-    after = _id_cursor(cursor)
-    if after is not None:
-        query = query.where(col(Practice.id) > after)
-    rows = list(session.exec(query.order_by(col(Practice.id)).limit(limit + 1)).all())
+    have or had it as GUID), the page after ``cursor``.
+
+    A search finds its matches first, through the trigram or GUID indexes and at most
+    ``SEARCH_COUNT_CAP`` of them, then reads their page by id: a planner that misjudges ``LIKE`` would
+    otherwise walk the primary key for a page of a rare text and read the whole table. When more
+    match than that, matches are common and the walk in id order finds a page at once."""
+    ids: list[int] | None = None
+    if (text or "").strip():
+        after = _id_cursor(cursor)
+        where = _practice_filter(state=state, text=text)
+        if after is not None:
+            where.append(col(Practice.id) > after)
+        found = list(session.exec(select(Practice.id).where(*where).limit(SEARCH_COUNT_CAP + 1)).all())
+        if len(found) <= SEARCH_COUNT_CAP:
+            ids = sorted(found)[:limit + 1]
+    query = practices_query(state=state, text=text, cursor=cursor, limit=limit, ids=ids)
+    rows = list(session.exec(query).all()) if ids is None or ids else []
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, str(rows[-1].id) if more and rows else None)
 
 
-def count_practices_by_state(session: Session, *, text: str | None = None) -> dict[str, int]:
-    """How many practices are in each state (of those matching ``text``); states with none are absent."""
-    query = (select(Practice.state, func.count()).where(*_practice_filter(state=None, text=text))
-             .group_by(col(Practice.state)))
+def count_practices_by_state(session: Session, *, text: str | None = None,
+                             cap: int | None = None) -> dict[str, int]:
+    """How many practices are in each state (of those matching ``text``); states with none are absent.
+    ``cap``: count at most ``cap + 1`` matches (a sum past ``cap`` means "more than ``cap``")."""
+    matching = select(Practice.state).where(*_practice_filter(state=None, text=text))
+    if cap is not None:
+        matching = matching.limit(cap + 1)
+    inner = matching.subquery()
+    query = select(inner.c.state, func.count()).group_by(inner.c.state)
     return {str(state): int(n) for state, n in session.exec(query).all()}
 
 

@@ -216,3 +216,20 @@ def test_piped_tables_never_wrap_inside_a_value(database, capsys):
     code, out, _ = run(capsys, "tickets", "list")
     [row] = [line for line in out.splitlines() if "not_found" in line]
     assert f"{ids[1]} Carlton Clinic 1" in row and row.count("No active site") == 4
+
+
+def test_a_search_counts_up_to_its_cap_and_pages_whatever_it_matches(database, monkeypatch):
+    ids = seed_practices(30)
+    monkeypatch.setattr(listings, "SEARCH_COUNT_CAP", 8)
+    with db.new_session() as session:
+        # 20 Carlton practices: more than the cap, so the page walks the ids; 10 Bondi ones: fewer.
+        carlton = walk(lambda **kw: listings.practices_page(session, text="carlton", **kw), 3)
+        assert [p.id for p in carlton] == [pid for i, pid in enumerate(ids) if i % 3]
+        bondi = walk(lambda **kw: listings.practices_page(session, text="bondi", **kw), 3)
+        assert [p.id for p in bondi] == [pid for i, pid in enumerate(ids) if i % 3 == 0]
+        assert sum(listings.count_practices_by_state(session, text="carlton", cap=8).values()) == 9
+        assert sum(listings.count_practices_by_state(session, text="bondi clinic 2", cap=8).values()) == 3  # 21, 24, 27
+        assert listings.practices_page(session, text="100%_").items == []  # LIKE's wildcards match themselves
+    page = admin.practices_listing(text="carlton", counts=True, limit=5)
+    assert page.capped and page.counts_cap == 8
+    assert not admin.practices_listing(text="bondi clinic 2", counts=True).capped
