@@ -256,7 +256,8 @@ def deliver_outbox(settings: Settings | None = None) -> outbox.DeliveryReport | 
     report: outbox.DeliveryReport | None = None
     if settings.webhook_url and settings.webhook_secret:
         report = outbox.deliver_pending(db.new_session, url=settings.webhook_url,
-                                        secret=settings.webhook_secret.get_secret_value())
+                                        secret=settings.webhook_secret.get_secret_value(),
+                                        console_url=settings.public_url)
     if settings.notify_urls:
         notified = outbox.deliver_notifications(db.new_session, notifier=notifier(settings),
                                                 public_url=settings.public_url, secrets=_secrets(settings))
