@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="halo-reconciler",
     help="Keep Halo Cloud routing GUIDs correct.",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

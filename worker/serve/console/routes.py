@@ -8,7 +8,8 @@
     GET  /practices/{id}/change    a held change side by side; approve / reject / pair (approvers)
     POST /practices/{id}/approve|reject|pair
     GET  /tickets, /tickets/{id}   tickets; POST /tickets/{id}/ack|resolve (approvers)
-    GET  /audit                    the audit trail
+    GET  /audit                    the audit trail, filtered (actor, action, practice, dates), a page at a time
+    GET  /runbook                  docs/RUNBOOK.md (ticket pages link to its sections)
     POST /autoswitch               pause / resume (approvers)
     GET|POST /signin, POST /signout
 
@@ -18,6 +19,7 @@ needs the CSRF token, and a viewer's POST is refused (403) before anything is re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from models import Operator as OperatorRow
 from reconciler.adapters.passwords import verify_password
 from reconciler.core.errors import BadInput, OperationFailed, ReconcilerError
 from reconciler.core.halo_errors import HaloError
+from reconciler.core import runbook
 from reconciler.core.vocabulary import TicketKind
 from worker import admin, db
 from worker.config import Settings
@@ -244,8 +247,19 @@ class Console:
     async def ticket(self, request: Request, operator: Operator, *, error: str | None = None,
                      status: int = 200) -> Response:
         row, practice, entries = await run_in_threadpool(views.ticket, _int(request, "ticket_id"))
+        breakers = await run_in_threadpool(views.ticket_breakers, self.settings, row)
+        heading, anchor = runbook.section_for(str(row.reason))
         return self.page(request, "ticket.html", operator, t=row, practice=practice, entries=entries, error=error,
-                         status=status)
+                         status=status, breakers=breakers, runbook_heading=heading, now_epoch=time.time(),
+                         runbook_link=runbook.link(self.settings.runbook_url or "/runbook", anchor),
+                         names={practice.id: practice.practice_name} if practice else {})
+
+    async def runbook_page(self, request: Request, operator: Operator) -> Response:
+        html = await run_in_threadpool(views.runbook_html)
+        if html is None:
+            return self.refuse(request, operator, 404, "The runbook (docs/RUNBOOK.md) is not beside this installation; "
+                                                       "set HALO_RECONCILER_RUNBOOK_URL to where your team reads it.")
+        return self.page(request, "runbook.html", operator, body=html)
 
     async def audit(self, request: Request, operator: Operator) -> Response:
         filters = {name: request.query_params.get(name, "").strip()[:128] for name in views.AUDIT_FILTERS}
@@ -417,6 +431,7 @@ def build_console(settings: Settings) -> ASGIApp:
         Route("/tickets/{ticket_id:int}/ack", action(console.ack), methods=["POST"]),
         Route("/tickets/{ticket_id:int}/resolve", action(console.resolve), methods=["POST"]),
         Route("/audit", page(console.audit), methods=["GET"]),
+        Route("/runbook", page(console.runbook_page), methods=["GET"]),
         Route("/autoswitch", action(console.autoswitch), methods=["POST"]),
         Route("/favicon.ico", _no_icon, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,7 +23,8 @@ from models.practice import PracticeOut
 from reconciler.adapters import listings, people, store, tickets
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.store import SqlStore
-from reconciler.core.breaker import BreakerState
+from reconciler.core import runbook
+from reconciler.core.breaker import BREAKER_VERDICTS, BreakerState
 from reconciler.core.errors import BadInput, CoordinationUnavailable, UnknownTicket
 from reconciler.core.identifiers import normalise
 from reconciler.core.policy import HELD_REASONS
@@ -48,10 +51,13 @@ def age(since: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds} s"
 
 
-def when(moment: datetime | None) -> Markup | str:
-    """A ``<time>`` element: UTC in the page, shown in the browser's own time zone by console.js."""
+def when(moment: datetime | float | None) -> Markup | str:
+    """A ``<time>`` element: UTC in the page, shown in the browser's own time zone by console.js
+    (``moment``: a datetime, or epoch seconds as the breaker keeps them)."""
     if moment is None:
         return "-"
+    if isinstance(moment, (int, float)):
+        moment = datetime.fromtimestamp(moment, UTC)
     return Markup('<time datetime="{}">{}</time>').format(moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M:%SZ"))
 
 
@@ -198,6 +204,32 @@ def ticket(ticket_id: int) -> tuple[Ticket, Practice | None, list[people.AuditEn
 
 
 PAGE = 50
+RUNBOOK = Path(__file__).resolve().parents[3] / "docs" / "RUNBOOK.md"
+
+
+def ticket_breakers(settings: Settings, ticket: Ticket) -> list[BreakerState] | None:
+    """The integrator-wide breakers, for an integrator-wide ticket that one of them stands for
+    (None: not such a ticket, or the coordination store did not answer)."""
+    if ticket.practice_id is not None or str(ticket.reason) not in {str(v) for v in BREAKER_VERDICTS}:
+        return None
+    return _breakers(settings)
+
+
+@cache
+def runbook_html() -> Markup | None:
+    """docs/RUNBOOK.md as HTML, each heading with GitHub's anchor (None: not beside this code)."""
+    try:
+        text = RUNBOOK.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    from markdown_it import MarkdownIt  # only for the runbook page (start-up time of serve)
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(text)
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and i + 1 < len(tokens):
+            token.attrSet("id", runbook.slug(tokens[i + 1].content))
+    return Markup(md.renderer.render(tokens, md.options, {}))
 
 
 def ticket_list(status: str | None, kind: str | None, cursor: str | None = None) -> admin.Listing[Any]:
