@@ -173,10 +173,46 @@ def _named(practice_id: int | None, names: dict[int, str]) -> str:
     return f"{practice_id} {name}" if name else str(practice_id)
 
 
-def _progress(*, disable: bool) -> Any:
+class _AboveTheBar:
+    """A log stream that prints each line through the progress bar's console: rich draws it above
+    the bar, which stays at the bottom, instead of a line scrolling through it."""
+
+    def __init__(self, console: Any) -> None:
+        self._console = console
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True  # it is the terminal the bar is on: readable lines, not JSON
+
+
+@contextmanager
+def _progress(*, disable: bool, settings: Settings | None = None) -> Iterator[Any]:
+    """A progress bar on stderr (``disable``: none). While it shows, the command's log lines are
+    printed above it (``settings``: the logging to restore afterwards)."""
     from rich.progress import Progress  # rich only when a bar may show (start-up time)
 
-    return Progress(console=stderr.get(), disable=disable)
+    quiet = disable or settings is None
+    if not quiet:
+        with _importing():
+            from worker.logging import configure_logging  # structlog only for commands that log (start-up time)
+    try:
+        with Progress(console=stderr.get(), disable=disable) as bar:
+            if not quiet:
+                configure_logging(settings, stream=_AboveTheBar(bar.console))
+            yield bar
+    finally:
+        if not quiet:  # after the bar has stopped and handed sys.stderr back
+            configure_logging(settings)
 
 
 def _now() -> datetime:
@@ -330,7 +366,8 @@ def practices_import(
     rows = read_rows(file)
     _db().ensure_schema()
     show_bar = sys.stderr.isatty() and not as_json
-    with wiring.build_halo_client(settings, rate_limited=True) as client, _progress(disable=not show_bar) as bar:
+    with wiring.build_halo_client(settings, rate_limited=True) as client, \
+            _progress(disable=not show_bar, settings=settings) as bar:
         task = bar.add_task("onboarding", total=len(rows))
         summary = import_rows(
             rows,
@@ -390,13 +427,13 @@ def sweep(
     as_json: JsonOption = False,
 ) -> None:
     """Re-resolve practices not verified recently, and retry those whose backoff is due."""
-    _settings()
+    settings = _settings()
     if not now:
         task_id = _admin().enqueue_sweep(older_than)
         _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued sweep {task_id}", markup=False)
         return
     show_bar = sys.stderr.isatty() and not as_json
-    with _progress(disable=not show_bar) as bar:
+    with _progress(disable=not show_bar, settings=settings) as bar:
         def factory(total: int):
             task = bar.add_task("sweeping", total=total)
             return lambda: bar.advance(task)

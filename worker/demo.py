@@ -131,11 +131,11 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
         _shutdown_embedded()
         if keep:
             cli = cli_command()
-            console.print(f"kept the data directory {data}", markup=False)
+            console.print(f"kept the data directory {data}", markup=False, soft_wrap=True)
             console.print(f"  its tickets in the operator console (read-only: the simulator has stopped; "
                           f"`demo --serve` keeps it running): export HALO_RECONCILER_DATA_DIR={data}; "
                           f"{cli} operators add {DEMO_OPERATOR} --role approver; {cli} serve  "
-                          "(then http://127.0.0.1:8000/)", markup=False)
+                          "(then http://127.0.0.1:8000/)", markup=False, soft_wrap=True)
         else:
             shutil.rmtree(data, ignore_errors=True)
 

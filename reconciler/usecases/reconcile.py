@@ -33,8 +33,8 @@ from typing import Any
 
 from models import Action, PmsType, Practice, Reconciliation, Trigger, Verdict
 from reconciler import logs
-from reconciler.core.breaker import Admission, is_breaker_verdict
-from reconciler.core.change import INTEGRATOR_WIDE_REASONS, plan_change
+from reconciler.core.breaker import Admission, is_breaker_verdict, reasons_cleared
+from reconciler.core.change import plan_change
 from reconciler.core.classify import HaloAnswer, History, Recorded, classify, is_unpaired_answer, verify_switch
 from reconciler.core.facts import SiteCheck
 from reconciler.core.errors import Busy, Conflict, CoordinationUnavailable, InvalidState
@@ -448,8 +448,7 @@ def _close_breaker(deps: Deps, result: ReconcileResult) -> ReconcileResult:
     with deps.unit_of_work() as store:
         # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
         # whoever reported them.
-        store.resolve_tickets(practice_id=None, reasons=[r for r in INTEGRATOR_WIDE_REASONS
-                                                         if str(r) in {str(c) for c in closed}], now=now)
+        store.resolve_tickets(practice_id=None, reasons=list(reasons_cleared(closed)), now=now)
         store.commit()
     released = tuple(pid for pid in waiting if pid != result.practice_id)
     log.info("breaker_closed", causes=[str(c) for c in closed], kept=len(waiting), practice_id=result.practice_id)
