@@ -834,6 +834,30 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, serve=serve, port=port))
 
 
+ALERT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+
+
+@app.command("alert-rules")
+def alert_rules(
+    runbook_url: Annotated[str | None, typer.Option(
+        "--runbook-url", help="Where your team reads docs/RUNBOOK.md (default: HALO_RECONCILER_RUNBOOK_URL).")] = None,
+) -> None:
+    """Print the Prometheus alert rules with each runbook_url absolute (Alertmanager links need it)."""
+    import re  # only for this command (start-up time)
+
+    settings = _settings(logs_on_first_line=True)
+    base = (runbook_url or settings.runbook_url or "").strip().split("#", 1)[0]
+    if not base.startswith(("https://", "http://")):
+        raise BadInput("name where docs/RUNBOOK.md is read: --runbook-url https://... (or HALO_RECONCILER_RUNBOOK_URL)")
+    try:
+        rules = ALERT_RULES.read_text(encoding="utf-8")
+    except OSError:
+        raise OperationFailed(f"the alert rules are not beside this installation ({ALERT_RULES}); "
+                              "they are deploy/prometheus/alerts.yml in the repository") from None
+    rendered = re.sub(r'runbook_url: "docs/RUNBOOK\.md#([\w-]+)"', lambda m: f'runbook_url: "{base}#{m.group(1)}"', rules)
+    sys.stdout.write(rendered)
+
+
 # --- the HTTP API ----------------------------------------------------------------------------------
 
 

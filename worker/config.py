@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     runbook_url: str | None = None
 
     # --- events -------------------------------------------------------------------------------
+    # Celery task events (worker_send_task_events, task_send_sent_event): what Flower and
+    # `celery events` show. Off by default (each task then costs a few more broker messages).
+    task_events: bool = False
     # A reconciliation past the hard limit is killed; its practice's run lock outlives it by 30 s. The
     # soft limit (80 % of it) must exceed one reconciliation's worst case (``worst_case_run_seconds``).
     task_time_limit_seconds: int = Field(default=1800, ge=10, le=3600)
