@@ -75,7 +75,6 @@ def test_the_practice_browser_counts_filters_searches_and_pages(page, console, f
         seen += row_ids(page)
     assert seen == fleet  # every practice once, in id order, over three pages
     assert len(row_ids(page)) == FLEET - 100
-    shot(page, "practices-last-page")
 
     page.click("#states a:has-text('held')")
     page.wait_for_url(re.compile(r"state=held"))
@@ -187,7 +186,8 @@ def test_axe_finds_no_serious_violation_on_any_page(browser, console, held, flee
         found = {"/signin": axe_violations(page, axe_source)}
         sign_in(page, console, "alice")
         for path in ["/", "/practices", "/practices?state=held&q=clinic", f"/practices/{pid}",
-                     f"/practices/{pid}/change", "/tickets", f"/tickets/{ticket.id}", "/audit", "/audit?actor=alice"]:
+                     f"/practices/{pid}/change", "/tickets", f"/tickets/{ticket.id}", "/audit", "/audit?actor=alice",
+                     "/runbook"]:
             page.goto(f"{console}{path}")
             found[path] = axe_violations(page, axe_source)
         if scheme == "dark":
@@ -196,6 +196,11 @@ def test_axe_finds_no_serious_violation_on_any_page(browser, console, held, flee
             shot(page, "held-change-dark")
         serious = {path: [v for v in vs if v["impact"] in ("serious", "critical")] for path, vs in found.items()}
         assert not any(serious.values()), serious
+        # The ticket's runbook link opens its section of the console's own runbook page.
+        page.goto(f"{console}/tickets/{ticket.id}")
+        page.click("#runbook a")
+        page.wait_for_url(re.compile(r"/runbook#4-held-changes$"))
+        assert page.locator("h2[id='4-held-changes']").inner_text() == "4. Held changes"
         # The skip link is the first thing a keyboard reaches, and it lands on the content.
         page.goto(f"{console}/audit")
         page.keyboard.press("Tab")
