@@ -226,7 +226,7 @@ class Console:
 
     async def practice(self, request: Request, operator: Operator) -> Response:
         data = await run_in_threadpool(views.practice_page, _int(request, "practice_id"))
-        return self.page(request, "practice.html", operator, p=data)
+        return self.page(request, "practice.html", operator, p=data, names={data.row.id: data.row.practice_name})
 
     async def change(self, request: Request, operator: Operator, *, error: str | None = None,
                      status: int = 200) -> Response:
