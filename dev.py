@@ -2,6 +2,7 @@
 """Set-up and entry points for a fresh clone: needs only python3 and the package registries.
 
     python3 dev.py demo     # create .venv, install, run the demo on the embedded default
+    python3 dev.py demo --serve  # ... then keep it running with the operator console (Ctrl-C stops it)
     python3 dev.py test     # create .venv, install with test extras, run the whole suite
     python3 dev.py install  # only create .venv and install (from requirements.lock, hash-checked)
     python3 dev.py bench    # the benchmarks (prints tables)
@@ -129,6 +130,18 @@ def lock(rest: list[str]) -> int:
     return done.returncode
 
 
+def _run_demo(cmd: list[str]) -> int:
+    """The demo in the foreground. Ctrl-C reaches it too (the terminal signals the whole foreground
+    group): this process waits for it to stop what it started, rather than killing it (as
+    ``subprocess.call`` would) and leaving its servers behind."""
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "openapi":  # stdlib only: needs no .venv
@@ -142,8 +155,8 @@ def main(argv: list[str]) -> int:
     if command == "install":
         return 0
     if command == "demo":
-        cmd = [str(BIN / "halo-reconciler"), "demo", *rest]
-    elif command == "test":
+        return _run_demo([str(BIN / "halo-reconciler"), "demo", *rest])
+    if command == "test":
         cmd = [str(PY), "-m", "pytest", *rest]
     elif command == "reliability":
         cmd = [str(PY), "-m", "tests.reliability.report", *rest]

@@ -46,9 +46,10 @@ BENCHMARKS = {
     "cli": "bench.cli",
     "memory": "bench.memory",
     "pools": "bench.pools",
+    "lists": "bench.lists",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory", "pools")
+WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory", "pools", "lists")
 # Options that take a value (the next argument is that value, not a benchmark's name).
 VALUED = ("--rows", "--changes", "--concurrency")
 # Options that take a word (the next argument): Celery's pool for the worker's CPU (reconcile).

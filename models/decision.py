@@ -20,6 +20,8 @@ class OperatorDecision(SQLModel, table=True):
     __table_args__ = (
         Index("ix_decisions_at_id", "at", "id"),
         Index("ix_decisions_practice_at", "practice_id", "at"),
+        # audit filtered by who decided, newest first.
+        Index("ix_decisions_actor_at_id", "actor", "at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

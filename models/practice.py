@@ -12,6 +12,16 @@ from reconciler.core.vocabulary import PmsType, PracticeState, Verdict
 from models.types import UTCDateTime, utcnow
 
 
+# Trigram indexes for the practice search, made by migration 0009 on PostgreSQL where pg_trgm can be
+# had, and not declared below (an expression GIN index is PostgreSQL's alone): autogenerate skips them.
+SEARCH_INDEXES = ("ix_practices_name_trgm", "ix_practices_pms_id_trgm")
+
+
+def is_compared(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's ``include_object``: every schema object but the search's PostgreSQL-only indexes."""
+    return not (type_ == "index" and name in SEARCH_INDEXES)
+
+
 class Practice(SQLModel, table=True):
     __tablename__ = "practices"
     __table_args__ = (
@@ -22,6 +32,8 @@ class Practice(SQLModel, table=True):
         Index("ix_practices_last_verified_at_id", "last_verified_at", "id"),
         # Due retries: "next_attempt_at <= now".
         Index("ix_practices_next_attempt_at", "next_attempt_at"),
+        # The practice browser: a state's practices a page at a time, and the counts by state.
+        Index("ix_practices_state_id", "state", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

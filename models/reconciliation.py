@@ -20,6 +20,9 @@ class Reconciliation(SQLModel, table=True):
         Index("ix_reconciliations_action_started", "action", "started_at"),
         # audit: every reconciliation, newest first.
         Index("ix_reconciliations_started_id", "started_at", "id"),
+        # audit filtered by practice or by action: keyset pages on (started_at, id) within each.
+        Index("ix_reconciliations_practice_started_id", "practice_id", "started_at", "id"),
+        Index("ix_reconciliations_action_started_id", "action", "started_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

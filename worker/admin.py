@@ -16,18 +16,19 @@ from __future__ import annotations
 import getpass
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time as clock_time, timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from models import Action, PmsType, Practice, TicketKind, TicketStatus, Trigger
+from models import Action, PmsType, Practice, PracticeState, TicketKind, TicketStatus, Trigger
 from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
 from models.ticket import TicketOut
 from models.operator import OperatorOut
 from models.outbox import OutboxOut, OutboxStatus, OutboxTarget
 from reconciler import logs
-from reconciler.adapters import outbox_rows, people, store, tickets
+from reconciler.adapters import listings, outbox_rows, people, store, tickets
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
@@ -146,6 +147,110 @@ def practices() -> list[PracticeOut]:
         rows = list(store.iter_practices(session))
         histories = store.guid_histories(session, practice_ids=[p.id for p in rows])  # type: ignore[misc]
         return [PracticeOut.from_rows(p, histories[p.id]) for p in rows]  # type: ignore[index]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """One page of a list: its rows, the cursor of the next page (None: the last), the names of the
+    practices its rows name, and for practices how many matched in each state."""
+
+    items: list[T]
+    next_cursor: str | None
+    names: dict[int, str] = field(default_factory=dict)
+    counts: dict[str, int] | None = None
+    counts_cap: int | None = None  # a search counts up to this many matches
+
+    @property
+    def total(self) -> int | None:
+        return sum(self.counts.values()) if self.counts is not None else None
+
+    @property
+    def capped(self) -> bool:
+        """The counts stopped at the cap: more matched than they say."""
+        return self.counts_cap is not None and (self.total or 0) > self.counts_cap
+
+
+def parse_state(value: str | None) -> PracticeState | None:
+    if not value:
+        return None
+    try:
+        return PracticeState(value.strip())
+    except ValueError:
+        names = ", ".join(s.value for s in PracticeState)
+        raise BadInput(f"unknown practice state {value.strip()[:40]!r}: expected one of {names}") from None
+
+
+def parse_time_bound(value: str | None, *, end: bool = False) -> datetime | None:
+    """``2026-12-04`` or an ISO time (UTC when it names no zone). A bare date as the end of a range
+    means the end of that day: ``--until 2026-12-04`` keeps the 4th."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, clock_time(), tzinfo=UTC)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"not a date or time: {text[:40]!r} (expected 2026-12-04 or 2026-12-04T09:30)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def practices_listing(*, state: str | None = None, text: str | None = None, cursor: str | None = None,
+                      limit: int = 50, counts: bool = False) -> Listing[PracticeOut]:
+    """A page of practices in id order (one state's, or matching a search), each with its GUID history."""
+    state_ = parse_state(state)
+    with unit_of_work() as session:
+        page = listings.practices_page(session, state=state_, text=text, cursor=cursor, limit=limit)
+        histories = store.guid_histories(session, practice_ids=[p.id for p in page.items])  # type: ignore[misc]
+        outs = [PracticeOut.from_rows(p, histories.get(p.id, [])) for p in page.items]  # type: ignore[arg-type]
+        cap = listings.SEARCH_COUNT_CAP if (text or "").strip() else None
+        by_state = listings.count_practices_by_state(session, text=text, cap=cap) if counts else None
+    return Listing(outs, page.next_cursor, {o.id: o.practice_name for o in outs}, by_state, cap)
+
+
+def tickets_listing(status: str | None = None, kind: str | None = None, *, cursor: str | None = None,
+                    limit: int = 50) -> Listing[TicketOut]:
+    """A page of tickets in id order; no ``status``: open and acknowledged."""
+    statuses, kind_ = _ticket_filter(status, kind)
+    with unit_of_work() as session:
+        page = listings.tickets_page(session, statuses=statuses, kind=kind_, cursor=cursor, limit=limit)
+        names = listings.practice_names(session, ids=[t.practice_id for t in page.items])
+        return Listing([TicketOut.from_row(t) for t in page.items], page.next_cursor, names)
+
+
+def audit_listing(practice_id: int | None = None, *, actor: str | None = None, action: str | None = None,
+                  since: str | None = None, until: str | None = None, cursor: str | None = None,
+                  limit: int = 50) -> Listing[people.AuditEntry]:
+    """A page of the audit trail, newest first, filtered by practice, actor, action and dates."""
+    filters = _audit_filters(actor, action, since, until)
+    with unit_of_work() as session:
+        page = listings.audit_page(session, practice_id=practice_id, cursor=cursor, limit=limit, **filters)
+        names = listings.practice_names(session, ids=[e.practice_id for e in page.items])
+        return Listing(page.items, page.next_cursor, names)
+
+
+def practice_names(ids: list[int | None]) -> dict[int, str]:
+    with unit_of_work() as session:
+        return listings.practice_names(session, ids=ids)
+
+
+def _audit_filters(actor: str | None, action: str | None, since: str | None, until: str | None) -> dict[str, Any]:
+    return {"actor": (actor or "").strip()[:128] or None, "action": (action or "").strip()[:32] or None,
+            "since": parse_time_bound(since), "until": parse_time_bound(until, end=True)}
+
+
+def _ticket_filter(status: str | None, kind: str | None) -> tuple[list[TicketStatus], TicketKind | None]:
+    try:
+        statuses = [TicketStatus(status)] if status else list(tickets.UNRESOLVED)
+        kind_ = TicketKind(kind) if kind else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    return statuses, kind_
 
 
 def current_guid(guid: str) -> str | None:
@@ -274,11 +379,7 @@ def reject(practice_id: int, *, by: str | None = None, note: str | None = None) 
 
 
 def list_tickets(status: str | None = None, kind: str | None = None) -> list[TicketOut]:
-    try:
-        statuses = [TicketStatus(status)] if status else list(tickets.UNRESOLVED)
-        kind_ = TicketKind(kind) if kind else None
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    statuses, kind_ = _ticket_filter(status, kind)
     with unit_of_work() as session:
         return [TicketOut.from_row(t) for t in tickets.list_tickets(session, statuses=statuses, kind=kind_)]
 
@@ -413,14 +514,17 @@ def outbox_waiting() -> list[outbox_rows.Waiting]:
 # --- the audit trail and the console's operators ------------------------------------------------
 
 
-def audit(practice_id: int | None = None, *, limit: int | None = None) -> list[people.AuditEntry]:
-    """Every reconciliation (actor ``worker``) and every person's decision, newest first."""
+def audit(practice_id: int | None = None, *, limit: int | None = None, actor: str | None = None,
+          action: str | None = None, since: str | None = None, until: str | None = None) -> list[people.AuditEntry]:
+    """Every reconciliation (actor ``worker``) and every person's decision, newest first (the filters
+    keep those of one actor, action, practice or date range)."""
     if limit is not None and limit < 1:
         raise BadInput("--limit must be at least 1")
+    filters = _audit_filters(actor, action, since, until)
     with unit_of_work() as session:
         if practice_id is not None:
             store.get_practice(session, practice_id=practice_id)  # unknown: bad input
-        return people.audit_entries(session, practice_id=practice_id, limit=limit)
+        return listings.audit_pages(session, practice_id=practice_id, at_most=limit, **filters)
 
 
 def add_operator(name: str, role: str, password: str) -> OperatorOut:

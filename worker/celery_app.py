@@ -110,6 +110,10 @@ def create_app() -> Celery:
         # logger nor route stderr back into logging (the lines would loop and vanish).
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
+        # Task events for Flower and `celery events` (HALO_RECONCILER_TASK_EVENTS; `worker --events`
+        # turns them on for one worker; `celery -A worker control enable_events` for running ones).
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
         timezone="UTC",
         enable_utc=True,
     )

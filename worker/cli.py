@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="halo-reconciler",
     help="Keep Halo Cloud routing GUIDs correct.",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -71,6 +71,10 @@ class _LazyConsole:
             from rich.console import Console  # rich only for readable output (start-up time)
 
             self._console = Console(**self._options)
+            if not self._console.is_terminal:
+                # Piped or redirected: no width to fit, so a table never wraps inside a value (a GUID
+                # split over two lines breaks `grep` and `cut`); `_print_table` drops the padding.
+                self._console.width = 1_000_000
         return self._console
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
@@ -139,10 +143,76 @@ def _table() -> Any:
     return Table(box=None, pad_edge=False)
 
 
-def _progress(*, disable: bool) -> Any:
+def _print_table(table: Any) -> None:
+    """A table on stdout: fitted to a terminal; piped, one line per row with no trailing padding."""
+    console = stdout.get()
+    if console.is_terminal:
+        console.print(table)
+        return
+    with console.capture() as captured:
+        console.print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def _print_more(next_cursor: str | None, *, as_json: bool) -> None:
+    """Where the next page starts: on stdout under a table, on stderr beside JSON (stdout holds one
+    document and nothing else)."""
+    if next_cursor is None:
+        return
+    line = f"more: --cursor {next_cursor}"
+    if as_json:
+        sys.stderr.write(line + "\n")
+    else:
+        stdout.print(line, markup=False)
+
+
+def _named(practice_id: int | None, names: dict[int, str]) -> str:
+    if practice_id is None:
+        return "-"
+    name = names.get(practice_id)
+    return f"{practice_id} {name}" if name else str(practice_id)
+
+
+class _AboveTheBar:
+    """A log stream that prints each line through the progress bar's console: rich draws it above
+    the bar, which stays at the bottom, instead of a line scrolling through it."""
+
+    def __init__(self, console: Any) -> None:
+        self._console = console
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True  # it is the terminal the bar is on: readable lines, not JSON
+
+
+@contextmanager
+def _progress(*, disable: bool, settings: Settings | None = None) -> Iterator[Any]:
+    """A progress bar on stderr (``disable``: none). While it shows, the command's log lines are
+    printed above it (``settings``: the logging to restore afterwards)."""
     from rich.progress import Progress  # rich only when a bar may show (start-up time)
 
-    return Progress(console=stderr.get(), disable=disable)
+    quiet = disable or settings is None
+    if not quiet:
+        with _importing():
+            from worker.logging import configure_logging  # structlog only for commands that log (start-up time)
+    try:
+        with Progress(console=stderr.get(), disable=disable) as bar:
+            if not quiet:
+                configure_logging(settings, stream=_AboveTheBar(bar.console))
+            yield bar
+    finally:
+        if not quiet:  # after the bar has stopped and handed sys.stderr back
+            configure_logging(settings)
 
 
 def _now() -> datetime:
@@ -205,13 +275,38 @@ def practices_add(
         stdout.print(f"onboarded practice {out.id}: {out.practice_name} ({out.pms_type} {out.pms_id}) -> {out.halo_guid}", markup=False)
 
 
+LimitOption = Annotated[int | None, typer.Option(
+    "--limit", min=1, max=1000, help="At most this many rows (a page); the next page's --cursor follows them.")]
+CursorOption = Annotated[str | None, typer.Option(
+    "--cursor", help="Start after the page that printed this cursor (its `more: --cursor ...` line).")]
+
+
 @practices_app.command("list")
-def practices_list(as_json: JsonOption = False) -> None:
-    """List every onboarded practice."""
+def practices_list(
+    state: Annotated[str | None, typer.Option("--state", help="Only practices in this state: active, held or backoff.")] = None,
+    limit: LimitOption = None,
+    cursor: CursorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List onboarded practices in id order (every one, unless --state or --limit says otherwise)."""
     _settings(logs_on_first_line=True)
-    outs = _admin().practices()
+    next_cursor = None
+    if limit is None and cursor is None and state is None:
+        outs = _admin().practices()
+    elif limit is None:
+        outs = []
+        while True:  # every practice of the state (from the cursor on), a keyset page at a time
+            page = _admin().practices_listing(state=state, cursor=cursor, limit=1000)
+            outs += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    else:
+        page = _admin().practices_listing(state=state, cursor=cursor, limit=limit)
+        outs, next_cursor = page.items, page.next_cursor
     if as_json:
         _print_json([o.to_json() for o in outs])
+        _print_more(next_cursor, as_json=True)
         return
     table = _table()
     for column in ("id", "pms type", "pms id", "practice name", "halo guid", "state", "last verdict", "last verified"):
@@ -221,8 +316,9 @@ def practices_list(as_json: JsonOption = False) -> None:
             str(o.id), str(o.pms_type), o.pms_id, o.practice_name, o.halo_guid, str(o.state),
             str(o.last_verdict or "-"), _fmt_time(o.last_verified_at),
         )
-    stdout.print(table)
+    _print_table(table)
     stdout.print(f"{len(outs)} practice(s)", markup=False)
+    _print_more(next_cursor, as_json=False)
 
 
 @practices_app.command("show")
@@ -270,7 +366,8 @@ def practices_import(
     rows = read_rows(file)
     _db().ensure_schema()
     show_bar = sys.stderr.isatty() and not as_json
-    with wiring.build_halo_client(settings, rate_limited=True) as client, _progress(disable=not show_bar) as bar:
+    with wiring.build_halo_client(settings, rate_limited=True) as client, \
+            _progress(disable=not show_bar, settings=settings) as bar:
         task = bar.add_task("onboarding", total=len(rows))
         summary = import_rows(
             rows,
@@ -330,13 +427,13 @@ def sweep(
     as_json: JsonOption = False,
 ) -> None:
     """Re-resolve practices not verified recently, and retry those whose backoff is due."""
-    _settings()
+    settings = _settings()
     if not now:
         task_id = _admin().enqueue_sweep(older_than)
         _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued sweep {task_id}", markup=False)
         return
     show_bar = sys.stderr.isatty() and not as_json
-    with _progress(disable=not show_bar) as bar:
+    with _progress(disable=not show_bar, settings=settings) as bar:
         def factory(total: int):
             task = bar.add_task("sweeping", total=total)
             return lambda: bar.advance(task)
@@ -401,14 +498,15 @@ def autoswitch(
         stdout.print("automatic switching is on", markup=False)
 
 
-def _print_tickets(outs: list[TicketOut]) -> None:
+def _print_tickets(outs: list[TicketOut], names: dict[int, str]) -> None:
     table = _table()
     for column in ("id", "kind", "reason", "status", "practice", "seen", "last seen", "detail"):
         table.add_column(column, overflow="fold")
     for t in outs:
-        table.add_row(str(t.id), str(t.kind), str(t.reason), str(t.status), str(t.practice_id or "-"),
+        table.add_row(str(t.id), str(t.kind), str(t.reason), str(t.status),
+                      _named(t.practice_id, names) if t.practice_id else "integrator-wide",
                       str(t.occurrences), _fmt_time(t.last_seen_at), t.detail)
-    stdout.print(table)
+    _print_table(table)
     stdout.print(f"{len(outs)} ticket(s)", markup=False)
 
 
@@ -416,12 +514,25 @@ def _print_tickets(outs: list[TicketOut]) -> None:
 def tickets_list(
     status: Annotated[str | None, typer.Option("--status", help="open, acknowledged or resolved (default: open and acknowledged).")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="contact_halo_support, contact_practice or check_integration.")] = None,
+    limit: LimitOption = None,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List tickets."""
+    """List tickets, oldest first."""
     _settings(logs_on_first_line=True)
-    outs = _admin().list_tickets(status, kind)
-    _print_json([t.to_json() for t in outs]) if as_json else _print_tickets(outs)
+    admin = _admin()
+    next_cursor = None
+    if limit is None and cursor is None:
+        outs = admin.list_tickets(status, kind)
+        names = {} if as_json else admin.practice_names([t.practice_id for t in outs])
+    else:
+        page = admin.tickets_listing(status, kind, cursor=cursor, limit=limit or 1000)
+        outs, names, next_cursor = page.items, page.names, page.next_cursor
+    if as_json:
+        _print_json([t.to_json() for t in outs])
+    else:
+        _print_tickets(outs, names)
+    _print_more(next_cursor, as_json=as_json)
 
 
 def _print_ticket(out: TicketOut, as_json: bool) -> None:
@@ -453,23 +564,40 @@ def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], by: ByOption = 
 @app.command("audit")
 def audit(
     practice: Annotated[int | None, typer.Option("--practice", help="Only this practice's entries.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many entries (newest).")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this person's decisions (worker: only reconciliations).")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action (switched, held, approved, ...).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this date or time (2026-12-04, 2026-12-04T09:30; UTC).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this date (that day included) or time.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many entries (newest); the next page's --cursor follows them.")] = None,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Every reconciliation (actor worker) and every person's decision, newest first."""
     _settings(logs_on_first_line=True)
-    entries = _admin().audit(practice, limit=limit)
+    admin = _admin()
+    next_cursor = None
+    if cursor is None and (limit is None or limit > 1000):
+        entries = admin.audit(practice, limit=limit, actor=actor, action=action, since=since, until=until)
+        names = {} if as_json else admin.practice_names([e.practice_id for e in entries])
+    else:
+        if practice is not None:
+            admin.practice(practice)  # an unknown practice is bad input, as without a cursor
+        page = admin.audit_listing(practice, actor=actor, action=action, since=since, until=until, cursor=cursor,
+                                   limit=limit or 1000)
+        entries, names, next_cursor = page.items, page.names, page.next_cursor
     if as_json:
         _print_json([e.to_json() for e in entries])
+        _print_more(next_cursor, as_json=True)
         return
     table = _table()
     for column in ("at", "actor", "action", "practice", "ticket", "note", "detail"):
         table.add_column(column, overflow="fold")
     for e in entries:
-        table.add_row(_fmt_time(e.at), e.actor, e.action, str(e.practice_id or "-"), str(e.ticket_id or "-"),
+        table.add_row(_fmt_time(e.at), e.actor, e.action, _named(e.practice_id, names), str(e.ticket_id or "-"),
                       e.note or "", e.detail or "")
-    stdout.print(table)
+    _print_table(table)
     stdout.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", markup=False)
+    _print_more(next_cursor, as_json=False)
 
 
 @operators_app.command("add")
@@ -807,11 +935,40 @@ def simulator(
 @app.command("demo")
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's data directory.")] = False,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Then keep the simulator, worker and beat running, serve the console and print how to sign "
+                        "in; Ctrl-C stops everything.")] = False,
+    port: Annotated[int, typer.Option("--port", help="The console's port with --serve (a free one if taken).",
+                                      min=1, max=65535)] = 8000,
 ) -> None:
     """Run the whole thing on the embedded default against a simulator, and show what it did."""
     from worker.demo import run_demo  # the demo only for `demo` (start-up time)
 
-    raise typer.Exit(run_demo(keep=keep))
+    raise typer.Exit(run_demo(keep=keep, serve=serve, port=port))
+
+
+ALERT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+
+
+@app.command("alert-rules")
+def alert_rules(
+    runbook_url: Annotated[str | None, typer.Option(
+        "--runbook-url", help="Where your team reads docs/RUNBOOK.md (default: HALO_RECONCILER_RUNBOOK_URL).")] = None,
+) -> None:
+    """Print the Prometheus alert rules with each runbook_url absolute (Alertmanager links need it)."""
+    import re  # only for this command (start-up time)
+
+    settings = _settings(logs_on_first_line=True)
+    base = (runbook_url or settings.runbook_url or "").strip().split("#", 1)[0]
+    if not base.startswith(("https://", "http://")):
+        raise BadInput("name where docs/RUNBOOK.md is read: --runbook-url https://... (or HALO_RECONCILER_RUNBOOK_URL)")
+    try:
+        rules = ALERT_RULES.read_text(encoding="utf-8")
+    except OSError:
+        raise OperationFailed(f"the alert rules are not beside this installation ({ALERT_RULES}); "
+                              "they are deploy/prometheus/alerts.yml in the repository") from None
+    rendered = re.sub(r'runbook_url: "docs/RUNBOOK\.md#([\w-]+)"', lambda m: f'runbook_url: "{base}#{m.group(1)}"', rules)
+    sys.stdout.write(rendered)
 
 
 # --- the HTTP API ----------------------------------------------------------------------------------

@@ -90,8 +90,13 @@ class Settings(BaseSettings):
     # Apprise URLs (Slack, Teams, mailto://, PagerDuty, json://, ...), comma- or space-separated;
     # secrets, since most hold a token or a password. Each is parsed by Apprise at start-up.
     notify_urls: Annotated[tuple[SecretStr, ...], NoDecode] = ()
-    # Where the console is reached by the people notified: links are PUBLIC_URL/tickets/{id}.
-    public_url: str | None = None
+    # Where the console is reached by the people notified: links are CONSOLE_URL/tickets/{id} and
+    # /practices/{id}. HALO_RECONCILER_CONSOLE_URL; HALO_RECONCILER_PUBLIC_URL is its older name.
+    public_url: str | None = Field(default=None, validation_alias=AliasChoices(
+        "HALO_RECONCILER_CONSOLE_URL", "HALO_RECONCILER_PUBLIC_URL", "public_url"))
+    # Where docs/RUNBOOK.md is read (https://.../docs/RUNBOOK.md): the console's ticket pages and the
+    # rendered alert rules link to its sections. None: the console's own /runbook page.
+    runbook_url: str | None = None
     # An outbox row that used this many attempts is `failed` (kept; `outbox retry` sends it again).
     outbox_max_attempts: int = Field(default=50, ge=1, le=10_000)
     # `health` fails (check `outbox`) when an event has waited undelivered longer than this.
@@ -102,6 +107,9 @@ class Settings(BaseSettings):
     approvals_required: int = Field(default=1, ge=1, le=5)
 
     # --- events -------------------------------------------------------------------------------
+    # Celery task events (worker_send_task_events, task_send_sent_event): what Flower and
+    # `celery events` show. Off by default (each task then costs a few more broker messages).
+    task_events: bool = False
     # A reconciliation past the hard limit is killed; its practice's run lock outlives it by 30 s. The
     # soft limit (80 % of it) must exceed one reconciliation's worst case (``worst_case_run_seconds``).
     task_time_limit_seconds: int = Field(default=1800, ge=10, le=3600)
@@ -245,6 +253,16 @@ class Settings(BaseSettings):
             return tuple(SecretStr(url) for url in urls)
         return value
 
+    @field_validator("runbook_url")
+    @classmethod
+    def _check_runbook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("https://", "http://")) or len(value.split("://", 1)[1]) == 0:
+            raise ValueError("must be an absolute URL of docs/RUNBOOK.md, starting with https:// (or http://)")
+        return value.split("#", 1)[0]
+
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
@@ -252,7 +270,8 @@ class Settings(BaseSettings):
             return None
         value = value.strip().rstrip("/")
         if not value.startswith(("https://", "http://")) or len(value.split("://", 1)[1]) == 0:
-            raise ValueError("must be the console's base URL, starting with https:// (or http://)")
+            raise ValueError("must be the console's base URL (HALO_RECONCILER_CONSOLE_URL, or its older name "
+                             "HALO_RECONCILER_PUBLIC_URL), starting with https:// (or http://)")
         return value
 
     @field_validator("database_url")
@@ -422,7 +441,7 @@ _ALIASES = {
 
 
 def _variable(field: str) -> str:
-    if field in _ALIASES.values():  # errors on aliased fields are located by the alias itself
+    if field in _ALIASES.values() or field.startswith("HALO_RECONCILER_"):  # located by the alias itself
         return field
     return _ALIASES.get(field, f"HALO_RECONCILER_{field.upper()}")
 

@@ -6,13 +6,21 @@ client, changes some of them in the simulator, sends a 403 storm through ``repor
 waits for the worker, then walks the remaining verdicts with ``reconcile --now`` (a change held for a
 pairing code and completed with ``practices pair``, a reinstall still initialising) and prints what
 happened. Everything it starts, it stops.
+
+With ``--serve`` it then keeps the simulator, the worker and beat running, starts ``serve`` (the API
+and the operator console), adds an approver with a fresh password and prints where to sign in: the
+held change is there to approve, against a simulator that still answers. Ctrl-C (or SIGTERM) stops
+everything it started.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, select
@@ -85,7 +94,17 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True)
 
 
-def run_demo(keep: bool = False) -> int:
+DEMO_OPERATOR = "demo"
+
+
+def cli_command() -> str:
+    """How to run the command line from any shell: the script beside this interpreter (a virtual
+    environment's bin/, which need not be on PATH), else the interpreter with the module."""
+    script = Path(sys.executable).parent / "halo-reconciler"
+    return str(script) if script.exists() else f"{sys.executable} -m worker.cli"
+
+
+def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
     data = Path(tempfile.mkdtemp(prefix="halo-reconciler-demo-"))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
     env.update(HALO_RECONCILER_DATA_DIR=str(data), HALO_SUBSCRIPTION_KEY=KEY, HALO_RECONCILER_LOG_FORMAT="json",
@@ -101,19 +120,89 @@ def run_demo(keep: bool = False) -> int:
             os.environ.pop(name, None)
         _reset(data)
         console.print(f"1. Halo Cloud simulator on {url}")
-        return _walkthrough(env, data, url, started)
+        code = _walkthrough(env, data, url, started)
+        if serve and code == 0:
+            return _serve_until_stopped(env, data, sim, url, started, port)
+        return code
     finally:
-        for proc in reversed(started):  # beat first, then the worker
+        for proc in reversed(started):  # serve, beat, then the worker
             _stop(proc)
         _stop(sim)
         _shutdown_embedded()
         if keep:
-            console.print(f"kept the data directory {data}")
-            console.print("  its tickets in the operator console: "
-                          f"export HALO_RECONCILER_DATA_DIR={data}; halo-reconciler operators add $USER "
-                          "--role approver; halo-reconciler serve  (then http://127.0.0.1:8000/)")
+            cli = cli_command()
+            console.print(f"kept the data directory {data}", markup=False, soft_wrap=True)
+            console.print(f"  its tickets in the operator console (read-only: the simulator has stopped; "
+                          f"`demo --serve` keeps it running): export HALO_RECONCILER_DATA_DIR={data}; "
+                          f"{cli} operators add {DEMO_OPERATOR} --role approver; {cli} serve  "
+                          "(then http://127.0.0.1:8000/)", markup=False, soft_wrap=True)
         else:
             shutil.rmtree(data, ignore_errors=True)
+
+
+class _Stopped(Exception):
+    """SIGTERM, turned into an exception so the demo's `finally` stops what it started."""
+
+
+def _port(wanted: int) -> int:
+    """``wanted`` when nothing listens there on loopback, else a free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+            return wanted
+        except OSError:
+            pass
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _serve_until_stopped(env: dict[str, str], data: Path, sim: subprocess.Popen, halo_url: str,
+                         started: list[subprocess.Popen], wanted_port: int) -> int:
+    """The console over what the demo left, with everything still running, until Ctrl-C."""
+    password = secrets.token_urlsafe(12)
+    admin.add_operator(DEMO_OPERATOR, "approver", password)
+    port = _port(wanted_port)
+    url = f"http://127.0.0.1:{port}"
+    server = _start([sys.executable, "-m", "worker.cli", "serve", "--port", str(port)], env, data / "serve.log")
+    started.append(server)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"serve did not start; see {data / 'serve.log'}")
+        time.sleep(0.2)
+    held = admin.practices_listing(state="held", limit=10).items
+    console.print(f"10. the operator console (pid {server.pid}): {url}/", markup=False)
+    console.print(f"    sign in as {DEMO_OPERATOR} with the password {password}", markup=False)
+    for practice in held:
+        console.print(f"    held for a person: {practice.practice_name}, {url}/practices/{practice.id}/change",
+                      markup=False)
+    console.print(f"    the simulator (pid {sim.pid}, {halo_url}), the worker and beat keep running, so approve "
+                  "asks Halo again", markup=False)
+    console.print(f"    logs in {data}; press Ctrl-C to stop everything", markup=False)
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            for proc in [sim, *started]:
+                if proc.poll() is not None:
+                    console.print(f"a process the demo started (pid {proc.pid}) exited with {proc.returncode}; "
+                                  f"stopping (logs in {data})", markup=False)
+                    return 1
+            time.sleep(0.5)
+    except (KeyboardInterrupt, _Stopped):
+        console.print("\nstopping the console, the worker, beat and the simulator", markup=False)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _reset(data: Path) -> None:

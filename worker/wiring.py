@@ -252,7 +252,8 @@ def _deliver(settings: Settings, target: OutboxTarget, only: int | None = None) 
                               "on_failure": observe_outbox_failure}
     if target is OutboxTarget.WEBHOOK and settings.webhook_url and settings.webhook_secret:
         return outbox.deliver_pending(db.new_session, url=settings.webhook_url,
-                                      secret=settings.webhook_secret.get_secret_value(), **common)
+                                      secret=settings.webhook_secret.get_secret_value(),
+                                      console_url=settings.public_url, **common)
     if target is OutboxTarget.NOTIFY and settings.notify_urls:
         return outbox.deliver_notifications(db.new_session, notifier=notifier(settings),
                                             public_url=settings.public_url, secrets=_secrets(settings), **common)

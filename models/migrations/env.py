@@ -5,6 +5,7 @@ from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers every table)
+from models.practice import is_compared
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -26,11 +27,13 @@ def _configure(connection) -> None:  # noqa: ANN001
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=is_compared,
     )
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, compare_type=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, compare_type=True,
+                      include_object=is_compared)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -2,7 +2,8 @@
 through Apprise URLs (``HALO_RECONCILER_NOTIFY_URLS``).
 
 A notification is composed from the outbox row alone (the ticket as it was when the event was
-written) and carries a link to the ticket's console page, ``PUBLIC_URL/tickets/{id}``. It never
+written) and carries the practice's name and links to the ticket's and the practice's console pages
+(``HALO_RECONCILER_CONSOLE_URL``: ``/tickets/{id}``, ``/practices/{id}``). It never
 carries a secret: the text is built from the ticket's public fields only, and any configured secret
 that still shows up in it (a detail quoting something it should not) is blanked.
 
@@ -88,8 +89,12 @@ def compose(payload: dict[str, Any], *, public_url: str | None, secrets: Sequenc
     ticket = payload.get("ticket") or {}
     ticket_id = ticket.get("id")
     what = f"{ticket.get('kind')} / {ticket.get('reason')}"
-    scope = f"practice {ticket['practice_id']}" if ticket.get("practice_id") is not None else "integrator-wide"
+    practice_id, name = ticket.get("practice_id"), payload.get("practice_name")
+    scope = "integrator-wide" if practice_id is None else (
+        f"practice {practice_id} ({name})" if name else f"practice {practice_id}")
     occurrences = ticket.get("occurrences", 1)
+    if name:
+        what += f" for {name}"
     if event == "opened":
         title, kind = f"Ticket #{ticket_id} opened: {what}", "warning"
     elif event == "repeated":
@@ -107,6 +112,8 @@ def compose(payload: dict[str, Any], *, public_url: str | None, secrets: Sequenc
     if ticket.get("resolved_at"):
         lines.append(f"Resolved {ticket['resolved_at']}.")
     link = ticket_link(public_url, ticket_id) if ticket_id is not None else None
+    if public_url and practice_id is not None:
+        lines.append(f"The practice: {public_url.rstrip('/')}/practices/{practice_id}")
     if link:
         lines.append(f"Open it in the console: {link}")
     return Notice(title=_redact(f"[halo-reconciler] {title}", secrets), body=_redact("\n".join(lines), secrets),

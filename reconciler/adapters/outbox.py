@@ -120,15 +120,18 @@ def deliver_pending(
     max_attempts: int = GIVE_UP_AFTER,
     only: int | None = None,
     on_failure: Callable[[str], None] | None = None,
+    console_url: str | None = None,
 ) -> DeliveryReport:
     """Send the webhook's pending events, each signed when it is sent (on the real clock: ``now``
-    schedules retries, and a receiver checks the signature's age against its own clock)."""
+    schedules retries, and a receiver checks the signature's age against its own clock); with
+    ``console_url``, each carries links to its ticket's and practice's console pages."""
     with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client:
 
         def send(event: OutboxEvent) -> None:
             try:
                 webhook.post(client, url, secret, event_id=event.event_id,
-                             body=webhook.encode(event.event_id, event.payload), signed_at=datetime.now(UTC))
+                             body=webhook.encode(event.event_id, event.payload, console_url=console_url),
+                             signed_at=datetime.now(UTC))
             except webhook.WebhookRejected as exc:
                 raise _Rejected(str(exc)) from exc
 

@@ -1,4 +1,5 @@
-"""SQL for the people in the loop: the audit trail, the console's operators, practice search.
+"""SQL for the people in the loop: the audit trail and the console's operators (practice search and
+every list a page at a time: ``listings``).
 
 The audit trail is two append-only lists read through their time indexes and merged newest first:
 the worker's reconciliations (``actor`` null) and people's decisions. A reconciliation row that a
@@ -14,16 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models import (
     ConsoleSession,
-    GuidHistory,
     Operator,
     OperatorDecision,
-    Practice,
     Reconciliation,
     SigninThrottle,
 )
@@ -102,22 +101,6 @@ def last_reconciliation(session: Session, *, practice_id: int) -> Reconciliation
         select(Reconciliation).where(Reconciliation.practice_id == practice_id, Reconciliation.halo_calls > 0)
         .order_by(col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc()).limit(1)
     ).first()
-
-
-def search_practices(session: Session, *, text: str, limit: int = 50) -> list[Practice]:
-    """Practices whose name or PMS ID contains ``text`` (any case), or that have or had it as GUID."""
-    needle = text.strip()
-    if not needle:
-        return []
-    pattern = f"%{needle.lower()}%"
-    ever_held = select(GuidHistory.practice_id).where(func.lower(GuidHistory.guid) == needle.lower())
-    query = select(Practice).where(or_(
-        func.lower(Practice.practice_name).like(pattern),
-        func.lower(Practice.pms_id).like(pattern),
-        func.lower(Practice.halo_guid) == needle.lower(),
-        col(Practice.id).in_(ever_held),
-    )).order_by(col(Practice.id)).limit(limit)
-    return list(session.exec(query).all())
 
 
 # --- operators ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from models import Ticket, TicketKind, TicketReason, TicketStatus
+from models import Practice, Ticket, TicketKind, TicketReason, TicketStatus
 from models.outbox import NOTIFIED_EVENTS, OutboxEvent, OutboxTarget, is_repeat_notified, row_event_id
 from models.ticket import TicketOut, dedup_key
 from reconciler import logs
@@ -31,6 +31,15 @@ def _unresolved(session: Session, key: str) -> Ticket | None:
     ).first()
 
 
+def _practice_name(session: Session, practice_id: int | None) -> str | None:
+    """The practice's recorded name, for people reading the event (from the session's identity map
+    when the practice is loaded, as it is in a reconciliation: no statement)."""
+    if practice_id is None:
+        return None
+    practice = session.get(Practice, practice_id)
+    return practice.practice_name if practice is not None else None
+
+
 def _emit(session: Session, ticket: Ticket, event_type: str, now: datetime) -> None:
     # The id is stable for this state of the ticket: a redelivery carries the same id, so the
     # receiver can de-duplicate. One row per target: the webhook hears every event, people (the
@@ -38,7 +47,8 @@ def _emit(session: Session, ticket: Ticket, event_type: str, now: datetime) -> N
     event_id = f"ticket-{ticket.id}-{event_type}-{ticket.occurrences}"
     if event_type in ("resolved", "acknowledged"):
         event_id = f"ticket-{ticket.id}-{event_type}"
-    payload = {"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json()}
+    payload = {"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json(),
+               "practice_name": _practice_name(session, ticket.practice_id)}
     targets = [OutboxTarget.WEBHOOK] + ([OutboxTarget.NOTIFY] if event_type in NOTIFIED_EVENTS else [])
     for target in targets:
         row_id = row_event_id(event_id, target)

@@ -79,8 +79,26 @@ def verify(secret: str, body: bytes, timestamp: str, signature: str, *, now: dat
     return hmac.compare_digest(sign(secret, bytes(body), timestamp), digest.lower())
 
 
-def encode(event_id: str, payload: dict[str, Any]) -> bytes:
-    return json.dumps({"id": event_id, **payload}, separators=(",", ":"), sort_keys=True).encode()
+def links(payload: dict[str, Any], console_url: str | None) -> dict[str, str]:
+    """The console pages an event is about (its ticket, its practice), when the console's URL is known."""
+    if not console_url:
+        return {}
+    base = console_url.rstrip("/")
+    ticket = payload.get("ticket") if isinstance(payload.get("ticket"), dict) else {}
+    practice = payload.get("practice") if isinstance(payload.get("practice"), dict) else {}
+    found = {}
+    if ticket.get("id") is not None:
+        found["ticket"] = f"{base}/tickets/{ticket['id']}"
+    practice_id = ticket.get("practice_id", practice.get("id"))
+    if practice_id is not None:
+        found["practice"] = f"{base}/practices/{practice_id}"
+    return found
+
+
+def encode(event_id: str, payload: dict[str, Any], *, console_url: str | None = None) -> bytes:
+    """The body sent: the event's payload, its id and, with ``console_url``, ``links`` to the console."""
+    extra = {"links": found} if (found := links(payload, console_url)) else {}
+    return json.dumps({"id": event_id, **payload, **extra}, separators=(",", ":"), sort_keys=True).encode()
 
 
 def post(client: httpx.Client, url: str, secret: str, *, event_id: str, body: bytes, signed_at: datetime) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from reconciler.core import backoff
-from reconciler.core.vocabulary import Verdict
+from reconciler.core.vocabulary import TicketReason, Verdict
 
 # The verdicts that open the breaker, and the scope each opens it in.
 BREAKER_VERDICTS = (Verdict.UNAUTHORIZED, Verdict.IP_NOT_ALLOWED, Verdict.QUOTA_EXCEEDED)
@@ -64,6 +64,19 @@ def is_breaker_verdict(verdict: Verdict | None) -> bool:
     return verdict in BREAKER_VERDICTS
 
 
+def reasons_cleared(closed: object) -> tuple[TicketReason, ...]:
+    """The integrator-wide tickets a breaker's closing resolves: every reason of each scope that
+    closed, not only the cause it last held (an IP refusal followed by a quota refusal leaves the
+    integrator's breaker saying quota; when it closes, Halo answered, and neither stands)."""
+    causes = {str(c) for c in closed}  # type: ignore[attr-defined]
+    cleared: list[TicketReason] = []
+    if causes & {str(Verdict.IP_NOT_ALLOWED), str(Verdict.QUOTA_EXCEEDED)}:
+        cleared += [TicketReason.IP_NOT_ALLOWED, TicketReason.QUOTA_EXCEEDED]
+    if str(Verdict.UNAUTHORIZED) in causes:
+        cleared.append(TicketReason.UNAUTHORIZED)
+    return tuple(cleared)
+
+
 @dataclass(frozen=True)
 class BreakerState:
     scope: str
@@ -102,4 +115,4 @@ def admission(states: list[BreakerState], *, now: float) -> Admission:
 
 
 __all__ = ["BREAKER_VERDICTS", "INTEGRATOR_SCOPE", "Admission", "BreakerState", "admission", "fingerprint",
-           "is_breaker_verdict", "probe_delay", "scope_for", "scopes_of", "trip"]
+           "is_breaker_verdict", "probe_delay", "reasons_cleared", "scope_for", "scopes_of", "trip"]

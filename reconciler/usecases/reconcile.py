@@ -49,8 +49,8 @@ from typing import Any
 from models import Action, PmsType, Practice, Reconciliation, Trigger, Verdict
 from reconciler import logs
 from reconciler.core import backoff
-from reconciler.core.breaker import Admission, is_breaker_verdict
-from reconciler.core.change import INTEGRATOR_WIDE_REASONS, PracticeChange
+from reconciler.core.breaker import Admission, is_breaker_verdict, reasons_cleared
+from reconciler.core.change import PracticeChange
 from reconciler.core.classify import (
     Classification,
     HaloAnswer,
@@ -486,9 +486,7 @@ class _Run:
             return result
         # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
         # whoever reported them.
-        causes = {str(c) for c in closed}
-        store.resolve_tickets(practice_id=None, reasons=[r for r in INTEGRATOR_WIDE_REASONS if str(r) in causes],
-                              now=self.deps.clock())
+        store.resolve_tickets(practice_id=None, reasons=list(reasons_cleared(closed)), now=self.deps.clock())
         store.commit()
         released = tuple(pid for pid in waiting if pid != result.practice_id)
         log.info("breaker_closed", causes=[str(c) for c in closed], kept=len(waiting), practice_id=result.practice_id)

@@ -68,6 +68,11 @@ def test_the_demo_walks_the_verdict_table_and_stops_what_it_started(tmp_path):
             assert re.search(rf"pair {rows['BP-1011']} --pairing-code \S+`: switched to {guid[:8]}, ticket #\d+ "
                              r"resolved", done.stdout)
 
+            # The walkthrough's IP, quota and key refusals all cleared with its last clean check: no
+            # integrator-wide ticket stays open once the breaker has closed (the console says "closed").
+            assert database.execute("SELECT reason FROM tickets WHERE practice_id IS NULL AND status != 'resolved'"
+                                    ).fetchall() == []
+
             # initialising: nothing switched, backing off, no ticket.
             state, guid, proposed, next_attempt = practice("BP-1012")
             assert (state, proposed) == ("backoff", None) and next_attempt is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 import warnings
 
 import pytest
@@ -19,6 +20,7 @@ from worker import admin, wiring
 from worker.config import get_settings
 from worker.serve.app import create_app
 from worker.serve.console import build_console
+from worker.simulator import Fault
 
 pytestmark = pytest.mark.integration  # a simulator on loopback and the embedded Valkey
 
@@ -81,7 +83,8 @@ def test_security_headers_and_cookie_flags(held):
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
-    assert "<script" not in r.text
+    # One script, from the console's own static files (it shows times in the browser's zone); none inline.
+    assert re.findall(r"<script[^>]*>", r.text) == ['<script src="/static/console.js" defer>']
     cookie = sign_in(c, "alice").headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=28800" in cookie
 
@@ -279,3 +282,26 @@ def test_the_front_page_names_an_open_breaker_and_its_closing(held):
     assert "Breaker <strong>open</strong>: quota_exceeded (integrator)" in page
     breaker.close()
     assert "Breaker: closed" in c.get("/").text
+
+
+def test_an_integrator_wide_ticket_shows_its_breaker_next_probe_and_runbook_section(held, sim):
+    pid, _, _ = held
+    sim.inject(Fault("ip_not_allowed"))
+    assert str(admin.reconcile_now(pid).verdict) == "ip_not_allowed"
+    [ticket] = [t for t in admin.list_tickets() if t.practice_id is None]
+    c = client()
+    sign_in(c, "victor")
+    page = c.get(f"/tickets/{ticket.id}").text
+    state = wiring.breaker().states()[0]
+    assert 'id="breaker"' in page and "Breaker <strong>open</strong> (ip_not_allowed, integrator)" in page
+    probe = datetime.fromtimestamp(state.next_probe_at, UTC).isoformat()
+    assert f'Next probe: <time datetime="{probe}">' in page
+    assert 'href="/runbook#halo-403-caller-ip-not-allowed"' in page
+    runbook = c.get("/runbook")
+    assert runbook.status_code == 200 and 'id="halo-403-caller-ip-not-allowed"' in runbook.text
+    assert "<script" not in runbook.text.split("</head>")[1]  # the Markdown's HTML is not passed through
+
+    sim.clear_faults()
+    admin.reconcile_now(pid)  # Halo answers: the breaker closes and the ticket resolves
+    page = c.get(f"/tickets/{ticket.id}").text
+    assert 'id="ticket-status">resolved<' in page and "Breaker: closed" in page

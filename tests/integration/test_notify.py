@@ -154,6 +154,10 @@ def test_a_worker_that_opens_a_ticket_notifies_by_itself(stack, tmp_path, monkey
         [notice] = [r.json() for r in http.on("/hooks/notify")]
         [ticket] = admin.list_tickets()
         assert (ticket.kind, ticket.reason, ticket.practice_id) == ("contact_practice", "business_change", practice.id)
-        assert notice["title"] == f"[halo-reconciler] Ticket #{ticket.id} opened: contact_practice / business_change"
-        assert f"{PUBLIC}/tickets/{ticket.id}" in notice["message"] and f"practice {practice.id}" in notice["message"]
+        # The practice's name beside its id, and its console page beside the ticket's.
+        assert notice["title"] == (f"[halo-reconciler] Ticket #{ticket.id} opened: contact_practice / business_change "
+                                   f"for {practice.practice_name}")
+        assert f"{PUBLIC}/tickets/{ticket.id}" in notice["message"]
+        assert f"practice {practice.id} ({practice.practice_name})" in notice["message"]
+        assert f"{PUBLIC}/practices/{practice.id}" in notice["message"]
         assert stack[1]["HALO_SUBSCRIPTION_KEY"] not in notice["message"]

@@ -76,3 +76,21 @@ def test_the_dashboard_is_grafana_json_over_the_workers_metrics():
     named = set(re.findall(r"halo_reconciler_\w+", " ".join(exprs)))
     alerted = set(re.findall(r"halo_reconciler_\w+", (HERE / "alerts.yml").read_text()))
     assert alerted <= named, "every metric an alert watches is on the dashboard"
+
+
+def test_the_rendered_rules_have_absolute_runbook_urls_and_pass_promtool(tmp_path, capsys):
+    import subprocess
+
+    from tests.utils.promtool import promtool
+    from worker.cli import main
+
+    base = "https://git.example.test/ops/halo-reconciler/blob/main/docs/RUNBOOK.md"
+    assert main(["alert-rules", "--runbook-url", base]) == 0
+    rendered = capsys.readouterr().out
+    urls = [rule["annotations"]["runbook_url"] for group in yaml.safe_load(rendered)["groups"] for rule in group["rules"]]
+    assert urls and all(url.startswith(base + "#") for url in urls)
+    assert [url.split("#")[1] for url in urls] == [rule["annotations"]["runbook_url"].split("#")[1] for rule in rules()]
+    (tmp_path / "alerts.yml").write_text(rendered)
+    done = subprocess.run([promtool(), "check", "rules", str(tmp_path / "alerts.yml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert main(["alert-rules"]) == 2 and "--runbook-url" in capsys.readouterr().err

@@ -94,3 +94,13 @@ def test_a_sweep_under_an_open_breaker_publishes_nothing_but_one_probe_and_keeps
                            breaker=breaker, now=60) == 1
     assert published == [1]  # the probe; the others wait for it
     assert sorted(breaker.close()[1]) == list(range(1, 101))
+
+
+def test_a_closing_breaker_clears_every_reason_of_its_scope():
+    from reconciler.core.breaker import reasons_cleared
+    from reconciler.core.vocabulary import TicketReason, Verdict
+
+    # The demo's case: an IP refusal, then a quota one: the integrator's breaker says quota when it closes.
+    assert set(reasons_cleared([Verdict.QUOTA_EXCEEDED])) == {TicketReason.IP_NOT_ALLOWED, TicketReason.QUOTA_EXCEEDED}
+    assert reasons_cleared([Verdict.UNAUTHORIZED]) == (TicketReason.UNAUTHORIZED,)
+    assert reasons_cleared([]) == ()

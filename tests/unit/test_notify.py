@@ -3,6 +3,7 @@ start-up check of HALO_RECONCILER_NOTIFY_URLS. Delivery to real receivers: tests
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -120,3 +121,22 @@ def test_the_public_url_is_normalised_and_checked(monkeypatch):
     monkeypatch.setenv("HALO_RECONCILER_PUBLIC_URL", "ops.example.test")
     with pytest.raises(ConfigError, match="HALO_RECONCILER_PUBLIC_URL"):
         load_settings()
+
+
+def test_the_console_url_names_the_practice_and_links_it_in_notices_and_webhook_bodies(monkeypatch):
+    from reconciler.adapters import webhook
+
+    monkeypatch.setenv("HALO_RECONCILER_CONSOLE_URL", "https://ops.example.test/")
+    console_url = load_settings().public_url
+    assert console_url == "https://ops.example.test"
+    payload = {"event": "ticket.opened", "practice_name": "Bondi Family Practice",
+               "ticket": {"id": 42, "kind": "contact_practice", "reason": "not_found", "practice_id": 7,
+                          "status": "open", "occurrences": 1, "detail": "gone"}}
+    notice = notify.compose(payload, public_url=console_url)
+    assert "Bondi Family Practice" in notice.title and "practice 7 (Bondi Family Practice)" in notice.body
+    assert "https://ops.example.test/practices/7" in notice.body
+    body = json.loads(webhook.encode("ticket-42-opened-1", payload, console_url=console_url))
+    assert body["practice_name"] == "Bondi Family Practice"
+    assert body["links"] == {"ticket": "https://ops.example.test/tickets/42",
+                             "practice": "https://ops.example.test/practices/7"}
+    assert "links" not in json.loads(webhook.encode("ticket-42-opened-1", payload))  # no console URL: no links

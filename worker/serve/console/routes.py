@@ -8,7 +8,8 @@
     GET  /practices/{id}/change    a held change side by side; approve / reject / pair (approvers)
     POST /practices/{id}/approve|reject|pair
     GET  /tickets, /tickets/{id}   tickets; POST /tickets/{id}/ack|resolve (approvers)
-    GET  /audit                    the audit trail
+    GET  /audit                    the audit trail, filtered (actor, action, practice, dates), a page at a time
+    GET  /runbook                  docs/RUNBOOK.md (ticket pages link to its sections)
     POST /autoswitch               pause / resume (approvers)
     GET|POST /signin, POST /signout
 
@@ -18,6 +19,7 @@ needs the CSRF token, and a viewer's POST is refused (403) before anything is re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +41,7 @@ from models import Operator as OperatorRow
 from reconciler.adapters.passwords import verify_password
 from reconciler.core.errors import BadInput, OperationFailed, ReconcilerError
 from reconciler.core.halo_errors import HaloError
+from reconciler.core import runbook
 from reconciler.core.vocabulary import TicketKind
 from worker import admin, db
 from worker.config import Settings
@@ -116,7 +119,7 @@ class Console:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["age"] = views.age
         self.templates.env.globals["age_seconds"] = lambda seconds: views.age(datetime.now(UTC) - timedelta(seconds=seconds))
-        self.templates.env.globals["fmt"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%SZ") if v else "-"
+        self.templates.env.globals["fmt"] = self.templates.env.globals["when"] = views.when
 
     # --- who is asking -----------------------------------------------------------------------------
     def _lookup(self, name: str) -> OperatorRow | None:
@@ -220,13 +223,18 @@ class Console:
         return self.page(request, "home.html", operator, o=data)
 
     async def practices(self, request: Request, operator: Operator) -> Response:
-        q = request.query_params.get("q", "").strip()[:200]
-        rows = await run_in_threadpool(views.search, q) if q else []
-        return self.page(request, "practices.html", operator, q=q, rows=rows)
+        params = request.query_params
+        q, state = params.get("q", "").strip()[:200], params.get("state", "").strip()[:16]
+        try:
+            listing = await run_in_threadpool(views.practices, q, state, params.get("cursor"))
+        except BadInput as exc:
+            return self.refuse(request, operator, 400, str(exc))
+        return self.page(request, "practices.html", operator, q=q, state=state, listing=listing,
+                         states=views.PRACTICE_STATES, next_url=_next_url(request, listing.next_cursor))
 
     async def practice(self, request: Request, operator: Operator) -> Response:
         data = await run_in_threadpool(views.practice_page, _int(request, "practice_id"))
-        return self.page(request, "practice.html", operator, p=data)
+        return self.page(request, "practice.html", operator, p=data, names={data.row.id: data.row.practice_name})
 
     async def change(self, request: Request, operator: Operator, *, error: str | None = None,
                      status: int = 200) -> Response:
@@ -236,19 +244,41 @@ class Console:
 
     async def tickets(self, request: Request, operator: Operator) -> Response:
         status, kind = request.query_params.get("status", ""), request.query_params.get("kind", "")
-        rows = await run_in_threadpool(views.ticket_list, status, kind)
-        return self.page(request, "tickets.html", operator, rows=rows, status_filter=status, kind=kind,
-                         statuses=views.TICKET_STATUSES, kinds=[str(k) for k in TicketKind])
+        try:
+            listing = await run_in_threadpool(views.ticket_list, status, kind, request.query_params.get("cursor"))
+        except BadInput as exc:
+            return self.refuse(request, operator, 400, str(exc))
+        return self.page(request, "tickets.html", operator, rows=listing.items, names=listing.names,
+                         status_filter=status, kind=kind, statuses=views.TICKET_STATUSES,
+                         kinds=[str(k) for k in TicketKind], next_url=_next_url(request, listing.next_cursor),
+                         paged="cursor" in request.query_params)
 
     async def ticket(self, request: Request, operator: Operator, *, error: str | None = None,
                      status: int = 200) -> Response:
         row, practice, entries = await run_in_threadpool(views.ticket, _int(request, "ticket_id"))
+        breakers = await run_in_threadpool(views.ticket_breakers, self.settings, row)
+        heading, anchor = runbook.section_for(str(row.reason))
         return self.page(request, "ticket.html", operator, t=row, practice=practice, entries=entries, error=error,
-                         status=status)
+                         status=status, breakers=breakers, runbook_heading=heading, now_epoch=time.time(),
+                         runbook_link=runbook.link(self.settings.runbook_url or "/runbook", anchor),
+                         names={practice.id: practice.practice_name} if practice else {})
+
+    async def runbook_page(self, request: Request, operator: Operator) -> Response:
+        html = await run_in_threadpool(views.runbook_html)
+        if html is None:
+            return self.refuse(request, operator, 404, "The runbook (docs/RUNBOOK.md) is not beside this installation; "
+                                                       "set HALO_RECONCILER_RUNBOOK_URL to where your team reads it.")
+        return self.page(request, "runbook.html", operator, body=html)
 
     async def audit(self, request: Request, operator: Operator) -> Response:
-        entries = await run_in_threadpool(views.audit)
-        return self.page(request, "audit.html", operator, entries=entries)
+        filters = {name: request.query_params.get(name, "").strip()[:128] for name in views.AUDIT_FILTERS}
+        try:
+            listing = await run_in_threadpool(views.audit, filters, request.query_params.get("cursor"))
+        except BadInput as exc:
+            return self.refuse(request, operator, 400, str(exc))
+        return self.page(request, "audit.html", operator, entries=listing.items, names=listing.names,
+                         filters=filters, actions=views.AUDIT_ACTIONS, next_url=_next_url(request, listing.next_cursor),
+                         paged="cursor" in request.query_params)
 
     # --- decisions (approvers) --------------------------------------------------------------------------
     async def _decide(self, request: Request, operator: Operator, call: Callable[[], Any], done: str,
@@ -324,6 +354,14 @@ def _home_again(console: Console) -> Callable[..., Awaitable[Response]]:
 
 async def _no_icon(request: Request) -> Response:
     return Response(status_code=204)  # browsers ask for one; the console has none
+
+
+def _next_url(request: Request, cursor: str | None) -> str | None:
+    """This page's address with the next page's cursor, every filter kept (None: the last page)."""
+    if cursor is None:
+        return None
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "done")]
+    return f"{request.url.path}?{urlencode([*kept, ('cursor', cursor)])}"
 
 
 def _int(request: Request, name: str) -> int:
@@ -422,6 +460,7 @@ def build_console(settings: Settings) -> ASGIApp:
         Route("/tickets/{ticket_id:int}/ack", action(console.ack), methods=["POST"]),
         Route("/tickets/{ticket_id:int}/resolve", action(console.resolve), methods=["POST"]),
         Route("/audit", page(console.audit), methods=["GET"]),
+        Route("/runbook", page(console.runbook_page), methods=["GET"]),
         Route("/autoswitch", action(console.autoswitch), methods=["POST"]),
         *manage.routes(console, page, action),
         Route("/favicon.ico", _no_icon, methods=["GET"]),

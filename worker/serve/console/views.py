@@ -8,21 +8,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import structlog
+from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from models import Practice, Ticket, TicketStatus
+from models import Action, Practice, PracticeState, Ticket, TicketStatus
 from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
-from reconciler.adapters import people, store, tickets
+from reconciler.adapters import listings, people, store, tickets
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.store import SqlStore
-from reconciler.core.breaker import BreakerState
-from reconciler.core.errors import CoordinationError, UnknownTicket
+from reconciler.core import runbook
+from reconciler.core.breaker import BREAKER_VERDICTS, BreakerState
+from reconciler.core.errors import BadInput, CoordinationError, UnknownTicket
 from reconciler.core.identifiers import normalise
 from reconciler.core.policy import HELD_REASONS
+from reconciler.core.vocabulary import DecisionAction
 from worker import admin, wiring
 from worker.config import Settings
 from worker.coordination import get_redis
@@ -45,6 +50,16 @@ def age(since: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds} s"
 
 
+def when(moment: datetime | float | None) -> Markup | str:
+    """A ``<time>`` element: UTC in the page, shown in the browser's own time zone by console.js
+    (``moment``: a datetime, or epoch seconds as the breaker keeps them)."""
+    if moment is None:
+        return "-"
+    if isinstance(moment, (int, float)):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return Markup('<time datetime="{}">{}</time>').format(moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M:%SZ"))
+
+
 @dataclass(frozen=True)
 class HeldRow:
     practice: Practice
@@ -63,6 +78,7 @@ class Overview:
     switch_limit: int
     last_sweep: datetime | None
     last_sweep_known: bool
+    names: dict[int, str] = field(default_factory=dict)  # the practices the open tickets name
 
 
 def _held_tickets(session: Session, practice_ids: list[int]) -> dict[int, Ticket]:
@@ -109,6 +125,7 @@ def overview(settings: Settings, *, limit: int = 200) -> Overview:
         guard = SqlStore(session).guard_state(now=now, policy=policy)
         paused = store.flag(session, AUTOSWITCH_PAUSED)
         onboarded = store.count_practices(session)
+        names = listings.practice_names(session, ids=[t.practice_id for rows in by_kind.values() for t in rows])
     limit_ = max(policy.mass_change_min, int(policy.mass_change_fraction * onboarded))
     last, known = _last_sweep()
     return Overview(
@@ -117,7 +134,7 @@ def overview(settings: Settings, *, limit: int = 200) -> Overview:
         autoswitch_paused=paused is not None, autoswitch_reason=paused.reason if paused else None,
         autoswitch_since=paused.updated_at if paused else None,
         breakers=_breakers(settings), switches_in_window=guard.switches_in_window, switch_limit=limit_,
-        last_sweep=last, last_sweep_known=known,
+        last_sweep=last, last_sweep_known=known, names=names,
     )
 
 
@@ -185,19 +202,57 @@ def ticket(ticket_id: int) -> tuple[Ticket, Practice | None, list[people.AuditEn
     return row, practice, entries
 
 
-def ticket_list(status: str | None, kind: str | None) -> list[Any]:
-    return admin.list_tickets(status or None, kind or None)
+PAGE = 50
+RUNBOOK = Path(__file__).resolve().parents[3] / "docs" / "RUNBOOK.md"
 
 
-def search(text: str) -> list[Practice]:
-    with admin.unit_of_work() as session:
-        rows = people.search_practices(session, text=text)
-        session.expunge_all()
-    return rows
+def ticket_breakers(settings: Settings, ticket: Ticket) -> list[BreakerState] | None:
+    """The integrator-wide breakers, for an integrator-wide ticket that one of them stands for
+    (None: not such a ticket, or the coordination store did not answer)."""
+    if ticket.practice_id is not None or str(ticket.reason) not in {str(v) for v in BREAKER_VERDICTS}:
+        return None
+    return _breakers(settings)
 
 
-def audit(limit: int = 200) -> list[people.AuditEntry]:
-    return admin.audit(limit=limit)
+@cache
+def runbook_html() -> Markup | None:
+    """docs/RUNBOOK.md as HTML, each heading with GitHub's anchor (None: not beside this code)."""
+    try:
+        text = RUNBOOK.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    from markdown_it import MarkdownIt  # only for the runbook page (start-up time of serve)
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(text)
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and i + 1 < len(tokens):
+            token.attrSet("id", runbook.slug(tokens[i + 1].content))
+    return Markup(md.renderer.render(tokens, md.options, {}))
+
+
+def ticket_list(status: str | None, kind: str | None, cursor: str | None = None) -> admin.Listing[Any]:
+    return admin.tickets_listing(status or None, kind or None, cursor=cursor or None, limit=PAGE)
+
+
+def practices(text: str, state: str, cursor: str | None = None) -> admin.Listing[Any]:
+    """A page of the practice browser: one state's practices or a search's, and how many in each state."""
+    return admin.practices_listing(state=state or None, text=text or None, cursor=cursor or None, limit=PAGE,
+                                   counts=True)
+
+
+AUDIT_FILTERS = ("actor", "action", "practice", "since", "until")
+AUDIT_ACTIONS = sorted({str(a) for a in Action} | {str(a) for a in DecisionAction})
+
+
+def audit(filters: dict[str, str], cursor: str | None = None) -> admin.Listing[people.AuditEntry]:
+    practice = filters.get("practice") or ""
+    if practice and not (practice.isdigit() and len(practice) <= 9):
+        raise BadInput(f"a practice is named by its id (a number), not {practice[:40]!r}")
+    return admin.audit_listing(int(practice) if practice else None, actor=filters.get("actor"),
+                               action=filters.get("action"), since=filters.get("since"), until=filters.get("until"),
+                               cursor=cursor or None, limit=PAGE)
 
 
 TICKET_STATUSES = [str(s) for s in TicketStatus]
+PRACTICE_STATES = [str(s) for s in PracticeState]
