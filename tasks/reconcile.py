@@ -41,6 +41,7 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
         raise self.retry(countdown=exc.retry_in) from None
     finally:
         structlog.contextvars.clear_contextvars()
+    wiring.announce_run_finished(result)
     if result.again:
         publish_follow_up(wiring.work_queue(), practice_id,
                           lambda countdown: reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)],

@@ -169,6 +169,7 @@ def reconcile_now(practice_id: int | None = None, **selector: Any) -> ReconcileR
         target: int = find_practice(session, practice_id, **selector).id  # type: ignore[assignment]
     result = reconcile(target, trigger=Trigger.MANUAL, deps=_wiring().reconcile_deps(), wait_seconds=CLAIM_WAIT_SECONDS,
                        operator=True)
+    _wiring().announce_run_finished(result)
     _follow_up(result)
     deliver_tickets()
     return result
@@ -336,6 +337,7 @@ def sweep_now(older_than_seconds: int | None = None, progress_factory=None) -> s
         except Busy:
             return ReconcileResult(practice_id=practice_id, trigger=trigger, verdict=None, action=Action.NONE,
                                    skipped=SkipReason.BUSY)
+        _wiring().announce_run_finished(result)
         _follow_up(result)
         return result
 

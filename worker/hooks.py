@@ -28,6 +28,7 @@ import structlog
 from reconciler.adapters.coordination.reporter import NOTHING_SENT, PublishFailed, Reporter
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.guids import InvalidGuid, parse_guid
+from reconciler.core.vocabulary import ReportOutcome
 from worker import wiring
 from worker.config import get_settings
 
@@ -90,25 +91,32 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
     ``HALO_RECONCILER_REPORT_TIMEOUT_SECONDS``, a publish tries twice; ``worker.publishing.hook_bound``
     adds the whole up. A Redis or broker that accepts and never answers gets False, not a hang.
     """
+    outcome = report(guid, message, **context)
+    return outcome is not None and outcome is not ReportOutcome.REJECTED
+
+
+def report(guid: str, message: str | None = None, **context: Any) -> ReportOutcome | None:
+    """``report_forbidden``, saying what the report did: ``REJECTED`` for a malformed GUID, None when
+    the report was not taken. Never raises (``serve``'s waiting reports need the outcome)."""
     try:
         canonical = parse_guid(guid)
     except InvalidGuid as exc:
         log.warning("forbidden_rejected", reason=str(exc))
         _count_rejected()
-        return False
+        return ReportOutcome.REJECTED
     try:
         outcome = _get_reporter().report(canonical, cut_message(message))
     except (CoordinationUnavailable, PublishFailed) as exc:
         log.warning("forbidden_report_failed", guid=canonical, error=str(exc))
-        return False
+        return None
     except Exception:  # the hook edge: log, count, never raise into the application
         log.warning("forbidden_report_failed", guid=canonical, exc_info=True)
-        return False
+        return None
     if outcome not in NOTHING_SENT:
         # Only reports that sent something are logged: a storm's folded reports are counted in
         # Redis (``halo:reports``), and a log call per report would cost more than the report.
         log.debug("forbidden_reported", guid=canonical, outcome=str(outcome))
-    return True
+    return outcome
 
 
 def _count_rejected() -> None:

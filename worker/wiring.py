@@ -18,6 +18,7 @@ import structlog
 
 from reconciler.adapters import notify, outbox
 from reconciler.adapters.coordination.breaker import RedisBreaker
+from reconciler.adapters.coordination.finished import RunFinished, announce_finished
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
 from reconciler.adapters.coordination.reporter import Reporter
@@ -244,6 +245,22 @@ def folded_runs(deps: Deps) -> RedisRuns | PortRuns:
             and (deps.breaker is None or breaker_ is not None)):
         return RedisRuns(deps.queue, deps.coordination, breaker_)
     return PortRuns(deps.queue, deps.coordination)
+
+
+def announce_run_finished(result: ReconcileResult) -> None:
+    """Tell the reports waiting on this practice (``POST /v1/reports`` with ``wait_seconds``) that a
+    run finished. Called by every after-run place; never raises: a lost announcement only makes a
+    waiting report answer ``settled: false`` at the end of its wait."""
+    if result.old_guid is None:  # the practice was not read (gone): nobody can be waiting on it
+        return
+    finished = RunFinished(practice_id=result.practice_id, guid=result.old_guid,
+                           current_guid=result.current_guid or result.old_guid,
+                           action=None if result.verdict is None else str(result.action),
+                           answered=result.verdict is not None, again=result.again)
+    try:
+        announce_finished(redis_clients.get_redis(), finished)
+    except CoordinationUnavailable as exc:
+        log.warning("run_finished_unannounced", practice_id=result.practice_id, error=str(exc))
 
 
 def _observe(result: ReconcileResult) -> None:
