@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from models import Trigger
+from models import Action, Trigger
 from reconciler.core.errors import Busy, CoordinationUnavailable
 from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.reconcile import reconcile
@@ -46,6 +46,6 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
         publish_follow_up(wiring.work_queue(), practice_id,
                           lambda countdown: reconcile_practice.apply_async(args=[practice_id, str(Trigger.FORBIDDEN)],
                                                                            countdown=countdown))
-    if result.ticket_id is not None:
-        deliver_outbox.apply_async()
+    if result.ticket_id is not None or result.action in (Action.SWITCHED, Action.HELD):
+        deliver_outbox.apply_async()  # a ticket event, or a change event (practice.guid_changed / held)
     return str(result.verdict) if result.verdict else None
