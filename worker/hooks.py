@@ -17,22 +17,31 @@ the two edges allowed to have one: nothing we do may raise into the integrator's
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-import structlog
-
 from reconciler.adapters.coordination.reporter import NOTHING_SENT, PublishFailed, Reporter
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.vocabulary import ReportOutcome
-from worker import wiring
+from worker import reporting
 from worker.config import get_settings
 
-log = structlog.get_logger()
+log = logging.getLogger("halo_reconciler.hooks")
+
+
+def _note(level: int, event: str, **fields: Any) -> None:
+    """One line: the event name and its fields (never a traceback: its locals may hold secrets)."""
+    if log.isEnabledFor(level):
+        log.log(level, "%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+def _error(exc: BaseException) -> str:
+    return type(exc).__name__
 
 MAX_MESSAGE_BYTES = 4096
 _SITE_PATH = re.compile(r"/integrator/sites/([0-9A-Fa-f{}-]{32,40})(?:/|$)")
@@ -72,7 +81,7 @@ def _get_reporter() -> Reporter:
         return built[1]
     with _lock:
         if _reporter is None or _reporter[0] != os.getpid():
-            _reporter = (os.getpid(), wiring.reporter(bounded=True))
+            _reporter = (os.getpid(), reporting.reporter(bounded=True))
         return _reporter[1]
 
 
@@ -100,22 +109,22 @@ def report(guid: str, message: str | None = None, **context: Any) -> ReportOutco
     the report was not taken. Never raises (``serve``'s waiting reports need the outcome)."""
     try:
         canonical = parse_guid(guid)
-    except InvalidGuid as exc:
-        log.warning("forbidden_rejected", reason=str(exc))
+    except InvalidGuid:
+        _note(logging.WARNING, "forbidden_rejected", reason="not a GUID")
         _count_rejected()
         return ReportOutcome.REJECTED
     try:
         outcome = _get_reporter().report(canonical, cut_message(message))
     except (CoordinationUnavailable, PublishFailed) as exc:
-        log.warning("forbidden_report_failed", guid=canonical, error=str(exc))
+        _note(logging.WARNING, "forbidden_report_failed", guid=canonical, error=_error(exc))
         return None
-    except Exception:  # the hook edge: log, count, never raise into the application
-        log.warning("forbidden_report_failed", guid=canonical, exc_info=True)
+    except Exception as exc:  # the hook edge: log, never raise into the application
+        _note(logging.WARNING, "forbidden_report_failed", guid=canonical, error=_error(exc))
         return None
     if outcome not in NOTHING_SENT:
         # Only reports that sent something are logged: a storm's folded reports are counted in
         # Redis (``halo:reports``), and a log call per report would cost more than the report.
-        log.debug("forbidden_reported", guid=canonical, outcome=str(outcome))
+        _note(logging.DEBUG, "forbidden_reported", guid=canonical, outcome=outcome)
     return outcome
 
 
@@ -123,8 +132,8 @@ def _count_rejected() -> None:
     """A malformed report writes nothing but this count (one bounded call; losing it is harmless)."""
     try:
         _get_reporter().count_rejected()
-    except Exception:  # the hook edge: counting must not raise into the application either
-        log.debug("forbidden_rejected_uncounted", exc_info=True)
+    except Exception as exc:  # the hook edge: counting must not raise into the application either
+        _note(logging.DEBUG, "forbidden_rejected_uncounted", error=_error(exc))
 
 
 def guid_from_url(url: Any) -> str | None:
@@ -169,8 +178,8 @@ def forbidden_event_hook(response: Any) -> None:
         if guid is not None:
             response.read()
             report_forbidden(guid, _message(response.content), source="httpx_hook")
-    except Exception:
-        log.warning("forbidden_hook_failed", exc_info=True)
+    except Exception as exc:  # the hook edge
+        _note(logging.WARNING, "forbidden_hook_failed", error=_error(exc))
 
 
 async def async_forbidden_event_hook(response: Any) -> None:
@@ -180,8 +189,8 @@ async def async_forbidden_event_hook(response: Any) -> None:
         if guid is not None:
             await response.aread()
             report_forbidden(guid, _message(response.content), source="httpx_hook")
-    except Exception:
-        log.warning("forbidden_hook_failed", exc_info=True)
+    except Exception as exc:  # the hook edge
+        _note(logging.WARNING, "forbidden_hook_failed", error=_error(exc))
 
 
 def current_guid(guid: str) -> str | None:

@@ -21,7 +21,6 @@ from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.finished import RunFinished, announce_finished
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
-from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.sweeps import SweepCoordinator
 from reconciler.adapters.coordination.workqueue import WorkQueue
@@ -35,6 +34,7 @@ from reconciler.core.retention import RetentionPolicy
 from reconciler.usecases.reconcile import Deps, PortRuns, ReconcileResult
 from worker import coordination as redis_clients
 from worker import db, publishing
+from worker.reporting import publisher, reporter  # the report path, built where the hook can import it
 from worker.config import Settings, get_settings
 
 log = structlog.get_logger()
@@ -193,31 +193,6 @@ def guid_index() -> RedisGuidIndex:
 def sweeps(settings: Settings | None = None) -> SweepCoordinator:
     settings = settings or get_settings()
     return SweepCoordinator(redis_clients.get_redis(), interval_seconds=settings.sweep_interval_seconds)
-
-
-def reporter(*, bounded: bool = False, settings: Settings | None = None) -> Reporter:
-    """The report path; ``bounded`` is the application hook's (every call within the report timeout)."""
-    settings = settings or get_settings()
-    return Reporter(
-        redis=redis_clients.get_redis(bounded=bounded),
-        publish=publisher(settings.report_timeout_seconds),
-        threshold=settings.forbidden_threshold,
-        window_seconds=settings.forbidden_window_seconds,
-        pending_seconds=publishing.hook_bound(settings.report_timeout_seconds).mark_seconds,
-        queued_seconds=settings.broker_visibility_timeout_seconds,
-    )
-
-
-def publisher(timeout: float):
-    """Publish a task by name (no task module imported into the application) over connections whose
-    every wait is bounded by ``timeout`` (``worker.publishing``): a half-open broker cannot hold it."""
-
-    def celery_app() -> Any:
-        from worker.celery_app import app  # the Celery app only when a report first needs a worker
-
-        return app
-
-    return publishing.bounded_publisher(timeout, celery_app)
 
 
 def reconcile_deps(settings: Settings | None = None) -> Deps:
