@@ -43,9 +43,10 @@ BENCHMARKS = {
     "reconcile": "bench.reconcile_cost",
     "cli": "bench.cli",
     "memory": "bench.memory",
+    "changeover": "bench.changeover",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory")
+WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory", "changeover")
 # Options that take a value (the next argument is that value, not a benchmark's name).
 VALUED = ("--rows", "--changes")
 FLAGS = ("--quick", "--write")

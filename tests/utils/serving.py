@@ -45,7 +45,9 @@ def running_serve(env: dict[str, str], log: Path, tokens: str) -> Iterator[tuple
         stop_process_group(proc, timeout=20)
     assert proc.returncode != -signal.SIGKILL, "serve did not stop on SIGTERM"
     text = log.read_text()
-    assert proc.returncode in (0, -signal.SIGTERM) and "Finished server process" in text, text
+    assert proc.returncode in (0, -signal.SIGTERM), text
+    if env.get("HALO_RECONCILER_LOG_LEVEL", "INFO") in ("INFO", "DEBUG"):  # uvicorn says so at INFO
+        assert "Finished server process" in text, text
     assert "Traceback" not in text, text
 
 

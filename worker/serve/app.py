@@ -87,6 +87,10 @@ def run_server(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFA
         register_secret(token.get_secret_value())
     if not settings.api_tokens:
         log.warning("api_tokens_missing", detail="HALO_RECONCILER_API_TOKENS is empty: /v1 refuses every request (401)")
+    # The report path publishes through the Celery app: loaded now, not by the first report that needs it
+    # (about a second of imports an application waiting on that report would otherwise pay).
+    from worker import celery_app  # noqa: F401  (start-up time: only serve loads it up front)
+
     log.info("api_serving", host=host, port=port, tokens=len(settings.api_tokens), console="/")
     uvicorn.run(
         create_app(settings, console=build_console(settings)),
