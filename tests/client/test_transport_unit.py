@@ -163,3 +163,43 @@ def test_the_async_transport_does_the_same():
 
 def test_the_client_version_is_the_api_version():
     assert halo_reconciler_client.__version__ == halo_reconciler_client.API_VERSION == API_VERSION
+
+
+def test_a_request_sent_while_a_report_is_on_its_way_waits_for_it_and_pays_no_403():
+    import threading
+
+    world = World()
+    answered = threading.Event()
+    reported = threading.Event()
+    api = world.api
+
+    def slow_api(request: httpx.Request) -> httpx.Response:
+        reported.set()
+        answered.wait(5)  # the reconciliation takes a while
+        return api(request)
+
+    reconciler = Reconciler("http://reconciler.test", "t0ken", transport=httpx.MockTransport(slow_api))
+    waiting = threading.Event()
+    in_flight = reconciler.report_in_flight
+
+    def spied(guid: str):  # noqa: ANN202
+        found = in_flight(guid)
+        if found is not None:
+            waiting.set()
+        return found
+
+    reconciler.report_in_flight = spied  # type: ignore[method-assign]
+    halo = httpx.Client(base_url=HALO, transport=HaloTransport(reconciler, httpx.MockTransport(world.halo)))
+    results: dict[str, httpx.Response] = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", halo.get(f"/integrator/sites/{OLD}")))
+    first.start()
+    assert reported.wait(5)
+    second = threading.Thread(target=lambda: results.setdefault("second", halo.get(f"/integrator/sites/{OLD}")))
+    second.start()
+    assert waiting.wait(5)  # the second request found the first one's report on its way, before its answer
+    answered.set()
+    first.join(5)
+    second.join(5)
+    assert results["first"].status_code == results["second"].status_code == 200
+    forbidden = [r for r in world.halo_calls if OLD in r.url.path]
+    assert len(forbidden) == 1 and len(world.reports) == 1  # one 403, one report, for the process

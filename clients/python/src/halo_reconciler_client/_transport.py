@@ -2,7 +2,9 @@
 
 For a request whose path names a site (``/integrator/sites/{guid}/...``):
 
-* a GUID this process has learned was replaced is rewritten to the current one before it is sent;
+* a GUID this process has learned was replaced is rewritten to the current one before it is sent, and
+  a request naming a GUID whose report is on its way (another request met its 403 a moment ago) waits
+  for that report first (at most ``wait_seconds``), so one changeover costs this process one 403;
 * a 403 that is not an IP or quota refusal is reported with a wait; when the answer names another
   GUID, a read (``GET``, ``POST`` under ``/queries/`` or ``/fhir/``) is sent once more to it and Halo's
   answer to that is returned. Any other request's 403 is returned as it was (the report still teaches
@@ -14,12 +16,14 @@ of the wrapped transport reach the application as they would without us).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 
 import httpx
 
-from halo_reconciler_client._reconciler import Reconciler, canonical
+from halo_reconciler_client._reconciler import Reconciler, Report, canonical
 
 _SITE = re.compile(r"(/integrator/sites/)([^/]+)(/.*)?$")
 _READ_POST = re.compile(r"/integrator/sites/[^/]+/(queries|fhir)(/|$)")
@@ -71,6 +75,13 @@ def _replayable(request: httpx.Request) -> bool:
     return True
 
 
+async def _wait_event(event: threading.Event, timeout: float) -> None:
+    """Wait for a report another request made (a thread's or a task's), without blocking the loop."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not event.is_set() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+
+
 class HaloTransport(httpx.BaseTransport):
     """Wraps the application's transport (default: httpx's) for its Halo Cloud client."""
 
@@ -85,6 +96,9 @@ class HaloTransport(httpx.BaseTransport):
         try:
             site = _site(request.url.path)
             if site is not None:
+                in_flight = self.reconciler.report_in_flight(site[1])
+                if in_flight is not None:
+                    in_flight.wait(self.wait_seconds)
                 current = self.reconciler.replacement(site[1])
                 if current is not None and _replayable(request):
                     request = _with_site(request, site[0], current)
@@ -100,7 +114,7 @@ class HaloTransport(httpx.BaseTransport):
             if _is_integrator_wide(message):
                 self.reconciler.report_forbidden(site[1], message)
                 return response
-            report = self.reconciler.report_forbidden(site[1], message, wait_seconds=self.wait_seconds)
+            report = self._report(site[1], message)
             if (report is None or report.current_guid is None or report.current_guid == site[1]
                     or not _is_read(request) or not _replayable(request)):
                 return response
@@ -109,6 +123,14 @@ class HaloTransport(httpx.BaseTransport):
             return response
         response.close()
         return self._inner.handle_request(again)
+
+    def _report(self, guid: str, message: str | None) -> Report | None:
+        event = self.reconciler.begin_report(guid)
+        try:
+            return self.reconciler.report_forbidden(guid, message, wait_seconds=self.wait_seconds)
+        finally:
+            if event is not None:
+                self.reconciler.end_report(guid, event)
 
     def close(self) -> None:
         self._inner.close()
@@ -128,6 +150,9 @@ class AsyncHaloTransport(httpx.AsyncBaseTransport):
         try:
             site = _site(request.url.path)
             if site is not None:
+                in_flight = self.reconciler.report_in_flight(site[1])
+                if in_flight is not None:
+                    await _wait_event(in_flight, self.wait_seconds)
                 current = self.reconciler.replacement(site[1])
                 if current is not None and _replayable(request):
                     request = _with_site(request, site[0], current)
@@ -143,7 +168,12 @@ class AsyncHaloTransport(httpx.AsyncBaseTransport):
             if _is_integrator_wide(message):
                 await self.reconciler.report_forbidden_async(site[1], message)
                 return response
-            report = await self.reconciler.report_forbidden_async(site[1], message, wait_seconds=self.wait_seconds)
+            event = self.reconciler.begin_report(site[1])
+            try:
+                report = await self.reconciler.report_forbidden_async(site[1], message, wait_seconds=self.wait_seconds)
+            finally:
+                if event is not None:
+                    self.reconciler.end_report(site[1], event)
             if (report is None or report.current_guid is None or report.current_guid == site[1]
                     or not _is_read(request) or not _replayable(request)):
                 return response

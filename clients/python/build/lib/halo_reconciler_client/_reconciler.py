@@ -58,6 +58,7 @@ class Reconciler:
                                     transport=transport, follow_redirects=False, trust_env=False)
         self._async_transport = async_transport
         self._replaced: dict[str, str] = {}
+        self._reporting: dict[str, threading.Event] = {}  # GUIDs whose waiting report is on its way
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the token
@@ -76,6 +77,28 @@ class Reconciler:
             current = key = following
             seen += 1
         return current
+
+    def begin_report(self, guid: str) -> threading.Event | None:
+        """Note that a waiting report of ``guid`` is on its way; None when one already is."""
+        key = canonical(guid)
+        if key is None:
+            return None
+        with self._lock:
+            if key in self._reporting:
+                return None
+            event = self._reporting[key] = threading.Event()
+            return event
+
+    def end_report(self, guid: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._reporting.get(canonical(guid) or "") is event:
+                del self._reporting[canonical(guid)]  # type: ignore[arg-type]
+        event.set()
+
+    def report_in_flight(self, guid: str) -> threading.Event | None:
+        """The event a waiting report of ``guid`` sets when it is answered, if one is on its way."""
+        key = canonical(guid)
+        return self._reporting.get(key) if key is not None else None
 
     def learn(self, guid: str, current: str | None) -> None:
         old, new = canonical(guid), canonical(current) if current else None
