@@ -13,8 +13,8 @@
 Extra arguments go to the underlying command (``python3 dev.py test -k classify``).
 
 Installing: pip installs uv (its pin and hashes are in requirements.lock), uv makes .venv exactly
-requirements.lock (``uv pip sync``, hashes required), then installs the project itself editable with
-``--no-deps``. It runs again whenever pyproject.toml or requirements.lock changes.
+requirements.lock (``uv pip sync``, hashes required), then installs the project itself and the
+application's client (``clients/python``) editable with ``--no-deps``. It runs again whenever pyproject.toml or requirements.lock changes.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ PY = BIN / "python"
 UV = BIN / ("uv.exe" if os.name == "nt" else "uv")
 STAMP = VENV / ".installed"
 LOCK = ROOT / "requirements.lock"
+CLIENT = ROOT / "clients" / "python"  # the application's client, a distribution of its own (httpx only)
 # Locked beside the project's own dependencies: the build backend (the editable install runs without
 # build isolation, so it is pinned too) and uv, which installs everything else.
 TOOLING = ["uv"]
@@ -43,7 +44,7 @@ TOOLING = ["uv"]
 
 def _stamp() -> str:
     digest = hashlib.sha256()
-    for path in (ROOT / "pyproject.toml", LOCK):
+    for path in (ROOT / "pyproject.toml", LOCK, CLIENT / "pyproject.toml"):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -97,6 +98,8 @@ def _ensure_venv() -> None:
     subprocess.run([*uv_pip, "sync", *target, "--require-hashes", str(LOCK)], check=True)
     subprocess.run([*uv_pip, "install", *target, "--no-deps", "--no-build-isolation", "-e", f"{ROOT}[test]"],
                    check=True)
+    # The client too (its tests run in the suite); its one dependency, httpx, is in the lock already.
+    subprocess.run([*uv_pip, "install", *target, "--no-deps", "--no-build-isolation", "-e", str(CLIENT)], check=True)
     STAMP.write_text(wanted)
 
 

@@ -47,9 +47,10 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "pools": "bench.pools",
     "lists": "bench.lists",
+    "changeover": "bench.changeover",
 }
 # Benchmarks whose main takes the options; the rest take none.
-WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory", "pools", "lists")
+WITH_OPTIONS = ("storm", "sweep", "audit", "recover", "reconcile", "cli", "memory", "pools", "lists", "changeover")
 # Options that take a value (the next argument is that value, not a benchmark's name).
 VALUED = ("--rows", "--changes", "--concurrency")
 # Options that take a word (the next argument): Celery's pool for the worker's CPU (reconcile).

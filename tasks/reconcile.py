@@ -29,7 +29,7 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
         # Whatever the message says its trigger is, a queued run passes the gates (backoff, refused
         # key): only an operator's in-process run may skip them, and a broker message is not one.
         result = reconcile(practice_id, trigger=trigger, deps=wiring.reconcile_deps(), token=self.request.id)
-        after_run(result, queue=wiring.work_queue, deliver=deliver_outbox.apply_async,
+        after_run(result, queue=wiring.work_queue, deliver=deliver_outbox.apply_async, announce=wiring.announce_run_finished,
                   publish=lambda countdown: reconcile_practice.apply_async(
                       args=[practice_id, str(Trigger.FORBIDDEN)], countdown=countdown))
     except Exception as exc:

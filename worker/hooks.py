@@ -17,26 +17,36 @@ the two edges allowed to have one: nothing we do may raise into the integrator's
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import structlog
-
 from reconciler.adapters.coordination.reporter import NOTHING_SENT, PublishFailed, Reporter
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.guids import InvalidGuid, parse_guid
-from worker import wiring
+from reconciler.core.vocabulary import ReportOutcome
+from worker import reporting
 from worker.config import get_settings
 from worker.per_process import PerProcess
 
-log = structlog.get_logger()
+log = logging.getLogger("halo_reconciler.hooks")
+
+
+def _note(level: int, event: str, **fields: Any) -> None:
+    """One line: the event name and its fields (never a traceback: its locals may hold secrets)."""
+    if log.isEnabledFor(level):
+        log.log(level, "%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+def _error(exc: BaseException) -> str:
+    return type(exc).__name__
 
 MAX_MESSAGE_BYTES = 4096
 _SITE_PATH = re.compile(r"/integrator/sites/([0-9A-Fa-f{}-]{32,40})(?:/|$)")
 HALO_HOSTS = frozenset({"api.haloconnect.io", "api.stage.haloconnect.io"})
 
-_reporter: PerProcess[None, Reporter] = PerProcess(lambda _: wiring.reporter(bounded=True))  # rebuilt after a fork
+_reporter: PerProcess[None, Reporter] = PerProcess(lambda _: reporting.reporter(bounded=True))  # rebuilt after a fork
 
 
 def cut_message(message: object) -> str | None:
@@ -69,33 +79,40 @@ def report_forbidden(guid: str, message: str | None = None, **context: Any) -> b
     ``HALO_RECONCILER_REPORT_TIMEOUT_SECONDS``, a publish tries twice; ``worker.publishing.hook_bound``
     adds the whole up. A Redis or broker that accepts and never answers gets False, not a hang.
     """
+    outcome = report(guid, message, **context)
+    return outcome is not None and outcome is not ReportOutcome.REJECTED
+
+
+def report(guid: str, message: str | None = None, **context: Any) -> ReportOutcome | None:
+    """``report_forbidden``, saying what the report did: ``REJECTED`` for a malformed GUID, None when
+    the report was not taken. Never raises (``serve``'s waiting reports need the outcome)."""
     try:
         canonical = parse_guid(guid)
-    except InvalidGuid as exc:
-        log.warning("forbidden_rejected", reason=str(exc))
+    except InvalidGuid:
+        _note(logging.WARNING, "forbidden_rejected", reason="not a GUID")
         _count_rejected()
-        return False
+        return ReportOutcome.REJECTED
     try:
         outcome = _get_reporter().report(canonical, cut_message(message))
     except (CoordinationUnavailable, PublishFailed) as exc:
-        log.warning("forbidden_report_failed", guid=canonical, error=str(exc))
-        return False
-    except Exception:  # the hook edge: log, count, never raise into the application
-        log.warning("forbidden_report_failed", guid=canonical, exc_info=True)
-        return False
+        _note(logging.WARNING, "forbidden_report_failed", guid=canonical, error=_error(exc))
+        return None
+    except Exception as exc:  # the hook edge: log, never raise into the application
+        _note(logging.WARNING, "forbidden_report_failed", guid=canonical, error=_error(exc))
+        return None
     if outcome not in NOTHING_SENT:
         # Only reports that sent something are logged: a storm's folded reports are counted in
         # Redis (``halo:reports``), and a log call per report would cost more than the report.
-        log.debug("forbidden_reported", guid=canonical, outcome=str(outcome))
-    return True
+        _note(logging.DEBUG, "forbidden_reported", guid=canonical, outcome=outcome)
+    return outcome
 
 
 def _count_rejected() -> None:
     """A malformed report writes nothing but this count (one bounded call; losing it is harmless)."""
     try:
         _get_reporter().count_rejected()
-    except Exception:  # the hook edge: counting must not raise into the application either
-        log.debug("forbidden_rejected_uncounted", exc_info=True)
+    except Exception as exc:  # the hook edge: counting must not raise into the application either
+        _note(logging.DEBUG, "forbidden_rejected_uncounted", error=_error(exc))
 
 
 def guid_from_url(url: Any) -> str | None:
@@ -140,8 +157,8 @@ def forbidden_event_hook(response: Any) -> None:
         if guid is not None:
             response.read()
             report_forbidden(guid, _message(response.content), source="httpx_hook")
-    except Exception:
-        log.warning("forbidden_hook_failed", exc_info=True)
+    except Exception as exc:  # the hook edge
+        _note(logging.WARNING, "forbidden_hook_failed", error=_error(exc))
 
 
 async def async_forbidden_event_hook(response: Any) -> None:
@@ -151,8 +168,8 @@ async def async_forbidden_event_hook(response: Any) -> None:
         if guid is not None:
             await response.aread()
             report_forbidden(guid, _message(response.content), source="httpx_hook")
-    except Exception:
-        log.warning("forbidden_hook_failed", exc_info=True)
+    except Exception as exc:  # the hook edge
+        _note(logging.WARNING, "forbidden_hook_failed", error=_error(exc))
 
 
 def current_guid(guid: str) -> str | None:

@@ -17,9 +17,9 @@ import structlog
 from models.outbox import OutboxTarget
 from reconciler.adapters import notify, outbox
 from reconciler.adapters.coordination.breaker import RedisBreaker
+from reconciler.adapters.coordination.finished import RunFinished, announce_finished
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
-from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.sweeps import SweepCoordinator
 from reconciler.adapters.coordination.workqueue import WorkQueue
@@ -27,12 +27,13 @@ from reconciler.adapters.halo_client import HaloClient
 from reconciler.adapters.metrics import observe_halo_call, observe_outbox_failure, observe_reconciliation
 from reconciler.adapters.store import SqlStore
 from reconciler.core.breaker import fingerprint
-from reconciler.core.errors import CoordinationUnavailable, OperationFailed
+from reconciler.core.errors import CoordinationError, CoordinationUnavailable, OperationFailed
 from reconciler.core.policy import Policy
 from reconciler.core.retention import RetentionPolicy
 from reconciler.usecases.reconcile import Deps, ReconcileResult
 from worker import coordination as redis_clients
 from worker import db, publishing
+from worker.reporting import publisher, reporter  # the report path, built where the hook can import it
 from worker.config import Settings, get_settings
 from worker.per_process import PerProcess
 
@@ -174,31 +175,6 @@ def sweeps(settings: Settings | None = None) -> SweepCoordinator:
     return SweepCoordinator(redis_clients.get_redis(), interval_seconds=settings.sweep_interval_seconds)
 
 
-def reporter(*, bounded: bool = False, settings: Settings | None = None) -> Reporter:
-    """The report path; ``bounded`` is the application hook's (every call within the report timeout)."""
-    settings = settings or get_settings()
-    return Reporter(
-        redis=redis_clients.get_redis(bounded=bounded),
-        publish=publisher(settings.report_timeout_seconds),
-        threshold=settings.forbidden_threshold,
-        window_seconds=settings.forbidden_window_seconds,
-        pending_seconds=publishing.hook_bound(settings.report_timeout_seconds).mark_seconds,
-        queued_seconds=settings.broker_visibility_timeout_seconds,
-    )
-
-
-def publisher(timeout: float):
-    """Publish a task by name (no task module imported into the application) over connections whose
-    every wait is bounded by ``timeout`` (``worker.publishing``): a half-open broker cannot hold it."""
-
-    def celery_app() -> Any:
-        from worker.celery_app import app  # the Celery app only when a report first needs a worker
-
-        return app
-
-    return publishing.bounded_publisher(timeout, celery_app)
-
-
 def reconcile_deps(settings: Settings | None = None) -> Deps:
     """Everything a reconciliation needs: the real clients, the configured policy, the run's coordination."""
     settings = settings or get_settings()
@@ -220,6 +196,22 @@ def runs(settings: Settings | None = None, breaker_: RedisBreaker | None = None)
     marks, the breaker's state (``reconciler.adapters.coordination.runs``)."""
     settings = settings or get_settings()
     return RedisRuns(work_queue(settings), coordination(settings), breaker_ or breaker(settings))
+
+
+def announce_run_finished(result: ReconcileResult) -> None:
+    """Tell the reports waiting on this practice (``POST /v1/reports`` with ``wait_seconds``) that a
+    run finished. Called by every after-run place; never raises: a lost announcement only makes a
+    waiting report answer ``settled: false`` at the end of its wait."""
+    if result.old_guid is None:  # the practice was not read (gone): nobody can be waiting on it
+        return
+    finished = RunFinished(practice_id=result.practice_id, guid=result.old_guid,
+                           current_guid=result.current_guid or result.old_guid,
+                           action=None if result.verdict is None else str(result.action),
+                           answered=result.verdict is not None, again=result.again)
+    try:
+        announce_finished(redis_clients.get_redis(), finished)
+    except CoordinationError as exc:
+        log.warning("run_finished_unannounced", practice_id=result.practice_id, error=str(exc))
 
 
 def _observe(result: ReconcileResult) -> None:

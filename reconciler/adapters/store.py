@@ -12,23 +12,26 @@ from collections.abc import Callable, Iterator, Sequence
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import (Date, Integer, and_, bindparam, cast, delete, exists, func, insert, literal, or_, text, tuple_,
+from sqlalchemy import (Date, Integer, and_, bindparam, case, cast, delete, exists, func, insert, literal, or_, text, tuple_,
                         update)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
-from models import (Action, GuidHistory, Practice, PmsType, Reconciliation, Ticket, TicketKind, TicketReason,
+from models import (Action, GuidHistory, Practice, PmsType, PracticeState, Reconciliation, Ticket, TicketKind,
+                    TicketReason,
                     TicketStatus, Trigger)
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
+from models.practice import PracticeOut
 from models.types import UTCDateTime
 from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
 from models.approval import Approval
 from models.decision import OperatorDecision
-from reconciler.adapters import tickets
+from reconciler.adapters import change_events, tickets
 from reconciler.core.change import PracticeChange
 from reconciler.core.errors import Conflict
 from reconciler.core.policy import GuardState, Policy
@@ -358,6 +361,7 @@ class SqlStore:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._written: dict[int, dict[str, Any]] = {}  # practice id -> the values written in this unit of work
 
     # reading
     def practice(self, practice_id: int) -> Practice:
@@ -416,6 +420,7 @@ class SqlStore:
     def write_practice(self, practice: Practice, values: dict[str, Any]) -> None:
         """``UPDATE practices ... WHERE id = ? AND version = ?``; no row means someone else won."""
         values = {**values, "version": practice.version + 1}
+        self._written.setdefault(practice.id, {}).update(values)  # type: ignore[arg-type]
         # A detached practice (a reconciliation's, read before Halo was asked) has no object in this
         # session to keep in step: a Core UPDATE skips the ORM's bulk-update bookkeeping. An attached
         # one (a decision's) goes through the ORM, which updates the object in place.
@@ -431,12 +436,33 @@ class SqlStore:
             raise Conflict(f"practice {practice.id} changed since version {practice.version}")
 
     def switch_history(self, practice: Practice, new_guid: str, *, reason: str, now: datetime) -> None:
-        self.session.execute(
+        """Close the current GUID's period, open ``new_guid``'s, and write ``practice.guid_changed``
+        (every GUID change passes here: automatic, approved, paired).
+
+        The closing UPDATE touches every period of the practice (the open one gets ``now``, the rest
+        keep their value) so that its RETURNING hands back the whole history the event carries: no
+        read of its own. A practice has had a handful of GUIDs."""
+        periods = sorted(self.session.execute(
             update(GuidHistory)
-            .where(col(GuidHistory.practice_id) == practice.id, col(GuidHistory.valid_until).is_(None))
-            .values(valid_until=now)
-        )
+            .where(col(GuidHistory.practice_id) == practice.id)
+            .values(valid_until=case((col(GuidHistory.valid_until).is_(None), now), else_=col(GuidHistory.valid_until)))
+            .returning(GuidHistory.valid_from, GuidHistory.id, GuidHistory.guid, GuidHistory.valid_until,
+                       GuidHistory.reason)
+            .execution_options(synchronize_session=False)
+        ).all())
         self.session.add(GuidHistory(practice_id=practice.id, guid=new_guid, valid_from=now, reason=reason))  # type: ignore[arg-type]
+        history = [SimpleNamespace(guid=g, valid_from=f, valid_until=u, reason=r) for f, _, g, u, r in periods]
+        history.append(SimpleNamespace(guid=new_guid, valid_from=now, valid_until=None, reason=reason))
+        change_events.guid_changed(self.session, practice=self._as_written(practice, history), now=now,
+                                   old_guid=periods[-1][2] if periods else None, new_guid=new_guid, reason=reason)
+
+    def _as_written(self, practice: Practice, history: Sequence[Any]) -> dict[str, Any]:
+        """The practice's JSON as this unit of work wrote it (a reconciliation's practice is detached:
+        the values ``write_practice`` wrote are laid over it)."""
+        written = self._written.get(practice.id, {})  # type: ignore[arg-type]
+        view = SimpleNamespace(**{name: written.get(name, getattr(practice, name)) for name in PracticeOut.model_fields
+                                  if name != "guid_history"})
+        return PracticeOut.from_rows(view, list(history)).to_json()  # type: ignore[arg-type]
 
     def set_flag(self, name: str, enabled: bool, *, now: datetime, reason: str | None = None) -> None:
         set_flag(self.session, name, enabled, now=now, reason=reason)
@@ -461,7 +487,15 @@ class SqlStore:
         within the quiet window). Columns whose value the practice already has are not written."""
         values = {k: v for k, v in change.values.items()
                   if k in _ALWAYS_WRITTEN or getattr(practice, k, _MISSING) != v}
+        # A hold is news when the practice was not held, or is now held for another proposal.
+        newly_held = change.values.get("state") == PracticeState.HELD and (
+            practice.state != PracticeState.HELD or practice.proposed_guid != change.values.get("proposed_guid"))
         self.write_practice(practice, values)
+        if newly_held:
+            history = guid_history(self.session, practice_id=practice.id)  # type: ignore[arg-type]
+            change_events.held(self.session, practice=self._as_written(practice, history), now=now,
+                               proposed_guid=change.values.get("proposed_guid"),
+                               reason=str(change.values.get("last_verdict") or ""))
         if change.switch_to:
             self.switch_history(practice, change.switch_to, reason=change.history_reason, now=now)
         ticket_id = None

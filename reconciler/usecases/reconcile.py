@@ -177,20 +177,23 @@ def retry_in(error: BaseException, *, retries: int, transient: tuple[type[BaseEx
 
 
 def after_run(result: ReconcileResult, *, queue: Callable[[], FollowUpQueue], publish: Callable[[float | None], Any],
-              deliver: Callable[[], Any], in_process: bool = False) -> None:
+              deliver: Callable[[], Any], announce: Callable[[ReconcileResult], None] = lambda result: None,
+              in_process: bool = False) -> None:
     """What follows every finished run, in one place for the worker's task and the operator's
     in-process runs (``reconcile --now``, ``sweep --now``), in this order:
 
-    1. the run finished: whoever waits on it hears so (issue 21's ``wait_seconds``: its line goes here);
+    1. the run finished: whoever waits on it hears so (``announce``: a report that waits, in ``serve``);
     2. the follow-up: a report the run did not answer arrived while it ran, so exactly one more run is
        published (``publish(countdown)``, through ``queueing.publish_follow_up`` over ``queue()``);
     3. the breaker's own probe: a run that tripped the breaker, or whose probe failed, schedules the
        probe task for when it is due (issue 24's line goes here, from what ``_breaker_learns`` saw);
-    4. the outbox: a run that opened or counted a ticket delivers its events now; an operator's
+    4. the outbox: a run that opened or counted a ticket, switched or held delivers its events now
+       (ticket events, ``practice.guid_changed``, ``practice.held``); an operator's
        in-process run delivers whatever is pending (no worker need be running; the beat sends the rest).
 
     A worker's follow-up that cannot be published raises (``retry_in`` tries the task again); an
     in-process run's is logged: the next report or sweep queues the practice again."""
+    announce(result)
     if result.again:
         try:
             publish_follow_up(queue(), result.practice_id, publish)
@@ -198,7 +201,7 @@ def after_run(result: ReconcileResult, *, queue: Callable[[], FollowUpQueue], pu
             if not in_process:
                 raise
             log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)
-    if in_process or result.ticket_id is not None:
+    if in_process or result.ticket_id is not None or result.action in (Action.SWITCHED, Action.HELD):
         deliver()
 
 

@@ -3,6 +3,7 @@
 ::
 
     POST /v1/reports        {"guid": G, "message": M?}  -> 202 {"taken": true}
+                            {..., "wait_seconds": W}    -> 200 {"taken", "settled", "current_guid", "action"}
                                                            400 / 413 {"error": ...}
                                                            503 {"taken": false, "error": ...}
     GET  /v1/guids/{guid}   -> 200 {"guid", "current_guid", "practice_id", "state"}, 400, 404, 503
@@ -12,6 +13,10 @@ A report takes exactly the Python hook's path (``worker.hooks.report_forbidden``
 stale GUIDs and the outcome counters behave the same whichever way a 403 arrives. Every handler's
 work is bounded by ``REQUEST_TIMEOUT_SECONDS`` (503 when it passes); blocking calls run in the
 thread pool, never on the event loop. ``BearerAuth`` stands in front of all of it.
+
+A report with ``wait_seconds`` waits on the event loop for the run it leads to (or folds into) to
+finish: ``worker.serve.waits`` hears of it from the one Redis subscription the process holds. The
+wait holds no thread, no database connection and no worker process.
 """
 
 from __future__ import annotations
@@ -32,13 +37,17 @@ from starlette.routing import Route
 
 from reconciler.core.errors import UnknownPractice
 from reconciler.core.guids import InvalidGuid, parse_guid
+from reconciler.core.halo_errors import integrator_wide_cause
+from reconciler.core.vocabulary import ReportOutcome
 from worker import admin, hooks
+from worker import coordination as redis_clients
 from worker.config import Settings
 from worker.db import DatabaseError
 from worker.serve.auth import BearerAuth
 from worker.serve.body import MAX_BODY_BYTES, BadContentLength, BodyTooLarge, read_body
 from worker.serve.openapi import openapi_document
 from worker.serve.threads import run_blocking
+from worker.serve.waits import RunWaits
 
 log = structlog.get_logger()
 
@@ -54,12 +63,14 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def bounded(handler: Handler) -> Handler:
-    """The handler's whole work (reading the body included) within the request timeout; 503 after."""
+    """The handler's whole work (reading the body included) within the request timeout; 503 after.
+    A handler that chooses to wait moves its deadline on by the wait (``request.state.deadline``)."""
 
     async def endpoint(request: Request) -> Response:
         timeout = request.app.state.request_timeout
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(timeout) as scope:
+                request.state.deadline = scope
                 return await handler(request)
         except TimeoutError:
             log.warning("api_request_timed_out", endpoint=handler.__name__, timeout_s=timeout)
@@ -74,8 +85,11 @@ class BadReport(Exception):
     pass
 
 
-def parse_report(raw: bytes) -> tuple[str, str | None]:
-    """``(guid, message)`` from the body, as sent; raise BadReport naming what is wrong."""
+MAX_WAIT_SECONDS = 10.0
+
+
+def parse_report(raw: bytes) -> tuple[str, str | None, float | None]:
+    """``(guid, message, wait_seconds)`` from the body, as sent; raise BadReport naming what is wrong."""
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError):
@@ -88,12 +102,17 @@ def parse_report(raw: bytes) -> tuple[str, str | None]:
     message = document.get("message")
     if message is not None and not isinstance(message, str):
         raise BadReport('"message" must be a string or null')
-    return guid, message
+    wait = document.get("wait_seconds")
+    if wait is not None:
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait <= MAX_WAIT_SECONDS:
+            raise BadReport(f'"wait_seconds" must be a number greater than 0 and at most {MAX_WAIT_SECONDS:g}')
+        wait = float(wait)
+    return guid, message, wait
 
 
 @bounded
 async def post_report(request: Request) -> Response:
-    """Report a 403 Halo answered for a GUID."""
+    """Report a 403 Halo answered for a GUID; with ``wait_seconds``, answer once its run finished."""
     try:
         raw = await read_body(request, MAX_BODY_BYTES)
     except BodyTooLarge as exc:
@@ -101,21 +120,69 @@ async def post_report(request: Request) -> Response:
     except BadContentLength as exc:
         return _error(400, str(exc))
     try:
-        guid, message = parse_report(raw)
+        guid, message, wait = parse_report(raw)
     except BadReport as exc:
         return _error(400, str(exc))
     try:
-        parse_guid(guid)
+        canonical = parse_guid(guid)
     except InvalidGuid as exc:
         # The hook refuses it too, and counts it as rejected: the same count whichever way it came.
         # Losing that count is harmless; it must not turn bad input into a 503.
         with anyio.move_on_after(REJECTED_COUNT_SECONDS):
             await run_blocking(hooks.report_forbidden, guid, message, source=SOURCE)
         return _error(400, str(exc))
-    if not await run_blocking(hooks.report_forbidden, guid, message, source=SOURCE):
-        return _error(503, "the report was not taken: the coordination store did not answer; retry later",
-                      taken=False)
-    return JSONResponse({"taken": True}, status_code=202)
+    if wait is None:
+        if not await run_blocking(hooks.report_forbidden, canonical, message, source=SOURCE):
+            return _not_taken()
+        return JSONResponse({"taken": True}, status_code=202)
+    request.state.deadline.deadline += wait
+    return await _report_and_wait(request.app.state.waits, canonical, message, wait)
+
+
+def _not_taken() -> Response:
+    return _error(503, "the report was not taken: the coordination store did not answer; retry later", taken=False)
+
+
+def _waited(settled: bool, current_guid: str | None, action: str | None) -> Response:
+    return JSONResponse({"taken": True, "settled": settled, "current_guid": current_guid, "action": action})
+
+
+# The outcomes after which no run follows the report, or none the report is owed: answered at once.
+_NO_RUN = frozenset({ReportOutcome.STALE, ReportOutcome.UNKNOWN, ReportOutcome.INTEGRATOR_WIDE})
+
+
+async def _report_and_wait(waits: RunWaits, guid: str, message: str | None, wait: float) -> Response:
+    """Take the report, then wait (at most ``wait`` seconds) for the run that answers it.
+
+    The GUID is watched before the report is taken, so a run finishing in between is not missed."""
+    with waits.watch(guid) as finished:
+        listening = await waits.listening()
+        outcome = await run_blocking(hooks.report, guid, message, source=SOURCE)
+        if outcome is None:
+            return _not_taken()
+        if outcome is ReportOutcome.UNKNOWN:
+            return _waited(True, None, None)
+        if outcome in _NO_RUN or outcome is ReportOutcome.LOOKUP or integrator_wide_cause(message):
+            # One read, at once (never while waiting): the GUID's practice, if any, and its GUID now.
+            try:
+                current = await run_blocking(admin.current_guid, guid)
+            except (DatabaseError, SQLAlchemyError) as exc:
+                log.warning("api_database_failed", error=f"{type(exc).__name__}: {exc}")
+                return _waited(False, guid, None)
+            if current is None or current != guid:  # no practice has it, or it was replaced: use this
+                return _waited(True, current, None)
+            if outcome is not ReportOutcome.LOOKUP:  # no run follows this report
+                return _waited(True, guid, None)
+        if not listening:
+            return _waited(False, guid, None)
+        action: str | None = None
+        with anyio.move_on_after(wait):
+            while True:
+                run = await finished.get()
+                action = run.action or action
+                if run.settles(guid):
+                    return _waited(True, run.current_guid, run.action)
+    return _waited(False, guid, action)
 
 
 @bounded
@@ -163,4 +230,5 @@ def build_api(settings: Settings, *, request_timeout: float = REQUEST_TIMEOUT_SE
     )
     api.state.request_timeout = request_timeout
     api.state.openapi = openapi_document()
+    api.state.waits = RunWaits(redis_clients.redis_url)
     return api

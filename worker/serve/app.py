@@ -14,6 +14,8 @@ Unrouted paths answer a JSON 404 (with the console mounted: its sign-in page, or
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 import uvicorn
 from starlette.applications import Starlette
@@ -22,7 +24,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.config import Settings
 from worker.logging import register_secret
@@ -37,6 +39,27 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
+PROBE_METHODS = ("GET", "HEAD")
+
+
+class _Probe:
+    """A probe's route for every method (an ASGI app, so Starlette's router matches any method): those it
+    does not serve answer 405 here, before the console (mounted at /) could take them for its pages."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.endpoint = endpoint
+        self.__name__ = endpoint.__name__
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method in PROBE_METHODS:
+            response = await self.endpoint(request)
+        else:
+            response = JSONResponse({"error": f"{request.method} is not allowed here"}, status_code=405,
+                                    headers={"Allow": ", ".join(PROBE_METHODS)})
+        await response(scope, receive, send)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
@@ -45,8 +68,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings, *, console: ASGIApp | None = None, **api_options: float) -> Starlette:
     """The whole server. ``console``: an ASGI app to mount at ``/`` (after every other route)."""
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        Route("/healthz", _Probe(healthz)),
+        Route("/readyz", _Probe(readyz)),
         Mount("/v1", app=build_api(settings, **api_options)),
     ]
     if console is not None:
@@ -64,6 +87,10 @@ def run_server(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFA
         register_secret(token.get_secret_value())
     if not settings.api_tokens:
         log.warning("api_tokens_missing", detail="HALO_RECONCILER_API_TOKENS is empty: /v1 refuses every request (401)")
+    # The report path publishes through the Celery app: loaded now, not by the first report that needs it
+    # (about a second of imports an application waiting on that report would otherwise pay).
+    from worker import celery_app  # noqa: F401  (start-up time: only serve loads it up front)
+
     log.info("api_serving", host=host, port=port, tokens=len(settings.api_tokens), console="/")
     uvicorn.run(
         create_app(settings, console=build_console(settings)),

@@ -9,10 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from models import PracticeState
+from reconciler.core.vocabulary import Action
 from worker.serve.body import MAX_BODY_BYTES
 
-_GUID = {"type": "string", "description": "A Halo GUID (any case, braces or urn:uuid: accepted).",
+API_VERSION = "1.1.0"  # the halo-reconciler-client release that speaks this API carries the same version
+
+_GUID = {"type": "string", "format": "uuid",
+         "description": "A Halo GUID, a UUID (any case; braces or urn:uuid: are accepted too).",
          "examples": ["3f2504e0-4f89-41d3-9a0c-0305e82c3301"]}
+_CANONICAL_GUID = {"type": "string", "format": "uuid", "description": "A Halo GUID, lower case and hyphenated."}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -31,7 +36,7 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "halo-reconciler HTTP API",
-            "version": "1",
+            "version": API_VERSION,
             "description": (
                 "Report Halo 403s from an application in any language, and ask which GUID to use now. "
                 "Every request under /v1/ carries `Authorization: Bearer TOKEN`, a token listed in "
@@ -45,7 +50,9 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Report that Halo answered 403 for a GUID (the Python hook's path).",
                     "description": (
                         f"At most {MAX_BODY_BYTES} bytes of JSON. A well-formed GUID no practice has is taken and "
-                        "counted as unknown. The message is cut to 4 KiB before it is stored."
+                        "counted as unknown. The message is cut to 4 KiB before it is stored. With `wait_seconds`, "
+                        "the answer (200) comes once the reconciliation the report leads to, or folds into, has "
+                        "finished, or when that many seconds have passed (`settled` says which)."
                     ),
                     "security": [{"bearer": []}],
                     "requestBody": {
@@ -53,8 +60,11 @@ def openapi_document() -> dict[str, Any]:
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Report"}}},
                     },
                     "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Waited"},
+                                     "With `wait_seconds`: the report was taken, and what its run decided."),
                         "202": _json({"$ref": "#/components/schemas/Taken"}, "The report was taken."),
-                        "400": _json(_ERROR, "Not a JSON object with a string `guid`, or a malformed GUID."),
+                        "400": _json(_ERROR, "Not a JSON object with a string `guid`, a malformed GUID, or a "
+                                             "`wait_seconds` outside (0, 10]."),
                         "401": _UNAUTHORISED,
                         "413": _json(_ERROR, f"The body is larger than {MAX_BODY_BYTES} bytes."),
                         "503": _json({"$ref": "#/components/schemas/NotTaken"},
@@ -118,6 +128,23 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "guid": _GUID,
                         "message": {"type": ["string", "null"], "description": "Halo's error message, if known."},
+                        "wait_seconds": {
+                            "type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 10,
+                            "description": "Wait at most this long for the reconciliation the report leads to.",
+                        },
+                    },
+                },
+                "Waited": {
+                    "type": "object",
+                    "required": ["taken", "settled", "current_guid", "action"],
+                    "properties": {
+                        "taken": {"const": True},
+                        "settled": {"type": "boolean",
+                                    "description": "The run finished (true) or the wait ended first (false)."},
+                        "current_guid": {**_CANONICAL_GUID, "type": ["string", "null"],
+                                         "description": "The GUID to use now for the reported one; null if unknown."},
+                        "action": {"type": ["string", "null"], "enum": [*(a.value for a in Action), None],
+                                   "description": "The finished reconciliation's action."},
                     },
                 },
                 "Taken": {
@@ -132,8 +159,8 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["guid", "current_guid", "practice_id", "state"],
                     "properties": {
-                        "guid": {"type": "string", "description": "The GUID asked about, canonical."},
-                        "current_guid": {"type": "string", "description": "The GUID to use now."},
+                        "guid": {**_CANONICAL_GUID, "description": "The GUID asked about, canonical."},
+                        "current_guid": {**_CANONICAL_GUID, "description": "The GUID to use now."},
                         "practice_id": {"type": "integer"},
                         "state": {"type": "string", "enum": [state.value for state in PracticeState]},
                     },

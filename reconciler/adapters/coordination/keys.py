@@ -24,6 +24,7 @@ key                                type, TTL                what
 ``halo:sweep:lock``                string, 10 min           one sweep at a time, whatever the beats
 ``halo:sweep:last``                string, none             when the last sweep finished (ISO 8601)
 ``halo:sweep:slot:{n}``            string, 2 intervals      the n-th beat interval has been swept
+``halo:runs-finished``             pub/sub channel          a run finished (``finished.py``): waiting reports
 =================================  =======================  ============================================
 """
 
@@ -114,3 +115,7 @@ def last_sweep() -> str:
 
 def sweep_slot(slot: int) -> str:
     return f"{PREFIX}sweep:slot:{slot}"
+
+
+def runs_finished() -> str:
+    return f"{PREFIX}runs-finished"

@@ -1,0 +1,56 @@
+"""Change events: ``practice.guid_changed`` and ``practice.held``, beside the ticket events.
+
+Written by the store in the same transaction as the change they describe (``SqlStore.switch_history``
+for every GUID change, automatic, approved or paired; ``SqlStore.apply_change`` for every hold), as
+outbox rows for the webhook target: the same table, signing, retries and de-duplication as ticket
+events (``reconciler.adapters.outbox``). A rollback takes the event with the change; a crash after
+the commit loses neither. The event id (``practice-{id}-guid-...`` / ``practice-{id}-held-...``) is
+fixed when the row is written, so every retry carries the same one.
+
+The body (``webhook.encode`` adds ``id``)::
+
+    {"event", "id", "at", "practice": {...the practice JSON...}, "old_guid", "new_guid", "reason"}
+
+``reason``: ``infrastructure_change``, ``approved`` or ``paired`` for a change; for a hold, the
+verdict that held it (``new_guid`` is then the proposed GUID).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from models.outbox import OutboxEvent, OutboxTarget
+from reconciler import logs
+
+log = logs.get_logger()
+
+GUID_CHANGED = "practice.guid_changed"
+HELD = "practice.held"
+
+
+def _add(session: Session, *, kind: str, event: str, at: datetime, practice: dict[str, Any], old_guid: str | None,
+         new_guid: str | None, reason: str) -> None:
+    # Unique by construction (no read to de-duplicate): one row per change, whatever retries it.
+    event_id = f"practice-{practice['id']}-{kind}-{uuid.uuid4().hex}"
+    payload = {"event": event, "at": at.isoformat(), "practice": practice, "old_guid": old_guid,
+               "new_guid": new_guid, "reason": reason}
+    session.add(OutboxEvent(event_id=event_id, event_type=event, target=OutboxTarget.WEBHOOK, payload=payload,
+                            created_at=at, next_attempt_at=at))
+    log.info("change_event_written", event_type=event, event_id=event_id, reason=reason)
+
+
+def guid_changed(session: Session, *, practice: dict[str, Any], old_guid: str | None, new_guid: str, reason: str,
+                 now: datetime) -> None:
+    """A practice's GUID changed; ``practice`` is its JSON after the change."""
+    _add(session, kind="guid", event=GUID_CHANGED, at=now, practice=practice, old_guid=old_guid, new_guid=new_guid,
+         reason=reason)
+
+
+def held(session: Session, *, practice: dict[str, Any], proposed_guid: str | None, reason: str, now: datetime) -> None:
+    """A change to ``proposed_guid`` is held for a person, for ``reason`` (the verdict)."""
+    _add(session, kind="held", event=HELD, at=now, practice=practice, old_guid=practice["halo_guid"],
+         new_guid=proposed_guid, reason=reason)
