@@ -10,6 +10,7 @@ from reconciler.core.errors import Busy, CoordinationUnavailable
 from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.reconcile import reconcile
 from tasks.deliver import deliver_outbox
+from tasks.probe import after_run
 from worker import wiring
 from worker.celery_app import app
 from worker.messages import PracticeId, parsed_arguments
@@ -47,4 +48,5 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
                                                                            countdown=countdown))
     if result.ticket_id is not None:
         deliver_outbox.apply_async()
+    after_run(practice_id, result)  # the breaker probes by itself (reconciler.usecases.probing)
     return str(result.verdict) if result.verdict else None

@@ -185,6 +185,21 @@ def requeue(settings: Settings | None = None):
     return run_again
 
 
+def probe_publisher(settings: Settings | None = None):
+    """Publish the breaker's probe task (``halo.probe_breaker``) for a practice, with a countdown, by name:
+    the worker's main process (the probe watch) publishes it without importing the task modules."""
+    settings = settings or get_settings()
+    publish = publisher(settings.report_timeout_seconds)
+
+    def publish_probe(practice_id: int | None, countdown: float) -> None:
+        try:
+            publish("halo.probe_breaker", [practice_id] if practice_id else [], "sweep", countdown=countdown or None)
+        except Exception as exc:  # whatever the broker client raised: the probe watch schedules it again
+            raise CoordinationUnavailable(f"the breaker's probe was not published: {type(exc).__name__}") from exc
+
+    return publish_probe
+
+
 def guid_index() -> RedisGuidIndex:
     return RedisGuidIndex(redis_clients.get_redis())
 

@@ -443,14 +443,15 @@ def _close_breaker(deps: Deps, result: ReconcileResult) -> ReconcileResult:
     except CoordinationUnavailable as exc:
         log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
         return result
-    if not closed:
+    if not closed and not waiting:
         return result
-    with deps.unit_of_work() as store:
-        # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
-        # whoever reported them.
-        store.resolve_tickets(practice_id=None, reasons=[r for r in INTEGRATOR_WIDE_REASONS
-                                                         if str(r) in {str(c) for c in closed}], now=now)
-        store.commit()
+    if closed:
+        with deps.unit_of_work() as store:
+            # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
+            # whoever reported them.
+            store.resolve_tickets(practice_id=None, reasons=[r for r in INTEGRATOR_WIDE_REASONS
+                                                             if str(r) in {str(c) for c in closed}], now=now)
+            store.commit()
     released = tuple(pid for pid in waiting if pid != result.practice_id)
     log.info("breaker_closed", causes=[str(c) for c in closed], kept=len(waiting), practice_id=result.practice_id)
     if deps.requeue is not None:

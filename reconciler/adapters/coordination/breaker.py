@@ -2,8 +2,11 @@
 
 ``halo:breaker:{scope}`` holds an open breaker (``reconciler.core.breaker`` decides everything about
 it; this module stores and reads it), ``halo:breaker-probe:{scope}`` is the one probe's lock, and
-``halo:breaker-waiting`` the practices whose automatic work arrived while it was open. Times are
-epoch seconds from the caller's clock (tests drive an hour in a moment).
+``halo:breaker-waiting`` the practices whose automatic work arrived while it was open, and
+``halo:breaker-probe-scheduled`` says that a probe task is on its way (``reconciler.usecases.probing``
+schedules it): its value is the probe's due time, and it lives until a little past it, so a probe
+message that was lost is noticed (the key is gone while a breaker is still open) and scheduled again.
+Times are epoch seconds from the caller's clock (tests drive an hour in a moment).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from reconciler.core.vocabulary import Verdict
 
 # A breaker nobody probes (no work, no beat) is forgotten after a week; a typo'd key's with it.
 STATE_SECONDS = 7 * 24 * 3600
+# How long past its due time a scheduled probe's mark outlives it: a probe that has not run by then
+# (its message lost with a worker or a broker) is scheduled again by whoever looks next.
+PROBE_GRACE_SECONDS = 30
 
 
 class RedisBreaker:
@@ -40,6 +46,13 @@ class RedisBreaker:
     def state_keys(self) -> list[str]:
         """The hashes ``states`` reads, in ``scopes`` order (a run's first round trip reads them too)."""
         return [keys.breaker(scope) for scope in self.scopes]
+
+    @property
+    def closing_keys(self) -> list[str]:
+        """What a run's finish looks at to know whether ``close`` has anything to do: this process's
+        breakers, and the work kept meanwhile (kept by another key's breaker, it still waits for a
+        normal answer: a fixed key's first success runs it)."""
+        return [*self.state_keys, keys.breaker_waiting()]
 
     def states(self) -> list[BreakerState]:
         """The open breakers that stop this process (its key's and the integrator's)."""
@@ -105,18 +118,49 @@ class RedisBreaker:
         self._release_probes(self.scopes)
 
     def close(self) -> tuple[list[Verdict], list[int]]:
-        """Halo answered normally: close this process's breakers. Returns the causes that were open and
-        the practices kept meanwhile (each once; the caller queues them)."""
-        states = self.states()
-        if not states:
-            return [], []
-        pipe = self.redis.pipeline(transaction=True)
-        for state in states:
-            pipe.delete(keys.breaker(state.scope), keys.breaker_probe(state.scope))
-        pipe.smembers(keys.breaker_waiting())
-        pipe.delete(keys.breaker_waiting())
-        *_, waiting, _ = pipe.execute()
-        return [state.cause for state in states], sorted(int(pid) for pid in waiting)
+        """Halo answered normally: close this process's breakers, and every other key's ``unauthorized``
+        one (the integration answers with the key in use; a process still holding a refused key is
+        refused at its next call and opens its own again). Returns the causes that were open and the
+        practices kept meanwhile (each once; the caller queues them), whichever breaker kept them."""
+        try:
+            states = self.states() + [s for s in open_breakers(self.redis)
+                                      if s.scope not in self.scopes and s.cause is Verdict.UNAUTHORIZED]
+            pipe = self.redis.pipeline(transaction=True)
+            for state in states:
+                pipe.delete(keys.breaker(state.scope), keys.breaker_probe(state.scope))
+            pipe.delete(keys.breaker_probe_scheduled())
+            pipe.smembers(keys.breaker_waiting())
+            pipe.delete(keys.breaker_waiting())
+            *_, waiting, _ = pipe.execute()
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the breaker cannot be closed: {type(exc).__name__}") from exc
+        return sorted({state.cause for state in states}), sorted(int(pid) for pid in waiting)
+
+    # --- the probe task's schedule (``reconciler.usecases.probing``) -----------------------------
+
+    def claim_probe_schedule(self, *, due: float, now: float) -> bool:
+        """Take the one scheduled probe for ``due`` (False: one is on its way already). The mark lives
+        until ``PROBE_GRACE_SECONDS`` past ``due``: a probe not run by then is taken to be lost."""
+        ttl = max(1, int(due - now + 0.999)) + PROBE_GRACE_SECONDS
+        try:
+            return bool(self.redis.set(keys.breaker_probe_scheduled(), repr(due), nx=True, ex=ttl))
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the breaker's probe cannot be scheduled: {type(exc).__name__}") from exc
+
+    def drop_probe_schedule(self) -> None:
+        """The scheduled probe ran (or its publish failed): the next one may be scheduled."""
+        try:
+            self.redis.delete(keys.breaker_probe_scheduled())
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the breaker's probe schedule cannot be dropped: {type(exc).__name__}") from exc
+
+    def kept_practice(self) -> int | None:
+        """One practice whose work is kept (the probe's candidate), or None."""
+        try:
+            found = self.redis.srandmember(keys.breaker_waiting())
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the breaker's kept work cannot be read: {type(exc).__name__}") from exc
+        return int(found) if found is not None else None
 
     def _release_probes(self, scopes: Iterable[str]) -> None:
         names = [keys.breaker_probe(scope) for scope in scopes]
@@ -137,7 +181,7 @@ def _parse(scope: str, fields: dict) -> BreakerState | None:
 
 
 def open_breakers(redis: redis_lib.Redis) -> list[BreakerState]:
-    """Every open breaker, whatever its key (metrics, health on another host)."""
+    """Every open breaker, whatever its key (metrics, health on another host, closing a fixed key's)."""
     found = []
     for name in redis.scan_iter(match=keys.breaker("*"), count=100):
         name = name.decode() if isinstance(name, bytes) else name

@@ -58,7 +58,7 @@ class RedisRuns:
                breaker_closing: bool = False) -> tuple[bool, bool]:
         if claim is None:
             raise ValueError("a run over Redis always holds a claim")
-        breakers = self.breaker.state_keys if breaker_closing and self.breaker is not None else []
+        breakers = self.breaker.closing_keys if breaker_closing and self.breaker is not None else []
         note_keys: list[str] = []
         note_args: list[object] = []
         if noted:

@@ -1,0 +1,113 @@
+"""The breaker probes by itself (issue 24 item 1): with nothing but a worker running (no beat, no new
+report), kept work runs after Halo answers again, and a probe message that was lost is noticed.
+
+Real parts: Valkey, PostgreSQL, the simulator over HTTP and one real worker process. The probe interval
+is short (``HALO_RECONCILER_BREAKER_PROBE_SECONDS``), so the test waits seconds, not minutes; how long
+the kept work took after Halo answered again is recorded, not asserted (docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from models import GuidHistory, PmsType, Practice, Ticket, TicketReason, TicketStatus, Verdict
+from reconciler.adapters.coordination import keys
+from tests.integration.conftest import use_environment
+from tests.reliability.conftest import count, onboard_fleet, rows
+from tests.utils.waiting import wait_until
+from tests.utils.workers import start_workers, stop_workers
+from worker import wiring
+from worker.hooks import report_forbidden
+from worker.simulator.faults import Fault
+
+pytestmark = pytest.mark.integration
+
+PROBE_SECONDS = 2
+
+
+def current(ids: list[int]) -> dict[int, str]:
+    return {p.id: p.halo_guid for p in rows(Practice, Practice.id.in_(ids))}
+
+
+@pytest.fixture
+def probing_stack(stack, monkeypatch):
+    sim, env = stack
+    env = {**env, "HALO_RECONCILER_BREAKER_PROBE_SECONDS": str(PROBE_SECONDS)}
+    use_environment(monkeypatch, env)
+    return sim, env
+
+
+def test_with_only_a_worker_kept_work_runs_once_halo_answers_again(probing_stack, tmp_path, observe, redis_url):
+    sim, env = probing_stack
+    ids, old = onboard_fleet(sim, PmsType.ZEDMED, [f"ZM{n}" for n in range(4)])
+    new = {pid: sim.change_guid(PmsType.ZEDMED, f"ZM{n}") for n, pid in enumerate(ids)}
+    sim.reset_counters()
+    sim.inject(Fault("quota_exceeded"))
+    client = redis.Redis.from_url(redis_url)
+    [worker] = start_workers(env, tmp_path, count=1, ready=True)  # no beat: nothing else will ask
+    try:
+        for pid in ids:
+            assert report_forbidden(old[pid], "Forbidden")
+        # The first run is refused and opens the breaker; the other reports are kept; the worker's own
+        # probes are refused too (two at least: the first after the probe interval, the next after twice it).
+        wait_until(lambda: sim.call_count("find_sites") >= 3, timeout=60, interval=0.2,
+                   what="the breaker probing by itself while the quota is out", log=worker.log)
+        refused = sim.call_count("find_sites")
+        assert current(ids) == old
+        sim.clear_faults()  # the quota comes back
+        back = time.monotonic()
+        wait_until(lambda: current(ids) == new, timeout=60, interval=0.1,
+                   what="every kept practice switched after the quota came back", log=worker.log)
+        took = time.monotonic() - back
+        for pid in ids:  # each once
+            assert count(GuidHistory, GuidHistory.practice_id == pid, GuidHistory.guid == new[pid]) == 1
+        [ticket] = rows(Ticket, Ticket.reason == TicketReason.QUOTA_EXCEEDED)
+        wait_until(lambda: rows(Ticket, Ticket.id == ticket.id)[0].status == TicketStatus.RESOLVED, timeout=30)
+        assert wiring.breaker().states() == [] and not client.exists(keys.breaker_waiting())
+        log = worker.log.read_text()
+        assert "breaker_probe_scheduled" in log and "breaker_probe_ran" in log
+        observe(fault="the quota runs out with only a worker running (no beat, no new report)",
+                how=f"4 moved practices reported while Halo answers quota_exceeded; probe interval "
+                    f"{PROBE_SECONDS} s; the quota comes back after {refused} refused calls",
+                observed=f"the worker scheduled its own probes (every refused one doubled the wait); the 4 kept "
+                         f"practices were switched {took:.1f} s after the quota came back (the pending probe's "
+                         "countdown, then one run each); the quota ticket resolved",
+                figures={"lost": 0, "unreconciled": 0, "switched_twice": 0, "tickets_twice": 0,
+                         "calls": f"{refused} refused Find sites, then {sim.call_count('find_sites') - refused}",
+                         "blocked": "n/a"})
+    finally:
+        client.close()
+        stop_workers([worker])
+
+
+def test_a_lost_probe_message_is_noticed_by_the_worker_and_scheduled_again(probing_stack, tmp_path, observe,
+                                                                           redis_url):
+    sim, env = probing_stack
+    ids, old = onboard_fleet(sim, PmsType.D4W, [f"D{n}" for n in range(3)])
+    new = {pid: sim.change_guid(PmsType.D4W, f"D{n}") for n, pid in enumerate(ids)}
+    breaker = wiring.breaker()
+    # The breaker opened and kept three practices' work, and the probe message it scheduled was lost
+    # (its worker killed, the broker restarted without it): no schedule mark, no message anywhere.
+    breaker.trip(Verdict.QUOTA_EXCEEDED, now=time.time())
+    for pid in ids:
+        breaker.keep(pid)
+    client = redis.Redis.from_url(redis_url)
+    assert not client.exists(keys.breaker_probe_scheduled())
+    sim.reset_counters()
+    [worker] = start_workers(env, tmp_path, count=1, ready=True)
+    try:
+        wait_until(lambda: current(ids) == new, timeout=60, interval=0.1,
+                   what="the kept work run after the worker noticed no probe was on its way", log=worker.log)
+        assert breaker.states() == [] and sim.call_count("find_sites") == len(ids)
+        observe(fault="a lost probe message",
+                how="a quota breaker open with 3 kept practices and no probe scheduled; one worker started",
+                observed="the worker's probe watch noticed no probe on its way and scheduled one; the probe "
+                         "closed the breaker and each kept practice ran once",
+                figures={"lost": 0, "unreconciled": 0, "switched_twice": 0, "tickets_twice": 0,
+                         "calls": f"{sim.call_count('find_sites')} Find sites", "blocked": "n/a"})
+    finally:
+        client.close()
+        stop_workers([worker])
