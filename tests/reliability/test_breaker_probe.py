@@ -8,6 +8,9 @@ the kept work took after Halo answered again is recorded, not asserted (docs/REL
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -18,7 +21,7 @@ from reconciler.adapters.coordination import keys
 from tests.integration.conftest import use_environment
 from tests.reliability.conftest import count, onboard_fleet, rows
 from tests.utils.waiting import wait_until
-from tests.utils.workers import start_workers, stop_workers
+from tests.utils.workers import ROOT, start_workers, stop_workers
 from worker import wiring
 from worker.hooks import report_forbidden
 from worker.simulator.faults import Fault
@@ -111,3 +114,43 @@ def test_a_lost_probe_message_is_noticed_by_the_worker_and_scheduled_again(probi
     finally:
         client.close()
         stop_workers([worker])
+
+
+def test_after_a_mistyped_key_is_fixed_the_kept_work_runs_and_the_ticket_resolves(stack, tmp_path, observe,
+                                                                                  redis_url):
+    # issue 24 (High): the kept work stayed kept for ever and check_integration/unauthorized stayed open,
+    # because the right key's answer closed only the right key's breaker.
+    sim, env = stack
+    ids, old = onboard_fleet(sim, PmsType.BEST_PRACTICE, [f"BP{n}" for n in range(3)])
+    new = {pid: sim.change_guid(PmsType.BEST_PRACTICE, f"BP{n}") for n, pid in enumerate(ids)}
+    typo = {**env, "HALO_SUBSCRIPTION_KEY": "operator-typo-key-0000"}
+    [wrong] = start_workers(typo, tmp_path, count=1, name="typo", ready=True)
+    try:
+        for pid in ids:
+            assert report_forbidden(old[pid], "Forbidden")
+        wait_until(lambda: count(Ticket, Ticket.reason == TicketReason.UNAUTHORIZED) == 1, timeout=60,
+                   what="the mistyped key refused", log=wrong.log)
+        client = redis.Redis.from_url(redis_url)
+        wait_until(lambda: client.scard(keys.breaker_waiting()) == len(ids), timeout=60,
+                   what="the three practices' work kept", log=wrong.log)
+        client.close()
+    finally:
+        stop_workers([wrong])
+    [right] = start_workers(env, tmp_path, count=1, name="right", ready=True)
+    try:
+        ran = subprocess.run([sys.executable, "-m", "worker.cli", "reconcile", str(ids[0]), "--now", "--json"],
+                             cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+        wait_until(lambda: current(ids) == new, timeout=60, interval=0.2,
+                   what="every kept practice switched once the key was fixed", log=right.log)
+        [ticket] = rows(Ticket, Ticket.reason == TicketReason.UNAUTHORIZED)
+        assert ticket.status == TicketStatus.RESOLVED
+        observe(fault="a mistyped key, then fixed",
+                how="a worker with a wrong HALO_SUBSCRIPTION_KEY and 3 reports; then a worker with the right key "
+                    "and the runbook's `reconcile ID --now`",
+                observed="the right key's answer closed the wrong key's breaker, ran the 2 other kept practices "
+                         "(each switched once) and resolved check_integration/unauthorized",
+                figures={"lost": 0, "unreconciled": 0, "switched_twice": 0, "tickets_twice": 0,
+                         "calls": f"{sim.call_count('find_sites')} Find sites in all", "blocked": "n/a"})
+    finally:
+        stop_workers([right])
