@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from sqlalchemy.exc import OperationalError
 
 from models import Trigger
 from reconciler.core.errors import Busy, CoordinationUnavailable
+from reconciler.usecases.outage import ride_out
 from reconciler.usecases.queueing import publish_follow_up
 from reconciler.usecases.reconcile import reconcile
 from tasks.deliver import deliver_outbox
 from tasks.probe import after_run
 from worker import wiring
 from worker.celery_app import app
+from worker.config import get_settings
 from worker.messages import PracticeId, parsed_arguments
 
 
@@ -35,7 +39,12 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
     try:
         # Whatever the message says its trigger is, a queued run passes the gates (backoff, refused
         # key): only an operator's in-process run may skip them, and a broker message is not one.
-        result = reconcile(practice_id, trigger=trigger, deps=wiring.reconcile_deps(), token=self.request.id)
+        # Redis away for a moment: wait for it here rather than retry through the broker it takes with it
+        # (reconciler.usecases.outage); only past the budget does autoretry ask the broker.
+        result = ride_out(lambda: reconcile(practice_id, trigger=trigger, deps=wiring.reconcile_deps(),
+                                            token=self.request.id),
+                          budget_seconds=get_settings().coordination_wait_seconds, sleep=time.sleep,
+                          monotonic=time.monotonic)
     except Busy as exc:
         # Another run holds the practice (or a crashed one's claim has not expired yet): come back when
         # it can be ours; the finished run re-queues by itself if a report is still pending.

@@ -337,6 +337,13 @@ class Settings(BaseSettings):
         return self.calls_per_run * one_call
 
     @property
+    def coordination_wait_seconds(self) -> float:
+        """How long a task that met the coordination store away waits for it in its worker before it asks
+        the broker to retry (the same Redis, usually away with it): a restart takes seconds. Within the
+        soft limit, with the run's own worst case still to come after the wait."""
+        return max(0.0, min(120.0, (self.soft_time_limit_seconds - self.worst_case_run_seconds) / 2))
+
+    @property
     def run_lock_seconds(self) -> int:
         """How long a practice's run lock lives: past the hard time limit, so it never outlives a run."""
         return self.task_time_limit_seconds + 30
