@@ -26,6 +26,7 @@ from reconciler import logs
 from reconciler.core.errors import BadInput, CoordinationUnavailable, OperationFailed, ReconcilerError
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
+from reconciler.core.people import parse_operator_name
 
 if TYPE_CHECKING:
     from models.practice import PracticeOut
@@ -53,6 +54,10 @@ app.add_typer(practices_app, name="practices")
 app.add_typer(db_app, name="db")
 app.add_typer(tickets_app, name="tickets")
 
+# The largest id the tables hold (an INTEGER key, 32 bits in PostgreSQL): a larger one is bad input (exit 2),
+# not a crash in the database driver.
+ID_MAX = 2**31 - 1
+OLDER_THAN_MAX = 100 * 366 * 86_400  # a hundred years: older than anything, and a timedelta still
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 ByOption = Annotated[str | None, typer.Option("--by", help="Who decides, for the audit trail (default: the operating-system user).")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
@@ -227,7 +232,7 @@ def practices_list(as_json: JsonOption = False) -> None:
 
 @practices_app.command("show")
 def practices_show(
-    practice_id: Annotated[int | None, typer.Argument(help="The practice's id.", show_default=False)] = None,
+    practice_id: Annotated[int | None, typer.Argument(max=ID_MAX, help="The practice's id.", show_default=False)] = None,
     guid: Annotated[str | None, typer.Option("--guid", help="Its current GUID or any GUID it had.")] = None,
     pms_type: Annotated[str | None, typer.Option("--pms-type")] = None,
     pms_id: Annotated[str | None, typer.Option("--pms-id")] = None,
@@ -245,7 +250,7 @@ def practices_show(
 
 @practices_app.command("pair")
 def practices_pair(
-    practice_id: Annotated[int, typer.Argument(help="A practice held for pairing_required.")],
+    practice_id: Annotated[int, typer.Argument(max=ID_MAX, help="A practice held for pairing_required.")],
     pairing_code: Annotated[str, typer.Option("--pairing-code", help="The pairing code the practice generated in Bp Premier.")],
     by: ByOption = None,
     note: NoteOption = None,
@@ -295,7 +300,7 @@ def practices_import(
 
 @app.command("reconcile")
 def reconcile(
-    practice_id: Annotated[int | None, typer.Argument(help="The practice's id.", show_default=False)] = None,
+    practice_id: Annotated[int | None, typer.Argument(max=ID_MAX, help="The practice's id.", show_default=False)] = None,
     guid: Annotated[str | None, typer.Option("--guid", help="Its current GUID or any GUID it had.")] = None,
     pms_type: Annotated[str | None, typer.Option("--pms-type")] = None,
     pms_id: Annotated[str | None, typer.Option("--pms-id")] = None,
@@ -326,7 +331,7 @@ def reconcile(
 @app.command("sweep")
 def sweep(
     now: Annotated[bool, typer.Option("--now", help="Reconcile every stale practice in this process.")] = False,
-    older_than: Annotated[int | None, typer.Option("--older-than", min=0, help="Stale after this many seconds (default: the configured age, a day).")] = None,
+    older_than: Annotated[int | None, typer.Option("--older-than", min=0, max=OLDER_THAN_MAX, help="Stale after this many seconds (default: the configured age, a day).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Re-resolve practices not verified recently, and retry those whose backoff is due."""
@@ -357,7 +362,7 @@ def _print_change(out: PracticeOut, as_json: bool, verb: str) -> None:
 
 
 @app.command("approve")
-def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
+def approve(practice_id: Annotated[int, typer.Argument(max=ID_MAX, help="A held practice's id.")], by: ByOption = None,
             note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Switch a held practice to its proposed GUID; its new identifiers become the baseline."""
     _settings()
@@ -365,7 +370,7 @@ def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's i
 
 
 @app.command("reject")
-def reject(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
+def reject(practice_id: Annotated[int, typer.Argument(max=ID_MAX, help="A held practice's id.")], by: ByOption = None,
            note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Keep a held practice's current GUID; the same proposal will not ticket again."""
     _settings()
@@ -421,7 +426,7 @@ def _print_ticket(out: TicketOut, as_json: bool) -> None:
 
 
 @tickets_app.command("ack")
-def tickets_ack(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+def tickets_ack(ticket_id: Annotated[int, typer.Argument(max=ID_MAX)], by: ByOption = None, note: NoteOption = None,
                 as_json: JsonOption = False) -> None:
     """Acknowledge an open ticket: someone is on it."""
     _settings()
@@ -429,7 +434,7 @@ def tickets_ack(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None
 
 
 @tickets_app.command("resolve")
-def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+def tickets_resolve(ticket_id: Annotated[int, typer.Argument(max=ID_MAX)], by: ByOption = None, note: NoteOption = None,
                     as_json: JsonOption = False) -> None:
     """Resolve a ticket by hand."""
     _settings()
@@ -441,7 +446,7 @@ def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], by: ByOption = 
 
 @app.command("audit")
 def audit(
-    practice: Annotated[int | None, typer.Option("--practice", help="Only this practice's entries.")] = None,
+    practice: Annotated[int | None, typer.Option("--practice", max=ID_MAX, help="Only this practice's entries.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many entries (newest).")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -470,6 +475,7 @@ def operators_add(
 ) -> None:
     """Let someone sign in to the operator console; the password is stored as an argon2 hash."""
     _settings()
+    parse_operator_name(name)  # a bad name is said before a password is asked for
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
