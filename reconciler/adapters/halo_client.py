@@ -171,8 +171,14 @@ class HaloClient:
         A site we are not paired with answers 403: ``HaloForbidden`` with cause ``other`` (a GUID
         problem), never ``ip_not_allowed`` or ``quota_exceeded`` unless Halo's message says so.
         """
-        response = self._send("get_site", "GET", f"/integrator/sites/{parse_guid(guid)}")
-        return self._parse(Site, response)
+        asked = parse_guid(guid)
+        response = self._send("get_site", "GET", f"/integrator/sites/{asked}")
+        site: Site = self._parse(Site, response)
+        if site.id != asked:
+            # An answer about another site says nothing about this one: never switch on it.
+            raise HaloBadResponse(f"Get site status on {asked} answered for another site ({site.id})",
+                                  status=response.status_code)
+        return site
 
     def pair_site(self, pms_type: PmsType, pms_id: str, pairing_code: str | None = None) -> Site:
         """Pair with a site, which every other call on it needs, and return the site Halo paired.
