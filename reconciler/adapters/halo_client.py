@@ -222,7 +222,7 @@ class HaloClient:
             rows = json.loads(base64.b64decode(document["result"]["data"], validate=True))
             if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
                 raise TypeError("rows are not a list of objects")
-            return QueryResult(query_id=str(document["id"]), rows=rows)
+            return QueryResult.model_validate({"query_id": str(document["id"]), "rows": rows})
         except (ValueError, KeyError, TypeError) as exc:
             raise HaloBadResponse("the immediate query answer does not parse", status=response.status_code) from exc
 
