@@ -305,16 +305,23 @@ def reconcile(
     pms_type: Annotated[str | None, typer.Option("--pms-type")] = None,
     pms_id: Annotated[str | None, typer.Option("--pms-id")] = None,
     now: Annotated[bool, typer.Option("--now", help="Run it in this process and print the verdict.")] = False,
+    take_over: Annotated[bool, typer.Option(
+        "--take-over", help="With --now: end the claim another run holds on the practice first (its worker host "
+                            "died); recorded in the audit trail.")] = False,
+    by: ByOption = None,
+    note: NoteOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reconcile one practice: enqueue it for the worker, or with --now run it here."""
     _settings()
     selector = {"guid": guid, "pms_type": pms_type, "pms_id": pms_id}
+    if take_over and not now:
+        raise BadInput("--take-over needs --now (it ends another run's claim to run the practice here)")
     if not now:
         task_id = _admin().enqueue_reconcile(practice_id, **selector)
         _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued reconciliation {task_id}", markup=False)
         return
-    result = _admin().reconcile_now(practice_id, **selector)
+    result = _admin().reconcile_now(practice_id, take_over=take_over, by=by, note=note, **selector)
     if as_json:
         _print_json(result.to_json())
         return

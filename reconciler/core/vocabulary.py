@@ -174,6 +174,7 @@ class DecisionAction(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     PAIRED = "paired"
+    TAKEN_OVER = "taken_over"  # `reconcile --now --take-over`: a dead run's claim ended by a person
 
 
 class OperatorRole(StrEnum):

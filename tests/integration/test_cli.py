@@ -72,6 +72,7 @@ def test_practices_add_refuses_when_halo_has_no_authoritative_site(sim, capsys):
     ["practices", "show", "99999999999999999999999"],
     ["tickets", "ack", "99999999999999999999999"],
     ["audit", "--practice", "99999999999999999999999"],
+    ["reconcile", "1", "--take-over"],  # the override runs the practice here: it needs --now
     # and a nameless operator was told about --by
     ["operators", "add", "", "--role", "viewer", "--password-stdin"],
 ], ids=lambda a: " ".join(a))

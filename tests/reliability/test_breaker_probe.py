@@ -8,7 +8,9 @@ the kept work took after Halo answered again is recorded, not asserted (docs/REL
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -154,3 +156,44 @@ def test_after_a_mistyped_key_is_fixed_the_kept_work_runs_and_the_ticket_resolve
                          "calls": f"{sim.call_count('find_sites')} Find sites in all", "blocked": "n/a"})
     finally:
         stop_workers([right])
+
+
+def test_an_operator_takes_over_the_claim_a_killed_worker_host_left(stack, tmp_path, observe, redis_url):
+    # issue 24 (Medium): a whole worker host killed mid-run left the practice's claim for about 30 minutes;
+    # `reconcile --now` waited 33 s and exited 1. The documented override: `reconcile ID --now --take-over`.
+    sim, env = stack
+    ids, old = onboard_fleet(sim, PmsType.D4W, ["D1"])
+    pid = ids[0]
+    new = sim.change_guid(PmsType.D4W, "D1")
+    sim.set_latency(30)  # the run is in flight when its host dies
+    client = redis.Redis.from_url(redis_url)
+    [doomed] = start_workers(env, tmp_path, count=1, name="doomed", ready=True)
+    try:
+        assert report_forbidden(old[pid], "Forbidden")
+        wait_until(lambda: client.exists(keys.processing(pid)), timeout=60, interval=0.05, what="the run in flight",
+                   log=doomed.log)
+        os.killpg(doomed.pid, signal.SIGKILL)  # the host is gone: main process and pool together
+        doomed.wait(timeout=30)
+    finally:
+        stop_workers([doomed])
+    assert client.ttl(keys.processing(pid)) > 60  # left behind by the dead run
+    sim.set_latency(0)
+    ran = subprocess.run([sys.executable, "-m", "worker.cli", "reconcile", str(pid), "--now", "--take-over",
+                          "--by", "alice", "--note", "worker host lost", "--json"],
+                         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert current([pid]) == {pid: new}
+    audit = subprocess.run([sys.executable, "-m", "worker.cli", "audit", "--practice", str(pid), "--json"],
+                           cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    entries = json.loads(audit.stdout)
+    [taken] = [e for e in entries if e["action"] == "taken_over"]
+    assert taken["actor"] == "alice" and taken["note"] == "worker host lost" and "took over" in taken["detail"]
+    assert not client.exists(keys.processing(pid))
+    client.close()
+    observe(fault="a whole worker host killed mid-run, then an operator's take-over",
+            how="a run in flight (Halo latency 30 s); the worker's process group SIGKILLed; "
+                "`reconcile ID --now --take-over --by alice`",
+            observed="the dead run's claim (left for the rest of its lock) was ended at once, the practice "
+                     "switched, and `audit` shows `taken_over` by alice with her note",
+            figures={"lost": 0, "unreconciled": 0, "switched_twice": 0, "tickets_twice": 0,
+                     "calls": f"{sim.call_count('find_sites')} Find sites", "blocked": "n/a"})

@@ -86,6 +86,16 @@ class WorkQueue:
             return Claim(practice_id, token, True, taken_over=answer == 2)
         return Claim(practice_id, token, False, retry_in_ms=max(-answer, 1000))
 
+    def take_over(self, practice_id: int) -> str | None:
+        """End the practice's claim whoever holds it (an operator's ``reconcile --now --take-over``, after
+        a worker host died holding it); the token it had, or None when nobody held it. A run still alive
+        under that token finds its release refused and its write guarded by the practice's version."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(keys.processing(practice_id))
+        pipe.delete(keys.processing(practice_id))
+        token, _ = pipe.execute()
+        return token.decode() if isinstance(token, bytes) else token
+
     def now_ms(self) -> int:
         """The Redis server's clock, which every report is stamped with (hosts' clocks may differ)."""
         return int(self._time(keys=[], args=[]))
