@@ -140,11 +140,16 @@ def unit_of_work() -> Iterator[SqlStore]:
         session.close()
 
 
+CLAIM_LOCK_SECONDS = 60
+
+
 def work_queue(settings: Settings | None = None) -> WorkQueue:
     settings = settings or get_settings()
     # No mark outlives its message (workqueue's docstring): a pending mark lives a little past the
     # workers' publish bound, a confirmed one as long as the broker may take to deliver it again.
-    return WorkQueue(redis_clients.get_redis(), lock_seconds=settings.run_lock_seconds,
+    # The claim's lock is short and renewed by its live run (reconciler.usecases.claims): a dead worker host
+    # leaves its practice for a minute, not past the task's hard limit.
+    return WorkQueue(redis_clients.get_redis(), lock_seconds=CLAIM_LOCK_SECONDS,
                      pending_seconds=publishing.WORKER.mark_seconds,
                      queued_seconds=settings.broker_visibility_timeout_seconds)
 

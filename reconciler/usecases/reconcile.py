@@ -44,6 +44,7 @@ from reconciler.core.selection import select_site
 from reconciler.core.vocabulary import SkipReason
 from reconciler.core.work import Claim
 from reconciler.core.breaker import BreakerState
+from reconciler.usecases.claims import kept_alive
 from reconciler.usecases.ports import Breaker, Coordination, Halo, Runs, UnitOfWork, WorkQueue
 
 log = logs.get_logger()
@@ -162,7 +163,9 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | No
     answered = _Answered(confirmed=confirmed)
     ran: tuple[ReconcileResult, bool] | None = None
     try:
-        ran = _run(practice_id, trigger, deps, runs, answered, operator, breakers)
+        # The claim's lock is short; this run renews it while it is alive (reconciler.usecases.claims).
+        with kept_alive(claim, getattr(deps.queue, "renew", None), every=getattr(deps.queue, "lock_seconds", 0) / 3):
+            ran = _run(practice_id, trigger, deps, runs, answered, operator, breakers)
     finally:
         if ran is None:  # raised: release the claim, nothing to note
             runs.finish(practice_id, claim, current_guid="", answered_ms=answered.ms, noted=False)

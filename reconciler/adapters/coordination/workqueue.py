@@ -17,8 +17,9 @@ Two Redis keys per practice give client-go's promise (``dirty`` and ``processing
 * ``processing:{id}``  a reconciliation runs; the value is the run's token (its Celery task id).
                        A redelivery of the same message takes the lock over at once (the broker
                        redelivers only when the delivery holding it died); otherwise it expires, so
-                       a crashed worker blocks the practice for at most ``lock_seconds``. An
-                       expired lock never lets two runs both switch: the version column decides.
+                       a crashed worker blocks the practice for at most ``lock_seconds``, which is
+                       short because the run renews it while it is alive (``renew``, every third of
+                       it). An expired lock never lets two runs both switch: the version column decides.
 
 ``add`` publishes only when the practice was neither queued nor running; ``start`` claims it;
 ``done`` releases it and says whether exactly one more run must follow: a report arrived while it
@@ -33,6 +34,7 @@ import uuid
 import redis as redis_lib
 
 from reconciler.adapters.coordination import keys, scripts
+from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.work import ANY_GUID, Claim
 
 __all__ = ["ANY_GUID", "Claim", "WorkQueue"]
@@ -58,6 +60,7 @@ class WorkQueue:
         self._done = redis.register_script(scripts.load("queue_done"))
         self._confirm = redis.register_script(scripts.load("queue_confirm"))
         self._forget = redis.register_script(scripts.load("queue_forget"))
+        self._renew = redis.register_script(scripts.load("queue_renew"))
         self._time = redis.register_script(scripts.load("now_ms"))
 
     def add(self, practice_id: int, guid: str = ANY_GUID) -> str | None:
@@ -85,6 +88,15 @@ class WorkQueue:
         if answer in (1, 2):
             return Claim(practice_id, token, True, taken_over=answer == 2)
         return Claim(practice_id, token, False, retry_in_ms=max(-answer, 1000))
+
+    def renew(self, claim: Claim) -> bool:
+        """The run holding ``claim`` is alive: its lock (and a report marked while it runs) lives another
+        ``lock_seconds``. False: the claim is not this run's any more."""
+        keys_ = [keys.dirty(claim.practice_id), keys.processing(claim.practice_id)]
+        try:
+            return bool(self._renew(keys=keys_, args=[claim.token, self.lock_seconds, self.pending_seconds]))
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the claim cannot be renewed: {type(exc).__name__}") from exc
 
     def take_over(self, practice_id: int) -> str | None:
         """End the practice's claim whoever holds it (an operator's ``reconcile --now --take-over``, after
