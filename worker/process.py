@@ -32,6 +32,7 @@ with without_rich(wants_json(get_settings(), sys.__stderr__)):
     from reconciler.adapters.metrics import StateCollector, start_metrics_server
     from reconciler.core.errors import CoordinationUnavailable, UnknownPractice
     from reconciler.usecases import probing
+    from reconciler.usecases.lost import LostMessageWatch
     from worker import db, wiring
     from worker.celery_app import QUEUES, SENT_AT_HEADER, app, ensure_broker
     from worker.coordination import get_redis
@@ -132,17 +133,18 @@ def probe_watch_seconds(settings: Settings) -> float:
 
 
 class ProbeWatch(bootsteps.StartStopStep):
-    """The breaker probes by itself even when its probe message was lost (a worker killed holding it, a
+    """The worker's watch. The breaker probes by itself even when its probe message was lost (a worker killed holding it, a
     broker restarted without it): the consumer's timer looks every ``probe_watch_seconds`` and schedules
     a probe where a breaker is open and none is on its way (``_watch_probe``). One cheap read when
-    the breaker is closed; the schedule mark keeps it to one probe across workers."""
+    the breaker is closed; the schedule mark keeps it to one probe across workers. On the same tick, a
+    queued mark whose message the broker no longer holds is queued again (``reconciler.usecases.lost``)."""
 
     def __init__(self, parent: object, **kwargs: object) -> None:
         self.tref = None
         super().__init__(parent, **kwargs)
 
     def start(self, parent) -> None:  # noqa: ANN001  (Celery's consumer)
-        self.tref = parent.timer.call_repeatedly(probe_watch_seconds(get_settings()), _watch_probe, priority=10)
+        self.tref = parent.timer.call_repeatedly(probe_watch_seconds(get_settings()), _watch, priority=10)
 
     def stop(self, parent) -> None:  # noqa: ANN001
         if self.tref is not None:
@@ -150,6 +152,18 @@ class ProbeWatch(bootsteps.StartStopStep):
             self.tref = None
 
     shutdown = stop
+
+
+_lost = LostMessageWatch(broker_queue="reconcile")
+
+
+def _watch() -> None:
+    """One tick of the worker's watch: the breaker's probe, and queued marks whose message was lost."""
+    _watch_probe()
+    try:
+        _lost.look(wiring.work_queue(), wiring.requeue())
+    except CoordinationUnavailable as exc:  # the next tick looks again
+        log.warning("queued_mark_watch_failed", error=str(exc))
 
 
 def _watch_probe() -> float | None:

@@ -72,3 +72,16 @@ def test_a_live_run_keeps_renewing_until_it_ends():
     with kept_alive(Claim(7, "t", False, retry_in_ms=1000), renew, every=0.01):
         pass  # a claim not granted is not renewed
     assert len(calls) == after
+
+
+def test_queued_marks_are_read_only_when_the_broker_holds_no_run_message(r):
+    queue = WorkQueue(r, pending_seconds=PENDING, queued_seconds=QUEUED, lock_seconds=LOCK)
+    nonce = queue.add(7)
+    assert queue.queued_marks(broker_queue="reconcile") == {}  # pending, not confirmed: it expires by itself
+    assert queue.confirm(7, nonce)
+    assert queue.queued_marks(broker_queue="reconcile") == {7: nonce}
+    r.rpush("reconcile", "a message")
+    assert queue.queued_marks(broker_queue="reconcile") is None
+    r.delete("reconcile")
+    r.hset("unacked", "tag", "a message a worker holds")
+    assert queue.queued_marks(broker_queue="reconcile") is None

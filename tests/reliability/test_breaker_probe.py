@@ -197,3 +197,34 @@ def test_an_operator_takes_over_the_claim_a_killed_worker_host_left(stack, tmp_p
                      "switched, and `audit` shows `taken_over` by alice with her note",
             figures={"lost": 0, "unreconciled": 0, "switched_twice": 0, "tickets_twice": 0,
                      "calls": f"{sim.call_count('find_sites')} Find sites", "blocked": "n/a"})
+
+
+def test_a_message_lost_after_the_broker_took_it_does_not_strand_the_practice(probing_stack, tmp_path, observe,
+                                                                              redis_url):
+    # issue 24 (Medium): a purge left halo:dirty:1 for about an hour; four later reports did not switch it.
+    sim, env = probing_stack  # a short probe interval: the worker's watch looks every second
+    ids, old = onboard_fleet(sim, PmsType.ZEDMED, ["ZM1"])
+    pid = ids[0]
+    new = sim.change_guid(PmsType.ZEDMED, "ZM1")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert report_forbidden(old[pid], "Forbidden")  # no worker yet: the message waits in the broker
+        assert client.get(keys.dirty(pid)).split(b"|")[2] == b"q" and client.llen("reconcile") == 1
+        client.delete("reconcile")  # `celery purge`: the message is gone, its queued mark is not
+        [worker] = start_workers(env, tmp_path, count=1, ready=True)
+        try:
+            for _ in range(4):
+                assert report_forbidden(old[pid], "Forbidden")  # they fold into the lost message
+            wait_until(lambda: current([pid]) == {pid: new}, timeout=60, interval=0.2,
+                       what="the practice switched although its message was lost", log=worker.log)
+            assert "queued_mark_lost" in worker.log.read_text()
+        finally:
+            stop_workers([worker])
+        observe(fault="a message lost after the broker took it (a purge)",
+                how="a report queued with no worker running, the queue purged, a worker started, four more reports",
+                observed="the worker's watch saw a confirmed queued mark while the broker held no run message, "
+                         "twice in a row, dropped it and queued the practice again; it switched",
+                figures={"lost": 0, "unreconciled": 0, "switched_twice": 0, "tickets_twice": 0,
+                         "calls": f"{sim.call_count('find_sites')} Find sites (onboarding included)", "blocked": "n/a"})
+    finally:
+        client.close()

@@ -98,6 +98,26 @@ class WorkQueue:
         except redis_lib.RedisError as exc:
             raise CoordinationUnavailable(f"the claim cannot be renewed: {type(exc).__name__}") from exc
 
+    def queued_marks(self, *, broker_queue: str, unacked: str = "unacked") -> dict[int, str] | None:
+        """The confirmed queued marks (``q``: the broker took their message) by practice, with their nonce,
+        when the broker holds no message at all for a run: none in ``broker_queue`` (kombu's list) and none
+        delivered to a worker (kombu's ``unacked`` hash, which holds countdown follow-ups too). None while
+        it holds any: a mark may then be that message's. A ``q`` mark with no message anywhere was lost
+        after the broker took it (a purge, a broker that lost it)."""
+        try:
+            if self.redis.llen(broker_queue) or self.redis.hlen(unacked):
+                return None
+            found: dict[int, str] = {}
+            for name in self.redis.scan_iter(match=keys.dirty("*"), count=500):
+                value = self.redis.get(name)
+                parts = (value.decode() if isinstance(value, bytes) else value or "").split("|")
+                if len(parts) == 4 and parts[2] == "q":
+                    text = name.decode() if isinstance(name, bytes) else name
+                    found[int(text.rsplit(":", 1)[1])] = parts[3]
+            return found
+        except redis_lib.RedisError as exc:
+            raise CoordinationUnavailable(f"the queued marks cannot be read: {type(exc).__name__}") from exc
+
     def take_over(self, practice_id: int) -> str | None:
         """End the practice's claim whoever holds it (an operator's ``reconcile --now --take-over``, after
         a worker host died holding it); the token it had, or None when nobody held it. A run still alive
