@@ -133,11 +133,12 @@ def probe_watch_seconds(settings: Settings) -> float:
 
 
 class ProbeWatch(bootsteps.StartStopStep):
-    """The worker's watch. The breaker probes by itself even when its probe message was lost (a worker killed holding it, a
-    broker restarted without it): the consumer's timer looks every ``probe_watch_seconds`` and schedules
-    a probe where a breaker is open and none is on its way (``_watch_probe``). One cheap read when
-    the breaker is closed; the schedule mark keeps it to one probe across workers. On the same tick, a
-    queued mark whose message the broker no longer holds is queued again (``reconciler.usecases.lost``)."""
+    """The worker's watch. The breaker probes by itself even when its probe message was lost (a worker
+    killed holding it, a broker restarted without it): the consumer's timer looks every
+    ``probe_watch_seconds`` and schedules a probe where a breaker is open and none is on its way
+    (``_watch_probe``). One cheap read when the breaker is closed; the schedule mark keeps it to one probe
+    across workers. On the same tick, a queued mark whose message the broker no longer holds is queued
+    again (``reconciler.usecases.lost``)."""
 
     def __init__(self, parent: object, **kwargs: object) -> None:
         self.tref = None
