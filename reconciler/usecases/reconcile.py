@@ -232,7 +232,7 @@ def _admit(practice_id: int, deps: Deps, operator: bool, breakers: list[BreakerS
     state as read with the claim (None: the breaker reads it)."""
     if operator or deps.breaker is None:
         return Admission.ADMIT
-    admission = deps.breaker.admit(now=deps.clock().timestamp(), states=breakers)
+    admission = deps.breaker.admit(now=deps.clock().timestamp(), states=breakers, holder=practice_id)
     if admission is Admission.BLOCKED:
         deps.breaker.keep(practice_id)
     elif admission is Admission.PROBE:

@@ -213,3 +213,15 @@ def test_a_probe_meeting_a_running_practice_looks_again_soon(redis):
     redis.delete("halo:breaker-probe-scheduled")
     assert probing.run_probe(None, breaker=breaker, run=busy, publish=published.append,
                              now=lambda: 60) is probing.ProbeOutcome.IDLE
+
+
+def test_a_probe_lock_whose_prober_died_is_taken_over_once_its_claim_expired(redis):
+    breaker = make(redis)
+    breaker.trip(Verdict.QUOTA_EXCEEDED, now=0)
+    assert breaker.admit(now=60, holder=5) is Admission.PROBE  # practice 5's run probes...
+    redis.set("halo:processing:5", "task-5", ex=60)  # ...under its claim
+    assert breaker.admit(now=61, holder=6) is Admission.BLOCKED  # alive: one probe at a time
+    redis.delete("halo:processing:5")  # its worker host died: the claim expired, nothing released the lock
+    assert breaker.admit(now=62, holder=6) is Admission.PROBE  # taken over, not blocked for the lock's 330 s
+    assert redis.get("halo:breaker-probe:integrator") == b"6"
+    assert breaker.admit(now=63) is Admission.BLOCKED  # a caller naming no practice never takes one over

@@ -15,11 +15,14 @@ from collections.abc import Iterable
 
 import redis as redis_lib
 
+from reconciler import logs
 from reconciler.adapters.coordination import keys
 from reconciler.core import breaker as rules
 from reconciler.core.breaker import Admission, BreakerState
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.vocabulary import Verdict
+
+log = logs.get_logger()
 
 # A breaker nobody probes (no work, no beat) is forgotten after a week; a typo'd key's with it.
 STATE_SECONDS = 7 * 24 * 3600
@@ -35,7 +38,8 @@ class RedisBreaker:
         self.key_fingerprint = key_fingerprint
         self.base_seconds = base_seconds
         self.cap_seconds = cap_seconds
-        # A probe whose run died gives the lock back when it expires (past the task's hard limit).
+        # A probe whose run died gives the lock back when it expires (past the task's hard limit), or as
+        # soon as its practice's claim has expired (``admit``'s holder).
         self.probe_lock_seconds = probe_lock_seconds
 
     @property
@@ -74,16 +78,17 @@ class RedisBreaker:
         """What a run would be let do now, without taking the probe."""
         return rules.admission(self.states(), now=now)
 
-    def admit(self, *, now: float, states: list[BreakerState] | None = None) -> Admission:
+    def admit(self, *, now: float, states: list[BreakerState] | None = None, holder: int | None = None) -> Admission:
         """ADMIT (closed), PROBE (this caller holds the one probe) or BLOCKED. ``states``: read already
-        in this instant (a run's first round trip), else read here."""
+        in this instant (a run's first round trip), else read here. ``holder``: the practice whose claimed
+        run would probe; a probe lock whose practice no run holds any more (the prober died) is taken over
+        (``_take_probe``)."""
         states = self.states() if states is None else states
         verdict = rules.admission(states, now=now)
         if verdict is not Admission.PROBE:
             return verdict
         try:
-            taken = [bool(self.redis.set(keys.breaker_probe(s.scope), "1", nx=True, ex=self.probe_lock_seconds))
-                     for s in states]
+            taken = [self._take_probe(s.scope, str(holder or 1)) for s in states]
         except redis_lib.RedisError as exc:
             raise CoordinationUnavailable(f"the breaker's probe cannot be taken: {type(exc).__name__}") from exc
         if all(taken):
@@ -91,6 +96,30 @@ class RedisBreaker:
         # Another run is probing: give back what we took, and wait for its answer.
         self._release_probes(state.scope for state, mine in zip(states, taken) if mine)
         return Admission.BLOCKED
+
+    def _take_probe(self, scope: str, holder: str) -> bool:
+        """The probe lock of ``scope``, holding the probing practice's id. Held by a practice no run holds
+        any more (its claim expired: the probing worker died), it is taken over; plain commands and a
+        WATCH, no Lua (the unit tests' fakeredis runs none)."""
+        name = keys.breaker_probe(scope)
+        if self.redis.set(name, holder, nx=True, ex=self.probe_lock_seconds):
+            return True
+        if holder == "1":
+            return False
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(name)
+                held = pipe.get(name)
+                held = held.decode() if isinstance(held, bytes) else held
+                if held is None or not held.isdigit() or held == "1" or pipe.exists(keys.processing(held)):
+                    return False
+                pipe.multi()
+                pipe.set(name, holder, ex=self.probe_lock_seconds)
+                pipe.execute()
+            except redis_lib.WatchError:
+                return False
+        log.warning("breaker_probe_taken_over", scope=scope, dead_prober_practice_id=int(held))
+        return True
 
     def keep(self, practice_id: int) -> None:
         """Keep a practice's work until the breaker closes."""
