@@ -7,16 +7,20 @@ exception it raised (the one place; the task only names the database's transient
 from __future__ import annotations
 
 import random
+import time
 
 import structlog
 from sqlalchemy.exc import OperationalError
 
 from models import Trigger
 from reconciler.core.errors import Busy
+from reconciler.usecases.outage import ride_out
 from reconciler.usecases.reconcile import after_run, reconcile, retry_in
+from tasks import probe
 from tasks.deliver import deliver_outbox
 from worker import wiring
 from worker.celery_app import app
+from worker.config import get_settings
 from worker.messages import PracticeId, parsed_arguments
 
 
@@ -28,8 +32,14 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
     try:
         # Whatever the message says its trigger is, a queued run passes the gates (backoff, refused
         # key): only an operator's in-process run may skip them, and a broker message is not one.
-        result = reconcile(practice_id, trigger=trigger, deps=wiring.reconcile_deps(), token=self.request.id)
+        # Redis away for a moment: wait for it here rather than retry through the broker it takes with it
+        # (reconciler.usecases.outage); only past that budget does retry_in send it back to the broker.
+        result = ride_out(lambda: reconcile(practice_id, trigger=trigger, deps=wiring.reconcile_deps(),
+                                            token=self.request.id),
+                          budget_seconds=get_settings().coordination_wait_seconds, sleep=time.sleep,
+                          monotonic=time.monotonic)
         after_run(result, queue=wiring.work_queue, deliver=deliver_outbox.apply_async, announce=wiring.announce_run_finished,
+                  probe=lambda finished: probe.after_run(practice_id, finished),
                   publish=lambda countdown: reconcile_practice.apply_async(
                       args=[practice_id, str(Trigger.FORBIDDEN)], countdown=countdown))
     except Exception as exc:

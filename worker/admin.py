@@ -263,11 +263,21 @@ def current_guid(guid: str) -> str | None:
 # --- reconciliation -----------------------------------------------------------------------------
 
 
-def reconcile_now(practice_id: int | None = None, **selector: Any) -> ReconcileResult:
+def reconcile_now(practice_id: int | None = None, *, take_over: bool = False, by: str | None = None,
+                  note: str | None = None, **selector: Any) -> ReconcileResult:
     """Run a reconciliation in this process, at once (backoff and a refused key do not stop it),
-    through the work queue's claim like the worker's: a run of the same practice there is waited for."""
+    through the work queue's claim like the worker's: a run of the same practice there is waited for.
+    ``take_over``: end whatever claim holds the practice first (a worker host died holding it), recorded
+    in the audit trail as ``taken_over`` by ``by``."""
+    actor, note = who(by, note) if take_over else (None, None)
     with unit_of_work() as session:
         target: int = find_practice(session, practice_id, **selector).id  # type: ignore[assignment]
+    if take_over:
+        token = _wiring().work_queue().take_over(target)
+        with unit_of_work() as session:
+            decisions.record_take_over(SqlStore(session), practice_id=target, token=token, now=_now(),
+                                       actor=actor, note=note)  # type: ignore[arg-type]
+            session.commit()
     result = reconcile(target, trigger=Trigger.MANUAL, deps=_wiring().reconcile_deps(), wait_seconds=CLAIM_WAIT_SECONDS,
                        operator=True)
     _after_run(result)

@@ -44,7 +44,7 @@ def ensure_broker() -> None:
 def create_app() -> Celery:
     settings = get_settings()
     app = Celery("halo_reconciler", include=["tasks.reconcile", "tasks.deliver", "tasks.sweep", "tasks.events",
-                                               "tasks.retention"])
+                                               "tasks.retention", "tasks.probe"])
     app.conf.update(
         broker_url=broker_url(),
         # JSON only: whoever can write to the broker must not be able to run code (no pickle).
@@ -90,7 +90,9 @@ def create_app() -> Celery:
             "halo.reconcile_practice": {"queue": "reconcile"},
             "halo.deliver_outbox": {"queue": "deliver"},
             "halo.sweep": {"queue": "sweep"},
-            "halo.apply_retention": {"queue": "sweep"},  # housekeeping beside the sweep, never behind a storm
+            "halo.apply_retention": {"queue": "sweep"},
+            # The breaker's probe: scheduled by the worker itself, never behind a storm of kept reports.
+            "halo.probe_breaker": {"queue": "sweep"},  # housekeeping beside the sweep, never behind a storm
             "halo.lookup_forbidden": {"queue": "events"},
             "halo.note_forbidden_persists": {"queue": "events"},
             "halo.note_integrator_forbidden": {"queue": "events"},

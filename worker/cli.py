@@ -26,6 +26,7 @@ from reconciler import logs
 from reconciler.core.errors import BadInput, CoordinationUnavailable, OperationFailed, ReconcilerError
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
+from reconciler.core.people import parse_operator_name
 
 if TYPE_CHECKING:
     from models.practice import PracticeOut
@@ -53,6 +54,10 @@ app.add_typer(practices_app, name="practices")
 app.add_typer(db_app, name="db")
 app.add_typer(tickets_app, name="tickets")
 
+# The largest id the tables hold (an INTEGER key, 32 bits in PostgreSQL): a larger one is bad input (exit 2),
+# not a crash in the database driver.
+ID_MAX = 2**31 - 1
+OLDER_THAN_MAX = 100 * 366 * 86_400  # a hundred years: older than anything, and a timedelta still
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 ByOption = Annotated[str | None, typer.Option("--by", help="Who decides, for the audit trail (default: the operating-system user).")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
@@ -323,7 +328,7 @@ def practices_list(
 
 @practices_app.command("show")
 def practices_show(
-    practice_id: Annotated[int | None, typer.Argument(help="The practice's id.", show_default=False)] = None,
+    practice_id: Annotated[int | None, typer.Argument(max=ID_MAX, help="The practice's id.", show_default=False)] = None,
     guid: Annotated[str | None, typer.Option("--guid", help="Its current GUID or any GUID it had.")] = None,
     pms_type: Annotated[str | None, typer.Option("--pms-type")] = None,
     pms_id: Annotated[str | None, typer.Option("--pms-id")] = None,
@@ -341,7 +346,7 @@ def practices_show(
 
 @practices_app.command("pair")
 def practices_pair(
-    practice_id: Annotated[int, typer.Argument(help="A practice held for pairing_required.")],
+    practice_id: Annotated[int, typer.Argument(max=ID_MAX, help="A practice held for pairing_required.")],
     pairing_code: Annotated[str, typer.Option("--pairing-code", help="The pairing code the practice generated in Bp Premier.")],
     by: ByOption = None,
     note: NoteOption = None,
@@ -392,21 +397,28 @@ def practices_import(
 
 @app.command("reconcile")
 def reconcile(
-    practice_id: Annotated[int | None, typer.Argument(help="The practice's id.", show_default=False)] = None,
+    practice_id: Annotated[int | None, typer.Argument(max=ID_MAX, help="The practice's id.", show_default=False)] = None,
     guid: Annotated[str | None, typer.Option("--guid", help="Its current GUID or any GUID it had.")] = None,
     pms_type: Annotated[str | None, typer.Option("--pms-type")] = None,
     pms_id: Annotated[str | None, typer.Option("--pms-id")] = None,
     now: Annotated[bool, typer.Option("--now", help="Run it in this process and print the verdict.")] = False,
+    take_over: Annotated[bool, typer.Option(
+        "--take-over", help="With --now: end the claim another run holds on the practice first (its worker host "
+                            "died); recorded in the audit trail.")] = False,
+    by: ByOption = None,
+    note: NoteOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reconcile one practice: enqueue it for the worker, or with --now run it here."""
     _settings()
     selector = {"guid": guid, "pms_type": pms_type, "pms_id": pms_id}
+    if take_over and not now:
+        raise BadInput("--take-over needs --now (it ends another run's claim to run the practice here)")
     if not now:
         task_id = _admin().enqueue_reconcile(practice_id, **selector)
         _print_json({"task_id": task_id}) if as_json else stdout.print(f"enqueued reconciliation {task_id}", markup=False)
         return
-    result = _admin().reconcile_now(practice_id, **selector)
+    result = _admin().reconcile_now(practice_id, take_over=take_over, by=by, note=note, **selector)
     if as_json:
         _print_json(result.to_json())
         return
@@ -423,7 +435,7 @@ def reconcile(
 @app.command("sweep")
 def sweep(
     now: Annotated[bool, typer.Option("--now", help="Reconcile every stale practice in this process.")] = False,
-    older_than: Annotated[int | None, typer.Option("--older-than", min=0, help="Stale after this many seconds (default: the configured age, a day).")] = None,
+    older_than: Annotated[int | None, typer.Option("--older-than", min=0, max=OLDER_THAN_MAX, help="Stale after this many seconds (default: the configured age, a day).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Re-resolve practices not verified recently, and retry those whose backoff is due."""
@@ -454,7 +466,7 @@ def _print_change(out: PracticeOut, as_json: bool, verb: str) -> None:
 
 
 @app.command("approve")
-def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
+def approve(practice_id: Annotated[int, typer.Argument(max=ID_MAX, help="A held practice's id.")], by: ByOption = None,
             note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Switch a held practice to its proposed GUID; its new identifiers become the baseline (a business
     change needs HALO_RECONCILER_APPROVALS_REQUIRED approvals by different people)."""
@@ -473,7 +485,7 @@ def approve(practice_id: Annotated[int, typer.Argument(help="A held practice's i
 
 
 @app.command("reject")
-def reject(practice_id: Annotated[int, typer.Argument(help="A held practice's id.")], by: ByOption = None,
+def reject(practice_id: Annotated[int, typer.Argument(max=ID_MAX, help="A held practice's id.")], by: ByOption = None,
            note: NoteOption = None, as_json: JsonOption = False) -> None:
     """Keep a held practice's current GUID; the same proposal will not ticket again."""
     _settings()
@@ -543,7 +555,7 @@ def _print_ticket(out: TicketOut, as_json: bool) -> None:
 
 
 @tickets_app.command("ack")
-def tickets_ack(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+def tickets_ack(ticket_id: Annotated[int, typer.Argument(max=ID_MAX)], by: ByOption = None, note: NoteOption = None,
                 as_json: JsonOption = False) -> None:
     """Acknowledge an open ticket: someone is on it."""
     _settings()
@@ -551,7 +563,7 @@ def tickets_ack(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None
 
 
 @tickets_app.command("resolve")
-def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+def tickets_resolve(ticket_id: Annotated[int, typer.Argument(max=ID_MAX)], by: ByOption = None, note: NoteOption = None,
                     as_json: JsonOption = False) -> None:
     """Resolve a ticket by hand."""
     _settings()
@@ -563,7 +575,7 @@ def tickets_resolve(ticket_id: Annotated[int, typer.Argument()], by: ByOption = 
 
 @app.command("audit")
 def audit(
-    practice: Annotated[int | None, typer.Option("--practice", help="Only this practice's entries.")] = None,
+    practice: Annotated[int | None, typer.Option("--practice", max=ID_MAX, help="Only this practice's entries.")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this person's decisions (worker: only reconciliations).")] = None,
     action: Annotated[str | None, typer.Option("--action", help="Only this action (switched, held, approved, ...).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From this date or time (2026-12-04, 2026-12-04T09:30; UTC).")] = None,
@@ -609,6 +621,7 @@ def operators_add(
 ) -> None:
     """Let someone sign in to the operator console; the password is stored as an argon2 hash."""
     _settings()
+    parse_operator_name(name)  # a bad name is said before a password is asked for
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

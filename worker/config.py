@@ -367,6 +367,13 @@ class Settings(BaseSettings):
         return self.calls_per_run * one_call
 
     @property
+    def coordination_wait_seconds(self) -> float:
+        """How long a task that met the coordination store away waits for it in its worker before it asks
+        the broker to retry (the same Redis, usually away with it): a restart takes seconds. Within the
+        soft limit, with the run's own worst case still to come after the wait."""
+        return max(0.0, min(120.0, (self.soft_time_limit_seconds - self.worst_case_run_seconds) / 2))
+
+    @property
     def run_lock_seconds(self) -> int:
         """How long a practice's run lock lives: past the hard time limit, so it never outlives a run."""
         return self.task_time_limit_seconds + 30
@@ -385,17 +392,22 @@ class Settings(BaseSettings):
     # ``DATABASE_URL`` and ``BROKER_URL`` may carry a password. Kept as plain strings (SQLAlchemy and
     # kombu want them so), they are masked wherever the settings print themselves, and their
     # passwords are handed to the log redactor (``url_secrets``).
+    # ``HALO_RECONCILER_WEBHOOK_URL`` may carry a password, or a signature or token in its query string
+    # (a signed URL): the password and every query value are masked there too.
     def __repr_args__(self):  # noqa: ANN204 - pydantic's own signature
         for name, value in super().__repr_args__():
             if name in _URL_FIELDS and isinstance(value, str):
                 value = mask_url_password(value)
+            elif name in _SIGNED_URL_FIELDS and isinstance(value, str):
+                value = mask_url_query(mask_url_password(value))
             yield name, value
 
     @property
     def url_secrets(self) -> tuple[str, ...]:
         """The passwords inside ``DATABASE_URL`` and ``BROKER_URL`` (none for the embedded default)."""
         found: list[str] = []
-        for password in (url_password(self.database_url), url_password(self.broker_url)):
+        for password in (url_password(self.database_url), url_password(self.broker_url),
+                         url_password(self.webhook_url), *url_query_secrets(self.webhook_url)):
             if password:  # as written in the URL, and percent-decoded as a driver's error may show it
                 found.extend(dict.fromkeys((password, unquote(password))))
         return tuple(found)
@@ -418,6 +430,10 @@ class Settings(BaseSettings):
 
 
 _URL_FIELDS = frozenset({"database_url", "broker_url"})
+_SIGNED_URL_FIELDS = frozenset({"webhook_url"})
+_QUERY_VALUE = re.compile(r"(?P<name>[?&][^=&#]*=)(?P<value>[^&#]*)")
+# A query value shorter than this is not a credential (``?v=2``): the log redactor would blank it everywhere.
+_QUERY_SECRET_MIN = 8
 _URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)(?P<password>[^/?#@]*)@")
 
 
@@ -430,6 +446,16 @@ def url_password(url: str | None) -> str | None:
 def mask_url_password(url: str) -> str:
     """The URL with its password replaced by ``***`` (what ``repr(Settings)`` shows)."""
     return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@" if m.group("password") else m.group(0), url, count=1)
+
+
+def mask_url_query(url: str) -> str:
+    """The URL with every query value replaced by ``***`` (a signed URL's signature, a token)."""
+    return _QUERY_VALUE.sub(lambda m: f"{m.group('name')}***" if m.group("value") else m.group(0), url)
+
+
+def url_query_secrets(url: str | None) -> list[str]:
+    """The query values of a URL long enough to be a credential (for the log redactor)."""
+    return [m.group("value") for m in _QUERY_VALUE.finditer(url or "") if len(m.group("value")) >= _QUERY_SECRET_MIN]
 
 
 _ALIASES = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
+import time
 
 from worker.config import Settings, get_settings
 from worker.logging import configure_logging, wants_json, without_rich
@@ -17,6 +18,7 @@ from worker.logging import configure_logging, wants_json, without_rich
 # parent would hold it, and every child map it, for nothing.
 with without_rich(wants_json(get_settings(), sys.__stderr__)):
     import structlog
+    from celery import bootsteps
     from celery.signals import (
         beat_init,
         worker_before_create_process,
@@ -30,8 +32,10 @@ with without_rich(wants_json(get_settings(), sys.__stderr__)):
 
     from reconciler.adapters.metrics import StateCollector, start_metrics_server
     from reconciler.core.errors import CoordinationUnavailable, UnknownPractice
+    from reconciler.usecases import probing
+    from reconciler.usecases.lost import LostMessageWatch
     from worker import db, wiring
-    from worker.celery_app import QUEUES, SENT_AT_HEADER, ensure_broker
+    from worker.celery_app import QUEUES, SENT_AT_HEADER, app, ensure_broker
     from worker.coordination import get_redis
 
 log = structlog.get_logger()
@@ -138,3 +142,61 @@ def _init_main_process(sender: object = None, **_: object) -> None:
 @worker_shutdown.connect
 def _close_process(**_: object) -> None:
     wiring.close_halo_client()
+
+
+def probe_watch_seconds(settings: Settings) -> float:
+    """How often a worker looks for an open breaker with no probe on its way: half the probe interval,
+    between 1 s and 30 s (a lost probe is then scheduled again at most that long after its mark expired)."""
+    return min(30.0, max(1.0, settings.breaker_probe_seconds / 2))
+
+
+class ProbeWatch(bootsteps.StartStopStep):
+    """The worker's watch. The breaker probes by itself even when its probe message was lost (a worker
+    killed holding it, a broker restarted without it): the consumer's timer looks every
+    ``probe_watch_seconds`` and schedules a probe where a breaker is open and none is on its way
+    (``_watch_probe``). One cheap read when the breaker is closed; the schedule mark keeps it to one probe
+    across workers. On the same tick, a queued mark whose message the broker no longer holds is queued
+    again (``reconciler.usecases.lost``)."""
+
+    def __init__(self, parent: object, **kwargs: object) -> None:
+        self.tref = None
+        super().__init__(parent, **kwargs)
+
+    def start(self, parent) -> None:  # noqa: ANN001  (Celery's consumer)
+        self.tref = parent.timer.call_repeatedly(probe_watch_seconds(get_settings()), _watch, priority=10)
+
+    def stop(self, parent) -> None:  # noqa: ANN001
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+    shutdown = stop
+
+
+_lost = LostMessageWatch(broker_queue="reconcile")
+
+
+def _watch() -> None:
+    """One tick of the worker's watch: the breaker's probe, and queued marks whose message was lost."""
+    _watch_probe()
+    try:
+        _lost.look(wiring.work_queue(), wiring.requeue())
+    except CoordinationUnavailable as exc:  # the next tick looks again
+        log.warning("queued_mark_watch_failed", error=str(exc))
+
+
+def _watch_probe() -> float | None:
+    """One look: a breaker open with no probe on its way (its message lost) gets one, for a kept practice."""
+    breaker = wiring.breaker()
+    publish = wiring.probe_publisher()
+    try:
+        kept = breaker.kept_practice()
+        if kept is None:  # no work waits: the next kept report schedules the probe itself
+            return None
+        return probing.schedule_probe(breaker, lambda countdown: publish(kept, countdown), now=time.time())
+    except CoordinationUnavailable as exc:  # the next tick looks again
+        log.warning("breaker_probe_watch_failed", error=str(exc))
+        return None
+
+
+app.steps["consumer"].add(ProbeWatch)

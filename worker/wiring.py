@@ -121,11 +121,16 @@ def unit_of_work() -> Iterator[SqlStore]:
         yield SqlStore(session)
 
 
+CLAIM_LOCK_SECONDS = 60
+
+
 def work_queue(settings: Settings | None = None) -> WorkQueue:
     settings = settings or get_settings()
     # No mark outlives its message (workqueue's docstring): a pending mark lives a little past the
     # workers' publish bound, a confirmed one as long as the broker may take to deliver it again.
-    return WorkQueue(redis_clients.get_redis(), lock_seconds=settings.run_lock_seconds,
+    # The claim's lock is short and renewed by its live run (reconciler.usecases.claims): a dead worker host
+    # leaves its practice for a minute, not past the task's hard limit.
+    return WorkQueue(redis_clients.get_redis(), lock_seconds=CLAIM_LOCK_SECONDS,
                      pending_seconds=publishing.WORKER.mark_seconds,
                      queued_seconds=settings.broker_visibility_timeout_seconds)
 
@@ -164,6 +169,21 @@ def requeue(settings: Settings | None = None):
         queue.confirm(practice_id, nonce)
 
     return run_again
+
+
+def probe_publisher(settings: Settings | None = None):
+    """Publish the breaker's probe task (``halo.probe_breaker``) for a practice, with a countdown, by name:
+    the worker's main process (the probe watch) publishes it without importing the task modules."""
+    settings = settings or get_settings()
+    publish = publisher(settings.report_timeout_seconds)
+
+    def publish_probe(practice_id: int | None, countdown: float) -> None:
+        try:
+            publish("halo.probe_breaker", [practice_id] if practice_id else [], "sweep", countdown=countdown or None)
+        except Exception as exc:  # whatever the broker client raised: the probe watch schedules it again
+            raise CoordinationUnavailable(f"the breaker's probe was not published: {type(exc).__name__}") from exc
+
+    return publish_probe
 
 
 def guid_index() -> RedisGuidIndex:

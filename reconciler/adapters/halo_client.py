@@ -172,8 +172,14 @@ class HaloClient:
         A site we are not paired with answers 403: ``HaloForbidden`` with cause ``other`` (a GUID
         problem), never ``ip_not_allowed`` or ``quota_exceeded`` unless Halo's message says so.
         """
-        response = self._send("get_site", "GET", f"/integrator/sites/{parse_guid(guid)}")
-        return self._parse(Site, response)
+        asked = parse_guid(guid)
+        response = self._send("get_site", "GET", f"/integrator/sites/{asked}")
+        site: Site = self._parse(Site, response)
+        if site.id != asked:
+            # An answer about another site says nothing about this one: never switch on it.
+            raise HaloBadResponse(f"Get site status on {asked} answered for another site ({site.id})",
+                                  status=response.status_code)
+        return site
 
     def pair_site(self, pms_type: PmsType, pms_id: str, pairing_code: str | None = None) -> Site:
         """Pair with a site, which every other call on it needs, and return the site Halo paired.
@@ -217,7 +223,7 @@ class HaloClient:
             rows = json.loads(base64.b64decode(document["result"]["data"], validate=True))
             if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
                 raise TypeError("rows are not a list of objects")
-            return QueryResult(query_id=str(document["id"]), rows=rows)
+            return QueryResult.model_validate({"query_id": str(document["id"]), "rows": rows})
         except (ValueError, KeyError, TypeError) as exc:
             raise HaloBadResponse("the immediate query answer does not parse", status=response.status_code) from exc
 

@@ -310,11 +310,19 @@ def verification_days(session: Session, *, practice_id: int) -> Sequence[Verific
                         .order_by(col(VerificationDay.day).desc())).all()
 
 
-def guard_switches_query(*, since: datetime) -> Any:
-    """The mass-change guard's count: automatic switches since ``since`` (index on action, started_at)."""
-    return (select(func.count()).select_from(Reconciliation)
-            .where(Reconciliation.action == Action.SWITCHED, Reconciliation.trigger != Trigger.MANUAL,
-                   col(Reconciliation.started_at) >= since))
+def guard_switches_query(*, since: datetime, since_resume: bool = False) -> Any:
+    """The mass-change guard's count: automatic switches since ``since`` (index on action, started_at).
+
+    ``since_resume``: only those made after a person last resumed automatic switching (RUNBOOK §5: the
+    switches that paused it are not counted again, or the first switch after a resume pauses it anew)."""
+    query = (select(func.count()).select_from(Reconciliation)
+             .where(Reconciliation.action == Action.SWITCHED, Reconciliation.trigger != Trigger.MANUAL,
+                    col(Reconciliation.started_at) >= since))
+    if since_resume:
+        resumed_later = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(False),
+                                       col(ControlFlag.updated_at) > col(Reconciliation.started_at))
+        query = query.where(~resumed_later)
+    return query
 
 
 def practice_reconciliations_query(*, practice_id: int, limit: int | None = None) -> Any:
@@ -409,7 +417,7 @@ class SqlStore:
         # The count and the pause flag in one statement (a switch's budget is six).
         paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
         switches, is_paused = self.session.exec(
-            select(guard_switches_query(since=since).scalar_subquery(), paused)).one()
+            select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = count_practices(self.session) if switches >= policy.mass_change_min else 0

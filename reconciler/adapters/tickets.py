@@ -8,7 +8,7 @@ the database holds, even across a crash between commit and send.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,10 @@ from reconciler.core.errors import InvalidState, UnknownTicket
 log = logs.get_logger()
 
 UNRESOLVED = (TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED)
+# An integrator-wide condition back within this long of its ticket's resolution is the same incident:
+# its ticket reopens (one ticket, counted) rather than a new one per refusal, as a refused probe and a
+# successful one alternate (the breaker resolves the ticket on each success).
+REOPEN_WITHIN = timedelta(hours=1)
 
 
 def _unresolved(session: Session, key: str) -> Ticket | None:
@@ -40,6 +44,10 @@ def _practice_name(session: Session, practice_id: int | None) -> str | None:
     return practice.practice_name if practice is not None else None
 
 
+def _emitted(session: Session, row_id: str) -> bool:
+    return session.exec(select(OutboxEvent.id).where(OutboxEvent.event_id == row_id)).first() is not None
+
+
 def _emit(session: Session, ticket: Ticket, event_type: str, now: datetime) -> None:
     # The id is stable for this state of the ticket: a redelivery carries the same id, so the
     # receiver can de-duplicate. One row per target: the webhook hears every event, people (the
@@ -47,12 +55,15 @@ def _emit(session: Session, ticket: Ticket, event_type: str, now: datetime) -> N
     event_id = f"ticket-{ticket.id}-{event_type}-{ticket.occurrences}"
     if event_type in ("resolved", "acknowledged"):
         event_id = f"ticket-{ticket.id}-{event_type}"
+        if _emitted(session, row_event_id(event_id, OutboxTarget.WEBHOOK)):
+            # A reopened ticket (``_reopen_recent``) resolved again: a new event, named by its count.
+            event_id = f"{event_id}-{ticket.occurrences}"
     payload = {"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json(),
                "practice_name": _practice_name(session, ticket.practice_id)}
     targets = [OutboxTarget.WEBHOOK] + ([OutboxTarget.NOTIFY] if event_type in NOTIFIED_EVENTS else [])
     for target in targets:
         row_id = row_event_id(event_id, target)
-        if session.exec(select(OutboxEvent.id).where(OutboxEvent.event_id == row_id)).first() is not None:
+        if _emitted(session, row_id):
             continue
         session.add(
             OutboxEvent(
@@ -96,6 +107,8 @@ def open_or_count(
             log.info("ticket_deduplicated", ticket_id=existing.id, kind=str(kind), reason=str(reason),
                      practice_id=practice_id, occurrences=existing.occurrences)
             return existing, False
+        if practice_id is None and (reopened := _reopen_recent(session, key, detail=detail, now=now)) is not None:
+            return reopened, True
         ticket = Ticket(kind=kind, reason=reason, practice_id=practice_id, dedup_key=key, detail=detail,
                         opened_at=now, last_seen_at=now)
         try:
@@ -113,6 +126,30 @@ def open_or_count(
         log.info("ticket_opened", ticket_id=ticket.id, kind=str(kind), reason=str(reason), practice_id=practice_id)
         return ticket, True
     raise RuntimeError(f"could not open or count ticket {key}")  # pragma: no cover - needs 3 lost races
+
+
+def _reopen_recent(session: Session, key: str, *, detail: str, now: datetime) -> Ticket | None:
+    """Reopen the integrator-wide ticket of ``key`` resolved within ``REOPEN_WITHIN``, if any (None: open a new
+    one). A concurrent opening wins the unique index; the caller then counts on its ticket."""
+    recent = session.exec(
+        select(Ticket).where(Ticket.dedup_key == key, Ticket.status == TicketStatus.RESOLVED,
+                             col(Ticket.resolved_at) >= now - REOPEN_WITHIN)
+        .order_by(col(Ticket.resolved_at).desc())
+    ).first()
+    if recent is None:
+        return None
+    try:
+        with session.begin_nested():
+            session.execute(update(Ticket).where(col(Ticket.id) == recent.id, Ticket.status == TicketStatus.RESOLVED)
+                            .values(status=TicketStatus.OPEN, resolved_at=None, acknowledged_at=None,
+                                    occurrences=Ticket.occurrences + 1, last_seen_at=now, detail=detail))
+    except IntegrityError:
+        return None
+    session.refresh(recent)
+    _emit(session, recent, "opened", now)
+    log.info("ticket_reopened", ticket_id=recent.id, kind=str(recent.kind), reason=str(recent.reason),
+             occurrences=recent.occurrences)
+    return recent
 
 
 def resolve_where(

@@ -11,13 +11,17 @@ NOTE_MAX = 1000
 
 def parse_actor(value: str | None) -> str:
     """A person's name for the audit trail: printable, at most 128 characters, not ``worker``."""
+    return _parse_name(value, empty="--by needs a name (who made this decision)", label="--by")
+
+
+def _parse_name(value: str | None, *, empty: str, label: str) -> str:
     name = " ".join((value or "").split())
     if not name:
-        raise BadInput("--by needs a name (who made this decision)")
+        raise BadInput(empty)
     if len(name) > ACTOR_MAX or not name.isprintable():
-        raise BadInput(f"--by must be a printable name of at most {ACTOR_MAX} characters")
+        raise BadInput(f"{label} must be a printable name of at most {ACTOR_MAX} characters")
     if name.casefold() == WORKER_ACTOR:
-        raise BadInput(f"--by {WORKER_ACTOR!r} is reserved for the worker's own reconciliations")
+        raise BadInput(f"{label} {WORKER_ACTOR!r} is reserved for the worker's own reconciliations")
     return name
 
 
@@ -38,7 +42,7 @@ def parse_note(value: str | None) -> str | None:
 
 def parse_operator_name(value: str) -> str:
     """An operator's sign-in name: like an actor, and without white space inside."""
-    name = parse_actor(value)
+    name = _parse_name(value, empty="an operator needs a name (the NAME they sign in with)", label="an operator's name")
     if any(ch.isspace() for ch in name):
         raise BadInput("an operator's name has no spaces")
     return name

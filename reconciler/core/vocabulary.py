@@ -177,6 +177,7 @@ class DecisionAction(StrEnum):
     # An approval that did not switch: Halo, asked again, no longer showed the proposal (or the change
     # is still held by another rule); nothing was switched, and the detail says what Halo showed.
     APPROVE_REFUSED = "approve_refused"
+    TAKEN_OVER = "taken_over"  # `reconcile --now --take-over`: a dead run's claim ended by a person
 
 
 class OperatorRole(StrEnum):

@@ -366,6 +366,15 @@ def set_autoswitch(store: Store, *, paused: bool, now: datetime, actor: str, not
     log.info("autoswitch_paused" if paused else "autoswitch_resumed", reason=reason)
 
 
+def record_take_over(store: Store, *, practice_id: int, token: str | None, now: datetime, actor: str,
+                     note: str | None = None) -> None:
+    """An operator ended another run's claim on the practice (``reconcile --now --take-over``)."""
+    detail = (f"took over the claim of run {token}" if token else "took over: no run held the practice")
+    _decided(store, DecisionAction.TAKEN_OVER, actor=actor, note=note, now=now, practice_id=practice_id,
+             detail=detail)
+    log.warning("claim_taken_over", practice_id=practice_id, token=token, actor=actor)
+
+
 def acknowledge_ticket(store: Store, *, ticket_id: int, now: datetime, actor: str, note: str | None = None) -> Ticket:
     """Someone is on it: the ticket stays unresolved, with their name on the acknowledgement."""
     ticket = store.acknowledge_ticket(ticket_id, now=now)

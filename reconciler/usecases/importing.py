@@ -71,25 +71,37 @@ def read_rows(path: Path) -> list[CsvRow]:
         raise BadCsvFile(f"{path}: cannot be read ({exc.strerror})") from None
     if "\x00" in text:
         raise BadCsvFile(f"{path}: not a CSV file (binary content)")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    # strict: a quote left open (or text after a closing quote) is a bad file, not a row swallowing the rest.
+    # csv.reader, not DictReader: it yields blank lines too, so each record's first line is known.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+    except csv.Error as exc:
+        raise BadCsvFile(f"{path}: line 1: {exc}") from None
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
         raise BadCsvFile(f"{path}: the header must name the columns {', '.join(REQUIRED_COLUMNS)} (missing {', '.join(missing)})")
-    reader.fieldnames = header
     rows: list[CsvRow] = []
+    # A record starts on the line after the last one read (``line_num`` counts lines read so far, and a
+    # quoted field may span several): rows and errors name the line the record starts on.
+    start = reader.line_num + 1
     try:
-        for record in reader:
-            values = [v for v in record.values() if isinstance(v, str)]
-            if not any(v.strip() for v in values):
-                continue  # blank line
-            rows.append(
-                CsvRow(line=reader.line_num, pms_type=(record.get("pms_type") or ""), pms_id=(record.get("pms_id") or ""),
-                       pairing_code=(record.get("pairing_code") or None))
-            )
+        for values in reader:
+            if any(v.strip() for v in values):  # else a blank line
+                record = dict(zip(header, values))
+                rows.append(CsvRow(line=start, pms_type=(record.get("pms_type") or ""),
+                                   pms_id=(record.get("pms_id") or ""), pairing_code=(record.get("pairing_code") or None)))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise BadCsvFile(f"{path}: line {reader.line_num}: {exc}") from None
+        raise BadCsvFile(f"{path}: line {start}: {exc}") from None
     return rows
+
+
+def shown(text: str, limit: int = 128) -> str:
+    """A value from the file as the terminal may show it: control characters (an ANSI escape that would
+    recolour or rewrite the operator's terminal) escaped, and at most ``limit`` characters."""
+    text = text[:limit]
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def import_rows(
@@ -163,4 +175,4 @@ def iter_lines(summary: ImportSummary) -> Iterator[str]:
         f"failed {len(summary.failed)}"
     )
     for row, error in summary.failed:
-        yield f"  line {row.line} ({row.pms_type} {row.pms_id}): {error}"
+        yield f"  line {row.line} ({shown(row.pms_type)} {shown(row.pms_id)}): {shown(error, 1000)}"

@@ -67,6 +67,7 @@ from reconciler.core.policy import GuardState, Policy, decide
 from reconciler.core.selection import select_site
 from reconciler.core.vocabulary import SkipReason
 from reconciler.core.work import Claim
+from reconciler.usecases.claims import kept_alive
 from reconciler.usecases.ports import Breaker, Halo, Runs, Store, UnitOfWork
 from reconciler.usecases.queueing import FollowUpQueue, publish_follow_up
 
@@ -140,7 +141,9 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | No
     run = _Run(practice_id, trigger, deps, operator)
     run.claim(token or uuid.uuid4().hex, wait_seconds)                        # 1. claim
     try:
-        with deps.unit_of_work() as store:                                    # the run's one session
+        # The claim's lock is short: the run renews it while it is alive (reconciler.usecases.claims).
+        with kept_alive(run.claimed, deps.runs.renew, every=deps.runs.lock_seconds / 3), \
+                deps.unit_of_work() as store:                                 # the run's one session
             read = run.read(store)                                            # 2. read
             skipped = run.gate(read.practice)                                 # 3. gate
             if skipped is not None:
@@ -178,15 +181,16 @@ def retry_in(error: BaseException, *, retries: int, transient: tuple[type[BaseEx
 
 def after_run(result: ReconcileResult, *, queue: Callable[[], FollowUpQueue], publish: Callable[[float | None], Any],
               deliver: Callable[[], Any], announce: Callable[[ReconcileResult], None] = lambda result: None,
-              in_process: bool = False) -> None:
+              probe: Callable[[ReconcileResult], Any] = lambda result: None, in_process: bool = False) -> None:
     """What follows every finished run, in one place for the worker's task and the operator's
     in-process runs (``reconcile --now``, ``sweep --now``), in this order:
 
     1. the run finished: whoever waits on it hears so (``announce``: a report that waits, in ``serve``);
     2. the follow-up: a report the run did not answer arrived while it ran, so exactly one more run is
        published (``publish(countdown)``, through ``queueing.publish_follow_up`` over ``queue()``);
-    3. the breaker's own probe: a run that tripped the breaker, or whose probe failed, schedules the
-       probe task for when it is due (issue 24's line goes here, from what ``_breaker_learns`` saw);
+    3. the breaker's own probe (``probe``: ``tasks.probe.after_run`` over ``usecases.probing``): a run
+       that tripped the breaker, was kept by it, or whose probe failed schedules the probe task for
+       when it is due, one across workers;
     4. the outbox: a run that opened or counted a ticket, switched or held delivers its events now
        (ticket events, ``practice.guid_changed``, ``practice.held``); an operator's
        in-process run delivers whatever is pending (no worker need be running; the beat sends the rest).
@@ -201,6 +205,7 @@ def after_run(result: ReconcileResult, *, queue: Callable[[], FollowUpQueue], pu
             if not in_process:
                 raise
             log.warning("follow_up_not_queued", practice_id=result.practice_id, exc_info=True)
+    probe(result)
     if in_process or result.ticket_id is not None or result.action in (Action.SWITCHED, Action.HELD):
         deliver()
 
@@ -283,7 +288,8 @@ class _Run:
         if practice.next_attempt_at is not None and practice.next_attempt_at > self.deps.clock():
             skipped = SkipReason.BACKOFF
         elif self.deps.breaker is not None:
-            self.admission = self.deps.breaker.admit(now=self.deps.clock().timestamp(), states=self.breakers)
+            self.admission = self.deps.breaker.admit(now=self.deps.clock().timestamp(), states=self.breakers,
+                                                     holder=self.practice_id)
             if self.admission is Admission.BLOCKED:
                 self.deps.breaker.keep(self.practice_id)
                 skipped = SkipReason.BREAKER_OPEN
@@ -485,12 +491,14 @@ class _Run:
         except CoordinationUnavailable as exc:
             log.warning("breaker_unavailable", practice_id=result.practice_id, error=str(exc))
             return result
-        if not closed:
+        if not closed and not waiting:
             return result
-        # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
-        # whoever reported them.
-        store.resolve_tickets(practice_id=None, reasons=list(reasons_cleared(closed)), now=self.deps.clock())
-        store.commit()
+        if closed:
+            # The condition the breaker stood for has cleared: its integrator-wide tickets resolve now,
+            # whoever reported them. (Nothing closed but work kept: another key's breaker closed it,
+            # the kept work runs now.)
+            store.resolve_tickets(practice_id=None, reasons=list(reasons_cleared(closed)), now=self.deps.clock())
+            store.commit()
         released = tuple(pid for pid in waiting if pid != result.practice_id)
         log.info("breaker_closed", causes=[str(c) for c in closed], kept=len(waiting), practice_id=result.practice_id)
         if self.deps.requeue is not None:

@@ -196,3 +196,11 @@ def test_full_jitter_stays_within_its_window(attempt, fraction):
     wait = c._wait(attempt, None)
     assert 0 <= wait <= 0.5 * 2 ** (attempt - 1)
     assert c._wait(attempt, 999) == 60.0
+
+
+def test_get_site_answering_for_a_different_site_is_a_bad_response():
+    # issue 24 (Low): a 200 about another site id still led to a switch.
+    other = "9a1c5e52-7b3d-4c8e-a2f1-6d0b4e8c7a10"
+    with pytest.raises(HaloBadResponse, match="another site"):
+        client(Script(httpx.Response(200, json={**SITE, "id": other}))).get_site(GUID)
+    assert client(Script(httpx.Response(200, json={**SITE, "id": GUID.upper()}))).get_site(GUID).id == GUID

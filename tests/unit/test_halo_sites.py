@@ -202,3 +202,21 @@ def test_a_find_sites_answer_of_the_wrong_shape_is_a_bad_response(body):
 def test_the_guid_is_stored_in_its_canonical_spelling():
     [site] = find(a_site(id="{" + GUID.upper() + "}"))
     assert site.id == GUID
+
+
+def test_every_halo_string_is_bounded_at_parse_time():
+    # issue 24 (Medium): a practiceName of 2,000,000 characters became a ticket detail of 2,000,238.
+    from reconciler.core.sites import HALO_TEXT_MAX, QUERY_MAX_ROWS, QueryResult, Site
+
+    huge = "N" * 2_000_000
+    site = Site.model_validate({
+        "id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301", "status": "active", "name": huge,
+        "practiceManagementSiteId": huge, "haloLinkVersion": huge,
+        "practiceMetadata": {"practiceName": huge, "practiceManagementSiteId": huge,
+                             "practiceManagementVersion": huge}})
+    assert site.practice_name == "N" * HALO_TEXT_MAX
+    assert len(site.name) == len(site.pms_id) == len(site.practice_management_site_id) == HALO_TEXT_MAX
+    assert len(site.halo_link_version) == len(site.practice_metadata.practice_management_version) == HALO_TEXT_MAX
+    result = QueryResult.model_validate({"query_id": huge, "rows": [{huge: huge, "n": 3}] * 1000})
+    assert len(result.query_id) == HALO_TEXT_MAX and len(result.rows) == QUERY_MAX_ROWS
+    assert result.rows[0] == {"N" * HALO_TEXT_MAX: "N" * HALO_TEXT_MAX, "n": 3}

@@ -62,3 +62,23 @@ def test_a_url_password_too_short_to_register_is_still_cut_from_urls(monkeypatch
 def test_url_password_and_mask(url, password, masked):
     assert url_password(url) == password
     assert mask_url_password(url) == masked
+
+
+WEBHOOK_PASSWORD = "hook-Pa55word"
+WEBHOOK_SIGNATURE = "sv2024sig0f8a7c3b9e"
+
+
+def test_repr_hides_a_password_or_signature_inside_the_webhook_url(monkeypatch):
+    # issue 24 (Low): repr(Settings) masked every secret except these.
+    monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_URL",
+                       f"https://ops:{WEBHOOK_PASSWORD}@hooks.example.com/in?sig={WEBHOOK_SIGNATURE}&v=2")
+    monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_SECRET", "webhook-signing-secret-1234")
+    monkeypatch.setattr(worker_logging, "_secrets", ())
+    settings = load_settings()
+    for text in (repr(settings), str(settings)):
+        assert WEBHOOK_PASSWORD not in text and WEBHOOK_SIGNATURE not in text
+        assert "hooks.example.com/in?sig=***&v=***" in text
+    assert settings.webhook_url.endswith(WEBHOOK_SIGNATURE + "&v=2")  # the URL itself is untouched
+    # and the log redactor knows both (a delivery error quoting the URL)
+    assert WEBHOOK_PASSWORD in settings.url_secrets and WEBHOOK_SIGNATURE in settings.url_secrets
+    assert "2" not in settings.url_secrets

@@ -31,6 +31,14 @@ class PortRuns:
     queue: WorkQueue | None
     coordination: Coordination | None
 
+    @property
+    def lock_seconds(self) -> float:
+        return getattr(self.queue, "lock_seconds", 60)
+
+    def renew(self, claim: Claim) -> bool:
+        renew = getattr(self.queue, "renew", None)
+        return renew(claim) if renew is not None else True
+
     def begin(self, practice_id: int, token: str | None = None) -> tuple[Claim | None, list[BreakerState] | None,
                                                                         datetime | None]:
         claim = self.queue.start(practice_id, token=token) if self.queue is not None else None

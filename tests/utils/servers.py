@@ -156,6 +156,7 @@ class RedisServer:
     port: int
     root: Path
     proc: subprocess.Popen | None = None
+    appendonly: bool = False  # keep its data across a restart, as production's append-only file does
 
     @property
     def url(self) -> str:
@@ -164,7 +165,8 @@ class RedisServer:
     def start(self) -> "RedisServer":
         log = self.root / "redis.log"
         self.proc = start_in_new_group(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
              "--dir", str(self.root), "--logfile", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
@@ -181,6 +183,6 @@ class RedisServer:
         self.start()
 
 
-def start_redis(root: Path) -> RedisServer:
+def start_redis(root: Path, *, appendonly: bool = False) -> RedisServer:
     root.mkdir(parents=True, exist_ok=True)
-    return RedisServer(free_port(), root).start()
+    return RedisServer(free_port(), root, appendonly=appendonly).start()

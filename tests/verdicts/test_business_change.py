@@ -83,3 +83,22 @@ def test_a_change_right_after_a_clean_verification_explains_the_persisting_403s(
     by_reason = {t.reason: t.status for t in world.tickets()}
     assert by_reason == {TicketReason.FORBIDDEN_PERSISTS: TicketStatus.RESOLVED,
                          TicketReason.BUSINESS_CHANGE: TicketStatus.OPEN}
+
+
+def test_a_huge_practice_name_from_halo_is_bounded_in_the_ticket_and_the_audit(world):
+    # issue 24 (Medium): Halo-controlled text was stored unbounded (a 2,000,238-character ticket detail).
+    from models import Reconciliation, TicketReason
+    from reconciler.core.sites import HALO_TEXT_MAX
+    from worker import db
+    from sqlmodel import select
+
+    pid = world.onboard(name="Harbour Clinic", pms_id="BPHUGE")
+    world.sim.rename(world.practice(pid).halo_guid, "H" * 2_000_000)
+    result = world.reconcile(pid)
+    assert result.verdict == Verdict.BUSINESS_CHANGE
+    [ticket] = [t for t in world.tickets() if t.reason == TicketReason.BUSINESS_CHANGE]
+    assert HALO_TEXT_MAX <= len(ticket.detail) < 4 * HALO_TEXT_MAX
+    with db.new_session() as session:
+        audit = session.exec(select(Reconciliation).where(Reconciliation.practice_id == pid)
+                             .order_by(Reconciliation.id.desc())).first()
+    assert len(str(audit.halo_answer)) < 4 * HALO_TEXT_MAX and len(audit.detail) < 4 * HALO_TEXT_MAX

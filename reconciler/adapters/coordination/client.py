@@ -18,6 +18,8 @@ The map, most specific first (``reconciler.core.errors`` draws the tree)::
     NoScriptError                                      itself: redis-py's ``Script`` loads the script
                                                        again on it, and so does ``Reporter._evalsha``
 
+``WatchError`` (``TransactionConflict`` here) keeps its type too: a WATCHed key changed before EXEC,
+the transaction's own answer ("another client got there first"), not a failure of the store.
 ``LockError`` is raised by redis-py's ``Lock`` itself, after the command, and keeps its type: it is
 the lock's answer ("not yours any more"), not a failure of the store.
 """
@@ -33,6 +35,9 @@ from redis.client import Pipeline
 from redis.retry import Retry
 
 from reconciler.core.errors import CoordinationError, CoordinationTimeout, CoordinationUnavailable
+
+TransactionConflict = redis_errors.WatchError
+_PASSED_THROUGH = (redis_errors.NoScriptError, redis_errors.WatchError)
 
 _MAP: tuple[tuple[type[redis_errors.RedisError], type[CoordinationError]], ...] = (
     (redis_errors.TimeoutError, CoordinationTimeout),
@@ -68,7 +73,7 @@ class _MapRedisErrors:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
-        if exc is None or not isinstance(exc, redis_errors.RedisError) or isinstance(exc, redis_errors.NoScriptError):
+        if exc is None or not isinstance(exc, redis_errors.RedisError) or isinstance(exc, _PASSED_THROUGH):
             return False
         raise translate(exc) from exc
 

@@ -20,6 +20,7 @@ key                                type, TTL                what
 ``halo:breaker:{scope}``           hash, 7 days             an open breaker (``integrator`` or ``key:{fp}``)
 ``halo:breaker-probe:{scope}``     string, lock             one probe of that breaker is on its way
 ``halo:breaker-waiting``           set, 7 days              practices kept while a breaker is open
+``halo:breaker-probe-scheduled``   string, delay + grace    a probe task is on its way (its due time)
 ``halo:ratelimit:{name}``          string, ~1 s             the shared token bucket's theoretical arrival
 ``halo:sweep:lock``                string, 10 min           one sweep at a time, whatever the beats
 ``halo:sweep:last``                string, none             when the last sweep finished (ISO 8601)
@@ -67,6 +68,10 @@ def breaker_probe(scope: str) -> str:
 
 def breaker_waiting() -> str:
     return f"{PREFIX}breaker-waiting"
+
+
+def breaker_probe_scheduled() -> str:
+    return f"{PREFIX}breaker-probe-scheduled"
 
 
 def since_verified(practice_id: int | str) -> str:

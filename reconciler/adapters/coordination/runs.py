@@ -33,10 +33,14 @@ class RedisRuns:
         self.queue = queue
         self.coordination = coordination
         self.breaker = breaker
+        self.lock_seconds = queue.lock_seconds
         redis = queue.redis
         self._begin = scripts.registered(redis, "run_begin")
         self._answered = scripts.registered(redis, "run_answered")
         self._finish = scripts.registered(redis, "run_finish")
+
+    def renew(self, claim: Claim) -> bool:
+        return self.queue.renew(claim)
 
     def begin(self, practice_id: int, token: str | None = None) -> tuple[Claim, list[BreakerState] | None, datetime | None]:
         token = token or uuid.uuid4().hex
@@ -58,7 +62,7 @@ class RedisRuns:
                breaker_closing: bool = False) -> tuple[bool, bool]:
         if claim is None:
             raise ValueError("a run over Redis always holds a claim")
-        breakers = self.breaker.state_keys if breaker_closing and self.breaker is not None else []
+        breakers = self.breaker.closing_keys if breaker_closing and self.breaker is not None else []
         note_keys: list[str] = []
         note_args: list[object] = []
         if noted:

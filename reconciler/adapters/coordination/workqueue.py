@@ -18,8 +18,9 @@ Two Redis keys per practice give client-go's promise (``dirty`` and ``processing
 * ``processing:{id}``  a reconciliation runs; the value is the run's token (its Celery task id).
                        A redelivery of the same message takes the lock over at once (the broker
                        redelivers only when the delivery holding it died); otherwise it expires, so
-                       a crashed worker blocks the practice for at most ``lock_seconds``. An
-                       expired lock never lets two runs both switch: the version column decides.
+                       a crashed worker blocks the practice for at most ``lock_seconds``, which is
+                       short because the run renews it while it is alive (``renew``, every third of
+                       it). An expired lock never lets two runs both switch: the version column decides.
 
 ``add`` publishes only when the practice was neither queued nor running; ``start`` claims it;
 ``done`` releases it and says whether exactly one more run must follow: a report arrived while it
@@ -106,6 +107,7 @@ class WorkQueue:
         self._confirm = scripts.registered(redis, "queue_confirm")
         self._forget = scripts.registered(redis, "queue_forget")
         self._time = scripts.registered(redis, "now_ms")
+        self._renew = scripts.registered(redis, "queue_renew")
 
     def add(self, practice_id: int, guid: str = ANY_GUID) -> str | None:
         """Mark the practice for a run. A nonce means: publish a task now (nobody else will), then
@@ -132,6 +134,44 @@ class WorkQueue:
         if answer in (1, 2):
             return Claim(practice_id, token, True, taken_over=answer == 2)
         return Claim(practice_id, token, False, retry_in_ms=max(-answer, 1000))
+
+    def renew(self, claim: Claim) -> bool:
+        """The run holding ``claim`` is alive: its lock (and a report marked while it runs) lives another
+        ``lock_seconds``. False: the claim is not this run's any more."""
+        keys_ = [keys.dirty(claim.practice_id), keys.processing(claim.practice_id)]
+        return bool(self._renew(keys=keys_, args=[claim.token, self.lock_seconds, self.pending_seconds]))
+
+    def queued_marks(self, *, broker_queue: str, unacked: str = "unacked") -> dict[int, str] | None:
+        """The confirmed queued marks (``q``: the broker took their message) by practice, with their nonce,
+        when the broker holds no message at all for a run: none in ``broker_queue`` (kombu's list) and none
+        delivered to a worker (kombu's ``unacked`` hash, which holds countdown follow-ups too). None while
+        it holds any: a mark may then be that message's. A ``q`` mark with no message anywhere was lost
+        after the broker took it (a purge, a broker that lost it)."""
+        if self.redis.llen(broker_queue) or self.redis.hlen(unacked):
+            return None
+        found: dict[int, str] = {}
+        for name in self.redis.scan_iter(match=keys.dirty("*"), count=500):
+            value = self.redis.get(name)
+            if value is None:
+                continue
+            try:
+                mark = QueuedMark.parse(value)
+            except ValueError:  # a state this code does not know: not ours to drop
+                continue
+            if mark.state is MarkState.QUEUED and mark.nonce:
+                text = name.decode() if isinstance(name, bytes) else name
+                found[int(text.rsplit(":", 1)[1])] = mark.nonce
+        return found
+
+    def take_over(self, practice_id: int) -> str | None:
+        """End the practice's claim whoever holds it (an operator's ``reconcile --now --take-over``, after
+        a worker host died holding it); the token it had, or None when nobody held it. A run still alive
+        under that token finds its release refused and its write guarded by the practice's version."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(keys.processing(practice_id))
+        pipe.delete(keys.processing(practice_id))
+        token, _ = pipe.execute()
+        return token.decode() if isinstance(token, bytes) else token
 
     def now_ms(self) -> int:
         """The Redis server's clock, which every report is stamped with (hosts' clocks may differ)."""
