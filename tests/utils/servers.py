@@ -52,6 +52,8 @@ class PostgresServer:
     proc: subprocess.Popen
     port: int
     root: Path
+    command: list[str] | None = None  # how it was started (``restart`` starts it again so)
+    demote: object = None
 
     @property
     def admin_url(self) -> str:
@@ -70,6 +72,16 @@ class PostgresServer:
     def stop(self) -> None:
         stop_process_group(self.proc, timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop the server (SIGTERM: a fast shutdown, every client cut off) and start it again on the
+        same data directory and port (the soak's PostgreSQL restart)."""
+        stop_process_group(self.proc, timeout=10)
+        log = self.root / "postgres.log"
+        with open(log, "ab") as out:
+            self.proc = start_in_new_group(self.command, stdout=out, stderr=subprocess.STDOUT,
+                                           preexec_fn=self.demote, cwd="/")
+        _wait_ready(self.proc, self.port, log)
 
 
 def start_postgres(root: Path | None = None) -> PostgresServer:
@@ -102,17 +114,19 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
     if done.returncode != 0:
         raise RuntimeError(f"initdb failed: {done.stderr.strip()[-1500:]}")
     port = free_port()
+    command = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sock),
+               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+               "-c", "max_connections=200"]
     with open(log, "wb") as out:
         if as_root:
             os.chown(log, user.pw_uid, user.pw_gid)
-        proc = start_in_new_group(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sock),
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
-            stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/",
-        )
-    server = PostgresServer(proc, port, root)
+        proc = start_in_new_group(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/")
+    server = PostgresServer(proc, port, root, command, demote)
+    _wait_ready(proc, port, log)
+    return server
 
+
+def _wait_ready(proc: subprocess.Popen, port: int, log: Path) -> None:
     def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError("PostgreSQL exited:\n" + log.read_text(errors="replace")[-2000:])
@@ -125,7 +139,6 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
             return False
 
     wait_until(ready, timeout=30, interval=0.05, what="PostgreSQL starting", log=log)
-    return server
 
 
 # --- Valkey / Redis -----------------------------------------------------------------------------
@@ -156,6 +169,7 @@ class RedisServer:
     port: int
     root: Path
     proc: subprocess.Popen | None = None
+    appendonly: bool = False  # keep an append-only file, as a production Redis does (the soak's restarts)
 
     @property
     def url(self) -> str:
@@ -164,7 +178,7 @@ class RedisServer:
     def start(self) -> "RedisServer":
         log = self.root / "redis.log"
         self.proc = start_in_new_group(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes" if self.appendonly else "no",
              "--dir", str(self.root), "--logfile", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
@@ -181,6 +195,6 @@ class RedisServer:
         self.start()
 
 
-def start_redis(root: Path) -> RedisServer:
+def start_redis(root: Path, *, appendonly: bool = False) -> RedisServer:
     root.mkdir(parents=True, exist_ok=True)
-    return RedisServer(free_port(), root).start()
+    return RedisServer(free_port(), root, appendonly=appendonly).start()
