@@ -155,7 +155,8 @@ class SoakStack:
             self.workers[i] = None
 
     def start_extra_beat(self) -> None:
-        logs = self.tmp / f"beat-extra-{len(self.extra_beats)}"
+        self._restarts += 1
+        logs = self.tmp / f"beat-extra-{self._restarts}"
         logs.mkdir()
         beat = start_beats(self.env, logs, count=1)[0]
         self.extra_beats.append(beat)
