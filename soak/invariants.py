@@ -109,6 +109,7 @@ class Facts:
     guard_paused: bool
     leftovers: list[str] = field(default_factory=list)  # processes or servers still running at the end
     crashes: list[str] = field(default_factory=list)  # processes that exited without being stopped
+    watched: int = 0  # process groups the soak started (and watched, and stopped)
 
 
 @dataclass(frozen=True)
@@ -329,8 +330,8 @@ def check_all(facts: Facts) -> tuple[dict[str, int], list[Violation]]:
         "report_answered": sum(r.taken for r in facts.reports),
         "outbox_delivered_or_failed": len(facts.outbox),
         "halo_calls_bounded": len(facts.practices),
-        "processes_survive": 1,
-        "nothing_left_running": 1,
+        "processes_survive": facts.watched,
+        "nothing_left_running": facts.watched,
     }
     violations = [v for _, check in INVARIANTS for v in check(facts)]
     return checked, violations

@@ -309,6 +309,7 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
         outcome.logs = str(stack.tmp)
     facts.leftovers = leftovers
     facts.crashes = list(stack.crashes)
+    facts.watched = len(stack.started)
     outcome.reports = Counter(f"{channel} {'taken' if taken else 'refused'}" for _, _, _, channel, taken in reporter.log)
     outcome.checked, outcome.violations = check_all(facts)
     if outcome.violations and stack.tmp.exists():

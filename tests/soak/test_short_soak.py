@@ -29,5 +29,5 @@ def test_a_short_seeded_soak_ends_with_no_violation():
     assert int(invariants.group(1)) >= 8 and int(invariants.group(2)) == 0, done.stdout
     for line in done.stdout.splitlines():  # every invariant checked something
         row = re.match(r"\| (\w+) \| (\d+) \| (\d+) \|$", line)
-        if row and row.group(1) not in ("processes_survive", "nothing_left_running", "ticketed_reason_still_true"):
+        if row and row.group(1) != "ticketed_reason_still_true":  # zero when no key, IP or quota refusal happened
             assert int(row.group(2)) > 0, line
