@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from soak import facts as facts_module
-from soak.invariants import Facts, Violation, check_all, check_integrator_tickets_still_true, check_on_authoritative_guid
+from soak.invariants import Violation, check_all, check_integrator_tickets_still_true, check_on_authoritative_guid
 from soak.schedule import Event, Schedule, draw
 from soak.stack import TOKEN, SoakStack
 
@@ -254,7 +254,8 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
     seconds = minutes * 60
     schedule = draw(seed, seconds, practices, mix=mix)
     outcome = Outcome(schedule)
-    rng = random.Random(seed ^ 0x50A4)
+    # Their own generators, so what one draws (a pool process to kill exists or not) never shifts the other.
+    world_rng, fault_rng = random.Random(seed ^ 0x50A4), random.Random(seed ^ 0xFA17)
     stack = SoakStack(keep_logs=keep_logs)
     reporter = None
     started = time.monotonic()
@@ -268,12 +269,12 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
         from worker import db
 
         db.upgrade_schema()
-        world = World(stack, practices, rng)
+        world = World(stack, practices, world_rng)
         world.onboard()
         stack.sim.reset_counters()
         stack.start_processes()
         reporter = Reporter(stack)
-        faults = Faults(stack, rng)
+        faults = Faults(stack, fault_rng)
         say(f"soak: {practices} practices onboarded; two workers, beat and serve running; chaos starts")
 
         chaos_start = time.monotonic()
