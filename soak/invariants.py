@@ -110,6 +110,8 @@ class Facts:
     leftovers: list[str] = field(default_factory=list)  # processes or servers still running at the end
     crashes: list[str] = field(default_factory=list)  # processes that exited without being stopped
     watched: int = 0  # process groups the soak started (and watched, and stopped)
+    # What was still wrong when settling passed its bound (practice or None, what and why).
+    late: list[tuple[int | None, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,12 @@ def check_halo_calls(facts: Facts) -> list[Violation]:
     return found
 
 
+def check_settled_in_time(facts: Facts) -> list[Violation]:
+    """Nothing is stranded: once the faults stop, every practice is right and no work is left within
+    the longest wait the settings allow (probe, backoff, re-check), a sweep and a report."""
+    return [Violation("settled_in_time", pid, what) for pid, what in facts.late]
+
+
 def check_processes_survive(facts: Facts) -> list[Violation]:
     """No worker, beat or ``serve`` exits by itself: each fault is survived, not escaped by dying."""
     return [Violation("processes_survive", None, what) for what in facts.crashes]
@@ -315,6 +323,7 @@ INVARIANTS: tuple[tuple[str, Callable[[Facts], list[Violation]]], ...] = (
     ("report_answered", check_reports_answered),
     ("outbox_delivered_or_failed", check_outbox),
     ("halo_calls_bounded", check_halo_calls),
+    ("settled_in_time", check_settled_in_time),
     ("processes_survive", check_processes_survive),
     ("nothing_left_running", check_nothing_left),
 )
@@ -330,6 +339,7 @@ def check_all(facts: Facts) -> tuple[dict[str, int], list[Violation]]:
         "report_answered": sum(r.taken for r in facts.reports),
         "outbox_delivered_or_failed": len(facts.outbox),
         "halo_calls_bounded": len(facts.practices),
+        "settled_in_time": len(facts.practices),
         "processes_survive": facts.watched,
         "nothing_left_running": facts.watched,
     }

@@ -296,7 +296,8 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
         faults.stop_all()
         world.flush()
         reporter.drain()
-        outcome.settled_after = _settle(stack, world, reporter, faults, settle_seconds)
+        bound = settle_bound(stack.env)
+        outcome.settled_after, late = _settle(stack, world, reporter, faults, max(settle_seconds, bound + 10), bound)
         reporter.drain()
         facts = facts_module.read(stack, world, reporter, faults, pairing=True)
         outcome.trails = facts_module.trails(facts)
@@ -311,6 +312,7 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
     facts.leftovers = leftovers
     facts.crashes = list(stack.crashes)
     facts.watched = len(stack.started)
+    facts.late = late
     outcome.reports = Counter(f"{channel} {'taken' if taken else 'refused'}" for _, _, _, channel, taken in reporter.log)
     outcome.checked, outcome.violations = check_all(facts)
     if outcome.violations and stack.tmp.exists():
@@ -351,11 +353,26 @@ def _play(event: Event, world: World, reporter: Reporter, faults: Faults, outcom
         faults.end(event.name)
 
 
-def _settle(stack: SoakStack, world: World, reporter: Reporter, faults: Faults, limit: float) -> float | None:
+def settle_bound(env: dict[str, str]) -> float:
+    """How long settling may take once the faults stop: the longest wait the settings allow for kept
+    or backed-off work (breaker probe, backoff, re-check, each at its maximum), a sweep, the
+    applications' next report, and 15 s for the runs themselves."""
+    longest = max(float(env[f"HALO_RECONCILER_{name}"]) for name in
+                  ("BREAKER_PROBE_MAX_SECONDS", "BACKOFF_MAX_SECONDS", "RECHECK_MAX_SECONDS"))
+    return longest + float(env["HALO_RECONCILER_SWEEP_INTERVAL_SECONDS"]) + REPORT_EVERY + 15
+
+
+REPORT_EVERY = 10.0  # while settling, the applications report each misplaced practice this often
+
+
+def _settle(stack: SoakStack, world: World, reporter: Reporter, faults: Faults, limit: float,
+            bound: float) -> tuple[float | None, list[tuple[int | None, str]]]:
     """Let the system settle: the applications keep meeting 403s with the GUIDs they have (one report
-    per practice every 10 s) until every practice is where Halo's truth says, Halo's refusals are no
-    longer ticketed, and no work is left; bounded by ``limit`` seconds. Returns how long it took, or
-    None when it did not settle (the invariants then say what is wrong)."""
+    per misplaced practice every ``REPORT_EVERY`` s) until every practice is where Halo's truth says,
+    Halo's refusals are no longer ticketed, and no work is left; bounded by ``limit`` seconds.
+
+    Returns how long it took (None: not within ``limit``), and what was still wrong ``bound`` seconds
+    in, each with the practice's coordination keys and their time to live (what strands it)."""
     import redis
 
     from tests.utils.workers import is_idle
@@ -364,28 +381,53 @@ def _settle(stack: SoakStack, world: World, reporter: Reporter, faults: Faults, 
     client = redis.Redis(host="127.0.0.1", port=stack.redis.port, socket_timeout=2)
     last_reports = 0.0
     in_a_row = 0
+    late: list[tuple[int | None, str]] = []
     try:
         while time.monotonic() - start < limit:
             try:
                 facts = facts_module.read(stack, world, reporter, faults)
-                wrong = {v.practice_id for v in check_on_authoritative_guid(facts)}
+                wrong = {v.practice_id: v.what for v in check_on_authoritative_guid(facts)}
                 refused = check_integrator_tickets_still_true(facts)
                 idle = is_idle(client)
-            except Exception:
-                wrong, refused, idle = {None}, [], False
+            except Exception as exc:  # a part still coming back
+                wrong, refused, idle = {None: f"facts unreadable: {exc}"}, [], False
             stack.notice_crashes()
             if not wrong and not refused and idle:
                 in_a_row += 1
                 if in_a_row >= 3:
-                    return time.monotonic() - start
+                    return time.monotonic() - start, late
             else:
                 in_a_row = 0
-            if time.monotonic() - last_reports >= 10:
+                if not late and time.monotonic() - start > bound:
+                    late = _still_wrong(client, wrong, refused, idle, bound)
+            if time.monotonic() - last_reports >= REPORT_EVERY:
                 last_reports = time.monotonic()
                 misplaced = [pid for pid in wrong if pid is not None]
                 if misplaced:
                     reporter.burst("hook", misplaced, 1)
             time.sleep(1.0)
-        return None
+        return None, late
     finally:
         client.close()
+
+
+def _still_wrong(client, wrong: dict, refused: list, idle: bool, bound: float) -> list[tuple[int | None, str]]:
+    from reconciler.adapters.coordination import keys
+
+    def held(pid: int) -> str:
+        found = []
+        for key in (keys.processing(pid), keys.dirty(pid), keys.recheck(pid)):
+            try:
+                ttl = client.ttl(key)
+            except Exception:
+                continue
+            if ttl != -2:
+                found.append(f"{key} ttl {ttl} s")
+        return "; ".join(found) or "no coordination key"
+
+    out = [(pid, f"still wrong {bound:.0f} s after the faults stopped: {what} [{held(pid) if pid else ''}]")
+           for pid, what in wrong.items()]
+    out += [(None, f"still ticketed {bound:.0f} s after the faults stopped: {v.what}") for v in refused]
+    if not wrong and not refused and not idle:
+        out.append((None, f"work still queued or running {bound:.0f} s after the faults stopped"))
+    return out

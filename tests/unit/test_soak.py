@@ -208,3 +208,16 @@ def test_the_proxy_forwards_holds_everything_while_stalled_then_forwards_it(echo
             assert client.recv(16) == b"two"
     finally:
         proxy.close()
+
+
+def test_what_is_still_wrong_past_the_settle_bound_is_a_violation():
+    late = facts(late=[(1, "still wrong 50 s after the faults stopped: ... [halo:processing:1 ttl 40 s]")])
+    assert names(inv.check_settled_in_time(late)) == ["settled_in_time"]
+    assert inv.check_settled_in_time(facts()) == []
+
+
+def test_the_settle_bound_is_the_longest_wait_the_settings_allow_plus_a_sweep_and_a_report():
+    from soak.run import REPORT_EVERY, settle_bound
+    from soak.stack import SOAK_SETTINGS
+
+    assert settle_bound(SOAK_SETTINGS) == 20 + 5 + REPORT_EVERY + 15
