@@ -7,6 +7,7 @@
     python3 dev.py install  # only create .venv and install (from requirements.lock, hash-checked)
     python3 dev.py bench    # the benchmarks (prints tables)
     python3 dev.py reliability  # the reliability suite, rewriting docs/RELIABILITY.md
+    python3 dev.py soak [--minutes N] [--seed S]  # the chaos soak with its invariant checker
     python3 dev.py lock [--keep]   # regenerate requirements.lock from pyproject.toml (newest versions)
     python3 dev.py openapi [PATH]  # re-extract tests/data/halo-openapi-subset.json from Halo's document
 
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([sys.executable, str(ROOT / "tools" / "extract_halo_openapi.py"), *rest], cwd=ROOT)
     if command == "lock":
         return lock(rest)
-    if command not in {"demo", "test", "bench", "reliability", "install"}:
+    if command not in {"demo", "test", "bench", "reliability", "soak", "install"}:
         print(__doc__)
         return 0 if command in {"help", "-h", "--help"} else 2
     _ensure_venv()
@@ -163,6 +164,8 @@ def main(argv: list[str]) -> int:
         cmd = [str(PY), "-m", "pytest", *rest]
     elif command == "reliability":
         cmd = [str(PY), "-m", "tests.reliability.report", *rest]
+    elif command == "soak":
+        cmd = [str(PY), "-m", "soak", *rest]
     else:
         cmd = [str(PY), "-m", "bench", *rest]
     return subprocess.call(cmd, cwd=ROOT)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import sys
 import time
 
+import redis
 from celery import Celery
 from celery.signals import before_task_publish, task_rejected, task_unknown
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
+from kombu.transport import redis as kombu_redis
 
 from worker import publishing
 from worker.config import get_settings
@@ -146,6 +148,35 @@ class Consumer(CeleryConsumer):
     def on_decode_error(self, message, exc):  # noqa: ANN001
         count_refused("undecodable", content_type=str(message.content_type)[:100], error=type(exc).__name__)
         super().on_decode_error(message, exc)
+
+
+def _released_transport_is_a_connection_error() -> None:
+    """A channel of a broker connection that is gone says so with a connection error.
+
+    When the broker connection is lost, Celery (5.7) ``collect()``s the connection, which releases its
+    transport, then closes it; with messages in hand and a ``BRPOP`` waiting, the Redis channel was not
+    closed by the first step, so the second restores the unacknowledged messages through a transport
+    that is no longer there; and a task that was running finishes after the reconnection and
+    acknowledges through that same dead channel. Both built a Redis client from ``conninfo`` None:
+    ``AttributeError``, which Celery does not expect there, so the worker stopped with "Unrecoverable
+    error" at every Valkey restart (found by the chaos soak, ``python3 dev.py soak``). As a connection
+    error, Celery handles both as the lost connection they are: the messages stay in the broker's
+    unacked set and are handed out again after the visibility timeout (runs are idempotent).
+    """
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "halo_guarded", False):
+        return
+
+    def _connparams(self, asynchronous=False):  # noqa: ANN001, ANN202 (kombu's signature)
+        if self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the broker connection of this channel is closed")
+        return original(self, asynchronous)
+
+    _connparams.halo_guarded = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams
+
+
+_released_transport_is_a_connection_error()
 
 
 @task_unknown.connect

@@ -52,6 +52,8 @@ class PostgresServer:
     proc: subprocess.Popen
     port: int
     root: Path
+    command: list[str] | None = None  # how it was started (``restart`` starts it again so)
+    demote: object = None
 
     @property
     def admin_url(self) -> str:
@@ -70,6 +72,16 @@ class PostgresServer:
     def stop(self) -> None:
         stop_process_group(self.proc, timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop the server (SIGTERM: a fast shutdown, every client cut off) and start it again on the
+        same data directory and port (the soak's PostgreSQL restart)."""
+        stop_process_group(self.proc, timeout=10)
+        log = self.root / "postgres.log"
+        with open(log, "ab") as out:
+            self.proc = start_in_new_group(self.command, stdout=out, stderr=subprocess.STDOUT,
+                                           preexec_fn=self.demote, cwd="/")
+        _wait_ready(self.proc, self.port, log)
 
 
 def start_postgres(root: Path | None = None) -> PostgresServer:
@@ -102,17 +114,19 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
     if done.returncode != 0:
         raise RuntimeError(f"initdb failed: {done.stderr.strip()[-1500:]}")
     port = free_port()
+    command = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sock),
+               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+               "-c", "max_connections=200"]
     with open(log, "wb") as out:
         if as_root:
             os.chown(log, user.pw_uid, user.pw_gid)
-        proc = start_in_new_group(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sock),
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
-            stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/",
-        )
-    server = PostgresServer(proc, port, root)
+        proc = start_in_new_group(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/")
+    server = PostgresServer(proc, port, root, command, demote)
+    _wait_ready(proc, port, log)
+    return server
 
+
+def _wait_ready(proc: subprocess.Popen, port: int, log: Path) -> None:
     def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError("PostgreSQL exited:\n" + log.read_text(errors="replace")[-2000:])
@@ -125,7 +139,6 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
             return False
 
     wait_until(ready, timeout=30, interval=0.05, what="PostgreSQL starting", log=log)
-    return server
 
 
 # --- Valkey / Redis -----------------------------------------------------------------------------
