@@ -352,6 +352,22 @@ def _practice_for_run() -> Any:
             .where(col(Practice.id) == bindparam("practice_id")))
 
 
+# A switch's statements, built once as well: the guard's count with the pause flag, and the GUID
+# history's close and insert for a detached practice (a reconciliation's).
+_CLOSE_HISTORY = update(GuidHistory.__table__).where(
+    GuidHistory.__table__.c.practice_id == bindparam("at_practice_id"),
+    GuidHistory.__table__.c.valid_until.is_(None))
+_INSERT_HISTORY = insert(GuidHistory.__table__)
+
+
+@functools.cache
+def _guard_state() -> Any:
+    """``SqlStore.guard_state``'s SELECT: the switches since ``:since`` and the pause flag, in one."""
+    paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
+    since = bindparam("since", type_=Reconciliation.__table__.c.started_at.type)
+    return select(guard_switches_query(since=since).scalar_subquery(), paused)
+
+
 class SqlStore:
     """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for."""
 
@@ -402,9 +418,7 @@ class SqlStore:
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
         # The count and the pause flag in one statement (a switch's budget is six).
-        paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
-        switches, is_paused = self.session.exec(
-            select(guard_switches_query(since=since).scalar_subquery(), paused)).one()
+        switches, is_paused = self.session.execute(_guard_state(), {"since": since}).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = count_practices(self.session) if switches >= policy.mass_change_min else 0
@@ -430,6 +444,13 @@ class SqlStore:
             raise Conflict(f"practice {practice.id} changed since version {practice.version}")
 
     def switch_history(self, practice: Practice, new_guid: str, *, reason: str, now: datetime) -> None:
+        if practice not in self.session:
+            # A reconciliation's detached practice: the two statements built once, executed now (the
+            # same UPDATE and INSERT the ORM path issues, without its per-run building and flush).
+            self.session.execute(_CLOSE_HISTORY, {"at_practice_id": practice.id, "valid_until": now})
+            self.session.execute(_INSERT_HISTORY, {"practice_id": practice.id, "guid": new_guid, "valid_from": now,
+                                                   "valid_until": None, "reason": reason})
+            return
         self.session.execute(
             update(GuidHistory)
             .where(col(GuidHistory.practice_id) == practice.id, col(GuidHistory.valid_until).is_(None))
