@@ -120,6 +120,40 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(ticks_ for pid, ticks_ in used.items() if descends(pid)) / ticks
 
 
+def tree_cpu_ns_seconds(root: int) -> float:
+    """CPU time of a process and its live descendants, every thread, from ``/proc/<pid>/task/*/schedstat``
+    (the scheduler's nanosecond count) instead of ``stat``'s 10 ms ticks. For the steady part of a
+    benchmark, where no process of the tree exits (a reaped child's time is only in ``stat``'s
+    ``cutime``): a few hundred tasks of about a millisecond each are then measured to the microsecond,
+    not to a tick per hundred tasks."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    total = 0
+    for pid in parent:
+        if not descends(pid):
+            continue
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 class MemorySampler:
     """Peak resident memory of each worker (its whole process group), sampled every 0.2 s."""
 

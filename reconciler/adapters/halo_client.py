@@ -119,6 +119,9 @@ class HaloClient:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
         )
         self._base_url = base_url
+        # What build_request would merge into every request, computed once (see _request).
+        self._prefix = str(self._http.build_request("GET", "_").url)[:-1]  # the base URL merged as httpx merges it
+        self._timeout = self._http.timeout.as_dict()
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._retry_after_cap = retry_after_cap
@@ -265,18 +268,33 @@ class HaloClient:
             before=(lambda state: self._before_request(endpoint)) if self._before_request else None,
         )
         try:
-            return retrying(self._attempt, endpoint, method, path, **kwargs)
+            # Built once for every attempt of the call (see _request).
+            return retrying(self._attempt, endpoint, self._request(method, path, **kwargs))
         except HaloUnavailable as failure:
             log.warning("halo_request_failed", endpoint=endpoint, attempts=self._max_attempts, status=failure.status,
                         error=type(failure).__name__)
             raise
 
-    def _attempt(self, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                 json: Any = None) -> httpx.Request:
+        """The request every attempt of one call sends, built as ``httpx.Client.build_request`` builds
+        it (the base URL, the client's headers and timeout, the query encoded by ``httpx.QueryParams``)
+        but with one URL parse instead of three. A client holding cookies (Halo never sets any) takes
+        httpx's own path, so they are sent as before."""
+        if self._http.cookies:
+            return self._http.build_request(method, path, params=params, json=json)
+        url = self._prefix + path.lstrip("/")
+        if params:
+            url += "?" + str(httpx.QueryParams(params))
+        return httpx.Request(method, url, headers=self._http.headers, json=json,
+                             extensions={"timeout": self._timeout})
+
+    def _attempt(self, endpoint: str, request: httpx.Request) -> httpx.Response:
         """One HTTP attempt: a 2xx response, or the error it means, chained from httpx's."""
         self._attempts.n = getattr(self._attempts, "n", 0) + 1
         sent = time.perf_counter()
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.send(request)
         except httpx.TimeoutException as exc:
             self._on_call(endpoint, "timeout", time.perf_counter() - sent)
             raise HaloTimeout(f"Halo did not answer {endpoint} in time") from exc

@@ -364,6 +364,15 @@ def _practice_for_run() -> Any:
             .where(col(Practice.id) == bindparam("practice_id")))
 
 
+@functools.cache
+def _guard_state() -> Any:
+    """``SqlStore.guard_state``'s SELECT, built once as well: the automatic switches since ``:since``
+    made after the last resume, and the pause flag, in one."""
+    paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
+    since = bindparam("since", type_=Reconciliation.__table__.c.started_at.type)
+    return select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)
+
+
 class SqlStore:
     """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for."""
 
@@ -415,9 +424,7 @@ class SqlStore:
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
         # The count and the pause flag in one statement (a switch's budget is six).
-        paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
-        switches, is_paused = self.session.exec(
-            select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)).one()
+        switches, is_paused = self.session.execute(_guard_state(), {"since": since}).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = count_practices(self.session) if switches >= policy.mass_change_min else 0
