@@ -617,6 +617,8 @@ def operators_add(
     name: Annotated[str, typer.Argument(help="The sign-in name (no spaces).")],
     role: Annotated[str, typer.Option("--role", help="viewer (sees everything, changes nothing), approver, or admin (an approver who also manages operators in the console).")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")] = False,
+    by: ByOption = None,
+    note: NoteOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Let someone sign in to the operator console; the password is stored as an argon2 hash."""
@@ -628,7 +630,7 @@ def operators_add(
         if not sys.stdin.isatty():
             raise BadInput("no terminal to ask for the password on: pass --password-stdin")
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    out = _admin().add_operator(name, role, password)
+    out = _admin().add_operator(name, role, password, by=by, note=note)
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} added ({out.role})", markup=False)
 
 
@@ -646,10 +648,11 @@ def operators_list(as_json: JsonOption = False) -> None:
 
 
 @operators_app.command("remove")
-def operators_remove(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_remove(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                     as_json: JsonOption = False) -> None:
     """Stop someone signing in; their past decisions keep their name in the audit trail."""
     _settings()
-    _admin().remove_operator(name)
+    _admin().remove_operator(name, by=by, note=note)
     _print_json({"removed": name}) if as_json else stdout.print(f"operator {name} removed", markup=False)
 
 
@@ -698,26 +701,29 @@ def outbox_retry(
 
 
 @operators_app.command("disable")
-def operators_disable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_disable(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                      as_json: JsonOption = False) -> None:
     """Stop someone signing in and end their console sessions now (`operators enable` undoes it)."""
     _settings()
-    out = _admin().disable_operator(name)
+    out = _admin().disable_operator(name, by=by, note=note)
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} disabled", markup=False)
 
 
 @operators_app.command("enable")
-def operators_enable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_enable(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                     as_json: JsonOption = False) -> None:
     """Let a disabled operator sign in again."""
     _settings()
-    out = _admin().enable_operator(name)
+    out = _admin().enable_operator(name, by=by, note=note)
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} enabled", markup=False)
 
 
 @operators_app.command("unlock")
-def operators_unlock(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_unlock(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                     as_json: JsonOption = False) -> None:
     """Lift the sign-in throttle's lock on a name now (failed sign-ins lock it for the window)."""
     _settings()
-    lifted = _admin().unlock_operator(name)
+    lifted = _admin().unlock_operator(name, by=by, note=note)
     _print_json({"unlocked": name, "was_locked": lifted}) if as_json else stdout.print(
         f"operator {name} {'unlocked' if lifted else 'was not locked'}", markup=False)
 

@@ -141,6 +141,31 @@ def test_bad_operator_input_exits_2_and_changes_nothing(sim, capsys, monkeypatch
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
     run_json(capsys, "operators", "add", "alice", "--role", "approver", "--password-stdin")
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    before = run_json(capsys, "audit")
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert [o["name"] for o in run_json(capsys, "operators", "list")] == ["alice"]
+    assert run_json(capsys, "audit") == before  # a refused change to an operator is no decision
+
+
+def test_managing_operators_is_audited_with_who_why_and_which_operator(sim, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    run_json(capsys, "operators", "add", "alice", "--role", "approver", "--password-stdin", "--by", "carol",
+             "--note", "joins the support desk")
+    run_json(capsys, "operators", "disable", "alice", "--by", "carol", "--note", "on leave")
+    run_json(capsys, "operators", "enable", "alice", "--by", "dave")
+    run_json(capsys, "operators", "unlock", "alice", "--by", "dave")
+    run_json(capsys, "operators", "remove", "alice")  # --by defaults to the operating-system user
+
+    entries = run_json(capsys, "audit")
+    assert all(e.keys() == {"at", "actor", "action", "practice_id", "ticket_id", "note", "detail"} for e in entries)
+    assert [(e["actor"], e["action"], e["note"], e["detail"]) for e in entries] == [
+        (getpass.getuser(), "removed", None, "operator alice"),
+        ("dave", "unlocked", None, "operator alice: was not locked: nothing to lift"),
+        ("dave", "enabled", None, "operator alice"),
+        ("carol", "disabled", "on leave", "operator alice: signing in refused, sessions ended"),
+        ("carol", "added", "joins the support desk", "operator alice: role approver"),
+    ]
+    assert {(e["practice_id"], e["ticket_id"]) for e in entries} == {(None, None)}
+    assert [e["action"] for e in run_json(capsys, "audit", "--actor", "carol")] == ["disabled", "added"]
+    assert [e["actor"] for e in run_json(capsys, "audit", "--action", "enabled")] == ["dave"]

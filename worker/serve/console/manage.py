@@ -12,7 +12,8 @@ page shows while an event waits undelivered too long.
     POST /operators                 add one (admins)
     POST /operators/{name}/disable|enable|reset|unlock   (admins)
 
-Each goes through ``worker.admin``, the functions the command line calls.
+Each goes through ``worker.admin``, the functions the command line calls; each change to an operator is
+one decision in the audit trail under the admin's name (with the form's ``note``, if any).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def outbox_banner(settings: Settings) -> list[dict[str, Any]]:
     return [{"target": w.target, "pending": w.pending, "failed": w.failed, "age": int(w.age_seconds(now)),
              "last_error": w.oldest_last_error}
             for w in waiting if w.age_seconds(now) > settings.outbox_alert_seconds]
+
+
+def _note(form: dict) -> str | None:
+    """The form's note, when one was sent (the audit trail keeps it beside the admin's name)."""
+    note = form.get("note")
+    return str(note) if note is not None else None
 
 
 def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -> list[Route]:
@@ -112,15 +119,16 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
         return handler
 
     def add(operator: Operator, form: dict, name: str) -> None:
-        admin.add_operator(name, str(form.get("role", "")), str(form.get("password", "")))
+        admin.add_operator(name, str(form.get("role", "")), str(form.get("password", "")), by=operator.name,
+                           note=_note(form))
 
     def disable(operator: Operator, form: dict, name: str) -> None:
         if name == operator.name:
             raise BadInput("you cannot disable yourself: ask another admin")
-        admin.disable_operator(name, by=operator.name)
+        admin.disable_operator(name, by=operator.name, note=_note(form))
 
     def reset(operator: Operator, form: dict, name: str) -> None:
-        admin.reset_operator_password(name, str(form.get("password", "")), by=operator.name)
+        admin.reset_operator_password(name, str(form.get("password", "")), by=operator.name, note=_note(form))
 
     return [
         Route("/outbox", page(outbox), methods=["GET"]),
@@ -130,10 +138,11 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
         Route("/operators/{name}/disable", action(manage(disable, "operator_disabled"), role="admin"),
               methods=["POST"]),
         Route("/operators/{name}/enable",
-              action(manage(lambda o, f, n: admin.enable_operator(n, by=o.name), "operator_enabled"), role="admin"),
+              action(manage(lambda o, f, n: admin.enable_operator(n, by=o.name, note=_note(f)), "operator_enabled"), role="admin"),
               methods=["POST"]),
         Route("/operators/{name}/reset", action(manage(reset, "operator_reset"), role="admin"), methods=["POST"]),
         Route("/operators/{name}/unlock",
-              action(manage(lambda o, f, n: admin.unlock_operator(n, by=o.name), "operator_unlocked"), role="admin"),
+              action(manage(lambda o, f, n: admin.unlock_operator(n, by=o.name, note=_note(f)),
+                                 "operator_unlocked"), role="admin"),
               methods=["POST"]),
     ]
