@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reconciler import logs
+from reconciler.core.change import INTEGRATOR_WIDE_REASONS
 from reconciler.core.errors import BadInput, CoordinationUnavailable, OperationFailed, ReconcilerError
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
@@ -520,6 +521,13 @@ def _print_tickets(outs: list[TicketOut], names: dict[int, str]) -> None:
                       str(t.occurrences), _fmt_time(t.last_seen_at), t.detail)
     _print_table(table)
     stdout.print(f"{len(outs)} ticket(s)", markup=False)
+    if any(t.practice_id is None and t.status != "resolved" and t.reason in INTEGRATOR_WIDE_REASONS
+           for t in outs):
+        # The ticket's detail states the probe schedule; when the breaker probes next is read now.
+        from worker.config import get_settings  # (imported by _settings already; here for the name)
+        from worker.health import check_breaker  # Redis only when a breaker's ticket is listed (start-up time)
+
+        stdout.print(f"breaker: {check_breaker(get_settings()).detail}", markup=False)
 
 
 @tickets_app.command("list")
