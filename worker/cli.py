@@ -974,7 +974,9 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, serve=serve, port=port))
 
 
-ALERT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+# Package data (pyproject.toml), so an installed wheel and the container image have them too;
+# deploy/prometheus/alerts.yml in the repository is a link to this file.
+ALERT_RULES = ("worker", "prometheus/alerts.yml")
 
 
 @app.command("alert-rules")
@@ -984,16 +986,17 @@ def alert_rules(
 ) -> None:
     """Print the Prometheus alert rules with each runbook_url absolute (Alertmanager links need it)."""
     import re  # only for this command (start-up time)
+    from importlib import resources  # only for this command (start-up time)
 
     settings = _settings(logs_on_first_line=True)
     base = (runbook_url or settings.runbook_url or "").strip().split("#", 1)[0]
     if not base.startswith(("https://", "http://")):
         raise BadInput("name where docs/RUNBOOK.md is read: --runbook-url https://... (or HALO_RECONCILER_RUNBOOK_URL)")
+    package, name = ALERT_RULES
     try:
-        rules = ALERT_RULES.read_text(encoding="utf-8")
-    except OSError:
-        raise OperationFailed(f"the alert rules are not beside this installation ({ALERT_RULES}); "
-                              "they are deploy/prometheus/alerts.yml in the repository") from None
+        rules = resources.files(package).joinpath(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OperationFailed(f"the alert rules ({package}/{name}) are missing from this installation: {exc}") from None
     rendered = re.sub(r'runbook_url: "docs/RUNBOOK\.md#([\w-]+)"', lambda m: f'runbook_url: "{base}#{m.group(1)}"', rules)
     sys.stdout.write(rendered)
 
