@@ -606,6 +606,22 @@ def enable_operator(name: str, *, by: str | None = None, note: str | None = None
     return out
 
 
+def set_operator_role(name: str, role: str, *, by: str | None = None, note: str | None = None) -> OperatorOut:
+    """Another role for an operator, from their next request on (the console reads it every time)."""
+    name, role_ = parse_operator_name(name), parse_role(role)
+    actor, note = _operator_actor(by, note)
+    with unit_of_work() as session:
+        row, before = people.set_role(session, name=name, role=str(role_))
+        if before == str(role_):
+            raise BadInput(f"{name} is {before} already")
+        _operator_changed(session, DecisionAction.OPERATOR_ROLE_CHANGED, name, actor=actor, note=note,
+                          detail=f"role {before} -> {role_}")
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_role_changed", operator=name, role=str(role_), before=before, by=actor)
+    return out
+
+
 def reset_operator_password(name: str, password: str, *, by: str | None = None,
                             note: str | None = None) -> OperatorOut:
     """A new password; the operator's sessions end (they sign in again with it)."""

@@ -726,6 +726,20 @@ def operators_enable(name: Annotated[str, typer.Argument()], by: ByOption = None
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} enabled", markup=False)
 
 
+@operators_app.command("role")
+def operators_role(
+    name: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option("--role", help="viewer, approver or admin.")],
+    by: ByOption = None,
+    note: NoteOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give an operator another role; it counts from their next request."""
+    _settings()
+    out = _admin().set_operator_role(name, role, by=by, note=note)
+    _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} is now {out.role}", markup=False)
+
+
 @operators_app.command("unlock")
 def operators_unlock(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
                      as_json: JsonOption = False) -> None:

@@ -187,6 +187,7 @@ class DecisionAction(StrEnum):
     OPERATOR_ENABLED = "enabled"
     OPERATOR_PASSWORD_RESET = "password_reset"
     OPERATOR_UNLOCKED = "unlocked"
+    OPERATOR_ROLE_CHANGED = "role_changed"
 
 
 class OperatorRole(StrEnum):

@@ -247,17 +247,20 @@ def test_an_admins_changes_to_operators_are_audited_under_their_name(people):
     before = admin.audit()
     assert a.post("/operators/ada/disable", data={"csrf": token}).status_code == 400  # refused: no decision
     assert a.post("/operators/bob/reset", data={"csrf": token, "password": "short"}).status_code == 400
+    assert a.post("/operators/ada/role", data={"csrf": token, "role": "viewer"}).status_code == 400  # never yourself
     assert admin.audit() == before
 
     for path, data in [("/operators", {"name": "nina", "role": "viewer", "password": "a long password",
                                        "note": "new on the night shift"}),
                        ("/operators/victor/disable", {}), ("/operators/victor/enable", {}),
                        ("/operators/bob/reset", {"password": "a brand new password"}),
-                       ("/operators/alice/unlock", {})]:
+                       ("/operators/alice/unlock", {}),
+                       ("/operators/victor/role", {"role": "approver", "note": "covers nights now"})]:
         assert a.post(path, data={"csrf": token, **data}, follow_redirects=False).status_code == 303, path
 
     done = [(e.actor, e.action, e.note, e.detail) for e in admin.audit(actor="ada")]
     assert done == [
+        ("ada", "role_changed", "covers nights now", "operator victor: role viewer -> approver"),
         ("ada", "unlocked", None, "operator alice: sign-in lock lifted"),
         ("ada", "password_reset", None, "operator bob: sessions ended"),
         ("ada", "enabled", None, "operator victor"),
@@ -268,3 +271,5 @@ def test_an_admins_changes_to_operators_are_audited_under_their_name(people):
     assert page.status_code == 200
     assert "operator victor: signing in refused, sessions ended" in page.text and "new on the night shift" in page.text
     assert "password_reset" in a.get("/audit").text  # the action filter offers the new actions
+    victor = signed_in("victor")  # now an approver: the role counts from the next request
+    assert victor.get("/").status_code == 200 and [o.role for o in admin.list_operators() if o.name == "victor"] == ["approver"]

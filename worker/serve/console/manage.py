@@ -10,7 +10,7 @@ page shows while an event waits undelivered too long.
     POST /outbox/{id}/retry         send one now (admins)
     GET  /operators                 the operators (admins)
     POST /operators                 add one (admins)
-    POST /operators/{name}/disable|enable|reset|unlock   (admins)
+    POST /operators/{name}/disable|enable|reset|unlock|role   (admins)
 
 Each goes through ``worker.admin``, the functions the command line calls; each change to an operator is
 one decision in the audit trail under the admin's name (with the form's ``note``, if any).
@@ -47,6 +47,7 @@ DONE = {
     "operator_enabled": "Operator enabled.",
     "operator_reset": "Password reset: their sessions ended.",
     "operator_unlocked": "Sign-in lock lifted.",
+    "operator_role": "Role changed: it counts from their next request.",
 }
 
 
@@ -127,6 +128,11 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
             raise BadInput("you cannot disable yourself: ask another admin")
         admin.disable_operator(name, by=operator.name, note=_note(form))
 
+    def role(operator: Operator, form: dict, name: str) -> None:
+        if name == operator.name:
+            raise BadInput("you cannot change your own role: ask another admin")
+        admin.set_operator_role(name, str(form.get("role", "")), by=operator.name, note=_note(form))
+
     def reset(operator: Operator, form: dict, name: str) -> None:
         admin.reset_operator_password(name, str(form.get("password", "")), by=operator.name, note=_note(form))
 
@@ -141,6 +147,7 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
               action(manage(lambda o, f, n: admin.enable_operator(n, by=o.name, note=_note(f)), "operator_enabled"), role="admin"),
               methods=["POST"]),
         Route("/operators/{name}/reset", action(manage(reset, "operator_reset"), role="admin"), methods=["POST"]),
+        Route("/operators/{name}/role", action(manage(role, "operator_role"), role="admin"), methods=["POST"]),
         Route("/operators/{name}/unlock",
               action(manage(lambda o, f, n: admin.unlock_operator(n, by=o.name, note=_note(f)),
                                  "operator_unlocked"), role="admin"),
