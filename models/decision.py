@@ -27,7 +27,7 @@ class OperatorDecision(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     actor: str = Field(sa_type=String(128), nullable=False)
-    # approved, rejected, acknowledged, resolved, paused, resumed, paired (DecisionAction)
+    # approved, rejected, acknowledged, resolved, paused, resumed, paired, ... (DecisionAction: at most 16)
     action: str = Field(sa_type=String(16), nullable=False)
     practice_id: int | None = Field(
         default=None, sa_type=Integer, sa_column_args=[ForeignKey("practices.id", ondelete="CASCADE")]

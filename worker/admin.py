@@ -14,6 +14,7 @@ Each function opens its own unit of work and returns plain output records (``Pra
 from __future__ import annotations
 
 import getpass
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
 from reconciler.core.people import parse_actor, parse_note, parse_operator_name, parse_role
-from reconciler.core.vocabulary import SkipReason
+from reconciler.core.vocabulary import DecisionAction, SkipReason
 from reconciler.usecases import decisions, retention, sweep
 from reconciler.usecases.onboarding import onboard_practice, parse_pairing_code, parse_request
 from reconciler.usecases.reconcile import ReconcileResult, after_run, reconcile
@@ -538,17 +539,39 @@ def audit(practice_id: int | None = None, *, limit: int | None = None, actor: st
         return listings.audit_pages(session, practice_id=practice_id, at_most=limit, **filters)
 
 
-def add_operator(name: str, role: str, password: str) -> OperatorOut:
+def _operator_actor(by: str | None, note: str | None) -> tuple[str, str | None]:
+    """Who manages an operator, and why. As for every decision the default is the operating-system
+    user; a process with no name for its user (a container run with a bare ``--user UID``) is named
+    by its uid rather than refused, so the first ``operators add`` of a deployment still works."""
+    if by is None:
+        try:
+            return who(None, note)
+        except BadInput:
+            by = f"uid {os.getuid()}"
+    return who(by, note)
+
+
+def _operator_changed(session: Session, action: DecisionAction, name: str, *, actor: str, note: str | None,
+                      detail: str | None = None) -> None:
+    decisions.record_operator_change(SqlStore(session), action, operator=name, now=_now(), actor=actor, note=note,
+                                     detail=detail)
+
+
+def add_operator(name: str, role: str, password: str, *, by: str | None = None,
+                 note: str | None = None) -> OperatorOut:
     """A console operator, with an argon2 hash of the password (never the password itself)."""
     name, role_ = parse_operator_name(name), parse_role(role)
+    actor, note = _operator_actor(by, note)
     from reconciler.adapters.passwords import hash_password  # argon2 only for `operators add` (start-up time)
 
     password_hash = hash_password(password)
     with unit_of_work() as session:
         row = people.add_operator(session, name=name, role=str(role_), password_hash=password_hash, now=_now())
+        _operator_changed(session, DecisionAction.OPERATOR_ADDED, name, actor=actor, note=note,
+                          detail=f"role {role_}")
         session.commit()
         out = OperatorOut.model_validate(row, from_attributes=True)
-    log.info("operator_added", operator=name, role=str(role_))
+    log.info("operator_added", operator=name, role=str(role_), by=actor)
     return out
 
 
@@ -557,55 +580,85 @@ def list_operators() -> list[OperatorOut]:
         return [OperatorOut.model_validate(o, from_attributes=True) for o in people.operators(session)]
 
 
-def disable_operator(name: str, *, by: str | None = None) -> OperatorOut:
+def disable_operator(name: str, *, by: str | None = None, note: str | None = None) -> OperatorOut:
     """Stop someone signing in and end every session they have, at once (an admin's act)."""
     name = parse_operator_name(name)
+    actor, note = _operator_actor(by, note)
     with unit_of_work() as session:
         row = people.disable_operator(session, name=name, now=_now())
+        _operator_changed(session, DecisionAction.OPERATOR_DISABLED, name, actor=actor, note=note,
+                          detail="signing in refused, sessions ended")
         session.commit()
         out = OperatorOut.model_validate(row, from_attributes=True)
-    log.info("operator_disabled", operator=name, by=by)
+    log.info("operator_disabled", operator=name, by=actor)
     return out
 
 
-def enable_operator(name: str, *, by: str | None = None) -> OperatorOut:
+def enable_operator(name: str, *, by: str | None = None, note: str | None = None) -> OperatorOut:
     name = parse_operator_name(name)
+    actor, note = _operator_actor(by, note)
     with unit_of_work() as session:
         row = people.enable_operator(session, name=name)
+        _operator_changed(session, DecisionAction.OPERATOR_ENABLED, name, actor=actor, note=note)
         session.commit()
         out = OperatorOut.model_validate(row, from_attributes=True)
-    log.info("operator_enabled", operator=name, by=by)
+    log.info("operator_enabled", operator=name, by=actor)
     return out
 
 
-def reset_operator_password(name: str, password: str, *, by: str | None = None) -> OperatorOut:
+def set_operator_role(name: str, role: str, *, by: str | None = None, note: str | None = None) -> OperatorOut:
+    """Another role for an operator, from their next request on (the console reads it every time)."""
+    name, role_ = parse_operator_name(name), parse_role(role)
+    actor, note = _operator_actor(by, note)
+    with unit_of_work() as session:
+        row, before = people.set_role(session, name=name, role=str(role_))
+        if before == str(role_):
+            raise BadInput(f"{name} is {before} already")
+        _operator_changed(session, DecisionAction.OPERATOR_ROLE_CHANGED, name, actor=actor, note=note,
+                          detail=f"role {before} -> {role_}")
+        session.commit()
+        out = OperatorOut.model_validate(row, from_attributes=True)
+    log.info("operator_role_changed", operator=name, role=str(role_), before=before, by=actor)
+    return out
+
+
+def reset_operator_password(name: str, password: str, *, by: str | None = None,
+                            note: str | None = None) -> OperatorOut:
     """A new password; the operator's sessions end (they sign in again with it)."""
     name = parse_operator_name(name)
+    actor, note = _operator_actor(by, note)
     from reconciler.adapters.passwords import hash_password  # argon2 only where a password is set (start-up time)
 
     password_hash = hash_password(password)
     with unit_of_work() as session:
         row = people.set_password(session, name=name, password_hash=password_hash)
+        _operator_changed(session, DecisionAction.OPERATOR_PASSWORD_RESET, name, actor=actor, note=note,
+                          detail="sessions ended")
         session.commit()
         out = OperatorOut.model_validate(row, from_attributes=True)
-    log.info("operator_password_reset", operator=name, by=by)
+    log.info("operator_password_reset", operator=name, by=actor)
     return out
 
 
-def unlock_operator(name: str, *, by: str | None = None) -> bool:
+def unlock_operator(name: str, *, by: str | None = None, note: str | None = None) -> bool:
     """Lift the sign-in throttle's lock on a name at once; True when there was something to lift."""
     name = parse_operator_name(name)
+    actor, note = _operator_actor(by, note)
     with unit_of_work() as session:
         lifted = people.throttle_clear(session, key=people.name_key(name))
+        _operator_changed(session, DecisionAction.OPERATOR_UNLOCKED, name, actor=actor, note=note,
+                          detail="sign-in lock lifted" if lifted else "was not locked: nothing to lift")
         session.commit()
-    log.info("operator_unlocked", operator=name, by=by, lifted=lifted)
+    log.info("operator_unlocked", operator=name, by=actor, lifted=lifted)
     return lifted
 
 
-def remove_operator(name: str) -> None:
+def remove_operator(name: str, *, by: str | None = None, note: str | None = None) -> None:
     """Remove an operator; their past decisions keep their name in the audit trail."""
     name = parse_operator_name(name)
+    actor, note = _operator_actor(by, note)
     with unit_of_work() as session:
         people.remove_operator(session, name=name)
+        _operator_changed(session, DecisionAction.OPERATOR_REMOVED, name, actor=actor, note=note)
         session.commit()
-    log.info("operator_removed", operator=name)
+    log.info("operator_removed", operator=name, by=actor)

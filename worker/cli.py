@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reconciler import logs
+from reconciler.core.change import INTEGRATOR_WIDE_REASONS
 from reconciler.core.errors import BadInput, CoordinationUnavailable, OperationFailed, ReconcilerError
 from reconciler.core.guids import InvalidGuid, parse_guid
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized
@@ -520,6 +521,13 @@ def _print_tickets(outs: list[TicketOut], names: dict[int, str]) -> None:
                       str(t.occurrences), _fmt_time(t.last_seen_at), t.detail)
     _print_table(table)
     stdout.print(f"{len(outs)} ticket(s)", markup=False)
+    if any(t.practice_id is None and t.status != "resolved" and t.reason in INTEGRATOR_WIDE_REASONS
+           for t in outs):
+        # The ticket's detail states the probe schedule; when the breaker probes next is read now.
+        from worker.config import get_settings  # (imported by _settings already; here for the name)
+        from worker.health import check_breaker  # Redis only when a breaker's ticket is listed (start-up time)
+
+        stdout.print(f"breaker: {check_breaker(get_settings()).detail}", markup=False)
 
 
 @tickets_app.command("list")
@@ -617,6 +625,8 @@ def operators_add(
     name: Annotated[str, typer.Argument(help="The sign-in name (no spaces).")],
     role: Annotated[str, typer.Option("--role", help="viewer (sees everything, changes nothing), approver, or admin (an approver who also manages operators in the console).")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")] = False,
+    by: ByOption = None,
+    note: NoteOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Let someone sign in to the operator console; the password is stored as an argon2 hash."""
@@ -628,7 +638,7 @@ def operators_add(
         if not sys.stdin.isatty():
             raise BadInput("no terminal to ask for the password on: pass --password-stdin")
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    out = _admin().add_operator(name, role, password)
+    out = _admin().add_operator(name, role, password, by=by, note=note)
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} added ({out.role})", markup=False)
 
 
@@ -646,10 +656,11 @@ def operators_list(as_json: JsonOption = False) -> None:
 
 
 @operators_app.command("remove")
-def operators_remove(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_remove(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                     as_json: JsonOption = False) -> None:
     """Stop someone signing in; their past decisions keep their name in the audit trail."""
     _settings()
-    _admin().remove_operator(name)
+    _admin().remove_operator(name, by=by, note=note)
     _print_json({"removed": name}) if as_json else stdout.print(f"operator {name} removed", markup=False)
 
 
@@ -698,26 +709,43 @@ def outbox_retry(
 
 
 @operators_app.command("disable")
-def operators_disable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_disable(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                      as_json: JsonOption = False) -> None:
     """Stop someone signing in and end their console sessions now (`operators enable` undoes it)."""
     _settings()
-    out = _admin().disable_operator(name)
+    out = _admin().disable_operator(name, by=by, note=note)
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} disabled", markup=False)
 
 
 @operators_app.command("enable")
-def operators_enable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_enable(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                     as_json: JsonOption = False) -> None:
     """Let a disabled operator sign in again."""
     _settings()
-    out = _admin().enable_operator(name)
+    out = _admin().enable_operator(name, by=by, note=note)
     _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} enabled", markup=False)
 
 
+@operators_app.command("role")
+def operators_role(
+    name: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option("--role", help="viewer, approver or admin.")],
+    by: ByOption = None,
+    note: NoteOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give an operator another role; it counts from their next request."""
+    _settings()
+    out = _admin().set_operator_role(name, role, by=by, note=note)
+    _print_json(out.to_json()) if as_json else stdout.print(f"operator {out.name} is now {out.role}", markup=False)
+
+
 @operators_app.command("unlock")
-def operators_unlock(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def operators_unlock(name: Annotated[str, typer.Argument()], by: ByOption = None, note: NoteOption = None,
+                     as_json: JsonOption = False) -> None:
     """Lift the sign-in throttle's lock on a name now (failed sign-ins lock it for the window)."""
     _settings()
-    lifted = _admin().unlock_operator(name)
+    lifted = _admin().unlock_operator(name, by=by, note=note)
     _print_json({"unlocked": name, "was_locked": lifted}) if as_json else stdout.print(
         f"operator {name} {'unlocked' if lifted else 'was not locked'}", markup=False)
 
@@ -960,7 +988,9 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, serve=serve, port=port))
 
 
-ALERT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+# Package data (pyproject.toml), so an installed wheel and the container image have them too;
+# deploy/prometheus/alerts.yml in the repository is a link to this file.
+ALERT_RULES = ("worker", "prometheus/alerts.yml")
 
 
 @app.command("alert-rules")
@@ -970,16 +1000,17 @@ def alert_rules(
 ) -> None:
     """Print the Prometheus alert rules with each runbook_url absolute (Alertmanager links need it)."""
     import re  # only for this command (start-up time)
+    from importlib import resources  # only for this command (start-up time)
 
     settings = _settings(logs_on_first_line=True)
     base = (runbook_url or settings.runbook_url or "").strip().split("#", 1)[0]
     if not base.startswith(("https://", "http://")):
         raise BadInput("name where docs/RUNBOOK.md is read: --runbook-url https://... (or HALO_RECONCILER_RUNBOOK_URL)")
+    package, name = ALERT_RULES
     try:
-        rules = ALERT_RULES.read_text(encoding="utf-8")
-    except OSError:
-        raise OperationFailed(f"the alert rules are not beside this installation ({ALERT_RULES}); "
-                              "they are deploy/prometheus/alerts.yml in the repository") from None
+        rules = resources.files(package).joinpath(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OperationFailed(f"the alert rules ({package}/{name}) are missing from this installation: {exc}") from None
     rendered = re.sub(r'runbook_url: "docs/RUNBOOK\.md#([\w-]+)"', lambda m: f'runbook_url: "{base}#{m.group(1)}"', rules)
     sys.stdout.write(rendered)
 

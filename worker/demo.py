@@ -161,7 +161,7 @@ def _serve_until_stopped(env: dict[str, str], data: Path, sim: subprocess.Popen,
                          started: list[subprocess.Popen], wanted_port: int) -> int:
     """The console over what the demo left, with everything still running, until Ctrl-C."""
     password = secrets.token_urlsafe(12)
-    admin.add_operator(DEMO_OPERATOR, "approver", password)
+    admin.add_operator(DEMO_OPERATOR, "approver", password, by="demo", note="the demo's operator")
     port = _port(wanted_port)
     url = f"http://127.0.0.1:{port}"
     server = _start([sys.executable, "-m", "worker.cli", "serve", "--port", str(port)], env, data / "serve.log")

@@ -20,6 +20,7 @@ from sqlmodel import select
 from models import Practice
 from reconciler.adapters import outbox_rows
 from reconciler.adapters.coordination import keys
+from reconciler.core.breaker import BreakerState
 from reconciler.core.errors import CoordinationError
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
 from worker import db, wiring
@@ -82,6 +83,17 @@ def check_sweep(settings: Settings, now: datetime | None = None) -> Check:
     return Check("sweep", True, f"last sweep {age:.0f} s ago")
 
 
+def next_probe(state: BreakerState, now: datetime) -> str:
+    """When an open breaker probes next, read now from its live state (the ticket's detail states only
+    the schedule: it is written once, and this time moves after every refused probe)."""
+    due = datetime.fromtimestamp(state.next_probe_at, UTC)
+    wait = state.next_probe_at - now.timestamp()
+    if wait <= 0:
+        return (f"next probe due since {due:%Y-%m-%d %H:%M:%S} UTC (the scheduled probe task or the next "
+                "automatic run makes it)")
+    return f"next probe at {due:%Y-%m-%d %H:%M:%S} UTC (in {wait:.0f} s)"
+
+
 def check_breaker(settings: Settings, now: datetime | None = None) -> Check:
     """Open while Halo refuses our key, IP or quota: automatic work is kept and only probes are spent."""
     now = now or datetime.now(UTC)
@@ -94,9 +106,8 @@ def check_breaker(settings: Settings, now: datetime | None = None) -> Check:
     parts = []
     for state in states:
         opened = datetime.fromtimestamp(state.opened_at, UTC)
-        wait = max(0.0, state.next_probe_at - now.timestamp())
         parts.append(f"{state.cause} breaker open ({state.scope}) since {opened:%Y-%m-%d %H:%M:%S} UTC, "
-                     f"{state.failures} refused call(s), next probe in {wait:.0f} s")
+                     f"{state.failures} refused call(s), {next_probe(state, now)}")
     return Check("breaker", False, "; ".join(parts) + ": automatic work is kept; see the open ticket, fix the "
                  "cause, then `halo-reconciler reconcile ID --now` closes it")
 

@@ -106,6 +106,8 @@ def policy(settings: Settings | None = None) -> Policy:
         backoff_min_seconds=settings.backoff_min_seconds,
         backoff_max_seconds=settings.backoff_max_seconds,
         unavailable_ticket_after_seconds=settings.unavailable_ticket_after_seconds,
+        breaker_probe_seconds=settings.breaker_probe_seconds,
+        breaker_probe_max_seconds=settings.breaker_probe_max_seconds,
     )
 
 

@@ -156,6 +156,17 @@ def enable_operator(session: Session, *, name: str) -> Operator:
     return row
 
 
+def set_role(session: Session, *, name: str, role: str) -> tuple[Operator, str]:
+    """A new role, and the one it replaces (it counts from the next request: sessions read it each time)."""
+    row = operator(session, name=name)
+    if row is None:
+        raise BadInput(f"no operator named {name!r}")
+    before, row.role = row.role, role
+    session.add(row)
+    session.flush()
+    return row, before
+
+
 def set_password(session: Session, *, name: str, password_hash: str) -> Operator:
     """A new password (an admin's reset): every session signed in with the old one ends."""
     row = operator(session, name=name)

@@ -36,6 +36,10 @@ class Policy:
     backoff_min_seconds: int = 60
     backoff_max_seconds: int = 3600
     unavailable_ticket_after_seconds: int = 86400
+    # The breaker's probe schedule (HALO_RECONCILER_BREAKER_PROBE_SECONDS, ..._MAX_SECONDS), which the
+    # breaker's tickets state.
+    breaker_probe_seconds: float = 60.0
+    breaker_probe_max_seconds: float = 3600.0
 
     def mass_change_limit(self, onboarded: int) -> int:
         """Automatic switches allowed per window: max(absolute, share of the fleet)."""
@@ -192,9 +196,12 @@ def decision_for(
 
     row = _TICKETED.get(verdict)
     if row is not None:
-        ticket = _ticket(row.kind, row.reason, row.text(seen=seen), integrator_wide=row.integrator_wide)
-        if row.integrator_wide:
+        if row.integrator_wide:  # the breaker's verdicts: the ticket also says when the breaker probes
+            probes = texts.breaker_probes(probe_seconds=policy.breaker_probe_seconds,
+                                          probe_max_seconds=policy.breaker_probe_max_seconds)
+            ticket = _ticket(row.kind, row.reason, row.text(seen=seen, probes=probes), integrator_wide=True)
             return Decision(Action.TICKETED, ticket=ticket)
+        ticket = _ticket(row.kind, row.reason, row.text(seen=seen))
         # A proposal never outlives these verdicts: the held change's tickets resolve with it.
         return Decision(Action.TICKETED, ticket=ticket, reset_backoff=True, resolve_tickets=HELD_REASONS)
     # initialising (a Halo Link being installed: wait for it, and ask nobody) and halo_unavailable.

@@ -65,12 +65,33 @@ def flapping(*, seen: str) -> str:
     return f"{seen} The authoritative database keeps moving; ask Halo support before anything switches."
 
 
-def ip_not_allowed(*, seen: str) -> str:
-    return f"{seen} Ask Halo support to allow-list the worker's outbound IP address."
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
-def quota_exceeded(*, seen: str) -> str:
-    return f"{seen} The subscription's call quota is exhausted; ask Halo support to raise it."
+def breaker_probes(*, probe_seconds: float, probe_max_seconds: float) -> str:
+    """When the breaker probes, as a rule rather than a time. The ticket's detail is written once, when
+    it opens, and goes out in its webhook and notification as it is; the breaker's next probe moves
+    after every refused probe. A time written here would be wrong after the first probe, and even the
+    first one is not this run's to know: another run may have tripped the breaker a moment before,
+    doubling the wait. The rule, counted from the ticket's ``opened_at``, stays true; the live time is
+    where it can be read when it is asked for (``health``, ``tickets list``, the console's ticket page)."""
+    return (f"Automatic work is kept, and the breaker probes Halo {_duration(probe_seconds)} after it opened, "
+            f"then waits twice as long after each refused probe (at most {_duration(probe_max_seconds)}); "
+            "`halo-reconciler health` says when the next probe is due.")
+
+
+def ip_not_allowed(*, seen: str, probes: str = "") -> str:
+    return f"{seen} Ask Halo support to allow-list the worker's outbound IP address. {probes}".rstrip()
+
+
+def quota_exceeded(*, seen: str, probes: str = "") -> str:
+    return f"{seen} The subscription's call quota is exhausted; ask Halo support to raise it. {probes}".rstrip()
 
 
 def integrator_forbidden_reported(*, ip_not_allowed: bool, message: str | None) -> str:
@@ -78,9 +99,10 @@ def integrator_forbidden_reported(*, ip_not_allowed: bool, message: str | None) 
     return f"Halo answers 403 because {what} ({(message or '')[:200]}); contact Halo support."
 
 
-def unauthorized(*, seen: str) -> str:
+def unauthorized(*, seen: str, probes: str = "") -> str:
     return (f"{seen} Check HALO_SUBSCRIPTION_KEY and HALO_BASE_URL (stage and production keys differ); automatic "
-            "reconciliations stop until a call succeeds (`halo-reconciler reconcile ID --now` tests a new key).")
+            "reconciliations stop until a call succeeds (`halo-reconciler reconcile ID --now` tests a new key). "
+            f"{probes}").rstrip()
 
 
 def mass_change(*, window_seconds: int) -> str:

@@ -178,6 +178,16 @@ class DecisionAction(StrEnum):
     # is still held by another rule); nothing was switched, and the detail says what Halo showed.
     APPROVE_REFUSED = "approve_refused"
     TAKEN_OVER = "taken_over"  # `reconcile --now --take-over`: a dead run's claim ended by a person
+    # Operator management (the CLI's `operators ...` and the console's operators page): the operator
+    # acted on is named in the detail (the audit row has no practice). Plain verbs, since the column
+    # holds 16 characters and "operator_disabled" would not fit.
+    OPERATOR_ADDED = "added"
+    OPERATOR_REMOVED = "removed"
+    OPERATOR_DISABLED = "disabled"
+    OPERATOR_ENABLED = "enabled"
+    OPERATOR_PASSWORD_RESET = "password_reset"
+    OPERATOR_UNLOCKED = "unlocked"
+    OPERATOR_ROLE_CHANGED = "role_changed"
 
 
 class OperatorRole(StrEnum):

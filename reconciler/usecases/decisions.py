@@ -375,6 +375,14 @@ def record_take_over(store: Store, *, practice_id: int, token: str | None, now: 
     log.warning("claim_taken_over", practice_id=practice_id, token=token, actor=actor)
 
 
+def record_operator_change(store: Store, action: DecisionAction, *, operator: str, now: datetime, actor: str,
+                           note: str | None = None, detail: str | None = None) -> None:
+    """An admin added, removed, disabled, enabled, reset or unlocked an operator: one decision row,
+    in the caller's unit of work (beside the change itself), naming the operator acted on."""
+    said = f"operator {operator}" + (f": {detail}" if detail else "")
+    _decided(store, action, actor=actor, note=note, now=now, detail=said)
+
+
 def acknowledge_ticket(store: Store, *, ticket_id: int, now: datetime, actor: str, note: str | None = None) -> Ticket:
     """Someone is on it: the ticket stays unresolved, with their name on the acknowledgement."""
     ticket = store.acknowledge_ticket(ticket_id, now=now)

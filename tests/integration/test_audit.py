@@ -136,11 +136,42 @@ def test_operators_add_list_remove(sim, capsys, monkeypatch):
     (["operators", "add", "alice", "--role", "viewer", "--password-stdin"], "long enough password\n"),
     (["operators", "add", "bob", "--role", "viewer"], "long enough password\n"),  # no terminal, no flag
     (["operators", "remove", "nobody"], ""),
+    (["operators", "role", "nobody", "--role", "admin"], ""),
+    (["operators", "role", "alice", "--role", "root"], ""),
+    (["operators", "role", "alice", "--role", "approver"], ""),  # already: nothing to change, nothing audited
+    (["operators", "disable", "alice", "--by", "worker"], ""),
 ])
 def test_bad_operator_input_exits_2_and_changes_nothing(sim, capsys, monkeypatch, argv, stdin):
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
     run_json(capsys, "operators", "add", "alice", "--role", "approver", "--password-stdin")
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    before = run_json(capsys, "audit")
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert [o["name"] for o in run_json(capsys, "operators", "list")] == ["alice"]
+    assert run_json(capsys, "audit") == before  # a refused change to an operator is no decision
+
+
+def test_managing_operators_is_audited_with_who_why_and_which_operator(sim, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    run_json(capsys, "operators", "add", "alice", "--role", "approver", "--password-stdin", "--by", "carol",
+             "--note", "joins the support desk")
+    run_json(capsys, "operators", "disable", "alice", "--by", "carol", "--note", "on leave")
+    run_json(capsys, "operators", "enable", "alice", "--by", "dave")
+    run_json(capsys, "operators", "unlock", "alice", "--by", "dave")
+    assert run_json(capsys, "operators", "role", "alice", "--role", "admin", "--by", "dave")["role"] == "admin"
+    run_json(capsys, "operators", "remove", "alice")  # --by defaults to the operating-system user
+
+    entries = run_json(capsys, "audit")
+    assert all(e.keys() == {"at", "actor", "action", "practice_id", "ticket_id", "note", "detail"} for e in entries)
+    assert [(e["actor"], e["action"], e["note"], e["detail"]) for e in entries] == [
+        (getpass.getuser(), "removed", None, "operator alice"),
+        ("dave", "role_changed", None, "operator alice: role approver -> admin"),
+        ("dave", "unlocked", None, "operator alice: was not locked: nothing to lift"),
+        ("dave", "enabled", None, "operator alice"),
+        ("carol", "disabled", "on leave", "operator alice: signing in refused, sessions ended"),
+        ("carol", "added", "joins the support desk", "operator alice: role approver"),
+    ]
+    assert {(e["practice_id"], e["ticket_id"]) for e in entries} == {(None, None)}
+    assert [e["action"] for e in run_json(capsys, "audit", "--actor", "carol")] == ["disabled", "added"]
+    assert [e["actor"] for e in run_json(capsys, "audit", "--action", "enabled")] == ["dave"]

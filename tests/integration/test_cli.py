@@ -234,11 +234,27 @@ def test_health_names_an_open_breaker_until_a_manual_run_closes_it(sim, capsys):
     sim.clear_faults()
     code, out, err = run(capsys, "health", "--skip-halo")
     assert code == 1 and "FAIL breaker" in err and "quota_exceeded breaker open (integrator)" in err
+    # When it probes next: read from the breaker, in health and under the tickets it stands for; the
+    # ticket's own detail (its webhook's, its JSON's) states the schedule, which stays true.
+    from datetime import UTC, datetime
+
+    from worker import wiring
+
+    [state] = wiring.breaker().states()
+    due = f"next probe at {datetime.fromtimestamp(state.next_probe_at, UTC):%Y-%m-%d %H:%M:%S} UTC (in "
+    assert due in err
+    [open_ticket] = run_json(capsys, "tickets", "list")
+    assert "the breaker probes Halo 1 min after it opened, then waits twice as long" in open_ticket["detail"]
+    code, out, _ = run(capsys, "tickets", "list")
+    [line] = [x for x in out.splitlines() if x.startswith("breaker: ")]
+    assert code == 0 and "quota_exceeded breaker open (integrator)" in line and due in line
     assert run_json(capsys, "reconcile", "1", "--now")["verdict"] == "unchanged"  # closes it
     report = run_json(capsys, "health", "--skip-halo")
     assert [c["ok"] for c in report["checks"] if c["name"] == "breaker"] == [True]
     [ticket] = run_json(capsys, "tickets", "list", "--status", "resolved")
     assert ticket["reason"] == "quota_exceeded"
+    code, out, _ = run(capsys, "tickets", "list", "--status", "resolved")
+    assert code == 0 and "breaker:" not in out  # a resolved ticket's breaker is not looked up
 
 
 def test_practices_add_refuses_an_unpaired_best_practice_site_without_a_code(sim, capsys):

@@ -237,3 +237,39 @@ def test_the_outbox_page_is_paged_by_keyset(people, monkeypatch):
         path = older.group(1).replace("&amp;", "&") if older else None
     assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen))  # newest first, none twice
     assert len(seen) == len(admin.outbox_events(limit=1000)) == 120  # opened and resolved, webhook and notify
+
+
+def test_an_admins_changes_to_operators_are_audited_under_their_name(people):
+    for _ in range(5):
+        sign_in(client(), "alice", "wrong password!")
+    a = signed_in("ada")
+    token = csrf_of(a.get("/operators").text)
+    before = admin.audit()
+    assert a.post("/operators/ada/disable", data={"csrf": token}).status_code == 400  # refused: no decision
+    assert a.post("/operators/bob/reset", data={"csrf": token, "password": "short"}).status_code == 400
+    assert a.post("/operators/ada/role", data={"csrf": token, "role": "viewer"}).status_code == 400  # never yourself
+    assert admin.audit() == before
+
+    for path, data in [("/operators", {"name": "nina", "role": "viewer", "password": "a long password",
+                                       "note": "new on the night shift"}),
+                       ("/operators/victor/disable", {}), ("/operators/victor/enable", {}),
+                       ("/operators/bob/reset", {"password": "a brand new password"}),
+                       ("/operators/alice/unlock", {}),
+                       ("/operators/victor/role", {"role": "approver", "note": "covers nights now"})]:
+        assert a.post(path, data={"csrf": token, **data}, follow_redirects=False).status_code == 303, path
+
+    done = [(e.actor, e.action, e.note, e.detail) for e in admin.audit(actor="ada")]
+    assert done == [
+        ("ada", "role_changed", "covers nights now", "operator victor: role viewer -> approver"),
+        ("ada", "unlocked", None, "operator alice: sign-in lock lifted"),
+        ("ada", "password_reset", None, "operator bob: sessions ended"),
+        ("ada", "enabled", None, "operator victor"),
+        ("ada", "disabled", None, "operator victor: signing in refused, sessions ended"),
+        ("ada", "added", "new on the night shift", "operator nina: role viewer"),
+    ]
+    page = a.get("/audit", params={"actor": "ada"})
+    assert page.status_code == 200
+    assert "operator victor: signing in refused, sessions ended" in page.text and "new on the night shift" in page.text
+    assert "password_reset" in a.get("/audit").text  # the action filter offers the new actions
+    victor = signed_in("victor")  # now an approver: the role counts from the next request
+    assert victor.get("/").status_code == 200 and [o.role for o in admin.list_operators() if o.name == "victor"] == ["approver"]

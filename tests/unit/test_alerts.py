@@ -1,9 +1,10 @@
-"""The alerting rules, their promtool unit tests and the Grafana dashboard beside them
-(deploy/prometheus/). That the metrics they name exist on a real worker: tests/integration/test_prometheus.py."""
+"""The alerting rules (worker/prometheus/alerts.yml, package data; deploy/prometheus/alerts.yml links to
+it), their promtool unit tests and the Grafana dashboard beside them (deploy/prometheus/). That the metrics they name exist on a real worker: tests/integration/test_prometheus.py."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -94,3 +95,52 @@ def test_the_rendered_rules_have_absolute_runbook_urls_and_pass_promtool(tmp_pat
     done = subprocess.run([promtool(), "check", "rules", str(tmp_path / "alerts.yml")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert main(["alert-rules"]) == 2 and "--runbook-url" in capsys.readouterr().err
+
+
+def test_deploy_prometheus_alerts_is_the_package_data_itself():
+    """One file: the repository's deploy/prometheus/alerts.yml is a link to what the wheel ships."""
+    link = HERE / "alerts.yml"
+    assert link.is_symlink() and link.resolve() == (ROOT / "worker" / "prometheus" / "alerts.yml").resolve()
+
+
+def test_alert_rules_work_from_a_built_wheel_outside_the_checkout(tmp_path):
+    """Built as deploy/Dockerfile builds it (only the packages and pyproject.toml: no deploy/ beside
+    it), unpacked away from the checkout, and run there: promtool checks what it prints."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in ("worker", "tasks", "models", "reconciler", "halo_reconciler"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                            "--wheel-dir", str(tmp_path / "wheels"), str(src)], capture_output=True, text=True,
+                           timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr
+    [wheel] = (tmp_path / "wheels").glob("halo_reconciler-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("worker/prometheus/alerts.yml").decode()
+        archive.extractall(tmp_path / "site")
+    assert shipped == (ROOT / "worker" / "prometheus" / "alerts.yml").read_text()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    base = "https://runbooks.example.test/halo/RUNBOOK.md"
+    probe = ("import sys, worker; from worker.cli import main; print(worker.__file__, file=sys.stderr); "
+             f"sys.exit(main(['alert-rules', '--runbook-url', {base!r}]))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "HALO_RECONCILER_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == str(tmp_path / "site" / "worker" / "__init__.py")  # not the checkout
+    urls = [rule["annotations"]["runbook_url"] for group in yaml.safe_load(done.stdout)["groups"]
+            for rule in group["rules"]]
+    assert len(urls) == len(rules()) and all(url.startswith(base + "#") for url in urls)
+    (elsewhere / "alerts.yml").write_text(done.stdout)
+    checked = promtool.run("check", "rules", str(elsewhere / "alerts.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in checked.stdout

@@ -139,3 +139,13 @@ def test_trust_is_decided_by_the_socket_peer_alone(monkeypatch, tmp_path, peer, 
     request = _request(peer, {"X-Forwarded-User": "alice", "X-Forwarded-For": forwarded})
     assert sessions.proxied_name(request) == name
     assert sessions.client_address(request) == address
+
+
+def test_every_decision_action_fits_the_audit_column():
+    """``decisions.action`` is 16 characters wide (PostgreSQL refuses a longer one, SQLite would not)."""
+    from models import OperatorDecision
+    from reconciler.core.vocabulary import DecisionAction
+
+    width = OperatorDecision.__table__.c.action.type.length
+    assert width == 16
+    assert [a for a in DecisionAction if len(a) > width] == []

@@ -130,3 +130,18 @@ def test_a_day_of_halo_unavailable_tickets_once_it_persists():
 def test_a_switch_is_the_would_switch_answer():
     result = change(Verdict.INFRASTRUCTURE_CHANGE, new_guid=NEW)
     assert (result.action, result.switch_to, result.values["halo_guid"]) == (Action.SWITCHED, NEW, NEW)
+
+
+@pytest.mark.parametrize("verdict", [Verdict.IP_NOT_ALLOWED, Verdict.QUOTA_EXCEEDED, Verdict.UNAUTHORIZED])
+def test_a_breaker_ticket_states_the_configured_probe_schedule(verdict):
+    policy = replace(Policy(), breaker_probe_seconds=90, breaker_probe_max_seconds=7200)
+    detail = decision(verdict, policy=policy).ticket.detail
+    assert detail.startswith("seen ")
+    assert "probes Halo 90 s after it opened, then waits twice as long after each refused probe (at most 2 h)" in detail
+    assert "`halo-reconciler health` says when the next probe is due" in detail
+    assert "probes" in decision(verdict).ticket.detail and "1 min after it opened" in decision(verdict).ticket.detail
+
+
+def test_only_the_breakers_tickets_speak_of_probes():
+    for verdict in (Verdict.NOT_FOUND, Verdict.AMBIGUOUS, Verdict.FLAPPING):
+        assert "probe" not in decision(verdict).ticket.detail

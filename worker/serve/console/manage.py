@@ -10,9 +10,10 @@ page shows while an event waits undelivered too long.
     POST /outbox/{id}/retry         send one now (admins)
     GET  /operators                 the operators (admins)
     POST /operators                 add one (admins)
-    POST /operators/{name}/disable|enable|reset|unlock   (admins)
+    POST /operators/{name}/disable|enable|reset|unlock|role   (admins)
 
-Each goes through ``worker.admin``, the functions the command line calls.
+Each goes through ``worker.admin``, the functions the command line calls; each change to an operator is
+one decision in the audit trail under the admin's name (with the form's ``note``, if any).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ DONE = {
     "operator_enabled": "Operator enabled.",
     "operator_reset": "Password reset: their sessions ended.",
     "operator_unlocked": "Sign-in lock lifted.",
+    "operator_role": "Role changed: it counts from their next request.",
 }
 
 
@@ -60,6 +62,12 @@ def outbox_banner(settings: Settings) -> list[dict[str, Any]]:
     return [{"target": w.target, "pending": w.pending, "failed": w.failed, "age": int(w.age_seconds(now)),
              "last_error": w.oldest_last_error}
             for w in waiting if w.age_seconds(now) > settings.outbox_alert_seconds]
+
+
+def _note(form: dict) -> str | None:
+    """The form's note, when one was sent (the audit trail keeps it beside the admin's name)."""
+    note = form.get("note")
+    return str(note) if note is not None else None
 
 
 def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -> list[Route]:
@@ -112,15 +120,21 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
         return handler
 
     def add(operator: Operator, form: dict, name: str) -> None:
-        admin.add_operator(name, str(form.get("role", "")), str(form.get("password", "")))
+        admin.add_operator(name, str(form.get("role", "")), str(form.get("password", "")), by=operator.name,
+                           note=_note(form))
 
     def disable(operator: Operator, form: dict, name: str) -> None:
         if name == operator.name:
             raise BadInput("you cannot disable yourself: ask another admin")
-        admin.disable_operator(name, by=operator.name)
+        admin.disable_operator(name, by=operator.name, note=_note(form))
+
+    def role(operator: Operator, form: dict, name: str) -> None:
+        if name == operator.name:
+            raise BadInput("you cannot change your own role: ask another admin")
+        admin.set_operator_role(name, str(form.get("role", "")), by=operator.name, note=_note(form))
 
     def reset(operator: Operator, form: dict, name: str) -> None:
-        admin.reset_operator_password(name, str(form.get("password", "")), by=operator.name)
+        admin.reset_operator_password(name, str(form.get("password", "")), by=operator.name, note=_note(form))
 
     return [
         Route("/outbox", page(outbox), methods=["GET"]),
@@ -130,10 +144,12 @@ def routes(console: Any, page: Callable[..., Any], action: Callable[..., Any]) -
         Route("/operators/{name}/disable", action(manage(disable, "operator_disabled"), role="admin"),
               methods=["POST"]),
         Route("/operators/{name}/enable",
-              action(manage(lambda o, f, n: admin.enable_operator(n, by=o.name), "operator_enabled"), role="admin"),
+              action(manage(lambda o, f, n: admin.enable_operator(n, by=o.name, note=_note(f)), "operator_enabled"), role="admin"),
               methods=["POST"]),
         Route("/operators/{name}/reset", action(manage(reset, "operator_reset"), role="admin"), methods=["POST"]),
+        Route("/operators/{name}/role", action(manage(role, "operator_role"), role="admin"), methods=["POST"]),
         Route("/operators/{name}/unlock",
-              action(manage(lambda o, f, n: admin.unlock_operator(n, by=o.name), "operator_unlocked"), role="admin"),
+              action(manage(lambda o, f, n: admin.unlock_operator(n, by=o.name, note=_note(f)),
+                                 "operator_unlocked"), role="admin"),
               methods=["POST"]),
     ]
