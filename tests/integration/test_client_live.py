@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -93,8 +94,11 @@ def test_a_fresh_environment_gets_httpx_and_the_client_and_nothing_of_the_worker
     env_dir = tmp_path / "app-venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = str(env_dir / "bin" / "python")
+    # A copy of ./clients/python: pip builds in the source directory, and the checkout stays as it was.
+    source = shutil.copytree(ROOT / "clients" / "python", tmp_path / "client-source",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     done = subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                           str(ROOT / "clients" / "python")], capture_output=True, text=True, timeout=600)
+                           str(source)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     listed = subprocess.run([python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True,
                             check=True)
