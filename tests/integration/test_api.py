@@ -11,9 +11,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 
 import httpx
 import pytest
@@ -21,11 +19,9 @@ import redis
 
 from models import PmsType
 from reconciler.adapters.coordination import keys
-from tests.utils.waiting import wait_until
 from tests.utils.workers import ROOT
-from tests.utils.servers import free_port
+from tests.utils.serving import running_serve
 from worker import admin, hooks
-from worker.processes import start_in_new_group, stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -49,31 +45,9 @@ def practice(stack):
 def server(stack, tmp_path):
     """``halo-reconciler serve`` on a free loopback port, stopped (and checked) at the end."""
     _, env = stack
-    port = free_port()
     log = tmp_path / "serve.log"
-    proc = start_in_new_group(
-        [sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env={**os.environ, **env, "HALO_RECONCILER_API_TOKENS": f"other-token-1234,{TOKEN}"},
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert proc.poll() is None, log.read_text()
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-
-    try:
-        wait_until(healthy, timeout=30, interval=0.1, what="serve answering /healthz", ignoring=(httpx.HTTPError,),
-                   log=log)
+    with running_serve(env, log, f"other-token-1234,{TOKEN}") as (url, _):
         yield url, log
-    finally:
-        stop_process_group(proc, timeout=20)
-    code = proc.returncode
-    assert code != -signal.SIGKILL, "serve did not stop on SIGTERM"
-    text = log.read_text()
-    # uvicorn finishes the requests in flight, then re-raises the signal it caught: -SIGTERM is a clean stop
-    assert code in (0, -signal.SIGTERM) and "Finished server process" in text, text
-    assert "Traceback" not in text and TOKEN not in text
 
 
 @pytest.fixture
