@@ -94,14 +94,17 @@ def main() -> int:
     return code
 
 
-KEPT = "\n## Chaos soak"  # written from a soak run (python3 dev.py soak), not from this suite: kept as it is
+# Written by hand from their own runs, not produced by this suite: kept as they are, from the first of
+# them to the end of the file (issue 24's findings, with the command that measured them; the chaos soak,
+# from a run of python3 dev.py soak).
+KEPT = ("\n## Issue 24", "\n## Chaos soak")
 
 
 def kept_sections() -> str:
-    """The sections of the current file that this suite does not produce (from ``KEPT`` to the end)."""
+    """The sections of the current file that this suite does not produce (from the first ``KEPT`` to the end)."""
     current = OUT.read_text() if OUT.exists() else ""
-    at = current.find(KEPT)
-    return "\n" + current[at:].lstrip("\n") if at >= 0 else ""
+    found = [at for heading in KEPT if (at := current.find(heading)) >= 0]
+    return "\n" + current[min(found):].lstrip("\n") if found else ""
 
 
 FIGURES = ("reports lost", "practices left unreconciled", "GUIDs switched twice", "tickets opened twice",
