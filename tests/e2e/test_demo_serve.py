@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,22 +19,37 @@ from tests.e2e.test_demo import ROOT, alive
 from tests.utils.servers import free_port
 from worker.processes import start_in_new_group, stop_process_group
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # the demo's walkthrough first
 
 
-def read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
-    """The demo's stdout up to and including the line containing ``marker``."""
-    out = ""
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while marker not in out:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise AssertionError(f"no {marker!r} from the demo (exit {proc.poll()}):\n{out[-3000:]}")
-        if selector.select(timeout=1):
-            line = proc.stdout.readline()
-            out += line
-    return out
+class Output:
+    """The demo's stdout, read line by line by a thread of its own: a select on the pipe misses lines
+    that Python's buffer already holds, so the wait would outlast a line that had arrived."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True)
+        self.proc = proc
+        self.thread.start()
+
+    @property
+    def text(self) -> str:
+        return "".join(list(self.lines))
+
+    def until(self, marker: str, timeout: float) -> str:
+        """The output up to and including the line containing ``marker``."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.text:
+            if time.monotonic() > deadline or (self.proc.poll() is not None and not self.thread.is_alive()):
+                raise AssertionError(f"no {marker!r} from the demo (exit {self.proc.poll()}):\n{self.text[-3000:]}")
+            time.sleep(0.2)
+        return self.text
+
+    def rest(self, timeout: float) -> str:
+        """Everything, once the demo has exited and its pipe is drained."""
+        self.proc.wait(timeout=timeout)
+        self.thread.join(timeout=10)
+        return self.text
 
 
 def csrf_of(html: str) -> str:
@@ -48,7 +62,8 @@ def test_demo_serve_prints_a_console_and_password_that_work_and_ctrl_c_stops_eve
     proc = start_in_new_group([sys.executable, "-m", "worker.cli", "demo", "--serve", "--port", str(port)], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     try:
-        out = read_until(proc, "press Ctrl-C", timeout=300)
+        output = Output(proc)
+        out = output.until("press Ctrl-C", timeout=420)
         url = re.search(r"the operator console \(pid \d+\): (http://127\.0\.0\.1:\d+)/", out).group(1)
         assert url == f"http://127.0.0.1:{port}"
         name, password = re.search(r"sign in as (\S+) with the password (\S+)", out).groups()
@@ -72,7 +87,7 @@ def test_demo_serve_prints_a_console_and_password_that_work_and_ctrl_c_stops_eve
             assert 'id="state">active<' in shown
 
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
-        rest, _ = proc.communicate(timeout=120)
+        rest = output.rest(timeout=120)
         assert proc.returncode == 0, rest[-2000:]
         assert "stopping" in rest
         assert not any(alive(pid) for pid in pids), "the demo left a process running"
