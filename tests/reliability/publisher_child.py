@@ -22,10 +22,10 @@ def _hang(*_: object) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from worker import wiring
+    from worker import reporting, wiring
 
     if argv[0] == "report":
-        wiring.publisher = lambda timeout: _hang  # the hook's publish, after the report script ran
+        reporting.publisher = lambda timeout: _hang  # the hook's publish, after the report script ran
         from worker.hooks import report_forbidden
 
         report_forbidden(argv[1], "Forbidden")
