@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import Action, OperatorDecision, PracticeState, Reconciliation, TicketKind, TicketReason, TicketStatus, Trigger, Verdict
-from reconciler.adapters import listings, people, store, tickets
+from reconciler.adapters import listings, people, tickets
+from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput
 from worker import admin, db
 from worker.config import get_settings
@@ -35,7 +36,7 @@ def seed_practices(n: int) -> list[int]:
     ids = []
     with db.new_session() as session:
         for i in range(n):
-            made = store.add_practice(session, pms_type="BestPractice", pms_id=f"BP{i}",
+            made = SqlStore(session).add_practice(pms_type="BestPractice", pms_id=f"BP{i}",
                                       halo_guid=f"00000000-0000-4000-8000-{i:012d}",
                                       identifiers={"practice_name": f"{'Bondi' if i % 3 == 0 else 'Carlton'} Clinic {i}"},
                                       now=NOW - timedelta(days=10))

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from models import Action, Practice, PracticeState, Ticket, TicketStatus
 from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
-from reconciler.adapters import listings, people, store, tickets
+from reconciler.adapters import listings, people, tickets
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.store import SqlStore
 from reconciler.core import runbook
@@ -115,16 +115,16 @@ def _breakers(settings: Settings) -> list[BreakerState] | None:
 def overview(settings: Settings, *, limit: int = 200) -> Overview:
     now = _now()
     with admin.unit_of_work() as session:
-        held = list(session.exec(select(Practice).where(Practice.state == "held")
-                                 .order_by(col(Practice.updated_at)).limit(limit)).all())
+        store = SqlStore(session)
+        held = store.held_practices(limit=limit)
         held_tickets = _held_tickets(session, [p.id for p in held])  # type: ignore[misc]
         by_kind: dict[str, list[Ticket]] = {}
         for ticket in tickets.list_tickets(session, statuses=tickets.UNRESOLVED):
             by_kind.setdefault(str(ticket.kind), []).append(ticket)
         policy = wiring.policy(settings)
-        guard = SqlStore(session).guard_state(now=now, policy=policy)
-        paused = store.flag(session, AUTOSWITCH_PAUSED)
-        onboarded = store.count_practices(session)
+        guard = store.guard_state(now=now, policy=policy)
+        paused = store.flag(AUTOSWITCH_PAUSED)
+        onboarded = store.count_practices()
         names = listings.practice_names(session, ids=[t.practice_id for rows in by_kind.values() for t in rows])
     limit_ = max(policy.mass_change_min, int(policy.mass_change_fraction * onboarded))
     last, known = _last_sweep()
@@ -172,8 +172,9 @@ def _identifier_rows(recorded: dict[str, Any], seen: dict[str, Any] | None) -> l
 
 def practice_page(practice_id: int, *, audit_limit: int = 100) -> PracticePage:
     with admin.unit_of_work() as session:
-        row = store.get_practice(session, practice_id=practice_id)
-        out = PracticeOut.from_rows(row, list(store.guid_history(session, practice_id=practice_id)))
+        store = SqlStore(session)
+        row = store.practice(practice_id)
+        out = store.practice_out(row)
         open_ = list(tickets.list_tickets(session, practice_id=practice_id))
         last = people.last_reconciliation(session, practice_id=practice_id)
         entries = people.audit_entries(session, practice_id=practice_id, limit=audit_limit)
