@@ -393,7 +393,7 @@ def reject(practice_id: int, *, by: str | None = None, note: str | None = None) 
 def list_tickets(status: str | None = None, kind: str | None = None) -> list[TicketOut]:
     statuses, kind_ = _ticket_filter(status, kind)
     with unit_of_work() as session:
-        return [TicketOut.from_row(t) for t in tickets.list_tickets(session, statuses=statuses, kind=kind_)]
+        return [TicketOut.from_row(t) for t in SqlStore(session).list_tickets(statuses=statuses, kind=kind_)]
 
 
 def acknowledge_ticket(ticket_id: int, *, by: str | None = None, note: str | None = None) -> TicketOut:

@@ -26,16 +26,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
-from models import (Action, GuidHistory, Practice, PmsType, PracticeState, Reconciliation, Ticket, TicketKind,
-                    TicketReason,
-                    TicketStatus, Trigger)
+from models import Action, GuidHistory, Practice, PmsType, PracticeState, Reconciliation, Ticket, TicketStatus, Trigger
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
 from models.practice import PracticeOut
 from models.types import UTCDateTime
 from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
 from models.approval import Approval
 from models.decision import OperatorDecision
-from reconciler.adapters import change_events, tickets
+from reconciler.adapters import change_events
+from reconciler.adapters.tickets import TicketStore
 from reconciler.core.change import PracticeChange
 from reconciler.core.errors import Conflict
 from reconciler.core.policy import GuardState, Policy
@@ -183,9 +182,10 @@ def _guard_state() -> Any:
     return select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)
 
 
-class SqlStore:
+class SqlStore(TicketStore):
     """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for, and the
-    reads the console and the command line make besides. Each query is written here once."""
+    reads the console and the command line make besides. Each query is written once: here, or for
+    tickets in ``TicketStore`` (``reconciler.adapters.tickets``), which this class is made of."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -327,15 +327,6 @@ class SqlStore:
         row.updated_at = now
         self.session.add(row)
 
-    def open_ticket(self, *, kind: TicketKind, reason: TicketReason, practice_id: int | None, detail: str,
-                    now: datetime) -> Ticket:
-        ticket, _ = tickets.open_or_count(self.session, kind=kind, reason=reason, practice_id=practice_id,
-                                          detail=detail, now=now)
-        return ticket
-
-    def resolve_tickets(self, *, practice_id: int | None, reasons: Sequence[TicketReason], now: datetime) -> None:
-        tickets.resolve_where(self.session, practice_id=practice_id, reasons=reasons, now=now)
-
     def apply_change(self, practice: Practice, change: PracticeChange, *, now: datetime,
                      own_tickets: bool = True, integrator_tickets: bool = True) -> int | None:
         """Everything one verdict changes; returns the first ticket it opened or counted.
@@ -368,8 +359,8 @@ class SqlStore:
         if change.resolve and own_tickets:
             self.resolve_tickets(practice_id=practice.id, reasons=change.resolve, now=now)
         if change.resolve_integrator_wide and integrator_tickets:
-            tickets.resolve_where(self.session, practice_id=None, reasons=change.resolve_integrator_wide, now=now,
-                                  last_seen_before=change.integrator_wide_quiet_since)
+            self.resolve_tickets(practice_id=None, reasons=change.resolve_integrator_wide, now=now,
+                                 last_seen_before=change.integrator_wide_quiet_since)
         return ticket_id
 
     def due_retry_ids(self, *, now: datetime, page: int = 1000) -> Iterator[int]:
@@ -418,15 +409,6 @@ class SqlStore:
         if keep is not None:
             query = query.where(Approval.fingerprint != keep)
         self.session.execute(query)
-
-    def open_tickets(self, *, practice_id: int) -> Sequence[Ticket]:
-        return tickets.list_tickets(self.session, practice_id=practice_id)
-
-    def acknowledge_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
-        return tickets.acknowledge(self.session, ticket_id=ticket_id, now=now)
-
-    def resolve_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
-        return tickets.resolve(self.session, ticket_id=ticket_id, now=now)
 
     def add_practice(self, *, pms_type: PmsType, pms_id: str, halo_guid: str, identifiers: dict[str, Any],
                      now: datetime, availability: str | None = None) -> Practice:

@@ -88,10 +88,10 @@ def test_ticket_pages_keep_their_filters(database):
     ids = seed_practices(12)
     with db.new_session() as session:
         for pid in ids:
-            tickets.open_or_count(session, kind=TicketKind.CONTACT_PRACTICE, reason=TicketReason.NOT_FOUND,
-                                  practice_id=pid, detail="gone", now=NOW)
-        tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT, reason=TicketReason.IP_NOT_ALLOWED,
-                              practice_id=None, detail="ip", now=NOW)
+            SqlStore(session).open_ticket(kind=TicketKind.CONTACT_PRACTICE, reason=TicketReason.NOT_FOUND,
+                                          practice_id=pid, detail="gone", now=NOW)
+        SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT, reason=TicketReason.IP_NOT_ALLOWED,
+                                      practice_id=None, detail="ip", now=NOW)
         session.commit()
         every = walk(lambda **kw: listings.tickets_page(session, statuses=tickets.UNRESOLVED, **kw), 5)
         assert len(every) == 13 and [t.id for t in every] == sorted(t.id for t in every)
@@ -204,8 +204,8 @@ def test_piped_tables_never_wrap_inside_a_value(database, capsys):
 
     ids = seed_practices(3)
     with db.new_session() as session:
-        tickets.open_or_count(session, kind=TicketKind.CONTACT_PRACTICE, reason=TicketReason.NOT_FOUND,
-                              practice_id=ids[1], detail="No active site carries this PMS ID any more; " * 4, now=NOW)
+        SqlStore(session).open_ticket(kind=TicketKind.CONTACT_PRACTICE, reason=TicketReason.NOT_FOUND,
+                                      practice_id=ids[1], detail="No active site carries this PMS ID any more; " * 4, now=NOW)
         session.commit()
     capsys.readouterr()  # the ticket's log line
     code, out, _ = run(capsys, "practices", "list")

@@ -14,17 +14,16 @@ from typing import Any
 
 import structlog
 from markupsafe import Markup
-from sqlmodel import Session, col, select
 
 from models import Action, Practice, PracticeState, Ticket, TicketStatus
 from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
-from reconciler.adapters import listings, people, tickets
+from reconciler.adapters import listings, people
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.store import SqlStore
 from reconciler.core import runbook
 from reconciler.core.breaker import BREAKER_VERDICTS, BreakerState
-from reconciler.core.errors import BadInput, CoordinationError, UnknownTicket
+from reconciler.core.errors import BadInput, CoordinationError
 from reconciler.core.identifiers import normalise
 from reconciler.core.policy import HELD_REASONS
 from reconciler.core.vocabulary import DecisionAction
@@ -81,15 +80,6 @@ class Overview:
     names: dict[int, str] = field(default_factory=dict)  # the practices the open tickets name
 
 
-def _held_tickets(session: Session, practice_ids: list[int]) -> dict[int, Ticket]:
-    if not practice_ids:
-        return {}
-    rows = session.exec(select(Ticket).where(col(Ticket.practice_id).in_(practice_ids),
-                                             col(Ticket.status).in_(tickets.UNRESOLVED),
-                                             col(Ticket.reason).in_(HELD_REASONS))).all()
-    return {t.practice_id: t for t in rows}  # type: ignore[misc]
-
-
 def _last_sweep() -> tuple[datetime | None, bool]:
     try:
         raw = get_redis().get(keys.last_sweep())
@@ -117,9 +107,9 @@ def overview(settings: Settings, *, limit: int = 200) -> Overview:
     with admin.unit_of_work() as session:
         store = SqlStore(session)
         held = store.held_practices(limit=limit)
-        held_tickets = _held_tickets(session, [p.id for p in held])  # type: ignore[misc]
+        held_tickets = store.held_tickets([p.id for p in held], reasons=HELD_REASONS)  # type: ignore[misc]
         by_kind: dict[str, list[Ticket]] = {}
-        for ticket in tickets.list_tickets(session, statuses=tickets.UNRESOLVED):
+        for ticket in store.list_tickets():  # the unresolved ones
             by_kind.setdefault(str(ticket.kind), []).append(ticket)
         policy = wiring.policy(settings)
         guard = store.guard_state(now=now, policy=policy)
@@ -175,7 +165,7 @@ def practice_page(practice_id: int, *, audit_limit: int = 100) -> PracticePage:
         store = SqlStore(session)
         row = store.practice(practice_id)
         out = store.practice_out(row)
-        open_ = list(tickets.list_tickets(session, practice_id=practice_id))
+        open_ = list(store.list_tickets(practice_id=practice_id))
         last = people.last_reconciliation(session, practice_id=practice_id)
         entries = people.audit_entries(session, practice_id=practice_id, limit=audit_limit)
         session.expunge_all()
@@ -192,10 +182,9 @@ def practice_page(practice_id: int, *, audit_limit: int = 100) -> PracticePage:
 
 def ticket(ticket_id: int) -> tuple[Ticket, Practice | None, list[people.AuditEntry]]:
     with admin.unit_of_work() as session:
-        row = session.get(Ticket, ticket_id)
-        if row is None:
-            raise UnknownTicket(f"no ticket with id {ticket_id}")
-        practice = session.get(Practice, row.practice_id) if row.practice_id is not None else None
+        store = SqlStore(session)
+        row = store.ticket(ticket_id)
+        practice = store.practice(row.practice_id) if row.practice_id is not None else None
         entries = [e for e in people.audit_entries(session, practice_id=row.practice_id, limit=200)
                    if e.ticket_id == ticket_id] if row.practice_id is not None else [
             e for e in people.audit_entries(session, limit=500) if e.ticket_id == ticket_id]
