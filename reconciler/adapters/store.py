@@ -440,6 +440,10 @@ class SqlStore(TicketStore):
     def count_practices(self) -> int:
         return self.session.exec(select(func.count()).select_from(Practice)).one()
 
+    def first_guid(self) -> str | None:
+        """The current GUID of the first practice onboarded (None: none yet)."""
+        return self.session.exec(select(Practice.halo_guid).order_by(Practice.id).limit(1)).first()
+
     def iter_practices(self, *, batch: int = 500) -> Iterator[Practice]:
         """Every practice in id order, a page at a time (constant memory)."""
         for n, practice in enumerate(_keyset(self.session, select(Practice), order=[col(Practice.id)],
@@ -510,6 +514,16 @@ class SqlStore(TicketStore):
             [{"practice_id": p, "day": d, "count": n} for p, d, n in counts])
         newest = max((started_at, rid) for _, started_at, rid in gone)
         return FoldedBatch(len(gone), len(counts), tuple(last) if last is not None else newest)
+
+    def reconciled_practice_ids(self, practice_ids: Sequence[int]) -> set[int]:
+        """Which of these practices have at least one reconciliation."""
+        return set(self.session.exec(select(Reconciliation.practice_id)
+                                     .where(col(Reconciliation.practice_id).in_(practice_ids))).all())
+
+    def all_reconciliations(self) -> Sequence[Reconciliation]:
+        """Every reconciliation in id order (a demo's few dozen; a fleet's audit is read a page at a time
+        through ``reconciler.adapters.listings``)."""
+        return self.session.exec(select(Reconciliation).order_by(col(Reconciliation.id))).all()
 
     def verification_days(self, practice_id: int) -> Sequence[VerificationDay]:
         """A practice's folded routine checks, newest day first."""
