@@ -525,6 +525,13 @@ class SqlStore(TicketStore):
         through ``reconciler.adapters.listings``)."""
         return self.session.exec(select(Reconciliation).order_by(col(Reconciliation.id))).all()
 
+    def last_reconciliation(self, practice_id: int) -> Reconciliation | None:
+        """The practice's latest reconciliation that asked Halo (what Halo answered and when)."""
+        return self.session.exec(
+            select(Reconciliation).where(Reconciliation.practice_id == practice_id, Reconciliation.halo_calls > 0)
+            .order_by(col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc()).limit(1)
+        ).first()
+
     def verification_days(self, practice_id: int) -> Sequence[VerificationDay]:
         """A practice's folded routine checks, newest day first."""
         return self.session.exec(select(VerificationDay).where(VerificationDay.practice_id == practice_id)

@@ -166,8 +166,8 @@ def practice_page(practice_id: int, *, audit_limit: int = 100) -> PracticePage:
         row = store.practice(practice_id)
         out = store.practice_out(row)
         open_ = list(store.list_tickets(practice_id=practice_id))
-        last = people.last_reconciliation(session, practice_id=practice_id)
-        entries = people.audit_entries(session, practice_id=practice_id, limit=audit_limit)
+        last = store.last_reconciliation(practice_id)
+        entries = listings.audit_pages(session, practice_id=practice_id, at_most=audit_limit)
         session.expunge_all()
     answer = (last.halo_answer if last is not None else None) or {}
     held = [t for t in open_ if t.reason in HELD_REASONS]
@@ -185,9 +185,9 @@ def ticket(ticket_id: int) -> tuple[Ticket, Practice | None, list[people.AuditEn
         store = SqlStore(session)
         row = store.ticket(ticket_id)
         practice = store.practice(row.practice_id) if row.practice_id is not None else None
-        entries = [e for e in people.audit_entries(session, practice_id=row.practice_id, limit=200)
+        entries = [e for e in listings.audit_pages(session, practice_id=row.practice_id, at_most=200)
                    if e.ticket_id == ticket_id] if row.practice_id is not None else [
-            e for e in people.audit_entries(session, limit=500) if e.ticket_id == ticket_id]
+            e for e in listings.audit_pages(session, at_most=500) if e.ticket_id == ticket_id]
         session.expunge_all()
     return row, practice, entries
 
