@@ -2,10 +2,12 @@
 
 ``SqlStore`` is the one way to these tables: one unit of work over one session, shaped as the use
 cases' port (``reconciler.usecases.ports.Store``) and holding the reads the console and the command
-line make besides. Each query is written once, in the method that runs it (the statements below the
-class are built once per process; ``guard_switches_query`` and ``practice_reconciliations_query`` are
-also what ``bench/audit_year.py`` EXPLAINs). The keyset pages of the long lists are
-``reconciler.adapters.listings``'. Nothing here commits but ``SqlStore.commit``: the caller (the act
+line make besides. Each query is written once, in the method that runs it: the tickets' in
+``TicketStore`` (``reconciler.adapters.tickets``), which ``SqlStore`` is made of. Above the class are
+only what its methods share: the keyset walk, the statements a reconciliation runs (built once per
+process), and the query builders ``bench/audit_year.py`` also EXPLAINs (``guard_switches_query``,
+``practice_reconciliations_query``). The keyset pages of the long lists live in
+``reconciler.adapters.listings``. Nothing here commits but ``SqlStore.commit``: the caller (the act
 step, onboarding, a decision, an admin function) owns the one transaction. SQLAlchemy's errors stop
 here: a lost race surfaces as ``Conflict``.
 """
@@ -45,7 +47,7 @@ from reconciler.core.retention import day_counts
 
 
 def _keyset(session: Session, query: Any, *, order: Sequence[Any], key: Callable[[Any], tuple[Any, ...]],
-           page: int = 500) -> Iterator[Any]:
+            page: int = 500) -> Iterator[Any]:
     """Rows of ``query`` in ``order`` (unique, last column the primary key), a page at a time;
     ``key(row)`` gives a row's values of the ``order`` columns.
 
@@ -71,7 +73,6 @@ def _after(order: Sequence[Any], last: tuple[Any, ...]) -> ColumnElement[bool]:
         equal = [order[j] == last[j] for j in range(i)]
         clauses.append(and_(*equal, column > last[i]))
     return or_(*clauses)
-
 
 
 # --- retention and the audit's hot queries ----------------------------------------------------
