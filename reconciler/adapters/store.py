@@ -260,9 +260,6 @@ class SqlStore(TicketStore):
         row = self.session.get(ControlFlag, name)
         return row if row is not None and row.enabled else None
 
-    def is_flag_set(self, name: str) -> bool:
-        return self.flag(name) is not None
-
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
         # The count and the pause flag in one statement (a switch's budget is six).
