@@ -129,17 +129,17 @@ class Queries:
             return session.exec(store.guard_switches_query(since=since)).one()
 
         def page(session):
-            return store.practice_reconciliations(session, practice_id=self._practice(), limit=20)
+            return store.SqlStore(session).practice_reconciliations(self._practice(), limit=20)
 
         def audit(session):
             practice_id = self._practice()
-            rows = store.practice_reconciliations(session, practice_id=practice_id)
-            days = store.verification_days(session, practice_id=practice_id) if folded_table else []
+            rows = store.SqlStore(session).practice_reconciliations(practice_id)
+            days = store.SqlStore(session).verification_days(practice_id) if folded_table else []
             return len(rows) + len(days)
 
         def sweep_plan(session):
-            due = list(islice(store.due_retry_ids(session, now=now), 1000))
-            stale = list(islice(store.stale_practice_ids(session, cutoff=stale_cutoff), 1000))
+            due = list(islice(store.SqlStore(session).due_retry_ids(now=now), 1000))
+            stale = list(islice(store.SqlStore(session).stale_practice_ids(cutoff=stale_cutoff), 1000))
             return len(due) + len(stale)
 
         cutoff = RetentionPolicy().cutoff(now)

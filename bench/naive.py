@@ -20,13 +20,13 @@ app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_res
 @app.task(name="bench.naive_reconcile")
 def naive_reconcile(guid: str) -> None:
     from models import Trigger
-    from reconciler.adapters import store
+    from reconciler.adapters.store import SqlStore
     from reconciler.usecases.reconcile import reconcile
     from tests.utils.runs import PortRuns
     from worker import db, wiring
 
     with db.new_session() as session:
-        practice = store.find_practice_by_guid(session, guid=guid)
+        practice = SqlStore(session).practice_by_guid(guid)
         practice_id = practice.id if practice else None
     if practice_id is not None:
         # No work queue: the baseline runs every report, one Find sites call each.

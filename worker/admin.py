@@ -29,7 +29,7 @@ from models.ticket import TicketOut
 from models.operator import OperatorOut
 from models.outbox import OutboxOut, OutboxStatus, OutboxTarget
 from reconciler import logs
-from reconciler.adapters import listings, outbox_rows, people, store, tickets
+from reconciler.adapters import listings, outbox_rows, people, tickets
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput, Busy, CoordinationUnavailable, OperationFailed, UnknownPractice
 from reconciler.core.guids import parse_guid
@@ -71,10 +71,6 @@ def deliver_tickets() -> None:
     _wiring().deliver_outbox()
 
 
-def _out(session: Session, practice: Practice) -> PracticeOut:
-    return PracticeOut.from_rows(practice, list(store.guid_history(session, practice_id=practice.id)))  # type: ignore[arg-type]
-
-
 def parse_pms_type(value: str) -> PmsType:
     try:
         return PmsType(value.strip())
@@ -84,7 +80,7 @@ def parse_pms_type(value: str) -> PmsType:
 
 
 def find_practice(
-    session: Session,
+    store: SqlStore,
     practice_id: int | None = None,
     *,
     guid: str | None = None,
@@ -96,17 +92,17 @@ def find_practice(
     if given != 1:
         raise BadInput("name the practice by exactly one of: ID, --guid GUID, or --pms-type T --pms-id ID")
     if practice_id is not None:
-        return store.get_practice(session, practice_id=practice_id)
+        return store.practice(practice_id)
     if guid is not None:
         canonical = parse_guid(guid)
-        practice = store.find_practice_by_guid(session, guid=canonical)
+        practice = store.practice_by_guid(canonical)
         if practice is None:
             raise UnknownPractice(f"no practice has or had the GUID {canonical}")
         return practice
     if pms_type is None or pms_id is None:
         raise BadInput("--pms-type and --pms-id go together")
     kind = parse_pms_type(pms_type)
-    practice = store.find_practice_by_pms(session, pms_type=kind, pms_id=pms_id.strip())
+    practice = store.practice_by_pms(kind, pms_id.strip())
     if practice is None:
         raise UnknownPractice(f"no {kind} practice with PMS ID {pms_id.strip()!r}")
     return practice
@@ -121,10 +117,10 @@ def onboard(pms_type: str, pms_id: str, pairing_code: str | None = None) -> Prac
     settings = get_settings()
     request = parse_request(pms_type, pms_id, pairing_code)
     with unit_of_work() as session, _wiring().build_halo_client(settings, rate_limited=True) as client:
-        practice = onboard_practice(SqlStore(session), client, request, now=_now(),
-                                    identifier_query=settings.identifier_query)
+        store = SqlStore(session)
+        practice = onboard_practice(store, client, request, now=_now(), identifier_query=settings.identifier_query)
         session.commit()
-        out = _out(session, practice)
+        out = store.practice_out(practice)
     index_guids(out.id, out.halo_guid, [])
     return out
 
@@ -140,13 +136,15 @@ def index_guids(practice_id: int, current: str, past: list[str]) -> None:
 
 def practice(practice_id: int | None = None, **selector: Any) -> PracticeOut:
     with unit_of_work() as session:
-        return _out(session, find_practice(session, practice_id, **selector))
+        store = SqlStore(session)
+        return store.practice_out(find_practice(store, practice_id, **selector))
 
 
 def practices() -> list[PracticeOut]:
     with unit_of_work() as session:
-        rows = list(store.iter_practices(session))
-        histories = store.guid_histories(session, practice_ids=[p.id for p in rows])  # type: ignore[misc]
+        store = SqlStore(session)
+        rows = list(store.iter_practices())
+        histories = store.guid_histories([p.id for p in rows])  # type: ignore[misc]
         return [PracticeOut.from_rows(p, histories[p.id]) for p in rows]  # type: ignore[index]
 
 
@@ -207,7 +205,7 @@ def practices_listing(*, state: str | None = None, text: str | None = None, curs
     state_ = parse_state(state)
     with unit_of_work() as session:
         page = listings.practices_page(session, state=state_, text=text, cursor=cursor, limit=limit)
-        histories = store.guid_histories(session, practice_ids=[p.id for p in page.items])  # type: ignore[misc]
+        histories = SqlStore(session).guid_histories([p.id for p in page.items])  # type: ignore[misc]
         outs = [PracticeOut.from_rows(p, histories.get(p.id, [])) for p in page.items]  # type: ignore[arg-type]
         cap = listings.SEARCH_COUNT_CAP if (text or "").strip() else None
         by_state = listings.count_practices_by_state(session, text=text, cap=cap) if counts else None
@@ -257,7 +255,7 @@ def _ticket_filter(status: str | None, kind: str | None) -> tuple[list[TicketSta
 def current_guid(guid: str) -> str | None:
     """The GUID an application should use now, given any GUID the practice ever had (None if unknown)."""
     with unit_of_work() as session:
-        found = store.find_practice_by_guid(session, guid=parse_guid(guid))
+        found = SqlStore(session).practice_by_guid(parse_guid(guid))
         return found.halo_guid if found else None
 
 
@@ -272,7 +270,7 @@ def reconcile_now(practice_id: int | None = None, *, take_over: bool = False, by
     in the audit trail as ``taken_over`` by ``by``."""
     actor, note = who(by, note) if take_over else (None, None)
     with unit_of_work() as session:
-        target: int = find_practice(session, practice_id, **selector).id  # type: ignore[assignment]
+        target: int = find_practice(SqlStore(session), practice_id, **selector).id  # type: ignore[assignment]
     if take_over:
         token = _wiring().work_queue().take_over(target)
         with unit_of_work() as session:
@@ -343,11 +341,11 @@ def approve(practice_id: int, *, by: str | None = None, note: str | None = None)
 def approvals(practice_id: int) -> dict[str, Any]:
     """Who approved a held change so far, and how many approvals it needs in all."""
     with unit_of_work() as session:
-        practice = store.get_practice(session, practice_id=practice_id)
+        store = SqlStore(session)
+        practice = store.practice(practice_id)
         if practice.state != "held" or not practice.proposed_guid:
             return {"required": 0, "approved_by": []}
-        sql = SqlStore(session)
-        given = sql.approvals(practice_id, fingerprint=decisions.proposal_fingerprint(sql, practice))
+        given = store.approvals(practice_id, fingerprint=decisions.proposal_fingerprint(store, practice))
         return {"required": decisions.approvals_required(practice, get_settings().approvals_required),
                 "approved_by": given}
 
@@ -368,7 +366,8 @@ def pair(practice_id: int, pairing_code: str, *, by: str | None = None, note: st
 
 def _decided(decided: decisions.Decided, verb: str) -> PracticeOut:
     with unit_of_work() as session:
-        out = _out(session, store.get_practice(session, practice_id=decided.practice.id))  # type: ignore[arg-type]
+        store = SqlStore(session)
+        out = store.practice_out(store.practice(decided.practice.id))  # type: ignore[arg-type]
     if decided.done:
         index_guids(out.id, out.halo_guid, [p.guid for p in out.guid_history])
     deliver_tickets()
@@ -380,9 +379,10 @@ def _decided(decided: decisions.Decided, verb: str) -> PracticeOut:
 def reject(practice_id: int, *, by: str | None = None, note: str | None = None) -> PracticeOut:
     actor, note = who(by, note)
     with unit_of_work() as session:
-        row = decisions.reject(SqlStore(session), practice_id=practice_id, now=_now(), actor=actor, note=note)
+        store = SqlStore(session)
+        row = decisions.reject(store, practice_id=practice_id, now=_now(), actor=actor, note=note)
         session.commit()
-        out = _out(session, row)
+        out = store.practice_out(row)
     deliver_tickets()
     return out
 
@@ -393,7 +393,7 @@ def reject(practice_id: int, *, by: str | None = None, note: str | None = None) 
 def list_tickets(status: str | None = None, kind: str | None = None) -> list[TicketOut]:
     statuses, kind_ = _ticket_filter(status, kind)
     with unit_of_work() as session:
-        return [TicketOut.from_row(t) for t in tickets.list_tickets(session, statuses=statuses, kind=kind_)]
+        return [TicketOut.from_row(t) for t in SqlStore(session).list_tickets(statuses=statuses, kind=kind_)]
 
 
 def acknowledge_ticket(ticket_id: int, *, by: str | None = None, note: str | None = None) -> TicketOut:
@@ -423,11 +423,12 @@ def autoswitch(action: str, *, by: str | None = None, note: str | None = None) -
     if action not in {"status", "pause", "resume"}:
         raise BadInput(f"unknown autoswitch action {action!r}: expected status, pause or resume")
     with unit_of_work() as session:
+        store = SqlStore(session)
         if action != "status":
             actor, note = who(by, note)
-            decisions.set_autoswitch(SqlStore(session), paused=action == "pause", now=_now(), actor=actor, note=note)
+            decisions.set_autoswitch(store, paused=action == "pause", now=_now(), actor=actor, note=note)
             session.commit()
-        flag = store.flag(session, AUTOSWITCH_PAUSED)
+        flag = store.flag(AUTOSWITCH_PAUSED)
         return {
             "paused": flag is not None,
             "reason": flag.reason if flag else None,
@@ -439,7 +440,7 @@ def enqueue_reconcile(practice_id: int | None = None, **selector: Any) -> str:
     """Queue a reconciliation for the worker; returns the Celery task id. It passes the gates as any
     queued work does (``reconcile --now`` is the operator's way through them)."""
     with unit_of_work() as session:
-        target = find_practice(session, practice_id, **selector).id
+        target = find_practice(SqlStore(session), practice_id, **selector).id
     return _send("halo.reconcile_practice", [target, str(Trigger.MANUAL)], "reconcile")
 
 
@@ -535,7 +536,7 @@ def audit(practice_id: int | None = None, *, limit: int | None = None, actor: st
     filters = _audit_filters(actor, action, since, until)
     with unit_of_work() as session:
         if practice_id is not None:
-            store.get_practice(session, practice_id=practice_id)  # unknown: bad input
+            SqlStore(session).practice(practice_id)  # unknown: bad input
         return listings.audit_pages(session, practice_id=practice_id, at_most=limit, **filters)
 
 

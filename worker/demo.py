@@ -31,9 +31,9 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import col, select
 
-from models import PracticeState, Reconciliation, TicketReason, Verdict
+from models import PracticeState, TicketReason, Verdict
+from reconciler.adapters.store import SqlStore
 from worker import admin, db
 from worker.celery_app import follow_settings
 from worker.config import get_settings
@@ -277,8 +277,7 @@ def _walkthrough(env: dict[str, str], data: Path, url: str, started: list[subpro
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         with db.new_session() as session:
-            seen = set(session.exec(select(Reconciliation.practice_id).where(
-                Reconciliation.practice_id.in_(ids))).all())
+            seen = SqlStore(session).reconciled_practice_ids(list(ids))
         if seen >= ids:
             break
         if worker.poll() is not None:
@@ -359,7 +358,7 @@ def _print_table(practices, manual) -> None:
     for column in ("practice", "pms id", "trigger", "verdict", "action", "ticket", "GUID"):
         table.add_column(column, no_wrap=True)
     with db.new_session() as session:
-        rows = session.exec(select(Reconciliation).order_by(col(Reconciliation.id))).all()
+        rows = SqlStore(session).all_reconciliations()
     for row in rows:
         pms_id, name = names.get(row.practice_id, ("?", "?"))
         change = f"{row.old_guid[:8]}->{row.new_guid[:8]}" if row.new_guid and row.new_guid != row.old_guid else ""

@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
-from models import Practice
 from reconciler.adapters import outbox_rows
 from reconciler.adapters.coordination import keys
+from reconciler.adapters.store import SqlStore
 from reconciler.core.breaker import BreakerState
 from reconciler.core.errors import CoordinationError
 from reconciler.core.halo_errors import HaloError, HaloUnauthorized, HaloUnavailable
@@ -137,8 +136,7 @@ def check_halo(settings: Settings) -> Check:
     guid = NIL_GUID
     try:
         with db.new_session() as session:
-            first = session.exec(select(Practice.halo_guid).order_by(Practice.id).limit(1)).first()
-            guid = first or NIL_GUID
+            guid = SqlStore(session).first_guid() or NIL_GUID
     except SQLAlchemyError:  # the database check reports that; Halo can still be asked about the nil GUID
         pass
     try:

@@ -1,5 +1,5 @@
-"""SQL for the people in the loop: the audit trail and the console's operators (practice search and
-every list a page at a time: ``listings``).
+"""SQL for the people in the loop: the console's operators, their sessions and the sign-in throttle,
+and the audit trail's entries (the trail itself is read a page at a time: ``listings``).
 
 The audit trail is two append-only lists read through their time indexes and merged newest first:
 the worker's reconciliations (``actor`` null) and people's decisions. A reconciliation row that a
@@ -9,8 +9,7 @@ decision wrote (approve's switch) carries the person's name and is listed once, 
 from __future__ import annotations
 
 import hashlib
-import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,46 +60,6 @@ def _reconciliation_entry(row: Reconciliation) -> AuditEntry:
 def _decision_entry(row: OperatorDecision) -> AuditEntry:
     return AuditEntry(at=row.at, actor=row.actor, action=row.action, practice_id=row.practice_id,
                       ticket_id=row.ticket_id, note=row.note, detail=row.detail)
-
-
-def _page(session: Session, query: Any, order: Sequence[Any], batch: int) -> Iterator[Any]:
-    offset = 0
-    while True:
-        rows = session.exec(query.order_by(*order).offset(offset).limit(batch)).all()
-        yield from rows
-        if len(rows) < batch:
-            return
-        offset += batch
-
-
-def audit_entries(session: Session, *, practice_id: int | None = None, limit: int | None = None,
-                  batch: int = 500) -> list[AuditEntry]:
-    """Every reconciliation and every decision (of one practice), newest first."""
-    reconciliations = select(Reconciliation).where(col(Reconciliation.actor).is_(None))
-    decisions = select(OperatorDecision)
-    if practice_id is not None:
-        reconciliations = reconciliations.where(Reconciliation.practice_id == practice_id)
-        decisions = decisions.where(OperatorDecision.practice_id == practice_id)
-    worker = (_reconciliation_entry(r) for r in _page(
-        session, reconciliations, (col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc()), batch))
-    people = (_decision_entry(d) for d in _page(
-        session, decisions, (col(OperatorDecision.at).desc(), col(OperatorDecision.id).desc()), batch))
-    # At the same instant the person's decision comes first: it caused what the worker wrote then.
-    merged = heapq.merge(people, worker, key=lambda e: e.at, reverse=True)
-    out: list[AuditEntry] = []
-    for entry in merged:
-        if limit is not None and len(out) >= limit:
-            break
-        out.append(entry)
-    return out
-
-
-def last_reconciliation(session: Session, *, practice_id: int) -> Reconciliation | None:
-    """The practice's latest reconciliation that asked Halo (what Halo answered and when)."""
-    return session.exec(
-        select(Reconciliation).where(Reconciliation.practice_id == practice_id, Reconciliation.halo_calls > 0)
-        .order_by(col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc()).limit(1)
-    ).first()
 
 
 # --- operators ------------------------------------------------------------------------------------

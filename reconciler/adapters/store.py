@@ -1,9 +1,15 @@
 """Data access for practices, their GUID history, control flags, tickets and audit records.
 
-Keyword-only functions over a session the caller owns, and ``SqlStore``: the same over one
-session, shaped as the use cases' ports (``reconciler.usecases.ports``). Nothing here commits but
-``SqlStore.commit``: the caller (the act step, onboarding, a decision) owns the one transaction.
-SQLAlchemy's errors stop here: a lost race surfaces as ``Conflict``.
+``SqlStore`` is the one way to these tables: one unit of work over one session, shaped as the use
+cases' port (``reconciler.usecases.ports.Store``) and holding the reads the console and the command
+line make besides. Each query is written once, in the method that runs it: the tickets' in
+``TicketStore`` (``reconciler.adapters.tickets``), which ``SqlStore`` is made of. Above the class are
+only what its methods share: the keyset walk, the statements a reconciliation runs (built once per
+process), and the query builders ``bench/audit_year.py`` also EXPLAINs (``guard_switches_query``,
+``practice_reconciliations_query``). The keyset pages of the long lists live in
+``reconciler.adapters.listings``. Nothing here commits but ``SqlStore.commit``: the caller (the act
+step, onboarding, a decision, an admin function) owns the one transaction. SQLAlchemy's errors stop
+here: a lost race surfaces as ``Conflict``.
 """
 
 from __future__ import annotations
@@ -22,16 +28,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
-from models import (Action, GuidHistory, Practice, PmsType, PracticeState, Reconciliation, Ticket, TicketKind,
-                    TicketReason,
-                    TicketStatus, Trigger)
+from models import Action, GuidHistory, Practice, PmsType, PracticeState, Reconciliation, Ticket, TicketStatus, Trigger
 from models.guard import AUTOSWITCH_PAUSED, ControlFlag
 from models.practice import PracticeOut
 from models.types import UTCDateTime
 from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
 from models.approval import Approval
 from models.decision import OperatorDecision
-from reconciler.adapters import change_events, tickets
+from reconciler.adapters import change_events
+from reconciler.adapters.tickets import TicketStore
 from reconciler.core.change import PracticeChange
 from reconciler.core.errors import Conflict
 from reconciler.core.policy import GuardState, Policy
@@ -41,39 +46,8 @@ from reconciler.core.guids import parse_guid
 from reconciler.core.retention import day_counts
 
 
-def get_practice(session: Session, *, practice_id: int) -> Practice:
-    practice = session.get(Practice, practice_id)
-    if practice is None:
-        raise UnknownPractice(f"no practice with id {practice_id}")
-    return practice
-
-
-def find_practice_by_pms(session: Session, *, pms_type: PmsType, pms_id: str) -> Practice | None:
-    return session.exec(
-        select(Practice).where(Practice.pms_type == pms_type, Practice.pms_id == pms_id)
-    ).first()
-
-
-def find_practice_by_guid(session: Session, *, guid: str) -> Practice | None:
-    """The practice whose current GUID is ``guid``, else the one that had it before."""
-    guid = parse_guid(guid)
-    current = session.exec(select(Practice).where(Practice.halo_guid == guid).order_by(Practice.id)).first()
-    if current is not None:
-        return current
-    past = session.exec(
-        select(GuidHistory.practice_id)
-        .where(GuidHistory.guid == guid)
-        .order_by(col(GuidHistory.valid_from).desc())
-    ).first()
-    return session.get(Practice, past) if past is not None else None
-
-
-def count_practices(session: Session) -> int:
-    return session.exec(select(func.count()).select_from(Practice)).one()
-
-
-def keyset(session: Session, query: Any, *, order: Sequence[Any], key: Callable[[Any], tuple[Any, ...]],
-           page: int = 500) -> Iterator[Any]:
+def _keyset(session: Session, query: Any, *, order: Sequence[Any], key: Callable[[Any], tuple[Any, ...]],
+            page: int = 500) -> Iterator[Any]:
     """Rows of ``query`` in ``order`` (unique, last column the primary key), a page at a time;
     ``key(row)`` gives a row's values of the ``order`` columns.
 
@@ -101,119 +75,6 @@ def _after(order: Sequence[Any], last: tuple[Any, ...]) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
-def iter_practices(session: Session, *, batch: int = 500) -> Iterator[Practice]:
-    """Every practice in id order, a page at a time (constant memory)."""
-    for n, practice in enumerate(keyset(session, select(Practice), order=[col(Practice.id)],
-                                                key=lambda p: (p.id,), page=batch), 1):
-        yield practice
-        if n % batch == 0:
-            session.expunge_all()
-
-
-def add_practice(
-    session: Session,
-    *,
-    pms_type: PmsType,
-    pms_id: str,
-    halo_guid: str,
-    identifiers: dict[str, Any],
-    now: datetime,
-    availability: str | None = None,
-) -> Practice:
-    """Record a newly onboarded practice and the first entry of its GUID history."""
-    practice = Practice(
-        pms_type=pms_type,
-        pms_id=pms_id,
-        halo_guid=parse_guid(halo_guid),
-        practice_name=str(identifiers.get("practice_name") or ""),
-        identifiers=dict(identifiers),
-        identifiers_normalised=normalise_identifiers(identifiers),
-        availability=availability,
-        last_verified_at=now,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(practice)
-    session.flush()
-    session.add(GuidHistory(practice_id=practice.id, guid=practice.halo_guid, valid_from=now, reason="onboarded"))
-    session.flush()
-    return practice
-
-
-def guid_history(session: Session, *, practice_id: int) -> Sequence[GuidHistory]:
-    """Oldest first, the current GUID last."""
-    return session.exec(
-        select(GuidHistory)
-        .where(GuidHistory.practice_id == practice_id)
-        .order_by(col(GuidHistory.valid_from), col(GuidHistory.id))
-    ).all()
-
-
-def guid_histories(session: Session, *, practice_ids: Sequence[int]) -> dict[int, list[GuidHistory]]:
-    """GUID histories of many practices in one query (for listings)."""
-    result: dict[int, list[GuidHistory]] = {pid: [] for pid in practice_ids}
-    if not practice_ids:
-        return result
-    rows = session.exec(
-        select(GuidHistory)
-        .where(col(GuidHistory.practice_id).in_(practice_ids))
-        .order_by(col(GuidHistory.practice_id), col(GuidHistory.valid_from), col(GuidHistory.id))
-    ).all()
-    for row in rows:
-        result[row.practice_id].append(row)
-    return result
-
-
-def previous_guids(session: Session, *, practice_id: int) -> dict[str, datetime]:
-    """GUID → when the practice last switched away from it (a practice has a handful of rows)."""
-    left: dict[str, datetime] = {}
-    for row in guid_history(session, practice_id=practice_id):
-        if row.valid_until is not None and (row.guid not in left or row.valid_until > left[row.guid]):
-            left[row.guid] = row.valid_until
-    return left
-
-
-# --- sweep planning ---------------------------------------------------------------------------
-
-
-def stale_practice_ids(session: Session, *, cutoff: datetime, page: int = 1000) -> Iterator[int]:
-    """Practices last verified before ``cutoff``, oldest first."""
-    query = select(Practice.last_verified_at, Practice.id).where(col(Practice.last_verified_at) < cutoff)
-    for _, practice_id in keyset(session, query, order=[col(Practice.last_verified_at), col(Practice.id)],
-                                     key=tuple, page=page):
-        yield practice_id
-
-
-def never_verified_ids(session: Session, *, page: int = 1000) -> Iterator[int]:
-    query = select(Practice.id).where(col(Practice.last_verified_at).is_(None))
-    yield from keyset(session, query, order=[col(Practice.id)], key=lambda practice_id: (practice_id,), page=page)
-
-
-def due_retry_ids(session: Session, *, now: datetime, page: int = 1000) -> Iterator[int]:
-    """Practices whose backoff has run out, soonest due first."""
-    query = select(Practice.next_attempt_at, Practice.id).where(col(Practice.next_attempt_at) <= now)
-    for _, practice_id in keyset(session, query, order=[col(Practice.next_attempt_at), col(Practice.id)],
-                                     key=tuple, page=page):
-        yield practice_id
-
-
-# --- control flags ----------------------------------------------------------------------------
-
-
-def flag(session: Session, name: str) -> ControlFlag | None:
-    """The flag if it is set, else None."""
-    row = session.get(ControlFlag, name)
-    return row if row is not None and row.enabled else None
-
-
-def set_flag(session: Session, name: str, enabled: bool, *, now: datetime, reason: str | None = None) -> None:
-    row = session.get(ControlFlag, name) or ControlFlag(name=name)
-    row.enabled = enabled
-    row.reason = reason
-    row.updated_at = now
-    session.add(row)
-
-
 # --- retention and the audit's hot queries ----------------------------------------------------
 
 
@@ -234,47 +95,6 @@ def _routine_before(before: datetime) -> list[ColumnElement[bool]]:
 def _key(key: tuple[datetime, int]) -> Any:
     # Typed binds: SQLite stores UTC naive, and an untyped aware datetime would compare as text.
     return tuple_(literal(key[0], UTCDateTime()), literal(key[1], Integer()))
-
-
-def count_routine_verifications(session: Session, *, before: datetime) -> int:
-    return session.exec(select(func.count()).select_from(Reconciliation).where(*_routine_before(before))).one()
-
-
-def fold_routine_verifications(session: Session, *, before: datetime, after: tuple[datetime, int] | None,
-                               limit: int) -> FoldedBatch:
-    """Fold the next ``limit`` routine verifications started before ``before`` (in (started_at, id)
-    order, after the key ``after``) into ``verification_days``. The caller commits: one batch, one
-    short transaction that locks only the rows it deletes and the day rows it adds to.
-
-    The counts come from the rows the DELETE itself returned: a pass running beside this one (two
-    beats) waits on the same rows and finds them gone, so no verification is counted twice.
-    """
-    keyed = select(Reconciliation.started_at, Reconciliation.id).where(*_routine_before(before))
-    if after is not None:
-        keyed = keyed.where(tuple_(col(Reconciliation.started_at), col(Reconciliation.id)) > _key(after))
-    order = (col(Reconciliation.started_at), col(Reconciliation.id))
-    last = session.exec(keyed.order_by(*order).offset(limit - 1).limit(1)).first()
-    doomed = delete(Reconciliation.__table__).where(*_routine_before(before))
-    if after is not None:
-        doomed = doomed.where(tuple_(*order) > _key(after))
-    if last is not None:
-        doomed = doomed.where(tuple_(*order) <= _key(tuple(last)))
-    days = VerificationDay.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        return _fold_in_postgres(session, doomed, days, last)
-    # Core statements: the ORM would try to keep objects in the session in step with 5,000 deletes.
-    gone = session.connection().execute(doomed.returning(Reconciliation.practice_id, Reconciliation.started_at,
-                                                         Reconciliation.id)).all()
-    if not gone:
-        return FoldedBatch(0, 0, None)
-    counts = day_counts((practice_id, started_at) for practice_id, started_at, _ in gone)
-    upsert = sqlite_insert(days)
-    session.connection().execute(
-        upsert.on_conflict_do_update(index_elements=["practice_id", "day"],
-                                     set_={"count": days.c.count + upsert.excluded.count}),
-        [{"practice_id": p, "day": d, "count": n} for p, d, n in counts])
-    newest = max((started_at, rid) for _, started_at, rid in gone)
-    return FoldedBatch(len(gone), len(counts), tuple(last) if last is not None else newest)
 
 
 def _fold_in_postgres(session: Session, doomed: Any, days: Any, last: Any) -> FoldedBatch:
@@ -304,12 +124,6 @@ def _fold_in_postgres(session: Session, doomed: Any, days: Any, last: Any) -> Fo
     return FoldedBatch(folded, day_rows, tuple(last) if last is not None else (newest_at, newest_id))
 
 
-def verification_days(session: Session, *, practice_id: int) -> Sequence[VerificationDay]:
-    """A practice's folded routine checks, newest day first."""
-    return session.exec(select(VerificationDay).where(VerificationDay.practice_id == practice_id)
-                        .order_by(col(VerificationDay.day).desc())).all()
-
-
 def guard_switches_query(*, since: datetime, since_resume: bool = False) -> Any:
     """The mass-change guard's count: automatic switches since ``since`` (index on action, started_at).
 
@@ -330,10 +144,6 @@ def practice_reconciliations_query(*, practice_id: int, limit: int | None = None
     query = (select(Reconciliation).where(Reconciliation.practice_id == practice_id)
              .order_by(col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc()))
     return query.limit(limit) if limit is not None else query
-
-
-def practice_reconciliations(session: Session, *, practice_id: int, limit: int | None = None) -> Sequence[Reconciliation]:
-    return session.exec(practice_reconciliations_query(practice_id=practice_id, limit=limit)).all()
 
 
 # --- the store the use cases see ----------------------------------------------------------------
@@ -373,8 +183,10 @@ def _guard_state() -> Any:
     return select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)
 
 
-class SqlStore:
-    """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for."""
+class SqlStore(TicketStore):
+    """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for, and the
+    reads the console and the command line make besides. Each query is written once: here, or for
+    tickets in ``TicketStore`` (``reconciler.adapters.tickets``), which this class is made of."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -382,20 +194,40 @@ class SqlStore:
 
     # reading
     def practice(self, practice_id: int) -> Practice:
-        return get_practice(self.session, practice_id=practice_id)
+        practice = self.session.get(Practice, practice_id)
+        if practice is None:
+            raise UnknownPractice(f"no practice with id {practice_id}")
+        return practice
 
     def practice_by_pms(self, pms_type: PmsType, pms_id: str) -> Practice | None:
-        return find_practice_by_pms(self.session, pms_type=pms_type, pms_id=pms_id)
+        return self.session.exec(
+            select(Practice).where(Practice.pms_type == pms_type, Practice.pms_id == pms_id)
+        ).first()
 
     def practice_by_guid(self, guid: str) -> Practice | None:
-        return find_practice_by_guid(self.session, guid=guid)
+        """The practice whose current GUID is ``guid``, else the one that had it before."""
+        guid = parse_guid(guid)
+        current = self.session.exec(select(Practice).where(Practice.halo_guid == guid).order_by(Practice.id)).first()
+        if current is not None:
+            return current
+        past = self.session.exec(
+            select(GuidHistory.practice_id)
+            .where(GuidHistory.guid == guid)
+            .order_by(col(GuidHistory.valid_from).desc())
+        ).first()
+        return self.session.get(Practice, past) if past is not None else None
 
     def detach(self, practice: Practice) -> Practice:
         self.session.expunge(practice)
         return practice
 
     def previous_guids(self, practice_id: int) -> dict[str, datetime]:
-        return previous_guids(self.session, practice_id=practice_id)
+        """GUID → when the practice last switched away from it (a practice has a handful of rows)."""
+        left: dict[str, datetime] = {}
+        for row in self.guid_history(practice_id):
+            if row.valid_until is not None and (row.guid not in left or row.valid_until > left[row.guid]):
+                left[row.guid] = row.valid_until
+        return left
 
     def practice_for_run(self, practice_id: int) -> tuple[Practice, dict[str, datetime], bool, bool]:
         """The practice, detached, with what a reconciliation reads besides it, in one statement: the
@@ -416,10 +248,17 @@ class SqlStore:
         return practice, left, bool(rows[0][3]), bool(rows[0][4])
 
     def guid_history(self, practice_id: int) -> Sequence[GuidHistory]:
-        return guid_history(self.session, practice_id=practice_id)
+        """Oldest first, the current GUID last."""
+        return self.session.exec(
+            select(GuidHistory)
+            .where(GuidHistory.practice_id == practice_id)
+            .order_by(col(GuidHistory.valid_from), col(GuidHistory.id))
+        ).all()
 
-    def is_flag_set(self, name: str) -> bool:
-        return flag(self.session, name) is not None
+    def flag(self, name: str) -> ControlFlag | None:
+        """The flag if it is set, else None."""
+        row = self.session.get(ControlFlag, name)
+        return row if row is not None and row.enabled else None
 
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
@@ -427,7 +266,7 @@ class SqlStore:
         switches, is_paused = self.session.execute(_guard_state(), {"since": since}).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
-        onboarded = count_practices(self.session) if switches >= policy.mass_change_min else 0
+        onboarded = self.count_practices() if switches >= policy.mass_change_min else 0
         return GuardState(autoswitch_paused=bool(is_paused), switches_in_window=switches,
                           onboarded_practices=onboarded)
 
@@ -480,16 +319,11 @@ class SqlStore:
         return PracticeOut.from_rows(view, list(history)).to_json()  # type: ignore[arg-type]
 
     def set_flag(self, name: str, enabled: bool, *, now: datetime, reason: str | None = None) -> None:
-        set_flag(self.session, name, enabled, now=now, reason=reason)
-
-    def open_ticket(self, *, kind: TicketKind, reason: TicketReason, practice_id: int | None, detail: str,
-                    now: datetime) -> Ticket:
-        ticket, _ = tickets.open_or_count(self.session, kind=kind, reason=reason, practice_id=practice_id,
-                                          detail=detail, now=now)
-        return ticket
-
-    def resolve_tickets(self, *, practice_id: int | None, reasons: Sequence[TicketReason], now: datetime) -> None:
-        tickets.resolve_where(self.session, practice_id=practice_id, reasons=reasons, now=now)
+        row = self.session.get(ControlFlag, name) or ControlFlag(name=name)
+        row.enabled = enabled
+        row.reason = reason
+        row.updated_at = now
+        self.session.add(row)
 
     def apply_change(self, practice: Practice, change: PracticeChange, *, now: datetime,
                      own_tickets: bool = True, integrator_tickets: bool = True) -> int | None:
@@ -507,7 +341,7 @@ class SqlStore:
             practice.state != PracticeState.HELD or practice.proposed_guid != change.values.get("proposed_guid"))
         self.write_practice(practice, values)
         if newly_held:
-            history = guid_history(self.session, practice_id=practice.id)  # type: ignore[arg-type]
+            history = self.guid_history(practice.id)  # type: ignore[arg-type]
             change_events.held(self.session, practice=self._as_written(practice, history), now=now,
                                proposed_guid=change.values.get("proposed_guid"),
                                reason=str(change.values.get("last_verdict") or ""))
@@ -523,18 +357,28 @@ class SqlStore:
         if change.resolve and own_tickets:
             self.resolve_tickets(practice_id=practice.id, reasons=change.resolve, now=now)
         if change.resolve_integrator_wide and integrator_tickets:
-            tickets.resolve_where(self.session, practice_id=None, reasons=change.resolve_integrator_wide, now=now,
-                                  last_seen_before=change.integrator_wide_quiet_since)
+            self.resolve_tickets(practice_id=None, reasons=change.resolve_integrator_wide, now=now,
+                                 last_seen_before=change.integrator_wide_quiet_since)
         return ticket_id
 
-    def due_retry_ids(self, *, now: datetime) -> Iterator[int]:
-        return due_retry_ids(self.session, now=now)
+    def due_retry_ids(self, *, now: datetime, page: int = 1000) -> Iterator[int]:
+        """Practices whose backoff has run out, soonest due first."""
+        query = select(Practice.next_attempt_at, Practice.id).where(col(Practice.next_attempt_at) <= now)
+        for _, practice_id in _keyset(self.session, query, order=[col(Practice.next_attempt_at), col(Practice.id)],
+                                      key=tuple, page=page):
+            yield practice_id
 
-    def never_verified_ids(self) -> Iterator[int]:
-        return never_verified_ids(self.session)
+    def never_verified_ids(self, *, page: int = 1000) -> Iterator[int]:
+        query = select(Practice.id).where(col(Practice.last_verified_at).is_(None))
+        yield from _keyset(self.session, query, order=[col(Practice.id)], key=lambda practice_id: (practice_id,),
+                           page=page)
 
-    def stale_practice_ids(self, *, cutoff: datetime) -> Iterator[int]:
-        return stale_practice_ids(self.session, cutoff=cutoff)
+    def stale_practice_ids(self, *, cutoff: datetime, page: int = 1000) -> Iterator[int]:
+        """Practices last verified before ``cutoff``, oldest first."""
+        query = select(Practice.last_verified_at, Practice.id).where(col(Practice.last_verified_at) < cutoff)
+        for _, practice_id in _keyset(self.session, query,
+                                      order=[col(Practice.last_verified_at), col(Practice.id)], key=tuple, page=page):
+            yield practice_id
 
     def add_audit(self, audit: Reconciliation) -> Reconciliation:
         """Insert the audit row with one Core INSERT ... RETURNING id (no unit-of-work flush: nothing
@@ -564,29 +408,136 @@ class SqlStore:
             query = query.where(Approval.fingerprint != keep)
         self.session.execute(query)
 
-    def open_tickets(self, *, practice_id: int) -> Sequence[Ticket]:
-        return tickets.list_tickets(self.session, practice_id=practice_id)
-
-    def acknowledge_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
-        return tickets.acknowledge(self.session, ticket_id=ticket_id, now=now)
-
-    def resolve_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
-        return tickets.resolve(self.session, ticket_id=ticket_id, now=now)
-
-    def add_practice(self, **fields: Any) -> Practice:
-        """Insert a newly onboarded practice; a concurrent insert of the same one is a ``Conflict``."""
+    def add_practice(self, *, pms_type: PmsType, pms_id: str, halo_guid: str, identifiers: dict[str, Any],
+                     now: datetime, availability: str | None = None) -> Practice:
+        """Record a newly onboarded practice and the first entry of its GUID history; a concurrent
+        insert of the same one is a ``Conflict``."""
+        practice = Practice(
+            pms_type=pms_type,
+            pms_id=pms_id,
+            halo_guid=parse_guid(halo_guid),
+            practice_name=str(identifiers.get("practice_name") or ""),
+            identifiers=dict(identifiers),
+            identifiers_normalised=normalise_identifiers(identifiers),
+            availability=availability,
+            last_verified_at=now,
+            created_at=now,
+            updated_at=now,
+        )
         try:
             with self.session.begin_nested():
-                return add_practice(self.session, **fields)
+                self.session.add(practice)
+                self.session.flush()
+                self.session.add(GuidHistory(practice_id=practice.id, guid=practice.halo_guid, valid_from=now,
+                                             reason="onboarded"))
+                self.session.flush()
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)[:200]) from None
+        return practice
+
+    def count_practices(self) -> int:
+        return self.session.exec(select(func.count()).select_from(Practice)).one()
+
+    def first_guid(self) -> str | None:
+        """The current GUID of the first practice onboarded (None: none yet)."""
+        return self.session.exec(select(Practice.halo_guid).order_by(Practice.id).limit(1)).first()
+
+    def iter_practices(self, *, batch: int = 500) -> Iterator[Practice]:
+        """Every practice in id order, a page at a time (constant memory)."""
+        for n, practice in enumerate(_keyset(self.session, select(Practice), order=[col(Practice.id)],
+                                             key=lambda p: (p.id,), page=batch), 1):
+            yield practice
+            if n % batch == 0:
+                self.session.expunge_all()
+
+    def held_practices(self, *, limit: int) -> list[Practice]:
+        """Held practices, the longest held first (the console's overview)."""
+        return list(self.session.exec(select(Practice).where(Practice.state == PracticeState.HELD)
+                                      .order_by(col(Practice.updated_at)).limit(limit)).all())
+
+    def guid_histories(self, practice_ids: Sequence[int]) -> dict[int, list[GuidHistory]]:
+        """GUID histories of many practices in one query (for listings)."""
+        result: dict[int, list[GuidHistory]] = {pid: [] for pid in practice_ids}
+        if not practice_ids:
+            return result
+        rows = self.session.exec(
+            select(GuidHistory)
+            .where(col(GuidHistory.practice_id).in_(practice_ids))
+            .order_by(col(GuidHistory.practice_id), col(GuidHistory.valid_from), col(GuidHistory.id))
+        ).all()
+        for row in rows:
+            result[row.practice_id].append(row)
+        return result
+
+    def practice_out(self, practice: Practice) -> PracticeOut:
+        """The practice as the API, the command line and the console show it (with its GUID history)."""
+        return PracticeOut.from_rows(practice, list(self.guid_history(practice.id)))  # type: ignore[arg-type]
 
     def count_routine_verifications(self, *, before: datetime) -> int:
-        return count_routine_verifications(self.session, before=before)
+        return self.session.exec(select(func.count()).select_from(Reconciliation).where(*_routine_before(before))).one()
 
     def fold_routine_verifications(self, *, before: datetime, after: tuple[datetime, int] | None,
                                    limit: int) -> FoldedBatch:
-        return fold_routine_verifications(self.session, before=before, after=after, limit=limit)
+        """Fold the next ``limit`` routine verifications started before ``before`` (in (started_at, id)
+        order, after the key ``after``) into ``verification_days``. The caller commits: one batch, one
+        short transaction that locks only the rows it deletes and the day rows it adds to.
+
+        The counts come from the rows the DELETE itself returned: a pass running beside this one (two
+        beats) waits on the same rows and finds them gone, so no verification is counted twice.
+        """
+        session = self.session
+        keyed = select(Reconciliation.started_at, Reconciliation.id).where(*_routine_before(before))
+        if after is not None:
+            keyed = keyed.where(tuple_(col(Reconciliation.started_at), col(Reconciliation.id)) > _key(after))
+        order = (col(Reconciliation.started_at), col(Reconciliation.id))
+        last = session.exec(keyed.order_by(*order).offset(limit - 1).limit(1)).first()
+        doomed = delete(Reconciliation.__table__).where(*_routine_before(before))
+        if after is not None:
+            doomed = doomed.where(tuple_(*order) > _key(after))
+        if last is not None:
+            doomed = doomed.where(tuple_(*order) <= _key(tuple(last)))
+        days = VerificationDay.__table__
+        if session.get_bind().dialect.name == "postgresql":
+            return _fold_in_postgres(session, doomed, days, last)
+        # Core statements: the ORM would try to keep objects in the session in step with 5,000 deletes.
+        gone = session.connection().execute(doomed.returning(Reconciliation.practice_id, Reconciliation.started_at,
+                                                             Reconciliation.id)).all()
+        if not gone:
+            return FoldedBatch(0, 0, None)
+        counts = day_counts((practice_id, started_at) for practice_id, started_at, _ in gone)
+        upsert = sqlite_insert(days)
+        session.connection().execute(
+            upsert.on_conflict_do_update(index_elements=["practice_id", "day"],
+                                         set_={"count": days.c.count + upsert.excluded.count}),
+            [{"practice_id": p, "day": d, "count": n} for p, d, n in counts])
+        newest = max((started_at, rid) for _, started_at, rid in gone)
+        return FoldedBatch(len(gone), len(counts), tuple(last) if last is not None else newest)
+
+    def reconciled_practice_ids(self, practice_ids: Sequence[int]) -> set[int]:
+        """Which of these practices have at least one reconciliation."""
+        return set(self.session.exec(select(Reconciliation.practice_id)
+                                     .where(col(Reconciliation.practice_id).in_(practice_ids))).all())
+
+    def all_reconciliations(self) -> Sequence[Reconciliation]:
+        """Every reconciliation in id order (a demo's few dozen; a fleet's audit is read a page at a time
+        through ``reconciler.adapters.listings``)."""
+        return self.session.exec(select(Reconciliation).order_by(col(Reconciliation.id))).all()
+
+    def last_reconciliation(self, practice_id: int) -> Reconciliation | None:
+        """The practice's latest reconciliation that asked Halo (what Halo answered and when)."""
+        return self.session.exec(
+            select(Reconciliation).where(Reconciliation.practice_id == practice_id, Reconciliation.halo_calls > 0)
+            .order_by(col(Reconciliation.started_at).desc(), col(Reconciliation.id).desc()).limit(1)
+        ).first()
+
+    def verification_days(self, practice_id: int) -> Sequence[VerificationDay]:
+        """A practice's folded routine checks, newest day first."""
+        return self.session.exec(select(VerificationDay).where(VerificationDay.practice_id == practice_id)
+                                 .order_by(col(VerificationDay.day).desc())).all()
+
+    def practice_reconciliations(self, practice_id: int, *, limit: int | None = None) -> Sequence[Reconciliation]:
+        """A practice's reconciliations newest first: its page (``limit``) or its whole audit."""
+        return self.session.exec(practice_reconciliations_query(practice_id=practice_id, limit=limit)).all()
 
     def commit(self) -> None:
         try:

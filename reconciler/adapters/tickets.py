@@ -3,6 +3,9 @@
 Every change to a ticket also writes outbox events in the same transaction (one per target: the
 webhook, and the notification URLs for what a person should hear), so the sinks deliver exactly what
 the database holds, even across a crash between commit and send.
+
+``TicketStore`` holds the tickets' queries, each once, over ``self.session``; ``SqlStore``
+(``reconciler.adapters.store``) is made of it and the rest, and is what every caller uses.
 """
 
 from __future__ import annotations
@@ -29,201 +32,208 @@ UNRESOLVED = (TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED)
 REOPEN_WITHIN = timedelta(hours=1)
 
 
-def _unresolved(session: Session, key: str) -> Ticket | None:
-    return session.exec(
-        select(Ticket).where(Ticket.dedup_key == key, col(Ticket.status).in_(UNRESOLVED))
-    ).first()
+class TicketStore:
+    """The tickets' half of ``SqlStore``: one unit of work's ticket reads and writes over its session."""
 
+    session: Session
 
-def _practice_name(session: Session, practice_id: int | None) -> str | None:
-    """The practice's recorded name, for people reading the event (from the session's identity map
-    when the practice is loaded, as it is in a reconciliation: no statement)."""
-    if practice_id is None:
-        return None
-    practice = session.get(Practice, practice_id)
-    return practice.practice_name if practice is not None else None
+    def _unresolved(self, key: str) -> Ticket | None:
+        return self.session.exec(
+            select(Ticket).where(Ticket.dedup_key == key, col(Ticket.status).in_(UNRESOLVED))
+        ).first()
 
+    def _practice_name(self, practice_id: int | None) -> str | None:
+        """The practice's recorded name, for people reading the event (from the session's identity map
+        when the practice is loaded, as it is in a reconciliation: no statement)."""
+        if practice_id is None:
+            return None
+        practice = self.session.get(Practice, practice_id)
+        return practice.practice_name if practice is not None else None
 
-def _emitted(session: Session, row_id: str) -> bool:
-    return session.exec(select(OutboxEvent.id).where(OutboxEvent.event_id == row_id)).first() is not None
+    def _emitted(self, row_id: str) -> bool:
+        return self.session.exec(select(OutboxEvent.id).where(OutboxEvent.event_id == row_id)).first() is not None
 
-
-def _emit(session: Session, ticket: Ticket, event_type: str, now: datetime) -> None:
-    # The id is stable for this state of the ticket: a redelivery carries the same id, so the
-    # receiver can de-duplicate. One row per target: the webhook hears every event, people (the
-    # notification URLs) only those in NOTIFIED_EVENTS.
-    event_id = f"ticket-{ticket.id}-{event_type}-{ticket.occurrences}"
-    if event_type in ("resolved", "acknowledged"):
-        event_id = f"ticket-{ticket.id}-{event_type}"
-        if _emitted(session, row_event_id(event_id, OutboxTarget.WEBHOOK)):
-            # A reopened ticket (``_reopen_recent``) resolved again: a new event, named by its count.
-            event_id = f"{event_id}-{ticket.occurrences}"
-    payload = {"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json(),
-               "practice_name": _practice_name(session, ticket.practice_id)}
-    targets = [OutboxTarget.WEBHOOK] + ([OutboxTarget.NOTIFY] if event_type in NOTIFIED_EVENTS else [])
-    for target in targets:
-        row_id = row_event_id(event_id, target)
-        if _emitted(session, row_id):
-            continue
-        session.add(
-            OutboxEvent(
-                event_id=row_id,
-                event_type=f"ticket.{event_type}",
-                target=target,
-                ticket_id=ticket.id,
-                payload=payload,
-                created_at=now,
-                next_attempt_at=now,
+    def _emit(self, ticket: Ticket, event_type: str, now: datetime) -> None:
+        # The id is stable for this state of the ticket: a redelivery carries the same id, so the
+        # receiver can de-duplicate. One row per target: the webhook hears every event, people (the
+        # notification URLs) only those in NOTIFIED_EVENTS.
+        event_id = f"ticket-{ticket.id}-{event_type}-{ticket.occurrences}"
+        if event_type in ("resolved", "acknowledged"):
+            event_id = f"ticket-{ticket.id}-{event_type}"
+            if self._emitted(row_event_id(event_id, OutboxTarget.WEBHOOK)):
+                # A reopened ticket (``_reopen_recent``) resolved again: a new event, named by its count.
+                event_id = f"{event_id}-{ticket.occurrences}"
+        payload = {"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json(),
+                   "practice_name": self._practice_name(ticket.practice_id)}
+        targets = [OutboxTarget.WEBHOOK] + ([OutboxTarget.NOTIFY] if event_type in NOTIFIED_EVENTS else [])
+        for target in targets:
+            row_id = row_event_id(event_id, target)
+            if self._emitted(row_id):
+                continue
+            self.session.add(
+                OutboxEvent(
+                    event_id=row_id,
+                    event_type=f"ticket.{event_type}",
+                    target=target,
+                    ticket_id=ticket.id,
+                    payload=payload,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
             )
-        )
 
+    def open_ticket(
+        self,
+        *,
+        kind: TicketKind,
+        reason: TicketReason,
+        practice_id: int | None,
+        detail: str,
+        now: datetime,
+    ) -> Ticket:
+        """Open the ticket for this key, or count one more occurrence of the open one.
 
-def open_or_count(
-    session: Session,
-    *,
-    kind: TicketKind,
-    reason: TicketReason,
-    practice_id: int | None,
-    detail: str,
-    now: datetime,
-) -> tuple[Ticket, bool]:
-    """Open the ticket for this key, or count one more occurrence of the open one.
+        The partial unique index decides between two workers opening the same ticket at once: the
+        loser's insert fails inside a savepoint and it counts instead.
+        """
+        session = self.session
+        key = dedup_key(kind, reason, practice_id)
+        for _ in range(3):
+            existing = self._unresolved(key)
+            if existing is not None:
+                session.execute(
+                    update(Ticket)
+                    .where(col(Ticket.id) == existing.id)
+                    .values(occurrences=Ticket.occurrences + 1, last_seen_at=now, detail=detail)
+                )
+                session.refresh(existing)
+                if is_repeat_notified(existing.occurrences):
+                    self._emit(existing, "repeated", now)
+                log.info("ticket_deduplicated", ticket_id=existing.id, kind=str(kind), reason=str(reason),
+                         practice_id=practice_id, occurrences=existing.occurrences)
+                return existing
+            if practice_id is None and (reopened := self._reopen_recent(key, detail=detail, now=now)) is not None:
+                return reopened
+            ticket = Ticket(kind=kind, reason=reason, practice_id=practice_id, dedup_key=key, detail=detail,
+                            opened_at=now, last_seen_at=now)
+            try:
+                with session.begin_nested():
+                    session.add(ticket)
+                    session.flush()
+            except IntegrityError:
+                continue
+            self._emit(ticket, "opened", now)
+            # The metrics (prometheus_client and redis) only once a ticket opens: the command line's
+            # listings read tickets through this module and never open one (start-up time).
+            from reconciler.adapters.metrics import observe_ticket_opened
 
-    Returns ``(ticket, opened)``. The partial unique index decides between two workers opening the
-    same ticket at once: the loser's insert fails inside a savepoint and it counts instead.
-    """
-    key = dedup_key(kind, reason, practice_id)
-    for _ in range(3):
-        existing = _unresolved(session, key)
-        if existing is not None:
-            session.execute(
-                update(Ticket)
-                .where(col(Ticket.id) == existing.id)
-                .values(occurrences=Ticket.occurrences + 1, last_seen_at=now, detail=detail)
-            )
-            session.refresh(existing)
-            if is_repeat_notified(existing.occurrences):
-                _emit(session, existing, "repeated", now)
-            log.info("ticket_deduplicated", ticket_id=existing.id, kind=str(kind), reason=str(reason),
-                     practice_id=practice_id, occurrences=existing.occurrences)
-            return existing, False
-        if practice_id is None and (reopened := _reopen_recent(session, key, detail=detail, now=now)) is not None:
-            return reopened, True
-        ticket = Ticket(kind=kind, reason=reason, practice_id=practice_id, dedup_key=key, detail=detail,
-                        opened_at=now, last_seen_at=now)
+            observe_ticket_opened(str(kind), str(reason))
+            log.info("ticket_opened", ticket_id=ticket.id, kind=str(kind), reason=str(reason), practice_id=practice_id)
+            return ticket
+        raise RuntimeError(f"could not open or count ticket {key}")  # pragma: no cover - needs 3 lost races
+
+    def _reopen_recent(self, key: str, *, detail: str, now: datetime) -> Ticket | None:
+        """Reopen the integrator-wide ticket of ``key`` resolved within ``REOPEN_WITHIN``, if any (None: open a
+        new one). A concurrent opening wins the unique index; the caller then counts on its ticket."""
+        session = self.session
+        recent = session.exec(
+            select(Ticket).where(Ticket.dedup_key == key, Ticket.status == TicketStatus.RESOLVED,
+                                 col(Ticket.resolved_at) >= now - REOPEN_WITHIN)
+            .order_by(col(Ticket.resolved_at).desc())
+        ).first()
+        if recent is None:
+            return None
         try:
             with session.begin_nested():
-                session.add(ticket)
-                session.flush()
+                session.execute(update(Ticket).where(col(Ticket.id) == recent.id, Ticket.status == TicketStatus.RESOLVED)
+                                .values(status=TicketStatus.OPEN, resolved_at=None, acknowledged_at=None,
+                                        occurrences=Ticket.occurrences + 1, last_seen_at=now, detail=detail))
         except IntegrityError:
-            continue
-        _emit(session, ticket, "opened", now)
-        # The metrics (prometheus_client and redis) only once a ticket opens: the command line's
-        # listings read tickets through this module and never open one (start-up time).
-        from reconciler.adapters.metrics import observe_ticket_opened
+            return None
+        session.refresh(recent)
+        self._emit(recent, "opened", now)
+        log.info("ticket_reopened", ticket_id=recent.id, kind=str(recent.kind), reason=str(recent.reason),
+                 occurrences=recent.occurrences)
+        return recent
 
-        observe_ticket_opened(str(kind), str(reason))
-        log.info("ticket_opened", ticket_id=ticket.id, kind=str(kind), reason=str(reason), practice_id=practice_id)
-        return ticket, True
-    raise RuntimeError(f"could not open or count ticket {key}")  # pragma: no cover - needs 3 lost races
+    def resolve_tickets(
+        self,
+        *,
+        practice_id: int | None,
+        reasons: Iterable[TicketReason],
+        now: datetime,
+        last_seen_before: datetime | None = None,
+    ) -> list[Ticket]:
+        """Resolve the unresolved tickets of a practice (or integrator-wide ones) with these reasons;
+        with ``last_seen_before``, only those nobody has seen since (a condition still being reported stands)."""
+        reasons = list(reasons)
+        if not reasons:
+            return []
+        query = select(Ticket).where(col(Ticket.status).in_(UNRESOLVED), col(Ticket.reason).in_(reasons))
+        query = query.where(Ticket.practice_id == practice_id) if practice_id is not None else query.where(
+            col(Ticket.practice_id).is_(None)
+        )
+        if last_seen_before is not None:
+            query = query.where(col(Ticket.last_seen_at) < last_seen_before)
+        tickets = list(self.session.exec(query).all())
+        for ticket in tickets:
+            self._resolve(ticket, now)
+        return tickets
 
+    def _resolve(self, ticket: Ticket, now: datetime) -> None:
+        ticket.status = TicketStatus.RESOLVED
+        ticket.resolved_at = now
+        self.session.add(ticket)
+        self.session.flush()
+        self._emit(ticket, "resolved", now)
+        log.info("ticket_resolved", ticket_id=ticket.id, kind=str(ticket.kind), reason=str(ticket.reason),
+                 practice_id=ticket.practice_id)
 
-def _reopen_recent(session: Session, key: str, *, detail: str, now: datetime) -> Ticket | None:
-    """Reopen the integrator-wide ticket of ``key`` resolved within ``REOPEN_WITHIN``, if any (None: open a new
-    one). A concurrent opening wins the unique index; the caller then counts on its ticket."""
-    recent = session.exec(
-        select(Ticket).where(Ticket.dedup_key == key, Ticket.status == TicketStatus.RESOLVED,
-                             col(Ticket.resolved_at) >= now - REOPEN_WITHIN)
-        .order_by(col(Ticket.resolved_at).desc())
-    ).first()
-    if recent is None:
-        return None
-    try:
-        with session.begin_nested():
-            session.execute(update(Ticket).where(col(Ticket.id) == recent.id, Ticket.status == TicketStatus.RESOLVED)
-                            .values(status=TicketStatus.OPEN, resolved_at=None, acknowledged_at=None,
-                                    occurrences=Ticket.occurrences + 1, last_seen_at=now, detail=detail))
-    except IntegrityError:
-        return None
-    session.refresh(recent)
-    _emit(session, recent, "opened", now)
-    log.info("ticket_reopened", ticket_id=recent.id, kind=str(recent.kind), reason=str(recent.reason),
-             occurrences=recent.occurrences)
-    return recent
+    def ticket(self, ticket_id: int) -> Ticket:
+        ticket = self.session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise UnknownTicket(f"no ticket with id {ticket_id}")
+        return ticket
 
+    def acknowledge_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
+        ticket = self.ticket(ticket_id)
+        if ticket.status != TicketStatus.OPEN:
+            raise InvalidState(f"ticket {ticket_id} is {ticket.status}, only an open ticket can be acknowledged")
+        ticket.status = TicketStatus.ACKNOWLEDGED
+        ticket.acknowledged_at = now
+        self.session.add(ticket)
+        self.session.flush()
+        self._emit(ticket, "acknowledged", now)
+        return ticket
 
-def resolve_where(
-    session: Session,
-    *,
-    practice_id: int | None,
-    reasons: Iterable[TicketReason],
-    now: datetime,
-    last_seen_before: datetime | None = None,
-) -> list[Ticket]:
-    """Resolve the unresolved tickets of a practice (or integrator-wide ones) with these reasons;
-    with ``last_seen_before``, only those nobody has seen since (a condition still being reported stands)."""
-    reasons = list(reasons)
-    if not reasons:
-        return []
-    query = select(Ticket).where(col(Ticket.status).in_(UNRESOLVED), col(Ticket.reason).in_(reasons))
-    query = query.where(Ticket.practice_id == practice_id) if practice_id is not None else query.where(
-        col(Ticket.practice_id).is_(None)
-    )
-    if last_seen_before is not None:
-        query = query.where(col(Ticket.last_seen_at) < last_seen_before)
-    tickets = list(session.exec(query).all())
-    for ticket in tickets:
-        _resolve(session, ticket, now)
-    return tickets
+    def resolve_ticket(self, ticket_id: int, *, now: datetime) -> Ticket:
+        ticket = self.ticket(ticket_id)
+        if ticket.status == TicketStatus.RESOLVED:
+            raise InvalidState(f"ticket {ticket_id} is already resolved")
+        self._resolve(ticket, now)
+        return ticket
 
+    def list_tickets(
+        self,
+        *,
+        statuses: Sequence[TicketStatus] = UNRESOLVED,
+        kind: TicketKind | None = None,
+        practice_id: int | None = None,
+    ) -> Sequence[Ticket]:
+        """Tickets in id order: unresolved ones unless ``statuses`` says otherwise."""
+        query = select(Ticket).where(col(Ticket.status).in_(list(statuses)))
+        if kind is not None:
+            query = query.where(Ticket.kind == kind)
+        if practice_id is not None:
+            query = query.where(Ticket.practice_id == practice_id)
+        return self.session.exec(query.order_by(col(Ticket.id))).all()
 
-def _resolve(session: Session, ticket: Ticket, now: datetime) -> None:
-    ticket.status = TicketStatus.RESOLVED
-    ticket.resolved_at = now
-    session.add(ticket)
-    session.flush()
-    _emit(session, ticket, "resolved", now)
-    log.info("ticket_resolved", ticket_id=ticket.id, kind=str(ticket.kind), reason=str(ticket.reason),
-             practice_id=ticket.practice_id)
-
-
-def get_ticket(session: Session, *, ticket_id: int) -> Ticket:
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None:
-        raise UnknownTicket(f"no ticket with id {ticket_id}")
-    return ticket
-
-
-def acknowledge(session: Session, *, ticket_id: int, now: datetime) -> Ticket:
-    ticket = get_ticket(session, ticket_id=ticket_id)
-    if ticket.status != TicketStatus.OPEN:
-        raise InvalidState(f"ticket {ticket_id} is {ticket.status}, only an open ticket can be acknowledged")
-    ticket.status = TicketStatus.ACKNOWLEDGED
-    ticket.acknowledged_at = now
-    session.add(ticket)
-    session.flush()
-    _emit(session, ticket, "acknowledged", now)
-    return ticket
-
-
-def resolve(session: Session, *, ticket_id: int, now: datetime) -> Ticket:
-    ticket = get_ticket(session, ticket_id=ticket_id)
-    if ticket.status == TicketStatus.RESOLVED:
-        raise InvalidState(f"ticket {ticket_id} is already resolved")
-    _resolve(session, ticket, now)
-    return ticket
-
-
-def list_tickets(
-    session: Session,
-    *,
-    statuses: Sequence[TicketStatus] = UNRESOLVED,
-    kind: TicketKind | None = None,
-    practice_id: int | None = None,
-) -> Sequence[Ticket]:
-    query = select(Ticket).where(col(Ticket.status).in_(list(statuses)))
-    if kind is not None:
-        query = query.where(Ticket.kind == kind)
-    if practice_id is not None:
-        query = query.where(Ticket.practice_id == practice_id)
-    return session.exec(query.order_by(col(Ticket.id))).all()
+    def held_tickets(self, practice_ids: Sequence[int], *, reasons: Sequence[TicketReason]) -> dict[int, Ticket]:
+        """The unresolved ticket with one of ``reasons`` of each of these practices (the console's
+        overview: what holds each held practice)."""
+        if not practice_ids:
+            return {}
+        rows = self.session.exec(select(Ticket).where(col(Ticket.practice_id).in_(practice_ids),
+                                                      col(Ticket.status).in_(UNRESOLVED),
+                                                      col(Ticket.reason).in_(reasons))).all()
+        return {t.practice_id: t for t in rows}  # type: ignore[misc]

@@ -197,7 +197,7 @@ def _switch(store: Store, practice: Practice, *, site: Site, identifiers: dict[s
 
 def _held_ticket_id(store: Store, practice: Practice) -> int | None:
     """The open ticket the held change is waiting on (business change, pairing, ...), if any."""
-    held = [t for t in store.open_tickets(practice_id=practice.id) if t.reason in HELD_REASONS]  # type: ignore[arg-type]
+    held = [t for t in store.list_tickets(practice_id=practice.id) if t.reason in HELD_REASONS]  # type: ignore[arg-type]
     return held[0].id if held else None
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import PmsType, TicketKind, TicketReason
-from reconciler.adapters import tickets
+from reconciler.adapters.store import SqlStore
 from tests.browser.conftest import PASSWORD
 from tests.utils.receivers import http_receiver
 from worker import admin, db
@@ -137,9 +137,9 @@ def test_two_people_approve_a_business_change(browser, sim, people, two_approval
 
 def test_the_outbox_banner_and_an_admins_retry(page, people, webhook, console):
     with db.new_session() as session:
-        tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT, reason=TicketReason.IP_NOT_ALLOWED,
-                              practice_id=None, detail="Halo says the caller IP is not allowed.",
-                              now=datetime.now(UTC) - timedelta(minutes=20))
+        SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT, reason=TicketReason.IP_NOT_ALLOWED,
+                                      practice_id=None, detail="Halo says the caller IP is not allowed.",
+                                      now=datetime.now(UTC) - timedelta(minutes=20))
         session.commit()
     admin.deliver_tickets()  # refused once: failed
     [event] = admin.outbox_events("failed")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from models import Action, OperatorDecision, PmsType, PracticeState, Reconciliation, Trigger, Verdict
-from reconciler.adapters import store
+from reconciler.adapters.store import SqlStore
 from tests.browser.conftest import PASSWORD
 from tests.browser.test_console import held, shot, sign_in  # noqa: F401 (a fixture and helpers)
 from worker import admin
@@ -35,7 +35,7 @@ def fleet(sim):
     with admin.unit_of_work() as session:  # the embedded schema made on first use
         ids = []
         for i in range(FLEET):
-            row = store.add_practice(session, pms_type="BestPractice", pms_id=f"BP{i:04d}",
+            row = SqlStore(session).add_practice(pms_type="BestPractice", pms_id=f"BP{i:04d}",
                                      halo_guid=f"00000000-0000-4000-8000-{i:012d}",
                                      identifiers={"practice_name": f"{'Bondi' if i % 4 == 0 else 'Carlton'} Clinic {i}"},
                                      now=NOW - timedelta(days=3))

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from models import PmsType, SigninThrottle, TicketKind, TicketReason
-from reconciler.adapters import tickets
+from reconciler.adapters.store import SqlStore
 from tests.integration.test_console import PASSWORD, client, csrf_of, sign_in
 from tests.utils.pairing import recording_simulator
 from tests.utils.receivers import http_receiver
@@ -183,9 +183,9 @@ def test_the_outbox_page_banner_and_an_admins_retry(people, monkeypatch):
     monkeypatch.setenv("HALO_RECONCILER_OUTBOX_MAX_ATTEMPTS", "1")
     get_settings.cache_clear()
     with db.new_session() as session:  # opened 20 minutes ago; its event has waited as long
-        tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT, reason=TicketReason.IP_NOT_ALLOWED,
-                              practice_id=None, detail="Halo says the caller IP is not allowed.",
-                              now=datetime.now(UTC) - timedelta(minutes=20))
+        SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT, reason=TicketReason.IP_NOT_ALLOWED,
+                                      practice_id=None, detail="Halo says the caller IP is not allowed.",
+                                      now=datetime.now(UTC) - timedelta(minutes=20))
         session.commit()
     admin.deliver_tickets()
     [event] = [e for e in admin.outbox_events("failed")]
@@ -221,10 +221,10 @@ def test_the_outbox_page_is_paged_by_keyset(people, monkeypatch):
     get_settings.cache_clear()
     with db.new_session() as session:
         for _ in range(30):  # opened and resolved: 30 webhook and 60 notify rows, none sent
-            ticket, _ = tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT,
-                                              reason=TicketReason.IP_NOT_ALLOWED, practice_id=None,
-                                              detail="Halo says the caller IP is not allowed.", now=datetime.now(UTC))
-            tickets.resolve(session, ticket_id=ticket.id, now=datetime.now(UTC))
+            ticket = SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT,
+                                                   reason=TicketReason.IP_NOT_ALLOWED, practice_id=None,
+                                                   detail="Halo says the caller IP is not allowed.", now=datetime.now(UTC))
+            SqlStore(session).resolve_ticket(ticket.id, now=datetime.now(UTC))
         session.commit()
     c = signed_in("victor")
     seen, path = [], "/outbox?status=all"

@@ -151,7 +151,7 @@ def test_unreachable_database_is_reported_without_the_password(monkeypatch):
 def test_0004_keeps_existing_reconciliations_as_the_workers_and_adds_the_people_tables(database):
     from sqlalchemy import text
 
-    from reconciler.adapters import people
+    from reconciler.adapters import listings
 
     db.upgrade_schema("0003")
     with db.get_engine().begin() as connection:
@@ -167,7 +167,7 @@ def test_0004_keeps_existing_reconciliations_as_the_workers_and_adds_the_people_
     db.upgrade_schema()
     assert {"decisions", "operators"} <= tables()
     with db.new_session() as session:
-        [entry] = people.audit_entries(session)
+        [entry] = listings.audit_pages(session)
     assert (entry.actor, entry.action, entry.practice_id, entry.note) == ("worker", "marked_verified", 1, None)
     db.downgrade_schema("0003")
     assert not {"decisions", "operators"} & tables()

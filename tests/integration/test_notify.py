@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from models import PmsType, TicketKind, TicketReason
 from models.outbox import OutboxEvent, OutboxTarget
-from reconciler.adapters import tickets
+from reconciler.adapters.store import SqlStore
 from tests.integration.conftest import use_environment
 from tests.utils.receivers import http_receiver, smtp_receiver
 from tests.utils.waiting import wait_until
@@ -49,16 +49,16 @@ def receivers(monkeypatch, tmp_path, postgres_url):
 
 def _count(*, practice_id=None, detail="Halo says the caller IP is not allowed.", now=None) -> int:
     with db.new_session() as session:
-        ticket, _ = tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT,
-                                          reason=TicketReason.IP_NOT_ALLOWED, practice_id=practice_id,
-                                          detail=detail, now=now or datetime.now(UTC))
+        ticket = SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT,
+                                               reason=TicketReason.IP_NOT_ALLOWED, practice_id=practice_id,
+                                               detail=detail, now=now or datetime.now(UTC))
         session.commit()
         return ticket.id
 
 
 def _resolve(ticket_id: int) -> None:
     with db.new_session() as session:
-        tickets.resolve(session, ticket_id=ticket_id, now=datetime.now(UTC))
+        SqlStore(session).resolve_ticket(ticket_id, now=datetime.now(UTC))
         session.commit()
 
 

@@ -14,7 +14,8 @@ from sqlmodel import select
 
 from models import TicketKind, TicketReason
 from models.outbox import OutboxEvent
-from reconciler.adapters import tickets, webhook
+from reconciler.adapters.store import SqlStore
+from reconciler.adapters import webhook
 from reconciler.adapters.metrics import OUTBOX_FAILURES, StateCollector
 from tests.integration.conftest import use_environment
 from tests.utils import cli
@@ -56,9 +57,9 @@ def run_json(capsys, *argv: str):
 
 def _open_ticket(now: datetime | None = None) -> int:
     with db.new_session() as session:
-        ticket, _ = tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT,
-                                          reason=TicketReason.IP_NOT_ALLOWED, practice_id=None,
-                                          detail="Halo says the caller IP is not allowed.", now=now or datetime.now(UTC))
+        ticket = SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT,
+                                               reason=TicketReason.IP_NOT_ALLOWED, practice_id=None,
+                                               detail="Halo says the caller IP is not allowed.", now=now or datetime.now(UTC))
         session.commit()
         return ticket.id
 
@@ -121,7 +122,7 @@ def test_the_list_is_newest_first(down, capsys):
     for _ in range(3):
         ticket_id = _open_ticket()  # opened, then resolved: two events each time
         with db.new_session() as session:
-            tickets.resolve(session, ticket_id=ticket_id, now=datetime.now(UTC))
+            SqlStore(session).resolve_ticket(ticket_id, now=datetime.now(UTC))
             session.commit()
     ids = [row["id"] for row in run_json(capsys, "outbox", "list")]
     assert len(ids) >= 4 and ids == sorted(ids, reverse=True)

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import col, select
 
 from models import Action, Reconciliation, Trigger, VerificationDay, Verdict
-from reconciler.adapters import store
+from reconciler.adapters.store import SqlStore
 from reconciler.core.retention import RetentionPolicy
 from reconciler.usecases.retention import apply_retention
 from worker import db, wiring
@@ -40,7 +40,7 @@ def database(request, monkeypatch, tmp_path):
 
 def practice(n: int) -> int:
     with db.new_session() as session:
-        made = store.add_practice(session, pms_type="BestPractice", pms_id=f"BP{n}",
+        made = SqlStore(session).add_practice(pms_type="BestPractice", pms_id=f"BP{n}",
                                   halo_guid=f"00000000-0000-4000-8000-{n:012d}", identifiers={"practice_name": f"P{n}"},
                                   now=NOW - timedelta(days=400))
         session.commit()

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from models import GuidHistory, PmsType, Practice
-from reconciler.adapters import store
+from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.adapters.coordination.reporter import Reporter
 from tests.utils.fakes import patch_get_redis
@@ -77,11 +77,11 @@ def practices(embedded_db):
     """Practice A has always had GUID; practice B moved from OLD to NEW."""
     now = datetime.now(UTC)
     with embedded_db.unit_of_work() as session:
-        a = store.add_practice(session, pms_type=PmsType.ZEDMED, pms_id="Z1", halo_guid=GUID,
+        a = SqlStore(session).add_practice(pms_type=PmsType.ZEDMED, pms_id="Z1", halo_guid=GUID,
                                identifiers={"practice_name": "Zed Clinic"}, now=now - timedelta(days=2))
-        b = store.add_practice(session, pms_type=PmsType.D4W, pms_id="D1", halo_guid=OLD,
+        b = SqlStore(session).add_practice(pms_type=PmsType.D4W, pms_id="D1", halo_guid=OLD,
                                identifiers={"practice_name": "Dental"}, now=now - timedelta(days=2))
-        [first] = store.guid_history(session, practice_id=b.id)
+        [first] = SqlStore(session).guid_history(b.id)
         first.valid_until = now - timedelta(days=1)
         session.add(GuidHistory(practice_id=b.id, guid=NEW, valid_from=now - timedelta(days=1),
                                 reason="infrastructure_change"))

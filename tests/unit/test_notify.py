@@ -11,7 +11,8 @@ from sqlmodel import select
 
 from models import TicketKind, TicketReason
 from models.outbox import OutboxEvent, OutboxTarget, is_repeat_notified
-from reconciler.adapters import notify, tickets
+from reconciler.adapters.store import SqlStore
+from reconciler.adapters import notify
 from worker import db
 from worker.config import ConfigError, load_settings
 
@@ -61,9 +62,9 @@ def _open(occurrences: int) -> int:
     db.ensure_schema()
     with db.new_session() as session:
         for _ in range(occurrences):
-            ticket, _ = tickets.open_or_count(session, kind=TicketKind.CONTACT_PRACTICE,
-                                              reason=TicketReason.NOT_FOUND, practice_id=None, detail="no site",
-                                              now=datetime.now(UTC))
+            ticket = SqlStore(session).open_ticket(kind=TicketKind.CONTACT_PRACTICE,
+                                                   reason=TicketReason.NOT_FOUND, practice_id=None, detail="no site",
+                                                   now=datetime.now(UTC))
         session.commit()
         return ticket.id
 
@@ -77,8 +78,8 @@ def _rows(target: OutboxTarget) -> list[str]:
 def test_outbox_rows_per_target_and_event():
     ticket_id = _open(20)
     with db.new_session() as session:
-        tickets.acknowledge(session, ticket_id=ticket_id, now=datetime.now(UTC))
-        tickets.resolve(session, ticket_id=ticket_id, now=datetime.now(UTC))
+        SqlStore(session).acknowledge_ticket(ticket_id, now=datetime.now(UTC))
+        SqlStore(session).resolve_ticket(ticket_id, now=datetime.now(UTC))
         session.commit()
     t = f"ticket-{ticket_id}"
     assert _rows(OutboxTarget.NOTIFY) == [f"notify-{t}-opened-1", f"notify-{t}-repeated-10", f"notify-{t}-repeated-20",

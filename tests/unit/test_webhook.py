@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from models import TicketKind, TicketReason
 from models.outbox import OutboxEvent, OutboxTarget
-from reconciler.adapters import tickets
+from reconciler.adapters.store import SqlStore
 from reconciler.adapters.outbox import deliver_pending
 from reconciler.adapters import webhook
 from worker import db
@@ -49,8 +49,8 @@ def receiver():
 def _open_ticket() -> int:
     db.ensure_schema()
     with db.new_session() as session:
-        ticket, _ = tickets.open_or_count(session, kind=TicketKind.CONTACT_PRACTICE, reason=TicketReason.NOT_FOUND,
-                                          practice_id=None, detail="no site", now=datetime.now(UTC))
+        ticket = SqlStore(session).open_ticket(kind=TicketKind.CONTACT_PRACTICE, reason=TicketReason.NOT_FOUND,
+                                               practice_id=None, detail="no site", now=datetime.now(UTC))
         session.commit()
         return ticket.id
 

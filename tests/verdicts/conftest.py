@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from models import PmsType, Practice, Ticket, Trigger
-from reconciler.adapters import store
+from reconciler.adapters.store import SqlStore
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.ledger import bucket, bucket_lifetime
@@ -129,7 +129,7 @@ class World:
 
     def practice(self, practice_id: int) -> Practice:
         with db.new_session() as session:
-            row = store.get_practice(session, practice_id=practice_id)
+            row = SqlStore(session).practice(practice_id)
             session.expunge(row)
             return row
 
@@ -144,7 +144,7 @@ class World:
 
     def history(self, practice_id: int) -> list[tuple[str, str]]:
         with db.new_session() as session:
-            return [(h.guid, h.reason) for h in store.guid_history(session, practice_id=practice_id)]
+            return [(h.guid, h.reason) for h in SqlStore(session).guid_history(practice_id)]
 
     def finds(self, pms_id: str | None = None) -> int:
         return self.sim.call_count("find_sites", pms_id)

@@ -16,7 +16,7 @@ def test_more_switches_than_plausible_pause_autoswitching_and_hold(world):
     mass = [t for t in world.tickets() if t.reason == TicketReason.MASS_CHANGE]
     assert len(mass) == 1 and mass[0].practice_id is None
     with wiring.unit_of_work() as unit:
-        assert unit.is_flag_set(AUTOSWITCH_PAUSED)
+        assert unit.flag(AUTOSWITCH_PAUSED) is not None
 
 
 def test_after_a_resume_only_switches_since_the_resume_count(world):
@@ -37,5 +37,5 @@ def test_after_a_resume_only_switches_since_the_resume_count(world):
     world.clock.advance(minutes=1)
     assert world.reconcile(ids[2], **policy).action == Action.SWITCHED  # the held change goes through
     with wiring.unit_of_work() as unit:
-        assert not unit.is_flag_set(AUTOSWITCH_PAUSED)
+        assert unit.flag(AUTOSWITCH_PAUSED) is None
     assert len([t for t in world.tickets() if t.reason == TicketReason.MASS_CHANGE]) == 1

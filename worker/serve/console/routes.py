@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
-from sqlmodel import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -38,6 +37,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import Operator as OperatorRow
+from reconciler.adapters import people
 from reconciler.adapters.passwords import verify_password
 from reconciler.core.errors import BadInput, OperationFailed, ReconcilerError
 from reconciler.core.halo_errors import HaloError
@@ -124,7 +124,7 @@ class Console:
     # --- who is asking -----------------------------------------------------------------------------
     def _lookup(self, name: str) -> OperatorRow | None:
         with admin.unit_of_work() as session:
-            row = session.exec(select(OperatorRow).where(OperatorRow.name == name)).first()
+            row = people.operator(session, name=name)
             if row is not None:
                 session.expunge(row)
             return row

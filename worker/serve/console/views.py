@@ -14,17 +14,16 @@ from typing import Any
 
 import structlog
 from markupsafe import Markup
-from sqlmodel import Session, col, select
 
 from models import Action, Practice, PracticeState, Ticket, TicketStatus
 from models.guard import AUTOSWITCH_PAUSED
 from models.practice import PracticeOut
-from reconciler.adapters import listings, people, store, tickets
+from reconciler.adapters import listings, people
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.store import SqlStore
 from reconciler.core import runbook
 from reconciler.core.breaker import BREAKER_VERDICTS, BreakerState
-from reconciler.core.errors import BadInput, CoordinationError, UnknownTicket
+from reconciler.core.errors import BadInput, CoordinationError
 from reconciler.core.identifiers import normalise
 from reconciler.core.policy import HELD_REASONS
 from reconciler.core.vocabulary import DecisionAction
@@ -81,15 +80,6 @@ class Overview:
     names: dict[int, str] = field(default_factory=dict)  # the practices the open tickets name
 
 
-def _held_tickets(session: Session, practice_ids: list[int]) -> dict[int, Ticket]:
-    if not practice_ids:
-        return {}
-    rows = session.exec(select(Ticket).where(col(Ticket.practice_id).in_(practice_ids),
-                                             col(Ticket.status).in_(tickets.UNRESOLVED),
-                                             col(Ticket.reason).in_(HELD_REASONS))).all()
-    return {t.practice_id: t for t in rows}  # type: ignore[misc]
-
-
 def _last_sweep() -> tuple[datetime | None, bool]:
     try:
         raw = get_redis().get(keys.last_sweep())
@@ -115,16 +105,16 @@ def _breakers(settings: Settings) -> list[BreakerState] | None:
 def overview(settings: Settings, *, limit: int = 200) -> Overview:
     now = _now()
     with admin.unit_of_work() as session:
-        held = list(session.exec(select(Practice).where(Practice.state == "held")
-                                 .order_by(col(Practice.updated_at)).limit(limit)).all())
-        held_tickets = _held_tickets(session, [p.id for p in held])  # type: ignore[misc]
+        store = SqlStore(session)
+        held = store.held_practices(limit=limit)
+        held_tickets = store.held_tickets([p.id for p in held], reasons=HELD_REASONS)  # type: ignore[misc]
         by_kind: dict[str, list[Ticket]] = {}
-        for ticket in tickets.list_tickets(session, statuses=tickets.UNRESOLVED):
+        for ticket in store.list_tickets():  # the unresolved ones
             by_kind.setdefault(str(ticket.kind), []).append(ticket)
         policy = wiring.policy(settings)
-        guard = SqlStore(session).guard_state(now=now, policy=policy)
-        paused = store.flag(session, AUTOSWITCH_PAUSED)
-        onboarded = store.count_practices(session)
+        guard = store.guard_state(now=now, policy=policy)
+        paused = store.flag(AUTOSWITCH_PAUSED)
+        onboarded = store.count_practices()
         names = listings.practice_names(session, ids=[t.practice_id for rows in by_kind.values() for t in rows])
     limit_ = max(policy.mass_change_min, int(policy.mass_change_fraction * onboarded))
     last, known = _last_sweep()
@@ -172,11 +162,12 @@ def _identifier_rows(recorded: dict[str, Any], seen: dict[str, Any] | None) -> l
 
 def practice_page(practice_id: int, *, audit_limit: int = 100) -> PracticePage:
     with admin.unit_of_work() as session:
-        row = store.get_practice(session, practice_id=practice_id)
-        out = PracticeOut.from_rows(row, list(store.guid_history(session, practice_id=practice_id)))
-        open_ = list(tickets.list_tickets(session, practice_id=practice_id))
-        last = people.last_reconciliation(session, practice_id=practice_id)
-        entries = people.audit_entries(session, practice_id=practice_id, limit=audit_limit)
+        store = SqlStore(session)
+        row = store.practice(practice_id)
+        out = store.practice_out(row)
+        open_ = list(store.list_tickets(practice_id=practice_id))
+        last = store.last_reconciliation(practice_id)
+        entries = listings.audit_pages(session, practice_id=practice_id, at_most=audit_limit)
         session.expunge_all()
     answer = (last.halo_answer if last is not None else None) or {}
     held = [t for t in open_ if t.reason in HELD_REASONS]
@@ -191,13 +182,12 @@ def practice_page(practice_id: int, *, audit_limit: int = 100) -> PracticePage:
 
 def ticket(ticket_id: int) -> tuple[Ticket, Practice | None, list[people.AuditEntry]]:
     with admin.unit_of_work() as session:
-        row = session.get(Ticket, ticket_id)
-        if row is None:
-            raise UnknownTicket(f"no ticket with id {ticket_id}")
-        practice = session.get(Practice, row.practice_id) if row.practice_id is not None else None
-        entries = [e for e in people.audit_entries(session, practice_id=row.practice_id, limit=200)
+        store = SqlStore(session)
+        row = store.ticket(ticket_id)
+        practice = store.practice(row.practice_id) if row.practice_id is not None else None
+        entries = [e for e in listings.audit_pages(session, practice_id=row.practice_id, at_most=200)
                    if e.ticket_id == ticket_id] if row.practice_id is not None else [
-            e for e in people.audit_entries(session, limit=500) if e.ticket_id == ticket_id]
+            e for e in listings.audit_pages(session, at_most=500) if e.ticket_id == ticket_id]
         session.expunge_all()
     return row, practice, entries
 
