@@ -45,6 +45,21 @@ def _reset_process_state() -> None:
     logs.configure_on_first_use(None)  # a listing run in-process deferred its logging configuration
 
 
+# The slowest folders first (the short soak and the reliability suite wait on timers for minutes):
+# with the suite in two processes (pytest-xdist, ``--dist worksteal``), the quick unit tests then fill
+# the end, rather than one process finishing a long test alone. Within a folder the order is kept.
+_FOLDER_ORDER = ("soak", "reliability", "e2e", "browser", "integration", "verdicts", "client", "unit")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        parts = Path(str(item.path)).relative_to(ROOT).parts
+        folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+        return _FOLDER_ORDER.index(folder) if folder in _FOLDER_ORDER else len(_FOLDER_ORDER)
+
+    items.sort(key=rank)  # stable: a folder's modules and tests keep their order
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
     for name in list(os.environ):

@@ -123,7 +123,7 @@ def unit_of_work() -> Iterator[SqlStore]:
         yield SqlStore(session)
 
 
-CLAIM_LOCK_SECONDS = 60
+CLAIM_LOCK_SECONDS = 60  # the default of HALO_RECONCILER_CLAIM_LOCK_SECONDS
 
 
 def work_queue(settings: Settings | None = None) -> WorkQueue:
@@ -132,7 +132,7 @@ def work_queue(settings: Settings | None = None) -> WorkQueue:
     # workers' publish bound, a confirmed one as long as the broker may take to deliver it again.
     # The claim's lock is short and renewed by its live run (reconciler.usecases.claims): a dead worker host
     # leaves its practice for a minute, not past the task's hard limit.
-    return WorkQueue(redis_clients.get_redis(), lock_seconds=CLAIM_LOCK_SECONDS,
+    return WorkQueue(redis_clients.get_redis(), lock_seconds=settings.claim_lock_seconds,
                      pending_seconds=publishing.WORKER.mark_seconds,
                      queued_seconds=settings.broker_visibility_timeout_seconds)
 

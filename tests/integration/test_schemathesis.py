@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.utils.serving import running_serve
-from tests.utils.workers import ROOT, start_workers, stop_workers
+from tests.utils.workers import start_workers, stop_workers
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_schemathesis_finds_nothing(stack, tmp_path):
                  "--url", url, "--checks", "all", "--header", f"Authorization: Bearer {TOKEN}",
                  "--max-examples", "30", "--seed", SEED, "--request-timeout", "30", "--wait-for-schema", "30",
                  "--no-color"],
-                cwd=ROOT, capture_output=True, text=True, timeout=540)
+                cwd=tmp_path, capture_output=True, text=True, timeout=540)  # its .schemathesis cache there
     finally:
         stop_workers(workers)
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]

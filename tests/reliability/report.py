@@ -35,8 +35,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="halo-reliability-"))
     record, junit = work / "observed.jsonl", work / "junit.xml"
     started = datetime.now(UTC)
+    # One process (-n 0, not the suite's two): the figures it records are measured without a neighbour.
     code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "tests/reliability"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", f"--junitxml={junit}",
+         "tests/reliability"],
         cwd=ROOT, env={**os.environ, RECORD: str(record)},
     )
     observed = {}
