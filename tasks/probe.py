@@ -11,7 +11,7 @@ from models import Trigger
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.usecases import probing
 from reconciler.usecases.reconcile import ReconcileResult, after_run as run_after, reconcile
-from tasks.deliver import deliver_outbox
+from tasks.deliver import deliver_soon
 from worker import wiring
 from worker.celery_app import app
 from worker.messages import PracticeId, parsed_arguments
@@ -42,7 +42,7 @@ def probe_breaker(self, practice_id: PracticeId | None = None) -> str:  # noqa: 
         result = reconcile(candidate, trigger=Trigger.RETRY, deps=deps)
         # The steps after every run, as ``tasks.reconcile``'s (its task by name: that module schedules
         # this one); the probe's own rescheduling is ``run_probe``'s.
-        run_after(result, queue=wiring.work_queue, deliver=deliver_outbox.apply_async,
+        run_after(result, queue=wiring.work_queue, deliver=deliver_soon,
                   announce=wiring.announce_run_finished,
                   publish=lambda countdown: app.send_task("halo.reconcile_practice",
                                                           args=[candidate, str(Trigger.FORBIDDEN)],
