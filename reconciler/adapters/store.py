@@ -373,6 +373,19 @@ def _guard_state() -> Any:
     return select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)
 
 
+@functools.cache
+def _switch_statements() -> tuple[Any, Any]:
+    """``SqlStore.switch_history``'s two GUID-history statements, built once as well: the closing UPDATE
+    (every period of the practice, the open one gets ``:now``; RETURNING the whole history) and the new
+    period's INSERT, executed in place rather than built per switch and flushed from an ORM object."""
+    history = GuidHistory.__table__
+    now = bindparam("now", type_=history.c.valid_until.type)
+    close = (update(history).where(history.c.practice_id == bindparam("at_practice_id"))
+             .values(valid_until=case((history.c.valid_until.is_(None), now), else_=history.c.valid_until))
+             .returning(history.c.valid_from, history.c.id, history.c.guid, history.c.valid_until, history.c.reason))
+    return close, insert(history)
+
+
 class SqlStore:
     """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for."""
 
@@ -457,15 +470,10 @@ class SqlStore:
         The closing UPDATE touches every period of the practice (the open one gets ``now``, the rest
         keep their value) so that its RETURNING hands back the whole history the event carries: no
         read of its own. A practice has had a handful of GUIDs."""
-        periods = sorted(self.session.execute(
-            update(GuidHistory)
-            .where(col(GuidHistory.practice_id) == practice.id)
-            .values(valid_until=case((col(GuidHistory.valid_until).is_(None), now), else_=col(GuidHistory.valid_until)))
-            .returning(GuidHistory.valid_from, GuidHistory.id, GuidHistory.guid, GuidHistory.valid_until,
-                       GuidHistory.reason)
-            .execution_options(synchronize_session=False)
-        ).all())
-        self.session.add(GuidHistory(practice_id=practice.id, guid=new_guid, valid_from=now, reason=reason))  # type: ignore[arg-type]
+        close, open_ = _switch_statements()
+        periods = sorted(self.session.execute(close, {"at_practice_id": practice.id, "now": now}).all())
+        self.session.execute(open_, {"practice_id": practice.id, "guid": new_guid, "valid_from": now,
+                                     "valid_until": None, "reason": reason})
         history = [SimpleNamespace(guid=g, valid_from=f, valid_until=u, reason=r) for f, _, g, u, r in periods]
         history.append(SimpleNamespace(guid=new_guid, valid_from=now, valid_until=None, reason=reason))
         change_events.guid_changed(self.session, practice=self._as_written(practice, history), now=now,
