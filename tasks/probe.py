@@ -22,6 +22,8 @@ log = structlog.get_logger()
 def after_run(practice_id: int, result: ReconcileResult) -> float | None:
     """After an automatic run: keep a refused run's practice and schedule the probe unless one is on its
     way; the countdown, or None. The store or broker away: the probe watch schedules it when back."""
+    if not probing.needs_probe(result.verdict, result.skipped):
+        return None  # almost every run: no breaker nor publisher is built for nothing to schedule
     try:
         return probing.after_run(wiring.breaker(), wiring.probe_publisher(), practice_id, verdict=result.verdict,
                                  skipped=result.skipped, now=time.time())
