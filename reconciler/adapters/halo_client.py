@@ -120,6 +120,9 @@ class HaloClient:
         # What build_request would merge into every request, computed once (see _request).
         self._prefix = str(self._http.build_request("GET", "_").url)[:-1]  # the base URL merged as httpx merges it
         self._timeout = self._http.timeout.as_dict()
+        # Every request goes to the base URL, so to one transport: the pool, or the proxy the environment
+        # names for it (httpx's mounts), resolved once here as ``Client.send`` resolves it per request.
+        self._transport = self._http._transport_for_url(httpx.URL(self._prefix))
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._retry_after_cap = retry_after_cap
@@ -283,12 +286,30 @@ class HaloClient:
         return httpx.Request(method, url, headers=self._http.headers, json=json,
                              extensions={"timeout": self._timeout})
 
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """``httpx.Client.send(request)`` for this client's requests, without the layers they never use
+        (about a third of a request's CPU in httpx: docs/BENCHMARKS.md, "reconcile"): there is no auth
+        flow (the key is a header), no redirect is followed (a 3xx is returned as it is, as
+        ``follow_redirects=False`` does) and no event hook is set. The transport's response is read
+        whole and its connection returned to the pool (closed on a failure), as ``send`` does; cookies,
+        which Halo does not set, are still kept when a response sets one (``_request`` sends them)."""
+        response = self._transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        except BaseException:
+            response.close()
+            raise
+        if "set-cookie" in response.headers:
+            self._http.cookies.extract_cookies(response)
+        return response
+
     def _attempt(self, endpoint: str, request: httpx.Request) -> httpx.Response:
         """One HTTP attempt: a 2xx response, or the error it means, chained from httpx's."""
         self._attempts.n = getattr(self._attempts, "n", 0) + 1
         sent = time.perf_counter()
         try:
-            response = self._http.send(request)
+            response = self._exchange(request)
         except httpx.TimeoutException as exc:
             self._on_call(endpoint, "timeout", time.perf_counter() - sent)
             raise HaloTimeout(f"Halo did not answer {endpoint} in time") from exc
