@@ -422,7 +422,7 @@ class SqlStore:
         Each past GUID adds a row (a practice has a handful); the EXISTS are answered by the tickets'
         practice_id index and are the same on every row."""
         statement, names = _practice_for_run()
-        rows = self.session.execute(statement, {"practice_id": practice_id}).all()
+        rows = self._read_alone(statement, {"practice_id": practice_id}).all()
         if not rows:
             raise UnknownPractice(f"no practice with id {practice_id}")
         width = len(names)
@@ -436,6 +436,15 @@ class SqlStore:
                 left[guid] = until
         return practice, left, bool(rows[0][width + 2]), bool(rows[0][width + 3])
 
+    def _read_alone(self, statement: Any, params: dict[str, Any]) -> Any:
+        """One read that is a transaction of its own (a run's read before Halo is asked, a switch's
+        guard before Get site status: the run ends each at once) in autocommit: no BEGIN and no
+        ROLLBACK round trip around the one statement, which sees the same committed rows. Inside a
+        transaction this session already holds, it is read there, as any statement."""
+        if self.session.in_transaction():
+            return self.session.execute(statement, params)
+        return self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(statement, params)
+
     def guid_history(self, practice_id: int) -> Sequence[GuidHistory]:
         return guid_history(self.session, practice_id=practice_id)
 
@@ -445,7 +454,7 @@ class SqlStore:
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
         # The count and the pause flag in one statement (a switch's budget is six).
-        switches, is_paused = self.session.execute(_guard_state(), {"since": since}).one()
+        switches, is_paused = self._read_alone(_guard_state(), {"since": since}).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = count_practices(self.session) if switches >= policy.mass_change_min else 0
