@@ -11,7 +11,7 @@ from models import Trigger
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.usecases import probing
 from reconciler.usecases.reconcile import ReconcileResult, after_run as run_after, reconcile
-from tasks.deliver import deliver_outbox
+from tasks.deliver import deliver_soon
 from worker import wiring
 from worker.celery_app import app
 from worker.messages import PracticeId, parsed_arguments
@@ -22,6 +22,8 @@ log = structlog.get_logger()
 def after_run(practice_id: int, result: ReconcileResult) -> float | None:
     """After an automatic run: keep a refused run's practice and schedule the probe unless one is on its
     way; the countdown, or None. The store or broker away: the probe watch schedules it when back."""
+    if not probing.needs_probe(result.verdict, result.skipped):
+        return None  # almost every run: no breaker nor publisher is built for nothing to schedule
     try:
         return probing.after_run(wiring.breaker(), wiring.probe_publisher(), practice_id, verdict=result.verdict,
                                  skipped=result.skipped, now=time.time())
@@ -42,7 +44,7 @@ def probe_breaker(self, practice_id: PracticeId | None = None) -> str:  # noqa: 
         result = reconcile(candidate, trigger=Trigger.RETRY, deps=deps)
         # The steps after every run, as ``tasks.reconcile``'s (its task by name: that module schedules
         # this one); the probe's own rescheduling is ``run_probe``'s.
-        run_after(result, queue=wiring.work_queue, deliver=deliver_outbox.apply_async,
+        run_after(result, queue=wiring.work_queue, deliver=deliver_soon,
                   announce=wiring.announce_run_finished,
                   publish=lambda countdown: app.send_task("halo.reconcile_practice",
                                                           args=[candidate, str(Trigger.FORBIDDEN)],

@@ -115,6 +115,9 @@ def _ping_after_idle(driver_error: type[Exception]):
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
+            # The driver began a transaction for the ping: end it, so the connection is handed out as
+            # idle as the pool holds it (a read in autocommit can switch it then: SqlStore._read_alone).
+            dbapi_connection.rollback()
         except driver_error as exc:
             # The pool discards this connection and connects again (up to three times) before using it.
             raise DisconnectionError(f"a connection idle for {time.monotonic() - idle_since:.0f} s "

@@ -198,8 +198,27 @@ def sweeps(settings: Settings | None = None) -> SweepCoordinator:
 
 
 def reconcile_deps(settings: Settings | None = None) -> Deps:
-    """Everything a reconciliation needs: the real clients, the configured policy, the run's coordination."""
+    """Everything a reconciliation needs: the real clients, the configured policy, the run's coordination.
+
+    Built once per process and shared by every run (a task's runs, a threads pool's threads): built
+    again when the settings, this process's Redis client or its Halo client is another object (after
+    a fork, ``reset()``s, ``get_settings.cache_clear()``). Nothing in it holds a run's state; a caller
+    that needs other parts takes a ``dataclasses.replace`` of it, never changes it in place."""
+    global _deps
     settings = settings or get_settings()
+    redis, halo = redis_clients.get_redis(), halo_client()
+    built = _deps
+    if built is not None and built[0] is settings and built[1] is redis and built[2] is halo:
+        return built[3]
+    deps = _build_reconcile_deps(settings)
+    _deps = (settings, redis, halo, deps)
+    return deps
+
+
+_deps: tuple[Settings, Any, HaloClient, Deps] | None = None  # (what it was built from..., the deps)
+
+
+def _build_reconcile_deps(settings: Settings) -> Deps:
     breaker_ = breaker(settings)
     return Deps(
         halo=halo_client(),

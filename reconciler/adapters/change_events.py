@@ -21,6 +21,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from models.outbox import OutboxEvent, OutboxTarget
@@ -30,6 +31,7 @@ log = logs.get_logger()
 
 GUID_CHANGED = "practice.guid_changed"
 HELD = "practice.held"
+_INSERT_EVENT = insert(OutboxEvent.__table__)  # type: ignore[attr-defined]
 
 
 def _add(session: Session, *, kind: str, event: str, at: datetime, practice: dict[str, Any], old_guid: str | None,
@@ -38,8 +40,10 @@ def _add(session: Session, *, kind: str, event: str, at: datetime, practice: dic
     event_id = f"practice-{practice['id']}-{kind}-{uuid.uuid4().hex}"
     payload = {"event": event, "at": at.isoformat(), "practice": practice, "old_guid": old_guid,
                "new_guid": new_guid, "reason": reason}
-    session.add(OutboxEvent(event_id=event_id, event_type=event, target=OutboxTarget.WEBHOOK, payload=payload,
-                            created_at=at, next_attempt_at=at))
+    # A Core INSERT (built once) in the change's transaction: nothing reads the row back through this
+    # session, so no ORM object is built and flushed for it (a switch's CPU, docs/BENCHMARKS.md "reconcile").
+    session.execute(_INSERT_EVENT, {"event_id": event_id, "event_type": event, "target": OutboxTarget.WEBHOOK,
+                                    "payload": payload, "created_at": at, "next_attempt_at": at})
     log.info("change_event_written", event_type=event, event_id=event_id, reason=reason)
 
 

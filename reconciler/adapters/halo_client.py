@@ -3,13 +3,12 @@ envelope) over one pooled ``httpx.Client``. Transport-agnostic: tests pass ``tra
 
 Callers see only ``reconciler.core.halo_errors`` types and parsed ``reconciler.core.sites`` values.
 
-Retries run on tenacity (a dependency already) rather than stamina. Both would do; tenacity fits our
-policy without bending it: the wait is one function of the failed attempt (Retry-After when Halo
-sends it, capped, else full jitter from *our* injected ``random``), and the sleep is the injected
-``sleep`` of this one client. stamina's backoff adds jitter on top of an exponential wait instead of
-drawing the whole wait at random, and its test mode is a process-wide switch rather than a sleep
-passed to the client; its ready-made structlog/Prometheus instrumentation would duplicate our
-``halo_request_retried`` event and ``on_call`` metrics.
+Retries are a loop of our own (``_send``), not a retry library's: the wait is one function of the
+failed attempt (Retry-After when Halo sends it, capped, else full jitter from *our* injected
+``random``), the sleep is the injected ``sleep`` of this one client, and the events are our own
+``halo_request_retried`` / ``halo_request_failed``. tenacity did the same with a ``Retrying`` built
+per call, about 1.5% of a reconciliation's CPU (docs/BENCHMARKS.md, "reconcile"); stamina's backoff
+adds jitter on top of an exponential wait instead of drawing the whole wait at random.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from typing import Any
 import httpx
 import structlog
 from pydantic import ValidationError
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from reconciler.core.vocabulary import ForbiddenCause, PmsType
 from reconciler.core import backoff
@@ -122,6 +120,9 @@ class HaloClient:
         # What build_request would merge into every request, computed once (see _request).
         self._prefix = str(self._http.build_request("GET", "_").url)[:-1]  # the base URL merged as httpx merges it
         self._timeout = self._http.timeout.as_dict()
+        # Every request goes to the base URL, so to one transport: the pool, or the proxy the environment
+        # names for it (httpx's mounts), resolved once here as ``Client.send`` resolves it per request.
+        self._transport = self._http._transport_for_url(httpx.URL(self._prefix))
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._retry_after_cap = retry_after_cap
@@ -249,31 +250,27 @@ class HaloClient:
 
     def _send(self, endpoint: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One call: at most ``max_attempts`` attempts, retrying only what :meth:`_attempt` calls
-        :class:`HaloUnavailable`; the last such failure is raised as it is."""
+        :class:`HaloUnavailable`; the last such failure is raised as it is. Before each attempt, the
+        ``before_request`` hook (the fleet's rate limiter); between two, the wait :meth:`_wait` draws."""
         if self._closed:
             raise ClientClosed("this HaloClient is closed")
-
-        def wait(state: RetryCallState) -> float:
-            if state.attempt_number >= self._max_attempts:  # tenacity asks before it stops: no draw
-                return 0.0
-            return self._wait(state.attempt_number, state.outcome.exception().retry_after)
-
-        def log_retry(state: RetryCallState) -> None:
-            log.info("halo_request_retried", endpoint=endpoint, attempt=state.attempt_number,
-                     status=state.outcome.exception().status, wait_seconds=round(state.upcoming_sleep, 3))
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(HaloUnavailable), stop=stop_after_attempt(self._max_attempts),
-            wait=wait, sleep=self._sleep, before_sleep=log_retry, reraise=True,
-            before=(lambda state: self._before_request(endpoint)) if self._before_request else None,
-        )
-        try:
-            # Built once for every attempt of the call (see _request).
-            return retrying(self._attempt, endpoint, self._request(method, path, **kwargs))
-        except HaloUnavailable as failure:
-            log.warning("halo_request_failed", endpoint=endpoint, attempts=self._max_attempts, status=failure.status,
-                        error=type(failure).__name__)
-            raise
+        request = self._request(method, path, **kwargs)  # built once for every attempt of the call
+        attempt = 1
+        while True:
+            if self._before_request is not None:
+                self._before_request(endpoint)
+            try:
+                return self._attempt(endpoint, request)
+            except HaloUnavailable as failure:
+                if attempt >= self._max_attempts:
+                    log.warning("halo_request_failed", endpoint=endpoint, attempts=self._max_attempts,
+                                status=failure.status, error=type(failure).__name__)
+                    raise
+                wait = self._wait(attempt, failure.retry_after)
+                log.info("halo_request_retried", endpoint=endpoint, attempt=attempt, status=failure.status,
+                         wait_seconds=round(wait, 3))
+                self._sleep(wait)
+                attempt += 1
 
     def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                  json: Any = None) -> httpx.Request:
@@ -289,12 +286,30 @@ class HaloClient:
         return httpx.Request(method, url, headers=self._http.headers, json=json,
                              extensions={"timeout": self._timeout})
 
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """``httpx.Client.send(request)`` for this client's requests, without the layers they never use
+        (about a third of a request's CPU in httpx: docs/BENCHMARKS.md, "reconcile"): there is no auth
+        flow (the key is a header), no redirect is followed (a 3xx is returned as it is, as
+        ``follow_redirects=False`` does) and no event hook is set. The transport's response is read
+        whole and its connection returned to the pool (closed on a failure), as ``send`` does; cookies,
+        which Halo does not set, are still kept when a response sets one (``_request`` sends them)."""
+        response = self._transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        except BaseException:
+            response.close()
+            raise
+        if "set-cookie" in response.headers:
+            self._http.cookies.extract_cookies(response)
+        return response
+
     def _attempt(self, endpoint: str, request: httpx.Request) -> httpx.Response:
         """One HTTP attempt: a 2xx response, or the error it means, chained from httpx's."""
         self._attempts.n = getattr(self._attempts, "n", 0) + 1
         sent = time.perf_counter()
         try:
-            response = self._http.send(request)
+            response = self._exchange(request)
         except httpx.TimeoutException as exc:
             self._on_call(endpoint, "timeout", time.perf_counter() - sent)
             raise HaloTimeout(f"Halo did not answer {endpoint} in time") from exc

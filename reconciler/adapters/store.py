@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import (Date, Integer, and_, bindparam, case, cast, delete, exists, func, insert, literal, or_, text, tuple_,
                         update)
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
@@ -163,15 +164,18 @@ _UPDATE_DETACHED_PRACTICE = update(Practice.__table__).where(
 
 
 @functools.cache
-def _practice_for_run() -> Any:
-    """``SqlStore.practice_for_run``'s SELECT (built on first use: the mappers are configured by then)."""
+def _practice_for_run() -> tuple[Any, tuple[str, ...]]:
+    """``SqlStore.practice_for_run``'s SELECT, a Core one over the practice's columns (built on first
+    use: the mappers are configured by then), and the names of those columns, in order."""
+    practices, history = Practice.__table__, GuidHistory.__table__  # type: ignore[attr-defined]
     unresolved = col(Ticket.status).in_((TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED))
-    own = exists().where(col(Ticket.practice_id) == col(Practice.id), unresolved).label("own")
+    own = exists().where(col(Ticket.practice_id) == practices.c.id, unresolved).label("own")
     wide = exists().where(col(Ticket.practice_id).is_(None), unresolved).label("wide")
-    return (select(Practice, GuidHistory.guid, GuidHistory.valid_until, own, wide)
-            .outerjoin(GuidHistory, and_(col(GuidHistory.practice_id) == col(Practice.id),
-                                         col(GuidHistory.valid_until).is_not(None)))
-            .where(col(Practice.id) == bindparam("practice_id")))
+    statement = (sa_select(*practices.columns, history.c.guid, history.c.valid_until, own, wide)
+                 .select_from(practices.outerjoin(history, and_(history.c.practice_id == practices.c.id,
+                                                                history.c.valid_until.is_not(None))))
+                 .where(practices.c.id == bindparam("practice_id")))
+    return statement, tuple(column.key for column in practices.columns)
 
 
 @functools.cache
@@ -181,6 +185,19 @@ def _guard_state() -> Any:
     paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
     since = bindparam("since", type_=Reconciliation.__table__.c.started_at.type)
     return select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)
+
+
+@functools.cache
+def _switch_statements() -> tuple[Any, Any]:
+    """``SqlStore.switch_history``'s two GUID-history statements, built once as well: the closing UPDATE
+    (every period of the practice, the open one gets ``:now``; RETURNING the whole history) and the new
+    period's INSERT, executed in place rather than built per switch and flushed from an ORM object."""
+    history = GuidHistory.__table__
+    now = bindparam("now", type_=history.c.valid_until.type)
+    close = (update(history).where(history.c.practice_id == bindparam("at_practice_id"))
+             .values(valid_until=case((history.c.valid_until.is_(None), now), else_=history.c.valid_until))
+             .returning(history.c.valid_from, history.c.id, history.c.guid, history.c.valid_until, history.c.reason))
+    return close, insert(history)
 
 
 class SqlStore(TicketStore):
@@ -236,16 +253,29 @@ class SqlStore(TicketStore):
 
         Each past GUID adds a row (a practice has a handful); the EXISTS are answered by the tickets'
         practice_id index and are the same on every row."""
-        rows = self.session.exec(_practice_for_run(), params={"practice_id": practice_id}).all()  # type: ignore[call-overload]
+        statement, names = _practice_for_run()
+        rows = self._read_alone(statement, {"practice_id": practice_id}).all()
         if not rows:
             raise UnknownPractice(f"no practice with id {practice_id}")
-        practice = rows[0][0]
+        width = len(names)
+        # Built from the row's columns, never in this session (a Core SELECT: no ORM load, identity map
+        # or expunge, about a fifth of a run's CPU): the caller holds it detached, as before.
+        practice = Practice(**dict(zip(names, rows[0][:width])))
         left: dict[str, datetime] = {}
-        for _, guid, until, _, _ in rows:
+        for row in rows:
+            guid, until = row[width], row[width + 1]
             if guid is not None and (guid not in left or until > left[guid]):
                 left[guid] = until
-        self.session.expunge(practice)
-        return practice, left, bool(rows[0][3]), bool(rows[0][4])
+        return practice, left, bool(rows[0][width + 2]), bool(rows[0][width + 3])
+
+    def _read_alone(self, statement: Any, params: dict[str, Any]) -> Any:
+        """One read that is a transaction of its own (a run's read before Halo is asked, a switch's
+        guard before Get site status: the run ends each at once) in autocommit: no BEGIN and no
+        ROLLBACK round trip around the one statement, which sees the same committed rows. Inside a
+        transaction this session already holds, it is read there, as any statement."""
+        if self.session.in_transaction():
+            return self.session.execute(statement, params)
+        return self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(statement, params)
 
     def guid_history(self, practice_id: int) -> Sequence[GuidHistory]:
         """Oldest first, the current GUID last."""
@@ -263,7 +293,7 @@ class SqlStore(TicketStore):
     def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
         since = now - timedelta(seconds=policy.mass_change_window_seconds)
         # The count and the pause flag in one statement (a switch's budget is six).
-        switches, is_paused = self.session.execute(_guard_state(), {"since": since}).one()
+        switches, is_paused = self._read_alone(_guard_state(), {"since": since}).one()
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = self.count_practices() if switches >= policy.mass_change_min else 0
@@ -296,15 +326,10 @@ class SqlStore(TicketStore):
         The closing UPDATE touches every period of the practice (the open one gets ``now``, the rest
         keep their value) so that its RETURNING hands back the whole history the event carries: no
         read of its own. A practice has had a handful of GUIDs."""
-        periods = sorted(self.session.execute(
-            update(GuidHistory)
-            .where(col(GuidHistory.practice_id) == practice.id)
-            .values(valid_until=case((col(GuidHistory.valid_until).is_(None), now), else_=col(GuidHistory.valid_until)))
-            .returning(GuidHistory.valid_from, GuidHistory.id, GuidHistory.guid, GuidHistory.valid_until,
-                       GuidHistory.reason)
-            .execution_options(synchronize_session=False)
-        ).all())
-        self.session.add(GuidHistory(practice_id=practice.id, guid=new_guid, valid_from=now, reason=reason))  # type: ignore[arg-type]
+        close, open_ = _switch_statements()
+        periods = sorted(self.session.execute(close, {"at_practice_id": practice.id, "now": now}).all())
+        self.session.execute(open_, {"practice_id": practice.id, "guid": new_guid, "valid_from": now,
+                                     "valid_until": None, "reason": reason})
         history = [SimpleNamespace(guid=g, valid_from=f, valid_until=u, reason=r) for f, _, g, u, r in periods]
         history.append(SimpleNamespace(guid=new_guid, valid_from=now, valid_until=None, reason=reason))
         change_events.guid_changed(self.session, practice=self._as_written(practice, history), now=now,

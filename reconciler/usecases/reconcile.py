@@ -67,7 +67,7 @@ from reconciler.core.policy import GuardState, Policy, decide
 from reconciler.core.selection import select_site
 from reconciler.core.vocabulary import SkipReason
 from reconciler.core.work import Claim
-from reconciler.usecases.claims import kept_alive
+from reconciler.usecases.claims import STOPPED, keep_alive
 from reconciler.usecases.ports import Breaker, Halo, Runs, Store, UnitOfWork
 from reconciler.usecases.queueing import FollowUpQueue, publish_follow_up
 
@@ -139,11 +139,9 @@ def reconcile(practice_id: int, *, trigger: Trigger, deps: Deps, token: str | No
     ``Busy`` saying when to come back. ``operator`` is an operator's run in this process: it goes on
     through a backoff and a refused key (how a person tests a new key); queued work never does."""
     run = _Run(practice_id, trigger, deps, operator)
-    run.claim(token or uuid.uuid4().hex, wait_seconds)                        # 1. claim
+    run.claim(token or uuid.uuid4().hex, wait_seconds)                        # 1. claim (kept alive)
     try:
-        # The claim's lock is short: the run renews it while it is alive (reconciler.usecases.claims).
-        with kept_alive(run.claimed, deps.runs.renew, every=deps.runs.lock_seconds / 3), \
-                deps.unit_of_work() as store:                                 # the run's one session
+        with deps.unit_of_work() as store:                                    # the run's one session
             read = run.read(store)                                            # 2. read
             skipped = run.gate(read.practice)                                 # 3. gate
             if skipped is not None:
@@ -245,6 +243,7 @@ class _Run:
         self.started = time.monotonic()
         self.claimed: Claim | None = None
         self.held = False  # the claim is ours until the finish releases it
+        self.renewal = STOPPED  # the claim's renewal, from the grant until just before the release
         self.breakers: Any = None  # the breakers' state as read with the claim (None: the breaker reads it)
         self.confirmed: datetime | None = None  # when the practice's consecutive confirmations began
         self.admission = Admission.ADMIT
@@ -261,6 +260,8 @@ class _Run:
                 if claim is not None and claim.taken_over:
                     log.warning("reconcile_redelivered", practice_id=self.practice_id)
                 self.claimed, self.held = claim, True
+                # The claim's lock is short: it is renewed while the run lives (reconciler.usecases.claims).
+                self.renewal = keep_alive(claim, self.runs.renew, every=self.runs.lock_seconds / 3)
                 self.started = time.monotonic()  # the run's duration excludes its wait for the claim
                 return
             left = deadline - time.monotonic()
@@ -465,6 +466,7 @@ class _Run:
         breaker is open to close, release the claim: one call. The note is best effort; releasing the
         claim is not, so a failure is tried once more without the note."""
         self.held = False
+        self.renewal.stop()  # before the release: no renewal lands on (or reads as losing) a released claim
         current = result.current_guid or ""
         noted = result.skipped is None
         try:
@@ -514,6 +516,7 @@ class _Run:
 
     def abandon(self) -> None:
         """Release what the run holds: a probe it was admitted as, and the claim (nothing noted)."""
+        self.renewal.stop()
         if self.admission is Admission.PROBE and self.deps.breaker is not None:
             try:
                 self.deps.breaker.release_probe()

@@ -4,16 +4,18 @@ the practice deaf for about 30 minutes). Real Valkey: the renewal is a Lua scrip
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
+from structlog.testing import capture_logs
 
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.marks import index_practice
 from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.core.work import Claim
-from reconciler.usecases.claims import kept_alive
+from reconciler.usecases.claims import keep_alive, kept_alive
 from tests.utils.waiting import wait_until
 from worker import wiring
 
@@ -85,3 +87,65 @@ def test_queued_marks_are_read_only_when_the_broker_holds_no_run_message(r):
     r.delete("reconcile")
     r.hset("unacked", "tag", "a message a worker holds")
     assert queue.queued_marks(broker_queue="reconcile") is None
+
+
+def test_one_thread_renews_every_live_claim_of_the_process():
+    renewed: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def renew(claim: Claim) -> bool:
+        with lock:
+            renewed[claim.practice_id] = renewed.get(claim.practice_id, 0) + 1
+        return True
+
+    renewals = [keep_alive(Claim(n, f"task-{n}", True), renew, every=0.01) for n in range(20)]
+    try:
+        wait_until(lambda: len(renewed) == 20 and min(renewed.values()) >= 2, timeout=10, interval=0.01,
+                   what="every claim renewed twice")
+        assert [t.name for t in threading.enumerate()].count("claim-renewer") == 1
+    finally:
+        for renewal in renewals:
+            renewal.stop()
+    before = dict(renewed)
+    time.sleep(0.05)  # a stopped claim is never renewed again (stop waited for one in flight)
+    assert renewed == before
+
+
+def test_a_claim_stopped_before_its_release_never_reads_as_lost():
+    released = threading.Event()
+    in_flight, go_on = threading.Event(), threading.Event()
+
+    def renew(claim: Claim) -> bool:
+        if released.is_set():
+            return False  # what the store answers once the finish released the claim
+        in_flight.set()
+        go_on.wait(5)
+        return True
+
+    with capture_logs() as logs:
+        renewal = keep_alive(Claim(9, "task-9", True), renew, every=0.01)
+        assert in_flight.wait(5)  # a renewal in flight when the run finishes
+        stopping = threading.Thread(target=renewal.stop)
+        stopping.start()
+        go_on.set()
+        stopping.join(5)
+        released.set()  # the run's finish releases the claim after the renewal stopped
+        time.sleep(0.05)
+    assert not stopping.is_alive()
+    assert [line for line in logs if line["event"] == "claim_lost"] == []
+
+
+def test_a_taken_over_claim_reads_as_lost_once_and_is_not_renewed_again():
+    calls: list[Claim] = []
+
+    def renew(claim: Claim) -> bool:
+        calls.append(claim)
+        return False
+
+    with capture_logs() as logs:
+        renewal = keep_alive(Claim(5, "task-5", True), renew, every=0.01)
+        wait_until(lambda: calls, timeout=10, interval=0.01, what="one renewal")
+        time.sleep(0.05)
+        renewal.stop()
+    assert len(calls) == 1
+    assert [line["practice_id"] for line in logs if line["event"] == "claim_lost"] == [5]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration  # fresh interpreters on the embedded SQLit
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("alembic", "mako", "kombu", "celery", "redis", "httpx", "apprise", "argon2", "prometheus_client",
-         "starlette", "uvicorn", "jinja2", "tenacity")
+         "starlette", "uvicorn", "jinja2")
 PROBE = """
 import json, sys
 from worker.cli import main

@@ -52,3 +52,20 @@ def test_a_connection_used_moments_ago_is_not_pinged(postgres, monkeypatch):
         backend_pid()
     # ... and SQLAlchemy's optimistic handling has invalidated the pool: the next checkout connects again.
     assert backend_pid() != first
+
+
+def test_a_pinged_connection_is_handed_out_idle_and_a_read_alone_runs_in_autocommit(postgres, monkeypatch):
+    from reconciler.adapters.store import SqlStore
+
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every checkout pings
+    db.upgrade_schema()
+    backend_pid()  # a connection given back to the pool, pinged at its next checkout
+    with db.unit_of_work() as session:
+        # The run's read switches the connection to autocommit: the ping must not have left it in a
+        # transaction (psycopg refuses the switch then). No practice has id 0.
+        from reconciler.core.errors import UnknownPractice
+
+        with pytest.raises(UnknownPractice):
+            SqlStore(session).practice_for_run(0)
+        session.rollback()
+    assert backend_pid()

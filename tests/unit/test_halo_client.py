@@ -204,3 +204,15 @@ def test_get_site_answering_for_a_different_site_is_a_bad_response():
     with pytest.raises(HaloBadResponse, match="another site"):
         client(Script(httpx.Response(200, json={**SITE, "id": other}))).get_site(GUID)
     assert client(Script(httpx.Response(200, json={**SITE, "id": GUID.upper()}))).get_site(GUID).id == GUID
+
+
+def test_a_cookie_halo_sets_is_sent_back_and_a_redirect_is_not_followed():
+    # The client sends through its transport, not httpx.Client.send: what that did for us is kept.
+    script = Script(httpx.Response(200, json={"sites": [SITE]}, headers={"Set-Cookie": "affinity=a1; Path=/"}),
+                    httpx.Response(302, headers={"Location": "https://elsewhere.example/"}))
+    halo = client(script)
+    halo.find_sites(PmsType.BEST_PRACTICE, "12345")
+    with pytest.raises(HaloBadResponse):
+        halo.find_sites(PmsType.BEST_PRACTICE, "12345")  # a 3xx is an unexpected answer, not followed
+    assert "affinity=a1" in script.requests[1].headers.get("Cookie", "")
+    assert [str(r.url.host) for r in script.requests] == ["api.haloconnect.io", "api.haloconnect.io"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,7 +35,7 @@ class RunFinished:
     again: bool  # one more run of the practice follows (a report the run did not answer)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(vars(self), separators=(",", ":"))  # its flat fields; asdict's deep copy is per run
 
     @classmethod
     def parse(cls, raw: bytes | str) -> RunFinished | None:
