@@ -17,7 +17,7 @@ import getpass
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as dataclass_replace
 from datetime import UTC, date, datetime, time as clock_time, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -474,9 +474,11 @@ def enqueue_sweep(older_than_seconds: int | None = None) -> str:
 
 
 def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
-    """One whole retention pass in this process (the beat's pass is bounded; this one is not)."""
-    return retention.apply_retention(_wiring().unit_of_work, policy=_wiring().retention_policy(), now=_now(),
-                                     monotonic=time.monotonic, dry_run=dry_run)
+    """One whole retention pass in this process (the beat's pass is bounded; this one is not), and
+    the notification rows nobody can deliver dropped."""
+    summary = retention.apply_retention(_wiring().unit_of_work, policy=_wiring().retention_policy(), now=_now(),
+                                        monotonic=time.monotonic, dry_run=dry_run)
+    return dataclass_replace(summary, outbox_dropped=_wiring().drop_unheard_notifications(dry_run=dry_run))
 # --- the outbox: deliveries people can see --------------------------------------------------------
 
 

@@ -692,8 +692,9 @@ def outbox_list(
     stdout.print(table)
     stdout.print(f"{len(outs)} event(s)", markup=False)
     for target, n in _admin().outbox_unsent_elsewhere().items():
+        then = ("the next retention pass drops them" if target == "notify" else "they are sent if one is")
         stdout.print(f"{n} undelivered {target} event(s) wait for nobody: no {target} target is configured "
-                     "(they are sent if one is)", markup=False)
+                     f"({then})", markup=False)
 
 
 @outbox_app.command("retry")
@@ -952,6 +953,9 @@ def retention_run(
         stdout.print(f"folded {summary.folded} routine verification(s) started before {summary.cutoff:%Y-%m-%d %H:%M} UTC "
                      f"into {summary.day_rows} daily count(s), in {summary.batches} batch(es) "
                      f"(longest {summary.longest_batch_ms:.0f} ms)", markup=False)
+    if summary.outbox_dropped and not as_json:
+        stdout.print(f"{'would drop' if dry_run else 'dropped'} {summary.outbox_dropped} undelivered notification "
+                     "event(s): no notification URL is configured to send them to", markup=False)
 
 
 # --- simulator and demo ----------------------------------------------------------------------------

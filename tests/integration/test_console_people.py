@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import select
 
 from models import PmsType, SigninThrottle, TicketKind, TicketReason
+from models.outbox import OutboxEvent
 from reconciler.adapters import tickets
 from tests.integration.test_console import PASSWORD, client, csrf_of, sign_in
 from tests.utils.pairing import recording_simulator
@@ -211,7 +212,13 @@ def test_the_outbox_page_banner_and_an_admins_retry(people, monkeypatch):
     assert 'id="outbox-banner"' not in a.get("/").text
     waiting = a.get("/outbox").text
     assert f'id="event-{event.id}"' not in waiting  # the default view: what still waits
-    assert 'id="unsent-notify"' in waiting and "HALO_RECONCILER_NOTIFY_URLS" in waiting  # kept for nobody
+    assert 'id="unsent-notify"' not in waiting  # no notification URL: no notify row was written
+    with db.new_session() as session:  # one an older version wrote for nobody
+        session.add(OutboxEvent(event_id="notify-ticket-99-opened-1", event_type="ticket.opened", target="notify",
+                                payload={}, created_at=datetime.now(UTC), next_attempt_at=datetime.now(UTC)))
+        session.commit()
+    waiting = a.get("/outbox").text
+    assert 'id="unsent-notify"' in waiting and "HALO_RECONCILER_NOTIFY_URLS" in waiting and "retention" in waiting
     assert f'id="event-{event.id}"' in a.get("/outbox", params={"status": "delivered"}).text
 
 
@@ -220,7 +227,7 @@ def test_the_outbox_page_is_paged_by_keyset(people, monkeypatch):
     monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_SECRET", "console-outbox-secret-77")
     get_settings.cache_clear()
     with db.new_session() as session:
-        for _ in range(30):  # opened and resolved: 30 webhook and 60 notify rows, none sent
+        for _ in range(30):  # opened and resolved: 60 webhook rows, none sent (no notification URL: no notify row)
             ticket, _ = tickets.open_or_count(session, kind=TicketKind.CONTACT_HALO_SUPPORT,
                                               reason=TicketReason.IP_NOT_ALLOWED, practice_id=None,
                                               detail="Halo says the caller IP is not allowed.", now=datetime.now(UTC))
@@ -236,7 +243,7 @@ def test_the_outbox_page_is_paged_by_keyset(people, monkeypatch):
         older = re.search(r'href="(/outbox\?[^"]+)" id="older"', page)
         path = older.group(1).replace("&amp;", "&") if older else None
     assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen))  # newest first, none twice
-    assert len(seen) == len(admin.outbox_events(limit=1000)) == 120  # opened and resolved, webhook and notify
+    assert len(seen) == len(admin.outbox_events(limit=1000)) == 60  # opened and resolved
 
 
 def test_an_admins_changes_to_operators_are_audited_under_their_name(people):
