@@ -169,4 +169,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from tests.utils.terminate import interrupt_on_terminate
+
+    interrupt_on_terminate()  # SIGTERM or SIGHUP: each benchmark's clean-up stops the servers it started
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("bench: interrupted; every server it started is stopped", file=sys.stderr)
+        sys.exit(130)

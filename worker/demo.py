@@ -111,6 +111,9 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
                HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS="0.05")
     sim = None
     started: list[subprocess.Popen] = []  # the worker and beat, once the walkthrough starts them
+    # SIGTERM or SIGHUP (``dev.py demo`` forwards them) stop it as Ctrl-C does: the finally below stops
+    # what it started.
+    previous = {sig: signal.signal(sig, _stop_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         console.print(f"[bold]halo-reconciler demo[/] (data directory {data})")
         sim, url = _start_simulator(env, data)
@@ -124,7 +127,12 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
         if serve and code == 0:
             return _serve_until_stopped(env, data, sim, url, started, port)
         return code
+    except _Stopped:
+        console.print("\nstopped: stopping everything the demo started", markup=False)
+        return 128 + signal.SIGTERM
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for proc in reversed(started):  # serve, beat, then the worker
             _stop(proc)
         _stop(sim)
@@ -142,6 +150,12 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
 
 class _Stopped(Exception):
     """SIGTERM, turned into an exception so the demo's `finally` stops what it started."""
+
+
+def _stop_signal(signum: int, frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # one stop: another signal must not cut its clean-up short
+        signal.signal(sig, lambda *_: None)
+    raise _Stopped()
 
 
 def _port(wanted: int) -> int:
@@ -186,10 +200,6 @@ def _serve_until_stopped(env: dict[str, str], data: Path, sim: subprocess.Popen,
                   "asks Halo again", markup=False)
     console.print(f"    logs in {data}; press Ctrl-C to stop everything", markup=False)
 
-    def stop(signum: int, frame: object) -> None:
-        raise _Stopped()
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             for proc in [sim, *started]:
@@ -201,8 +211,6 @@ def _serve_until_stopped(env: dict[str, str], data: Path, sim: subprocess.Popen,
     except (KeyboardInterrupt, _Stopped):
         console.print("\nstopping the console, the worker, beat and the simulator", markup=False)
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _reset(data: Path) -> None:

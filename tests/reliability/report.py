@@ -16,6 +16,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.conftest import RECORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +37,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="halo-reliability-"))
     record, junit = work / "observed.jsonl", work / "junit.xml"
     started = datetime.now(UTC)
-    code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "tests/reliability"],
-        cwd=ROOT, env={**os.environ, RECORD: str(record)},
-    )
+    # In this process (no child to forward signals to): SIGTERM and SIGHUP interrupt it as Ctrl-C
+    # does (tests/conftest.py), and an interrupted run rewrites nothing.
+    os.environ[RECORD] = str(record)
+    os.chdir(ROOT)
+    code = int(pytest.main(["-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "tests/reliability"]))
+    if code == pytest.ExitCode.INTERRUPTED:
+        print(f"reliability: interrupted; {OUT.name} is not rewritten", file=sys.stderr)
+        return 130
     observed = {}
     if record.exists():
         for line in record.read_text().splitlines():
