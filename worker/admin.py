@@ -225,10 +225,11 @@ def tickets_listing(status: str | None = None, kind: str | None = None, *, curso
 
 
 def audit_listing(practice_id: int | None = None, *, actor: str | None = None, action: str | None = None,
-                  since: str | None = None, until: str | None = None, cursor: str | None = None,
-                  limit: int = 50) -> Listing[people.AuditEntry]:
-    """A page of the audit trail, newest first, filtered by practice, actor, action and dates."""
-    filters = _audit_filters(actor, action, since, until)
+                  since: str | None = None, until: str | None = None, operator_changes: bool = False,
+                  cursor: str | None = None, limit: int = 50) -> Listing[people.AuditEntry]:
+    """A page of the audit trail, newest first, filtered by practice, actor, action and dates, or to
+    changes to operators only."""
+    filters = _audit_filters(actor, action, since, until, operator_changes)
     with unit_of_work() as session:
         page = listings.audit_page(session, practice_id=practice_id, cursor=cursor, limit=limit, **filters)
         names = listings.practice_names(session, ids=[e.practice_id for e in page.items])
@@ -240,9 +241,11 @@ def practice_names(ids: list[int | None]) -> dict[int, str]:
         return listings.practice_names(session, ids=ids)
 
 
-def _audit_filters(actor: str | None, action: str | None, since: str | None, until: str | None) -> dict[str, Any]:
+def _audit_filters(actor: str | None, action: str | None, since: str | None, until: str | None,
+                   operator_changes: bool = False) -> dict[str, Any]:
     return {"actor": (actor or "").strip()[:128] or None, "action": (action or "").strip()[:32] or None,
-            "since": parse_time_bound(since), "until": parse_time_bound(until, end=True)}
+            "since": parse_time_bound(since), "until": parse_time_bound(until, end=True),
+            "operator_changes": operator_changes}
 
 
 def _ticket_filter(status: str | None, kind: str | None) -> tuple[list[TicketStatus], TicketKind | None]:
@@ -529,12 +532,14 @@ def outbox_waiting() -> list[outbox_rows.Waiting]:
 
 
 def audit(practice_id: int | None = None, *, limit: int | None = None, actor: str | None = None,
-          action: str | None = None, since: str | None = None, until: str | None = None) -> list[people.AuditEntry]:
+          action: str | None = None, since: str | None = None, until: str | None = None,
+          operator_changes: bool = False) -> list[people.AuditEntry]:
     """Every reconciliation (actor ``worker``) and every person's decision, newest first (the filters
-    keep those of one actor, action, practice or date range)."""
+    keep those of one actor, action, practice or date range; ``operator_changes``, the changes to
+    operators only)."""
     if limit is not None and limit < 1:
         raise BadInput("--limit must be at least 1")
-    filters = _audit_filters(actor, action, since, until)
+    filters = _audit_filters(actor, action, since, until, operator_changes)
     with unit_of_work() as session:
         if practice_id is not None:
             store.get_practice(session, practice_id=practice_id)  # unknown: bad input

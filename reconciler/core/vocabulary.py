@@ -190,6 +190,14 @@ class DecisionAction(StrEnum):
     OPERATOR_ROLE_CHANGED = "role_changed"
 
 
+# The decisions that change who may use the console (an admin's, or the command line's `operators ...`):
+# the audit's "operator changes only" filter.
+OPERATOR_CHANGES = frozenset({DecisionAction.OPERATOR_ADDED, DecisionAction.OPERATOR_REMOVED,
+                              DecisionAction.OPERATOR_DISABLED, DecisionAction.OPERATOR_ENABLED,
+                              DecisionAction.OPERATOR_PASSWORD_RESET, DecisionAction.OPERATOR_UNLOCKED,
+                              DecisionAction.OPERATOR_ROLE_CHANGED})
+
+
 class OperatorRole(StrEnum):
     """What a console operator may do: a viewer sees everything and changes nothing."""
 

@@ -280,3 +280,36 @@ def test_an_admins_changes_to_operators_are_audited_under_their_name(people):
     assert "password_reset" in a.get("/audit").text  # the action filter offers the new actions
     victor = signed_in("victor")  # now an approver: the role counts from the next request
     assert victor.get("/").status_code == 200 and [o.role for o in admin.list_operators() if o.name == "victor"] == ["approver"]
+
+
+def test_the_audit_keeps_operator_changes_only_across_its_pages(people):
+    """``/audit?about=operators``: changes to people only (not the decisions about practices beside
+    them), a page of 50 at a time, every filter carried to the next page."""
+    from models import OperatorDecision
+    from reconciler.core.vocabulary import OPERATOR_CHANGES
+
+    start = datetime.now(UTC) - timedelta(hours=2)
+    with db.new_session() as session:
+        for n in range(60):  # more than a page of changes, each beside a decision about something else
+            at = start + timedelta(minutes=n)
+            session.add(OperatorDecision(at=at, actor="ada", action="unlocked" if n % 2 else "password_reset",
+                                         detail=f"operator op{n}"))
+            session.add(OperatorDecision(at=at, actor="ada", action="paused", detail="autoswitch paused"))
+        session.commit()
+    expected = admin.audit(operator_changes=True)
+    assert len(expected) == 60 + 4  # and the people fixture's four operators, added
+    c = signed_in("victor")  # a viewer reads the whole audit trail
+    first = c.get("/audit", params={"about": "operators"}).text
+    assert 'name="about" value="operators" checked' in first
+    shown, path = [], "/audit?about=operators"
+    while path:
+        page = c.get(path).text
+        shown += re.findall(r'<td data-label="Action" class="action">([^<]+)</td>', page)
+        found = re.search(r'<a href="([^"]+)" id="next-page"', page)
+        path = found.group(1).replace("&amp;", "&") if found else None
+        assert path is None or "about=operators" in path
+    assert len(shown) == len(expected) and set(shown) <= set(OPERATOR_CHANGES)
+    everything = c.get("/audit", params={"actor": "ada"}).text
+    assert ">paused</td>" in everything  # without the filter, the rest is there
+    added = c.get("/audit", params={"about": "operators", "action": "added"}).text
+    assert re.findall(r'class="action">([^<]+)</td>', added) == ["added"] * 4
