@@ -127,6 +127,8 @@ def main(argv: list[str]) -> int:
         return 2
     failed = []
     for name in names:
+        if "tests.utils.terminate" in sys.modules:  # stopped meanwhile, and something swallowed the interrupt
+            sys.modules["tests.utils.terminate"].check()
         module = importlib.import_module(BENCHMARKS[name])
         captured = io.StringIO()
         environment = dict(os.environ)

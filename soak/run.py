@@ -20,7 +20,7 @@ from soak import facts as facts_module
 from soak.invariants import Violation, check_all, check_integrator_tickets_still_true, check_on_authoritative_guid
 from soak.schedule import Event, Schedule, draw
 from soak.stack import TOKEN, SoakStack
-from tests.utils.terminate import interrupt_on_terminate, restore
+from tests.utils.terminate import check as check_stopped, interrupt_on_terminate, restore
 
 PMS_TYPES = ("Zedmed", "D4w", "BestPractice")
 PREFIX = {"Zedmed": "Z", "D4w": "D", "BestPractice": "B"}
@@ -281,6 +281,7 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
         chaos_start = time.monotonic()
         for event in schedule.events:
             while True:
+                check_stopped()  # a stop whose interrupt something swallowed
                 world.due()
                 stack.notice_crashes()
                 wait = chaos_start + event.at - time.monotonic()

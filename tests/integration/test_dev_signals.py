@@ -98,10 +98,11 @@ def _signal_once_up(cmd: list[str], *, up: tuple[str, ...], env: dict[str, str] 
         time.sleep(1)  # a moment past start-up: a server's clean-up now has something to stop
         tree.look()
         os.kill(proc.pid, sig)
-        while proc.poll() is None:  # keep watching: what starts now is the command's too
+        stop_by = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < stop_by:  # keep watching: what starts now is the command's too
             tree.look()
             time.sleep(0.1)
-            assert time.monotonic() < deadline + 120, f"dev.py did not exit after {sig.name}"
+        assert proc.poll() is not None, f"dev.py did not exit after {sig.name}:\n{log.read_text()[-4000:]}"
         try:
             wait_until(lambda: not tree.alive(), timeout=20, interval=0.2, what="every process it started to exit")
         except WaitTimedOut:
@@ -162,3 +163,14 @@ def test_dev_py_soak_on_sigterm_stops_the_soak_and_every_process_it_started():
     assert tree.alive() == {}, f"outlived dev.py: {tree.alive()}\n{output[-3000:]}"
     assert proc.returncode == 130, output[-3000:]
     assert "soak: interrupted; every process it started is stopped" in output
+
+
+@pytest.mark.timeout(420)
+def test_dev_py_reliability_on_sigterm_stops_its_servers_and_rewrites_nothing():
+    document = ROOT / "docs" / "RELIABILITY.md"
+    before = document.read_bytes()
+    proc, tree, output = _signal_once_up([sys.executable, "dev.py", "reliability"], up=("postgres", "valkey"))
+    assert tree.alive() == {}, f"outlived dev.py: {tree.alive()}\n{output[-3000:]}"
+    assert proc.returncode == 130, output[-3000:]
+    assert "reliability: interrupted; RELIABILITY.md is not rewritten" in output
+    assert document.read_bytes() == before

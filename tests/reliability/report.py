@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import RECORD
+from tests.utils import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "RELIABILITY.md"
@@ -41,8 +42,13 @@ def main() -> int:
     # does (tests/conftest.py), and an interrupted run rewrites nothing.
     os.environ[RECORD] = str(record)
     os.chdir(ROOT)
-    code = int(pytest.main(["-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "tests/reliability"]))
-    if code == pytest.ExitCode.INTERRUPTED:
+    try:
+        code = int(pytest.main(["-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "tests/reliability"]))
+    except BaseException:
+        if terminate.requested is None:
+            raise
+        code = pytest.ExitCode.INTERRUPTED  # an interrupt at an unlucky moment can break pytest's own teardown
+    if code == pytest.ExitCode.INTERRUPTED or terminate.requested is not None:
         print(f"reliability: interrupted; {OUT.name} is not rewritten", file=sys.stderr)
         return 130
     observed = {}

@@ -24,10 +24,25 @@ def _swallow(signum: int, frame: FrameType | None) -> None:
     here on too (exec keeps it), and clean-up may start one."""
 
 
+# The signal that asked for the stop, once one did. Code under test may swallow the interrupt (click
+# turns KeyboardInterrupt into an exit 1, and the suite runs the command line in-process): the long
+# loops check this between their steps (``check``; the suite's conftest, between tests), so the stop
+# still happens, only a step later.
+requested: signal.Signals | None = None
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    global requested
+    requested = signal.Signals(signum)
     for sig in STOPS:
         signal.signal(sig, _swallow)
-    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+    raise KeyboardInterrupt(f"stopped by {requested.name}")
+
+
+def check() -> None:
+    """Raise ``KeyboardInterrupt`` again when a stop was asked for and something swallowed the first."""
+    if requested is not None:
+        raise KeyboardInterrupt(f"stopped by {requested.name}")
 
 
 def interrupt_on_terminate() -> dict[int, Callable[..., Any] | int | None]:
