@@ -9,6 +9,7 @@ their own), sends SIGTERM to dev.py alone once the servers are up, and then look
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,3 +175,22 @@ def test_dev_py_reliability_on_sigterm_stops_its_servers_and_rewrites_nothing():
     assert proc.returncode == 130, output[-3000:]
     assert "reliability: interrupted; RELIABILITY.md is not rewritten" in output
     assert document.read_bytes() == before
+
+
+@pytest.mark.timeout(420)
+def test_dev_py_demo_on_sigterm_stops_the_demo_and_everything_it_started():
+    from tests.conftest import embedded_leftovers
+
+    proc, tree, output = _signal_once_up([sys.executable, "dev.py", "demo"], up=("simulator", "celery"))
+    # The embedded Valkey runs detached from the tree (it outlives a client by design, and stops once
+    # nobody uses it): found by its data directory, the demo's.
+    data = Path(re.search(r"\(data directory (\S+)\)", output).group(1))
+    try:
+        assert tree.alive() == {}, f"outlived dev.py: {tree.alive()}\n{output[-3000:]}"
+        assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+        assert "stopped: stopping everything the demo started" in output
+        wait_until(lambda: not embedded_leftovers(data), timeout=20, interval=0.2, what="the embedded Valkey to stop")
+        assert not data.exists()  # the demo removed its data directory
+    finally:
+        for pid, _ in embedded_leftovers(data):  # nothing outlives this test, whatever the demo did
+            os.kill(pid, signal.SIGKILL)
