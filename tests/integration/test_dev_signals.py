@@ -82,7 +82,7 @@ class Tree:
 
 
 def _signal_once_up(cmd: list[str], *, up: tuple[str, ...], env: dict[str, str] | None = None,
-                    sig: signal.Signals = signal.SIGTERM, timeout: float = 240) -> tuple[subprocess.Popen, Tree, str]:
+                    sig: signal.Signals = signal.SIGTERM, settle: float = 1.0, timeout: float = 240) -> tuple[subprocess.Popen, Tree, str]:
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"dev-signals-{os.getpid()}-{time.monotonic_ns()}.log"
     with open(log, "wb") as out:
         # A session of its own: the signal reaches dev.py alone, as `kill PID` from a supervisor does.
@@ -96,7 +96,7 @@ def _signal_once_up(cmd: list[str], *, up: tuple[str, ...], env: dict[str, str] 
             assert time.monotonic() < deadline, f"servers not up: {sorted(tree.seen.values())}"
             tree.look()
             time.sleep(0.1)
-        time.sleep(1)  # a moment past start-up: a server's clean-up now has something to stop
+        time.sleep(settle)  # past start-up (a clean-up then has something to stop), or 0: inside it
         tree.look()
         os.kill(proc.pid, sig)
         stop_by = time.monotonic() + 120
@@ -170,7 +170,8 @@ def test_dev_py_soak_on_sigterm_stops_the_soak_and_every_process_it_started():
 def test_dev_py_reliability_on_sigterm_stops_its_servers_and_rewrites_nothing():
     document = ROOT / "docs" / "RELIABILITY.md"
     before = document.read_bytes()
-    proc, tree, output = _signal_once_up([sys.executable, "dev.py", "reliability"], up=("postgres", "valkey"))
+    # The moment PostgreSQL appears, while it is still starting: a server half-started is stopped too.
+    proc, tree, output = _signal_once_up([sys.executable, "dev.py", "reliability"], up=("bin/postgres -D",), settle=0)
     assert tree.alive() == {}, f"outlived dev.py: {tree.alive()}\n{output[-3000:]}"
     assert proc.returncode == 130, output[-3000:]
     assert "reliability: interrupted; RELIABILITY.md is not rewritten" in output
