@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -134,16 +135,51 @@ def lock(rest: list[str]) -> int:
     return done.returncode
 
 
-def _run_demo(cmd: list[str]) -> int:
-    """The demo in the foreground. Ctrl-C reaches it too (the terminal signals the whole foreground
-    group): this process waits for it to stop what it started, rather than killing it (as
-    ``subprocess.call`` would) and leaving its servers behind."""
+# Signals that ask a command to stop: each reaches the child, which stops what it started (the
+# suite's fixtures, the benchmarks' and the soak's ``finally``: tests/utils/terminate.py, worker/demo.py),
+# and this process waits for it. Dying at once instead (``subprocess.call``'s way) would leave the
+# child, and its servers, running.
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+SI_KERNEL = 0x80  # siginfo's si_code for a signal the kernel sent: the terminal's Ctrl-C, a hang-up
+
+
+def _run(cmd: list[str]) -> int:
+    """Run ``cmd`` in the foreground and return its exit code, forwarding SIGINT, SIGTERM and SIGHUP.
+
+    A signal that the terminal sent (Ctrl-C, a hang-up) went to the whole foreground process group,
+    the child included: it is not sent a second time. One that a process sent to this one alone (``kill
+    PID``, a CI runner's cancel, a supervisor) is passed on. Where the kernel does not say who sent a
+    signal (no ``sigtimedwait``: macOS, Windows), SIGTERM and SIGHUP are passed on and Ctrl-C is left to
+    the terminal."""
+    if not hasattr(signal, "sigtimedwait"):
+        return _run_plain(cmd)
+    watched = {*FORWARDED, signal.SIGCHLD}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, watched)  # from before the child exists: none is lost
+    try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, before))
+        while proc.poll() is None:
+            info = signal.sigtimedwait(watched, 1.0)
+            if info is None or info.si_signo == signal.SIGCHLD or info.si_code == SI_KERNEL:
+                continue
+            proc.send_signal(info.si_signo)
+        return proc.returncode
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _run_plain(cmd: list[str]) -> int:
     proc = subprocess.Popen(cmd, cwd=ROOT)
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            continue
+    forwarded = [sig for sig in FORWARDED if sig != signal.SIGINT]
+    previous = {sig: signal.signal(sig, lambda signum, _: proc.send_signal(signum)) for sig in forwarded}
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                continue  # the terminal's Ctrl-C reached the child too: wait for it to stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str]) -> int:
@@ -159,7 +195,7 @@ def main(argv: list[str]) -> int:
     if command == "install":
         return 0
     if command == "demo":
-        return _run_demo([str(BIN / "halo-reconciler"), "demo", *rest])
+        return _run([str(BIN / "halo-reconciler"), "demo", *rest])
     if command == "test":
         cmd = [str(PY), "-m", "pytest", *rest]
     elif command == "reliability":
@@ -168,7 +204,7 @@ def main(argv: list[str]) -> int:
         cmd = [str(PY), "-m", "soak", *rest]
     else:
         cmd = [str(PY), "-m", "bench", *rest]
-    return subprocess.call(cmd, cwd=ROOT)
+    return _run(cmd)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,8 @@ def main(argv: list[str]) -> int:
         return 2
     failed = []
     for name in names:
+        if "tests.utils.terminate" in sys.modules:  # stopped meanwhile, and something swallowed the interrupt
+            sys.modules["tests.utils.terminate"].check()
         module = importlib.import_module(BENCHMARKS[name])
         captured = io.StringIO()
         environment = dict(os.environ)
@@ -169,4 +171,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from tests.utils.terminate import interrupt_on_terminate
+
+    interrupt_on_terminate()  # SIGTERM or SIGHUP: each benchmark's clean-up stops the servers it started
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("bench: interrupted; every server it started is stopped", file=sys.stderr)
+        sys.exit(130)

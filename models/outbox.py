@@ -49,6 +49,18 @@ def is_repeat_notified(occurrences: int) -> bool:
     return multiple & (multiple - 1) == 0
 
 
+# ``Session.info`` key: whether this session's writes carry notification rows. The process's one place
+# that builds sessions (``worker.db.new_session``) sets it from the configuration: with no notification
+# URL there is nobody to deliver a ``notify`` row to, so none is written (a row per target nobody sends
+# to would wait for nobody, forever). A session that does not say writes a row for every target.
+NOTIFIES = "halo_outbox_notifies"
+
+
+def writes_notify(info: dict[str, Any]) -> bool:
+    """Whether a session with this ``info`` writes ``notify`` rows (see ``NOTIFIES``)."""
+    return bool(info.get(NOTIFIES, True))
+
+
 def row_event_id(event_id: str, target: OutboxTarget) -> str:
     """The row's unique idempotency id for this event and target."""
     return event_id if target is OutboxTarget.WEBHOOK else f"{target}-{event_id}"

@@ -20,6 +20,7 @@ from soak import facts as facts_module
 from soak.invariants import Violation, check_all, check_integrator_tickets_still_true, check_on_authoritative_guid
 from soak.schedule import Event, Schedule, draw
 from soak.stack import TOKEN, SoakStack
+from tests.utils.terminate import check as check_stopped, interrupt_on_terminate, restore
 
 PMS_TYPES = ("Zedmed", "D4w", "BestPractice")
 PREFIX = {"Zedmed": "Z", "D4w": "D", "BestPractice": "B"}
@@ -259,7 +260,7 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
     stack = SoakStack(keep_logs=keep_logs)
     reporter = None
     started = time.monotonic()
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    previous_term = interrupt_on_terminate()  # SIGTERM or SIGHUP: the finally below stops every process
     try:
         say(f"soak: seed {seed}, {minutes:g} min of chaos ({mix} mix, {schedule.count('fault')} faults, "
             f"{schedule.count('world')} world moves, {schedule.count('burst')} report bursts), "
@@ -280,6 +281,7 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
         chaos_start = time.monotonic()
         for event in schedule.events:
             while True:
+                check_stopped()  # a stop whose interrupt something swallowed
                 world.due()
                 stack.notice_crashes()
                 wait = chaos_start + event.at - time.monotonic()
@@ -309,7 +311,7 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
         if reporter is not None:
             reporter.close()
         leftovers = stack.close()
-        signal.signal(signal.SIGTERM, previous_term)
+        restore(previous_term)
         outcome.seconds = time.monotonic() - started
     if keep_logs or leftovers:
         outcome.logs = str(stack.tmp)
@@ -322,10 +324,6 @@ def soak(*, minutes: float, seed: int, mix: str = "full", practices: int = 24, s
     if outcome.violations and stack.tmp.exists():
         outcome.logs = str(stack.tmp)
     return outcome
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _use(env: dict[str, str]) -> None:

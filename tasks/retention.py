@@ -1,4 +1,5 @@
-"""``halo.apply_retention``: fold old routine verifications into daily counts (beat fires it)."""
+"""``halo.apply_retention``: fold old routine verifications into daily counts (beat fires it), and drop
+the notification rows nobody can deliver."""
 
 from __future__ import annotations
 
@@ -15,5 +16,6 @@ from worker.config import get_settings
 def apply_retention_task() -> int:
     """One bounded pass (``HALO_RECONCILER_RETENTION_MAX_BATCHES``); a backlog folds over several."""
     settings = get_settings()
+    wiring.drop_unheard_notifications(settings)  # rows for a target nobody sends to
     return apply_retention(wiring.unit_of_work, policy=wiring.retention_policy(settings), now=datetime.now(UTC),
                            monotonic=time.monotonic, max_batches=settings.retention_max_batches).folded

@@ -16,8 +16,25 @@ import pytest
 import structlog
 
 from tests.utils.servers import PostgresServer, RedisServer, start_postgres, start_redis
+from tests.utils import terminate
+from tests.utils.terminate import interrupt_on_terminate
 
 _database_numbers = itertools.count(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM or SIGHUP stops the run as Ctrl-C does: pytest tears every fixture down, so the servers
+    the session started (each in a process group of its own) stop with it (``tests.utils.terminate``)."""
+    interrupt_on_terminate()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """A stop asked for during a test whose code swallowed the interrupt (the command line run in-process:
+    click makes it an exit 1) still ends the session, after that test."""
+    yield
+    if terminate.requested is not None:
+        item.session.shouldstop = f"stopped by {terminate.requested.name}"
 
 
 def _reset_process_state() -> None:

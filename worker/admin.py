@@ -17,7 +17,7 @@ import getpass
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as dataclass_replace
 from datetime import UTC, date, datetime, time as clock_time, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -223,10 +223,11 @@ def tickets_listing(status: str | None = None, kind: str | None = None, *, curso
 
 
 def audit_listing(practice_id: int | None = None, *, actor: str | None = None, action: str | None = None,
-                  since: str | None = None, until: str | None = None, cursor: str | None = None,
-                  limit: int = 50) -> Listing[people.AuditEntry]:
-    """A page of the audit trail, newest first, filtered by practice, actor, action and dates."""
-    filters = _audit_filters(actor, action, since, until)
+                  since: str | None = None, until: str | None = None, operator_changes: bool = False,
+                  cursor: str | None = None, limit: int = 50) -> Listing[people.AuditEntry]:
+    """A page of the audit trail, newest first, filtered by practice, actor, action and dates, or to
+    changes to operators only."""
+    filters = _audit_filters(actor, action, since, until, operator_changes)
     with unit_of_work() as session:
         page = listings.audit_page(session, practice_id=practice_id, cursor=cursor, limit=limit, **filters)
         names = listings.practice_names(session, ids=[e.practice_id for e in page.items])
@@ -238,9 +239,11 @@ def practice_names(ids: list[int | None]) -> dict[int, str]:
         return listings.practice_names(session, ids=ids)
 
 
-def _audit_filters(actor: str | None, action: str | None, since: str | None, until: str | None) -> dict[str, Any]:
+def _audit_filters(actor: str | None, action: str | None, since: str | None, until: str | None,
+                   operator_changes: bool = False) -> dict[str, Any]:
     return {"actor": (actor or "").strip()[:128] or None, "action": (action or "").strip()[:32] or None,
-            "since": parse_time_bound(since), "until": parse_time_bound(until, end=True)}
+            "since": parse_time_bound(since), "until": parse_time_bound(until, end=True),
+            "operator_changes": operator_changes}
 
 
 def _ticket_filter(status: str | None, kind: str | None) -> tuple[list[TicketStatus], TicketKind | None]:
@@ -475,9 +478,11 @@ def enqueue_sweep(older_than_seconds: int | None = None) -> str:
 
 
 def run_retention(*, dry_run: bool = False) -> retention.RetentionSummary:
-    """One whole retention pass in this process (the beat's pass is bounded; this one is not)."""
-    return retention.apply_retention(_wiring().unit_of_work, policy=_wiring().retention_policy(), now=_now(),
-                                     monotonic=time.monotonic, dry_run=dry_run)
+    """One whole retention pass in this process (the beat's pass is bounded; this one is not), and
+    the notification rows nobody can deliver dropped."""
+    summary = retention.apply_retention(_wiring().unit_of_work, policy=_wiring().retention_policy(), now=_now(),
+                                        monotonic=time.monotonic, dry_run=dry_run)
+    return dataclass_replace(summary, outbox_dropped=_wiring().drop_unheard_notifications(dry_run=dry_run))
 # --- the outbox: deliveries people can see --------------------------------------------------------
 
 
@@ -528,12 +533,14 @@ def outbox_waiting() -> list[outbox_rows.Waiting]:
 
 
 def audit(practice_id: int | None = None, *, limit: int | None = None, actor: str | None = None,
-          action: str | None = None, since: str | None = None, until: str | None = None) -> list[people.AuditEntry]:
+          action: str | None = None, since: str | None = None, until: str | None = None,
+          operator_changes: bool = False) -> list[people.AuditEntry]:
     """Every reconciliation (actor ``worker``) and every person's decision, newest first (the filters
-    keep those of one actor, action, practice or date range)."""
+    keep those of one actor, action, practice or date range; ``operator_changes``, the changes to
+    operators only)."""
     if limit is not None and limit < 1:
         raise BadInput("--limit must be at least 1")
-    filters = _audit_filters(actor, action, since, until)
+    filters = _audit_filters(actor, action, since, until, operator_changes)
     with unit_of_work() as session:
         if practice_id is not None:
             SqlStore(session).practice(practice_id)  # unknown: bad input

@@ -588,6 +588,7 @@ def audit(
     action: Annotated[str | None, typer.Option("--action", help="Only this action (switched, held, approved, ...).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From this date or time (2026-12-04, 2026-12-04T09:30; UTC).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Up to this date (that day included) or time.")] = None,
+    operator_changes: Annotated[bool, typer.Option("--operator-changes", help="Only changes to operators (added, disabled, password reset, role changed, ...).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many entries (newest); the next page's --cursor follows them.")] = None,
     cursor: CursorOption = None,
     as_json: JsonOption = False,
@@ -597,13 +598,14 @@ def audit(
     admin = _admin()
     next_cursor = None
     if cursor is None and (limit is None or limit > 1000):
-        entries = admin.audit(practice, limit=limit, actor=actor, action=action, since=since, until=until)
+        entries = admin.audit(practice, limit=limit, actor=actor, action=action, since=since, until=until,
+                              operator_changes=operator_changes)
         names = {} if as_json else admin.practice_names([e.practice_id for e in entries])
     else:
         if practice is not None:
             admin.practice(practice)  # an unknown practice is bad input, as without a cursor
         page = admin.audit_listing(practice, actor=actor, action=action, since=since, until=until, cursor=cursor,
-                                   limit=limit or 1000)
+                                   operator_changes=operator_changes, limit=limit or 1000)
         entries, names, next_cursor = page.items, page.names, page.next_cursor
     if as_json:
         _print_json([e.to_json() for e in entries])
@@ -692,8 +694,9 @@ def outbox_list(
     stdout.print(table)
     stdout.print(f"{len(outs)} event(s)", markup=False)
     for target, n in _admin().outbox_unsent_elsewhere().items():
+        then = ("the next retention pass drops them" if target == "notify" else "they are sent if one is")
         stdout.print(f"{n} undelivered {target} event(s) wait for nobody: no {target} target is configured "
-                     "(they are sent if one is)", markup=False)
+                     f"({then})", markup=False)
 
 
 @outbox_app.command("retry")
@@ -952,6 +955,9 @@ def retention_run(
         stdout.print(f"folded {summary.folded} routine verification(s) started before {summary.cutoff:%Y-%m-%d %H:%M} UTC "
                      f"into {summary.day_rows} daily count(s), in {summary.batches} batch(es) "
                      f"(longest {summary.longest_batch_ms:.0f} ms)", markup=False)
+    if summary.outbox_dropped and not as_json:
+        stdout.print(f"{'would drop' if dry_run else 'dropped'} {summary.outbox_dropped} undelivered notification "
+                     "event(s): no notification URL is configured to send them to", markup=False)
 
 
 # --- simulator and demo ----------------------------------------------------------------------------

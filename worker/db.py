@@ -23,6 +23,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlmodel import Session
 
 import models
+from models.outbox import NOTIFIES
 from worker.config import get_settings
 from worker.per_process import PerProcess
 
@@ -144,7 +145,9 @@ def reset_engine() -> None:
 
 
 def new_session() -> Session:
-    return Session(get_engine(), expire_on_commit=False)
+    """A session on this process's engine. It carries what the configuration says about the outbox's
+    targets (``models.outbox.NOTIFIES``): with no notification URL, ticket events write no ``notify`` row."""
+    return Session(get_engine(), expire_on_commit=False, info={NOTIFIES: bool(get_settings().notify_urls)})
 
 
 @contextmanager

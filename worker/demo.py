@@ -111,6 +111,9 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
                HALO_RECONCILER_HALO_BACKOFF_BASE_SECONDS="0.05")
     sim = None
     started: list[subprocess.Popen] = []  # the worker and beat, once the walkthrough starts them
+    # SIGTERM or SIGHUP (``dev.py demo`` forwards them) stop it as Ctrl-C does: the finally below stops
+    # what it started.
+    previous = {sig: signal.signal(sig, _stop_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         console.print(f"[bold]halo-reconciler demo[/] (data directory {data})")
         sim, url = _start_simulator(env, data)
@@ -124,24 +127,47 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
         if serve and code == 0:
             return _serve_until_stopped(env, data, sim, url, started, port)
         return code
+    except _Stopped as stopped:
+        console.print("\nstopped: stopping everything the demo started", markup=False)
+        return 128 + stopped.signum
     finally:
-        for proc in reversed(started):  # serve, beat, then the worker
-            _stop(proc)
-        _stop(sim)
-        _shutdown_embedded()
-        if keep:
-            cli = cli_command()
-            console.print(f"kept the data directory {data}", markup=False, soft_wrap=True)
-            console.print(f"  its tickets in the operator console (read-only: the simulator has stopped; "
-                          f"`demo --serve` keeps it running): export HALO_RECONCILER_DATA_DIR={data}; "
-                          f"{cli} operators add {DEMO_OPERATOR} --role approver; {cli} serve  "
-                          "(then http://127.0.0.1:8000/)", markup=False, soft_wrap=True)
-        else:
-            shutil.rmtree(data, ignore_errors=True)
+        for sig in previous:  # the clean-up below is the stop: a signal now must not cut it short
+            signal.signal(sig, _ignore)
+        try:
+            for proc in reversed(started):  # serve, beat, then the worker
+                _stop(proc)
+            _stop(sim)
+            _shutdown_embedded()
+            if keep:
+                cli = cli_command()
+                console.print(f"kept the data directory {data}", markup=False, soft_wrap=True)
+                console.print(f"  its tickets in the operator console (read-only: the simulator has stopped; "
+                              f"`demo --serve` keeps it running): export HALO_RECONCILER_DATA_DIR={data}; "
+                              f"{cli} operators add {DEMO_OPERATOR} --role approver; {cli} serve  "
+                              "(then http://127.0.0.1:8000/)", markup=False, soft_wrap=True)
+            else:
+                shutil.rmtree(data, ignore_errors=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class _Stopped(Exception):
-    """SIGTERM, turned into an exception so the demo's `finally` stops what it started."""
+    """SIGTERM or SIGHUP, turned into an exception so the demo's `finally` stops what it started."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A handler that does nothing (not SIG_IGN: processes started from here must not inherit it)."""
+
+
+def _stop_signal(signum: int, frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # one stop: another signal must not cut its clean-up short
+        signal.signal(sig, _ignore)
+    raise _Stopped(signum)
 
 
 def _port(wanted: int) -> int:
@@ -186,10 +212,6 @@ def _serve_until_stopped(env: dict[str, str], data: Path, sim: subprocess.Popen,
                   "asks Halo again", markup=False)
     console.print(f"    logs in {data}; press Ctrl-C to stop everything", markup=False)
 
-    def stop(signum: int, frame: object) -> None:
-        raise _Stopped()
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             for proc in [sim, *started]:
@@ -201,8 +223,6 @@ def _serve_until_stopped(env: dict[str, str], data: Path, sim: subprocess.Popen,
     except (KeyboardInterrupt, _Stopped):
         console.print("\nstopping the console, the worker, beat and the simulator", markup=False)
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _reset(data: Path) -> None:

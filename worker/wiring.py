@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from models.outbox import OutboxTarget
-from reconciler.adapters import notify, outbox
+from reconciler.adapters import notify, outbox, outbox_rows
 from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.finished import RunFinished, announce_finished
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
@@ -291,6 +291,25 @@ def _deliver(settings: Settings, target: OutboxTarget, only: int | None = None) 
         return outbox.deliver_notifications(db.new_session, notifier=notifier(settings),
                                             public_url=settings.public_url, secrets=_secrets(settings), **common)
     return None
+
+
+def drop_unheard_notifications(settings: Settings | None = None, *, dry_run: bool = False) -> int:
+    """With no notification URL configured, the ``notify`` rows still waiting (written by an older
+    version, or while a URL was configured that is gone now) have nobody to deliver them, and a notice
+    about an old ticket sent whenever a URL appears would be noise: dropped (the retention pass calls
+    this). With a URL configured, nothing is dropped: they are delivered. How many (would be) dropped."""
+    settings = settings or get_settings()
+    if settings.notify_urls:
+        return 0
+    with db.unit_of_work() as session:
+        if dry_run:
+            return outbox_rows.unsent_elsewhere(session, targets=settings.outbox_targets).get(OutboxTarget.NOTIFY, 0)
+        dropped = outbox_rows.drop_undelivered(session, target=OutboxTarget.NOTIFY)
+        session.commit()
+    if dropped:
+        log.info("outbox_rows_dropped", target=str(OutboxTarget.NOTIFY), rows=dropped,
+                 why="no notification URL is configured")
+    return dropped
 
 
 _notifiers: PerProcess[tuple[str, ...], notify.AppriseNotifier] = PerProcess(notify.AppriseNotifier)

@@ -13,7 +13,8 @@ a malformed one is bad input.
 - tickets: ``id`` ascending, by status, kind, practice;
 - the audit trail: newest first over two tables (the worker's reconciliations and people's
   decisions), merged on ``(at, source, id)`` with a person's decision first at the same instant (it
-  caused what the worker wrote then), filtered by actor, action, practice and a date range.
+  caused what the worker wrote then), filtered by actor, action, practice and a date range, or to
+  changes to operators only (people's decisions about people: added, disabled, reset, ...).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from models import GuidHistory, OperatorDecision, Practice, Reconciliation, Tick
 from reconciler.adapters.people import AuditEntry, _decision_entry, _reconciliation_entry
 from reconciler.core.errors import BadInput
 from reconciler.core.guids import InvalidGuid, parse_guid
-from reconciler.core.vocabulary import WORKER_ACTOR
+from reconciler.core.vocabulary import OPERATOR_CHANGES, WORKER_ACTOR
 
 T = TypeVar("T")
 
@@ -210,14 +211,16 @@ def _older_than(at: Any, id_: Any, source: int, key: AuditKey) -> ColumnElement[
 
 def audit_page(session: Session, *, actor: str | None = None, action: str | None = None,
                practice_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
-               cursor: str | None = None, limit: int = 50) -> Page[AuditEntry]:
+               operator_changes: bool = False, cursor: str | None = None, limit: int = 50) -> Page[AuditEntry]:
     """Reconciliations (actor ``worker``) and people's decisions, newest first, ``since <= at < until``,
-    the page after ``cursor``. Each source is read through its own index, ``limit + 1`` rows at most."""
+    the page after ``cursor``. Each source is read through its own index, ``limit + 1`` rows at most.
+    ``operator_changes``: only the decisions that changed an operator (``OPERATOR_CHANGES``; the worker
+    changes none), beside any other filter."""
     limit = _limit(limit)
     key = AuditKey.decode(cursor) if cursor else None
     streams: list[list[tuple[AuditKey, AuditEntry]]] = []
 
-    if actor is None or actor == WORKER_ACTOR:
+    if (actor is None or actor == WORKER_ACTOR) and not operator_changes:
         started, rid = col(Reconciliation.started_at), col(Reconciliation.id)
         query = select(Reconciliation).where(col(Reconciliation.actor).is_(None))
         where = _common(started, col(Reconciliation.practice_id), col(Reconciliation.action),
@@ -233,6 +236,8 @@ def audit_page(session: Session, *, actor: str | None = None, action: str | None
                         practice_id=practice_id, action=action, since=since, until=until)
         if actor is not None:
             where.append(col(OperatorDecision.actor) == actor)
+        if operator_changes:
+            where.append(col(OperatorDecision.action).in_(sorted(OPERATOR_CHANGES)))
         if key is not None:
             where.append(_older_than(at, did, _DECISION, key))
         rows = session.exec(select(OperatorDecision).where(*where).order_by(at.desc(), did.desc())

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from models.outbox import OutboxEvent, OutboxStatus
@@ -42,13 +42,23 @@ def list_events(session: Session, *, status: OutboxStatus | None = None, limit: 
 
 
 def unsent_elsewhere(session: Session, *, targets: Sequence[str]) -> dict[str, int]:
-    """Undelivered rows for targets this deployment does not send to (written for every target; they
-    go out if that target is configured later), by target."""
+    """Undelivered rows for targets this deployment does not send to, by target: webhook events
+    written while no webhook is configured (they go out if one is configured later), and notification
+    rows written before the write path learned that no notification URL is configured (the retention
+    pass drops those: ``wiring.drop_unheard_notifications``)."""
     rows = session.exec(select(OutboxEvent.target, func.count())
                         .where(OutboxEvent.status != OutboxStatus.DELIVERED,
                                col(OutboxEvent.target).not_in(list(targets)))
                         .group_by(OutboxEvent.target)).all()
     return {str(target): int(n) for target, n in rows}
+
+
+def drop_undelivered(session: Session, *, target: str) -> int:
+    """Delete ``target``'s pending and failed rows (the caller commits); how many. Only for a target this
+    deployment has no receiver for: nothing can ever deliver them."""
+    result = session.execute(delete(OutboxEvent).where(OutboxEvent.target == target,
+                                                       OutboxEvent.status != OutboxStatus.DELIVERED))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def get_event(session: Session, *, event_id: int) -> OutboxEvent:

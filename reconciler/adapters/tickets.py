@@ -1,8 +1,8 @@
 """Tickets: opened once per de-duplication key, counted, resolved when the condition clears.
 
 Every change to a ticket also writes outbox events in the same transaction (one per target: the
-webhook, and the notification URLs for what a person should hear), so the sinks deliver exactly what
-the database holds, even across a crash between commit and send.
+webhook, and the notification URLs for what a person should hear, when any is configured), so the
+sinks deliver exactly what the database holds, even across a crash between commit and send.
 
 ``TicketStore`` holds the tickets' queries, each once, over ``self.session``; ``SqlStore``
 (``reconciler.adapters.store``) is made of it and the rest, and is what every caller uses.
@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models import Practice, Ticket, TicketKind, TicketReason, TicketStatus
-from models.outbox import NOTIFIED_EVENTS, OutboxEvent, OutboxTarget, is_repeat_notified, row_event_id
+from models.outbox import NOTIFIED_EVENTS, OutboxEvent, OutboxTarget, is_repeat_notified, row_event_id, writes_notify
 from models.ticket import TicketOut, dedup_key
 from reconciler import logs
 from reconciler.core.errors import InvalidState, UnknownTicket
@@ -56,7 +56,8 @@ class TicketStore:
     def _emit(self, ticket: Ticket, event_type: str, now: datetime) -> None:
         # The id is stable for this state of the ticket: a redelivery carries the same id, so the
         # receiver can de-duplicate. One row per target: the webhook hears every event, people (the
-        # notification URLs) only those in NOTIFIED_EVENTS.
+        # notification URLs) only those in NOTIFIED_EVENTS, and only when there is a URL to tell them
+        # through (the session knows: ``models.outbox.NOTIFIES``).
         event_id = f"ticket-{ticket.id}-{event_type}-{ticket.occurrences}"
         if event_type in ("resolved", "acknowledged"):
             event_id = f"ticket-{ticket.id}-{event_type}"
@@ -65,7 +66,8 @@ class TicketStore:
                 event_id = f"{event_id}-{ticket.occurrences}"
         payload = {"event": f"ticket.{event_type}", "ticket": TicketOut.from_row(ticket).to_json(),
                    "practice_name": self._practice_name(ticket.practice_id)}
-        targets = [OutboxTarget.WEBHOOK] + ([OutboxTarget.NOTIFY] if event_type in NOTIFIED_EVENTS else [])
+        notified = event_type in NOTIFIED_EVENTS and writes_notify(self.session.info)
+        targets = [OutboxTarget.WEBHOOK] + ([OutboxTarget.NOTIFY] if notified else [])
         for target in targets:
             row_id = row_event_id(event_id, target)
             if self._emitted(row_id):

@@ -160,6 +160,10 @@ class ReportOutcome(StrEnum):
     STALE = "stale"  # the GUID is one a practice has left: counted, no Halo call
     UNKNOWN = "unknown"  # no practice has the GUID: counted, nothing else
     LOOKUP = "lookup"  # the GUID is not in the index: a worker looks it up in the database
+    # The GUID is not in the index and its lookup is under way: this report rides along (the script
+    # counts it as ``folded``, which it is; the reporter names it apart for a report that waits, since
+    # no run of a practice may follow it).
+    FOLDED_LOOKUP = "folded_lookup"
     INTEGRATOR_WIDE = "integrator_wide"  # Halo's message blames the IP or the quota, not the GUID
     REJECTED = "rejected"  # not a GUID at all
 
@@ -188,6 +192,14 @@ class DecisionAction(StrEnum):
     OPERATOR_PASSWORD_RESET = "password_reset"
     OPERATOR_UNLOCKED = "unlocked"
     OPERATOR_ROLE_CHANGED = "role_changed"
+
+
+# The decisions that change who may use the console (an admin's, or the command line's `operators ...`):
+# the audit's "operator changes only" filter.
+OPERATOR_CHANGES = frozenset({DecisionAction.OPERATOR_ADDED, DecisionAction.OPERATOR_REMOVED,
+                              DecisionAction.OPERATOR_DISABLED, DecisionAction.OPERATOR_ENABLED,
+                              DecisionAction.OPERATOR_PASSWORD_RESET, DecisionAction.OPERATOR_UNLOCKED,
+                              DecisionAction.OPERATOR_ROLE_CHANGED})
 
 
 class OperatorRole(StrEnum):

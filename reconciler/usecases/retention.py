@@ -30,11 +30,14 @@ class RetentionSummary:
     day_rows: int  # practice-day counts written or added to
     longest_batch_ms: float
     dry_run: bool = False
+    # Notification rows nobody can deliver (no notification URL configured), dropped by the same pass
+    # (with dry_run: that would be): ``worker.wiring.drop_unheard_notifications``.
+    outbox_dropped: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"cutoff": self.cutoff.isoformat(), "folded": self.folded, "batches": self.batches,
                 "day_rows": self.day_rows, "longest_batch_ms": round(self.longest_batch_ms, 1),
-                "dry_run": self.dry_run}
+                "dry_run": self.dry_run, "outbox_dropped": self.outbox_dropped}
 
 
 def apply_retention(unit_of_work: Callable[[], AbstractContextManager[RetentionStore]], *, policy: RetentionPolicy,

@@ -1,6 +1,6 @@
 """Lists at fleet scale and accessibility, in a real browser: the practice browser's states and counts,
 its search and pages, the audit's filters and pages, times in the reader's zone, and axe-core over
-every page in light and dark (PRODUCT.md, "The operator console"; issue 22)."""
+every page in light and dark, an admin's pages as an admin (PRODUCT.md, "The operator console"; issue 22)."""
 
 from __future__ import annotations
 
@@ -205,5 +205,66 @@ def test_axe_finds_no_serious_violation_on_any_page(browser, console, held, flee
         page.goto(f"{console}/audit")
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def admins_world(sim, monkeypatch):
+    """An admin, an approver, a disabled viewer, and outbox events: a failed webhook event (an admin's
+    page shows it with its Send again button) and, listed under every status, the rest."""
+    from models import TicketKind, TicketReason
+    from tests.utils.servers import free_port
+
+    monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/hooks")  # nothing listens
+    monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_SECRET", "browser-outbox-secret-31")
+    monkeypatch.setenv("HALO_RECONCILER_OUTBOX_MAX_ATTEMPTS", "1")
+    from worker.config import get_settings
+
+    get_settings.cache_clear()
+    admin.add_operator("ada", "admin", PASSWORD)
+    admin.add_operator("alice", "approver", PASSWORD)
+    admin.add_operator("victor", "viewer", PASSWORD)
+    admin.disable_operator("victor", by="ada", note="left the team")
+    with admin.unit_of_work() as session:
+        for reason in (TicketReason.IP_NOT_ALLOWED, TicketReason.QUOTA_EXCEEDED):
+            SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT, reason=reason, practice_id=None,
+                                          detail="Halo refused the call.", now=NOW - timedelta(minutes=30))
+        session.commit()
+    admin.deliver_tickets()  # refused: failed after its one attempt
+    assert {e.status for e in admin.outbox_events()} == {"failed"}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_on_an_admins_pages(browser, admins_world, console, axe_source, scheme):
+    """The pages only an admin sees as an admin: the operators and their forms, a change's message, a
+    refused change's error, and the outbox with its Send again buttons (and the home page's banner)."""
+    context = browser.new_context(bypass_csp=True, color_scheme=scheme, viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        sign_in(page, console, "ada")
+        found = {}
+        for path in ["/", "/operators", "/operators?done=operator_added", "/outbox", "/outbox?status=all",
+                     "/audit?about=operators"]:
+            page.goto(f"{console}{path}")
+            found[path] = axe_violations(page, axe_source)
+        page.goto(f"{console}/operators")
+        assert page.locator("tr#operator-victor .state").inner_text() == "disabled"
+        assert page.locator("#outbox-banner").count() == 1
+        page.goto(f"{console}/outbox")
+        assert page.locator("form.retry button").count() == 2  # an admin's Send again, one per failed event
+        page.goto(f"{console}/operators")
+        form = page.locator("#add-operator")  # an operator who exists already: the page again, with the error
+        form.locator("input[name=name]").fill("alice")
+        form.locator("input[name=password]").fill("another long password")
+        form.locator("button[type=submit]").click()
+        page.wait_for_load_state()
+        assert "already" in page.locator("#error").inner_text(), page.content()[-2000:]
+        found["/operators (refused)"] = axe_violations(page, axe_source)
+        if scheme == "dark":
+            shot(page, "operators-dark")
+        serious = {path: [v for v in vs if v["impact"] in ("serious", "critical")] for path, vs in found.items()}
+        assert not any(serious.values()), serious
+        assert not any(found.values()), found  # nor any minor one
     finally:
         context.close()

@@ -77,7 +77,8 @@ def test_reports_naming_a_replaced_guid_cost_nothing(r, reporter, published):
 
 def test_unknown_guid_is_looked_up_once_then_counted(r, reporter, published):
     assert reporter.report(UNKNOWN, None) == "lookup"
-    assert reporter.report(UNKNOWN, None) == "folded"  # the lookup is on its way
+    assert reporter.report(UNKNOWN, None) == "folded_lookup"  # the lookup is on its way
+    assert int(r.hget(keys.report_outcomes(), "folded")) == 1  # counted as what it is: folded
     assert published == [("halo.lookup_forbidden", [UNKNOWN, None], "events")]
     r.set(keys.unknown_guid(UNKNOWN), "1")  # what the lookup task records
     assert reporter.report(UNKNOWN, None) == "unknown"

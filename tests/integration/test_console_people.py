@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import select
 
 from models import PmsType, SigninThrottle, TicketKind, TicketReason
+from models.outbox import OutboxEvent
 from reconciler.adapters.store import SqlStore
 from tests.integration.test_console import PASSWORD, client, csrf_of, sign_in
 from tests.utils.pairing import recording_simulator
@@ -211,7 +212,13 @@ def test_the_outbox_page_banner_and_an_admins_retry(people, monkeypatch):
     assert 'id="outbox-banner"' not in a.get("/").text
     waiting = a.get("/outbox").text
     assert f'id="event-{event.id}"' not in waiting  # the default view: what still waits
-    assert 'id="unsent-notify"' in waiting and "HALO_RECONCILER_NOTIFY_URLS" in waiting  # kept for nobody
+    assert 'id="unsent-notify"' not in waiting  # no notification URL: no notify row was written
+    with db.new_session() as session:  # one an older version wrote for nobody
+        session.add(OutboxEvent(event_id="notify-ticket-99-opened-1", event_type="ticket.opened", target="notify",
+                                payload={}, created_at=datetime.now(UTC), next_attempt_at=datetime.now(UTC)))
+        session.commit()
+    waiting = a.get("/outbox").text
+    assert 'id="unsent-notify"' in waiting and "HALO_RECONCILER_NOTIFY_URLS" in waiting and "retention" in waiting
     assert f'id="event-{event.id}"' in a.get("/outbox", params={"status": "delivered"}).text
 
 
@@ -220,7 +227,7 @@ def test_the_outbox_page_is_paged_by_keyset(people, monkeypatch):
     monkeypatch.setenv("HALO_RECONCILER_WEBHOOK_SECRET", "console-outbox-secret-77")
     get_settings.cache_clear()
     with db.new_session() as session:
-        for _ in range(30):  # opened and resolved: 30 webhook and 60 notify rows, none sent
+        for _ in range(30):  # opened and resolved: 60 webhook rows, none sent (no notification URL: no notify row)
             ticket = SqlStore(session).open_ticket(kind=TicketKind.CONTACT_HALO_SUPPORT,
                                                    reason=TicketReason.IP_NOT_ALLOWED, practice_id=None,
                                                    detail="Halo says the caller IP is not allowed.", now=datetime.now(UTC))
@@ -236,7 +243,7 @@ def test_the_outbox_page_is_paged_by_keyset(people, monkeypatch):
         older = re.search(r'href="(/outbox\?[^"]+)" id="older"', page)
         path = older.group(1).replace("&amp;", "&") if older else None
     assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen))  # newest first, none twice
-    assert len(seen) == len(admin.outbox_events(limit=1000)) == 120  # opened and resolved, webhook and notify
+    assert len(seen) == len(admin.outbox_events(limit=1000)) == 60  # opened and resolved
 
 
 def test_an_admins_changes_to_operators_are_audited_under_their_name(people):
@@ -273,3 +280,36 @@ def test_an_admins_changes_to_operators_are_audited_under_their_name(people):
     assert "password_reset" in a.get("/audit").text  # the action filter offers the new actions
     victor = signed_in("victor")  # now an approver: the role counts from the next request
     assert victor.get("/").status_code == 200 and [o.role for o in admin.list_operators() if o.name == "victor"] == ["approver"]
+
+
+def test_the_audit_keeps_operator_changes_only_across_its_pages(people):
+    """``/audit?about=operators``: changes to people only (not the decisions about practices beside
+    them), a page of 50 at a time, every filter carried to the next page."""
+    from models import OperatorDecision
+    from reconciler.core.vocabulary import OPERATOR_CHANGES
+
+    start = datetime.now(UTC) - timedelta(hours=2)
+    with db.new_session() as session:
+        for n in range(60):  # more than a page of changes, each beside a decision about something else
+            at = start + timedelta(minutes=n)
+            session.add(OperatorDecision(at=at, actor="ada", action="unlocked" if n % 2 else "password_reset",
+                                         detail=f"operator op{n}"))
+            session.add(OperatorDecision(at=at, actor="ada", action="paused", detail="autoswitch paused"))
+        session.commit()
+    expected = admin.audit(operator_changes=True)
+    assert len(expected) == 60 + 4  # and the people fixture's four operators, added
+    c = signed_in("victor")  # a viewer reads the whole audit trail
+    first = c.get("/audit", params={"about": "operators"}).text
+    assert 'name="about" value="operators" checked' in first
+    shown, path = [], "/audit?about=operators"
+    while path:
+        page = c.get(path).text
+        shown += re.findall(r'<td data-label="Action" class="action">([^<]+)</td>', page)
+        found = re.search(r'<a href="([^"]+)" id="next-page"', page)
+        path = found.group(1).replace("&amp;", "&") if found else None
+        assert path is None or "about=operators" in path
+    assert len(shown) == len(expected) and set(shown) <= set(OPERATOR_CHANGES)
+    everything = c.get("/audit", params={"actor": "ada"}).text
+    assert ">paused</td>" in everything  # without the filter, the rest is there
+    added = c.get("/audit", params={"about": "operators", "action": "added"}).text
+    assert re.findall(r'class="action">([^<]+)</td>', added) == ["added"] * 4

@@ -14,6 +14,7 @@ from models import Action, OperatorDecision, PracticeState, Reconciliation, Tick
 from reconciler.adapters import listings, people, tickets
 from reconciler.adapters.store import SqlStore
 from reconciler.core.errors import BadInput
+from reconciler.core.vocabulary import OPERATOR_CHANGES
 from worker import admin, db
 from worker.config import get_settings
 
@@ -155,6 +156,40 @@ def test_audit_pages_equal_the_whole_trail_and_filter_by_actor_action_practice_a
                 listings.audit_page(session, cursor=bad)
 
 
+def seed_operator_changes() -> None:
+    """An admin's changes to operators every eleventh minute (at the same instants as other rows), and a
+    decision about a practice by the same admin between them."""
+    changes = ["added", "disabled", "enabled", "password_reset", "unlocked", "role_changed", "removed"]
+    with db.new_session() as session:
+        for n, minute in enumerate(range(0, 120, 11)):
+            session.add(OperatorDecision(at=NOW - timedelta(minutes=minute), actor="ada" if n % 3 else "root",
+                                         action=changes[n % len(changes)], detail=f"operator op{n}"))
+            session.add(OperatorDecision(at=NOW - timedelta(minutes=minute), actor="ada", action="paused",
+                                         detail="autoswitch paused"))
+        session.commit()
+
+
+def test_operator_changes_only_keeps_the_changes_to_people_page_by_page(database):
+    ids = seed_practices(5)
+    seed_audit(ids)
+    seed_operator_changes()
+    with db.new_session() as session:
+        whole = whole_trail(session)
+        changes = [e for e in whole if e.action in OPERATOR_CHANGES]
+        assert len(changes) == 11 and {e.action for e in changes} == set(OPERATOR_CHANGES)
+        for limit in (1, 2, 4, 50):
+            assert walk(lambda **kw: listings.audit_page(session, operator_changes=True, **kw), limit) == changes
+        only = lambda **filters: walk(lambda **kw: listings.audit_page(session, operator_changes=True, **filters, **kw), 3)
+        assert only(actor="ada") == [e for e in changes if e.actor == "ada"] != []
+        assert only(action="disabled") == [e for e in changes if e.action == "disabled"] != []
+        assert only(action="acknowledged") == only(actor="worker") == []  # not a change to an operator
+        since = NOW - timedelta(minutes=50)
+        assert only(since=since) == [e for e in changes if e.at >= since] != []
+    page = admin.audit_listing(operator_changes=True, limit=4)
+    assert page.items == changes[:4] and page.next_cursor is not None
+    assert admin.audit(operator_changes=True, limit=100) == changes
+
+
 def test_admin_listings_carry_names_counts_and_parse_their_input(database):
     ids = seed_practices(20)
     seed_audit(ids)
@@ -207,6 +242,14 @@ def test_cli_pages_with_limit_and_cursor_and_keeps_the_whole_list_without(databa
     assert alice and {e["actor"] for e in alice} == {"alice"}
     code, _, err = run(capsys, "audit", "--since", "last tuesday")
     assert code == 2 and "date" in err
+
+    seed_operator_changes()
+    changes = run_json(capsys, "audit", "--operator-changes")
+    assert len(changes) == 11 and {e["action"] for e in changes} <= set(OPERATOR_CHANGES)
+    first = run_json(capsys, "audit", "--operator-changes", "--limit", "5")
+    code, out, err = run(capsys, "audit", "--operator-changes", "--limit", "5", "--json")
+    rest = run_json(capsys, "audit", "--operator-changes", "--limit", "100", "--cursor", err.split()[-1])
+    assert first + rest == changes
 
 
 def test_piped_tables_never_wrap_inside_a_value(database, capsys):

@@ -93,7 +93,7 @@ def test_an_event_past_its_last_attempt_is_failed_kept_listed_and_sent_again_by_
     [failed] = run_json(capsys, "outbox", "list", "--status", "failed")
     assert (failed["id"], failed["status"], failed["attempts"], failed["next_attempt_at"]) == (
         pending["id"], "failed", 2, None)
-    assert [r["target"] for r in run_json(capsys, "outbox", "list", "--status", "pending")] == ["notify"]  # unsent: no URLs
+    assert run_json(capsys, "outbox", "list", "--status", "pending") == []  # no URLs: no notify row written
     assert run_json(capsys, "outbox", "list", "--status", "delivered") == []
 
     code, out, err = run(capsys, "outbox", "retry", str(failed["id"]))  # the receiver is still down
@@ -189,3 +189,58 @@ def test_health_exits_1_naming_the_late_target(down, capsys, redis_url, monkeypa
     assert "notify" not in said  # no notification URLs: its rows wait for nobody, not late
     report = json.loads(run(capsys, "health", "--skip-halo", "--json")[1])
     assert [c["ok"] for c in report["checks"] if c["name"] == "outbox"] == [False]
+
+
+def _notify_rows_of_an_older_version() -> None:
+    """Notify rows as an older version wrote them with no URL configured (one per status), beside a webhook row."""
+    now = datetime.now(UTC)
+    with db.new_session() as session:
+        for n, status in enumerate(("pending", "failed", "delivered")):
+            session.add(OutboxEvent(event_id=f"notify-ticket-9{n}-opened-1", event_type="ticket.opened",
+                                    target="notify", status=status, payload={"event": "ticket.opened"},
+                                    created_at=now, next_attempt_at=now,
+                                    delivered_at=now if status == "delivered" else None))
+        session.add(OutboxEvent(event_id="ticket-90-opened-1", event_type="ticket.opened", target="webhook",
+                                payload={"event": "ticket.opened"}, created_at=now, next_attempt_at=now))
+        session.commit()
+
+
+def _targets_and_statuses() -> list[tuple[str, str]]:
+    with db.new_session() as session:
+        return sorted((str(r.target), str(r.status)) for r in session.exec(select(OutboxEvent)).all())
+
+
+def test_notify_rows_nobody_can_deliver_are_shown_as_such_and_dropped_by_retention(down, capsys):
+    from tasks.retention import apply_retention_task
+
+    _notify_rows_of_an_older_version()
+    code, out, _ = run(capsys, "outbox", "list")
+    said = " ".join(out.split())
+    assert code == 0 and "2 undelivered notify event(s) wait for nobody" in said
+    assert "the next retention pass drops them" in said
+
+    planned = run_json(capsys, "retention", "run", "--dry-run")
+    assert (planned["dry_run"], planned["outbox_dropped"]) == (True, 2)
+    assert len(_targets_and_statuses()) == 4  # a dry run changes nothing
+
+    assert run_json(capsys, "retention", "run")["outbox_dropped"] == 2
+    # The webhook's row waits for its receiver; what was delivered is history, kept.
+    assert _targets_and_statuses() == [("notify", "delivered"), ("webhook", "pending")]
+    assert run_json(capsys, "retention", "run")["outbox_dropped"] == 0
+
+    with db.new_session() as session:
+        session.add(OutboxEvent(event_id="notify-ticket-99-opened-1", event_type="ticket.opened", target="notify",
+                                payload={}, created_at=datetime.now(UTC), next_attempt_at=datetime.now(UTC)))
+        session.commit()
+    apply_retention_task()  # the beat's pass drops them the same way
+    assert _targets_and_statuses() == [("notify", "delivered"), ("webhook", "pending")]
+
+
+def test_with_a_notification_url_retention_drops_no_notify_row(down, capsys, monkeypatch):
+    _notify_rows_of_an_older_version()
+    use_environment(monkeypatch, {"HALO_RECONCILER_NOTIFY_URLS": f"json://127.0.0.1:{free_port()}/hooks/notify"})
+
+    assert run_json(capsys, "retention", "run")["outbox_dropped"] == 0
+    assert len(_targets_and_statuses()) == 4  # they have a receiver now: delivered (or failed), never dropped
+    _open_ticket()
+    assert [r["target"] for r in run_json(capsys, "outbox", "list", "--status", "pending")][:2] == ["notify", "webhook"]

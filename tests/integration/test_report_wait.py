@@ -108,6 +108,57 @@ def test_unknown_and_bad_values(live):
     assert post(url, {"guid": UNKNOWN, "wait_seconds": None}).status_code == 202
 
 
+def test_reports_folding_into_an_unknown_guids_lookup_answer_at_once(live):
+    """A GUID the index does not know, while its lookup is under way (the mark a slow worker's lookup
+    leaves): each waiting report rides along, and answers from the database at once what the lookup
+    will find (no practice), not ``settled: false`` at the end of its wait."""
+    _, url, _, env = live
+    guid = "99999999-9999-4999-8999-999999999998"
+    r = redis.Redis.from_url(env["BROKER_URL"])
+    r.set(keys.lookup(guid), "1", ex=60)  # a lookup is on its way
+    folded_before = int(r.hget(keys.report_outcomes(), "folded") or 0)
+
+    async def waiting() -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers=HEADERS, timeout=30) as client:
+            return await asyncio.gather(*(client.post(f"{url}/v1/reports", json={"guid": guid, "wait_seconds": 10})
+                                          for _ in range(5)))
+
+    answers = [a.json() for a in asyncio.run(waiting())]
+    assert answers == [{"taken": True, "settled": True, "current_guid": None, "action": None}] * 5
+    assert int(r.hget(keys.report_outcomes(), "folded")) - folded_before == 5  # each rode the lookup
+    assert r.exists(keys.lookup(guid))  # no second lookup was sent: the mark is the one set above
+
+
+def test_a_report_folding_into_a_lookup_of_a_known_guid_waits_for_the_run_the_lookup_leads_to(live):
+    """The index lost a practice's GUID (a Valkey that restarted without its data): the first report sends
+    the lookup, a waiting one meanwhile rides it, and settles with the run the lookup publishes."""
+    sim, url, _, env = live
+    _, old = onboard(sim, "Z-WAIT-4")
+    new = sim.change_guid(PmsType.ZEDMED, "Z-WAIT-4")
+    r = redis.Redis.from_url(env["BROKER_URL"])
+    r.hdel(keys.guid_index(), old)
+    r.set(keys.lookup(old), "1", ex=60)  # the lookup a first report sent, still on its way ...
+    from worker import hooks
+
+    folded_before = int(r.hget(keys.report_outcomes(), "folded") or 0)
+
+    async def scenario() -> httpx.Response:
+        async with httpx.AsyncClient(headers=HEADERS, timeout=30) as client:
+            waiting = asyncio.ensure_future(client.post(f"{url}/v1/reports", json={"guid": old, "wait_seconds": 10}))
+            while int(r.hget(keys.report_outcomes(), "folded") or 0) == folded_before:  # taken: it rode the lookup
+                assert not waiting.done(), waiting.result().text
+                await asyncio.sleep(0.02)
+            r.delete(keys.lookup(old))
+            assert hooks.report(old) == "lookup"  # ... now sent for real: the worker looks it up, runs the practice
+            return await waiting
+
+    answer = asyncio.run(scenario()).json()
+    # The run's own answer, or (when the run switched before the report's one read of the database)
+    # the replaced GUID's, with no action: settled either way, with the GUID to use now.
+    assert answer in ({"taken": True, "settled": True, "current_guid": new, "action": "switched"},
+                      {"taken": True, "settled": True, "current_guid": new, "action": None})
+
+
 def test_200_waiting_reports_hold_no_database_connection_thread_or_worker(live):
     sim, url, proc, env = live
     postgres_port = urlsplit(env["DATABASE_URL"]).port

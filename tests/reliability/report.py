@@ -16,7 +16,10 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.conftest import RECORD
+from tests.utils import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "RELIABILITY.md"
@@ -36,11 +39,19 @@ def main() -> int:
     record, junit = work / "observed.jsonl", work / "junit.xml"
     started = datetime.now(UTC)
     # One process (-n 0, not the suite's two): the figures it records are measured without a neighbour.
-    code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", f"--junitxml={junit}",
-         "tests/reliability"],
-        cwd=ROOT, env={**os.environ, RECORD: str(record)},
-    )
+    # In this process (no child to forward signals to): SIGTERM and SIGHUP interrupt it as Ctrl-C
+    # does (tests/conftest.py), and an interrupted run rewrites nothing.
+    os.environ[RECORD] = str(record)
+    os.chdir(ROOT)
+    try:
+        code = int(pytest.main(["-q", "-p", "no:cacheprovider", "-n", "0", f"--junitxml={junit}", "tests/reliability"]))
+    except BaseException:
+        if terminate.requested is None:
+            raise
+        code = pytest.ExitCode.INTERRUPTED  # an interrupt at an unlucky moment can break pytest's own teardown
+    if code == pytest.ExitCode.INTERRUPTED or terminate.requested is not None:
+        print(f"reliability: interrupted; {OUT.name} is not rewritten", file=sys.stderr)
+        return 130
     observed = {}
     if record.exists():
         for line in record.read_text().splitlines():

@@ -327,7 +327,7 @@ def test_integrator_wide_tickets_the_application_reports_do_not_churn(stack, obs
             client.delete(keys.integrator_forbidden(cause))  # what the five-minute fold's expiry does
         [ticket] = rows(Ticket, Ticket.reason == TicketReason.QUOTA_EXCEEDED)
         assert (ticket.status, ticket.occurrences) == (TicketStatus.OPEN, 3)
-        # One row per target (webhook, notify): the webhook's rows are the events as they happened.
+        # One row per configured target: the webhook's rows are the events as they happened.
         events = [e.event_type for e in rows(OutboxEvent, OutboxEvent.ticket_id == ticket.id,
                                               OutboxEvent.target == OutboxTarget.WEBHOOK)]
         assert events.count("ticket.opened") == 1 and "ticket.resolved" not in events

@@ -14,7 +14,7 @@ from models.outbox import OutboxEvent, OutboxTarget, is_repeat_notified
 from reconciler.adapters.store import SqlStore
 from reconciler.adapters import notify
 from worker import db
-from worker.config import ConfigError, load_settings
+from worker.config import ConfigError, get_settings, load_settings
 
 TICKET = {"id": 42, "kind": "contact_practice", "reason": "business_change", "status": "open", "practice_id": 7,
           "occurrences": 1, "opened_at": "2026-12-01T22:00:00Z", "last_seen_at": "2026-12-01T22:00:00Z",
@@ -75,7 +75,9 @@ def _rows(target: OutboxTarget) -> list[str]:
                                                      .order_by(OutboxEvent.id)).all()]
 
 
-def test_outbox_rows_per_target_and_event():
+def test_outbox_rows_per_target_and_event(monkeypatch):
+    monkeypatch.setenv("HALO_RECONCILER_NOTIFY_URLS", "json://127.0.0.1:9/hooks/notify")
+    get_settings.cache_clear()
     ticket_id = _open(20)
     with db.new_session() as session:
         SqlStore(session).acknowledge_ticket(ticket_id, now=datetime.now(UTC))
@@ -87,6 +89,19 @@ def test_outbox_rows_per_target_and_event():
     # The webhook hears everything a person does, the acknowledgement included.
     assert _rows(OutboxTarget.WEBHOOK) == [f"{t}-opened-1", f"{t}-repeated-10", f"{t}-repeated-20",
                                            f"{t}-acknowledged", f"{t}-resolved"]
+
+
+def test_with_no_notification_url_no_notify_row_is_written(monkeypatch):
+    """Nobody would deliver it: the session knows the configuration (``models.outbox.NOTIFIES``)."""
+    monkeypatch.delenv("HALO_RECONCILER_NOTIFY_URLS", raising=False)
+    get_settings.cache_clear()
+    ticket_id = _open(10)
+    with db.new_session() as session:
+        SqlStore(session).resolve_ticket(ticket_id, now=datetime.now(UTC))
+        session.commit()
+    t = f"ticket-{ticket_id}"
+    assert _rows(OutboxTarget.NOTIFY) == []
+    assert _rows(OutboxTarget.WEBHOOK) == [f"{t}-opened-1", f"{t}-repeated-10", f"{t}-resolved"]
 
 
 # --- HALO_RECONCILER_NOTIFY_URLS and HALO_RECONCILER_PUBLIC_URL ----------------------------------

@@ -17,6 +17,7 @@ from reconciler.adapters.store import SqlStore
 from reconciler.adapters.outbox import deliver_pending
 from reconciler.adapters import webhook
 from worker import db
+from worker.config import get_settings
 
 SECRET = "webhook-secret-for-tests"
 
@@ -105,9 +106,11 @@ def test_a_counted_occurrence_is_not_a_new_event(receiver):
     assert ids == ["ticket-1-opened-1"]  # counting an occurrence updates the open ticket
 
 
-def test_the_webhook_sends_only_its_own_rows(receiver):
+def test_the_webhook_sends_only_its_own_rows(receiver, monkeypatch):
     """The notification row of the same event is another target's: the webhook neither sends nor
     marks it."""
+    monkeypatch.setenv("HALO_RECONCILER_NOTIFY_URLS", "json://127.0.0.1:9/hooks/notify")
+    get_settings.cache_clear()
     _open_ticket()
     deliver_pending(db.new_session, url=receiver.url, secret=SECRET, transport=receiver.transport)
     with db.new_session() as session:

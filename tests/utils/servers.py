@@ -122,7 +122,11 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
             os.chown(log, user.pw_uid, user.pw_gid)
         proc = start_in_new_group(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/")
     server = PostgresServer(proc, port, root, command, demote)
-    _wait_ready(proc, port, log)
+    try:
+        _wait_ready(proc, port, log)
+    except BaseException:  # it did not start, or the run was stopped meanwhile: no fixture will stop it
+        server.stop()
+        raise
     return server
 
 
@@ -183,7 +187,11 @@ class RedisServer:
              "--dir", str(self.root), "--logfile", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: port_open(self.port), timeout=15, interval=0.05, what="Valkey starting", log=log)
+        try:
+            wait_until(lambda: port_open(self.port), timeout=15, interval=0.05, what="Valkey starting", log=log)
+        except BaseException:  # it did not start, or the run was stopped meanwhile: no fixture will stop it
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

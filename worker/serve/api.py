@@ -149,6 +149,10 @@ def _waited(settled: bool, current_guid: str | None, action: str | None) -> Resp
 
 # The outcomes after which no run follows the report, or none the report is owed: answered at once.
 _NO_RUN = frozenset({ReportOutcome.STALE, ReportOutcome.UNKNOWN, ReportOutcome.INTEGRATOR_WIDE})
+# The GUID is not in the index: a worker looks it up (or already does). The database answers at once
+# what that lookup will find: no practice, a replaced GUID (both answered now), or a practice whose
+# GUID it is (the lookup's run answers it).
+_LOOKING_UP = frozenset({ReportOutcome.LOOKUP, ReportOutcome.FOLDED_LOOKUP})
 
 
 async def _report_and_wait(waits: RunWaits, guid: str, message: str | None, wait: float) -> Response:
@@ -162,7 +166,7 @@ async def _report_and_wait(waits: RunWaits, guid: str, message: str | None, wait
             return _not_taken()
         if outcome is ReportOutcome.UNKNOWN:
             return _waited(True, None, None)
-        if outcome in _NO_RUN or outcome is ReportOutcome.LOOKUP or integrator_wide_cause(message):
+        if outcome in _NO_RUN or outcome in _LOOKING_UP or integrator_wide_cause(message):
             # One read, at once (never while waiting): the GUID's practice, if any, and its GUID now.
             try:
                 current = await run_blocking(admin.current_guid, guid)
@@ -171,7 +175,7 @@ async def _report_and_wait(waits: RunWaits, guid: str, message: str | None, wait
                 return _waited(False, guid, None)
             if current is None or current != guid:  # no practice has it, or it was replaced: use this
                 return _waited(True, current, None)
-            if outcome is not ReportOutcome.LOOKUP:  # no run follows this report
+            if outcome not in _LOOKING_UP:  # no run follows this report
                 return _waited(True, guid, None)
         if not listening:
             return _waited(False, guid, None)

@@ -35,7 +35,8 @@ Publish = Callable[..., None]  # (task name, args, queue, **options such as coun
 # enum's lookup by value); any other spelling still goes through ``ReportOutcome``.
 _OUTCOMES = {outcome.value.encode(): outcome for outcome in ReportOutcome}
 # The outcomes after which a report sends nothing (the storm's common case: the hook logs none of them).
-NOTHING_SENT = frozenset({ReportOutcome.FOLDED, ReportOutcome.COUNTED, ReportOutcome.STALE, ReportOutcome.UNKNOWN})
+NOTHING_SENT = frozenset({ReportOutcome.FOLDED, ReportOutcome.COUNTED, ReportOutcome.STALE, ReportOutcome.UNKNOWN,
+                          ReportOutcome.FOLDED_LOOKUP})
 
 
 class PublishFailed(Exception):
@@ -88,6 +89,8 @@ class Reporter:
         raw_outcome, _, rest = reply.partition(b"|")
         outcome = _OUTCOMES.get(raw_outcome) or ReportOutcome(raw_outcome.decode())
         if outcome in NOTHING_SENT:
+            if outcome is ReportOutcome.FOLDED and rest[:1] == b"|":  # no practice: folded into the GUID's lookup
+                return ReportOutcome.FOLDED_LOOKUP
             return outcome
         pid, _, raw_delay = rest.decode().partition("|")
         if outcome is ReportOutcome.PUBLISH:

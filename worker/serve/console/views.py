@@ -231,7 +231,7 @@ def practices(text: str, state: str, cursor: str | None = None) -> admin.Listing
                                    counts=True)
 
 
-AUDIT_FILTERS = ("actor", "action", "practice", "since", "until")
+AUDIT_FILTERS = ("actor", "action", "practice", "since", "until", "about")  # about=operators: operator changes only
 AUDIT_ACTIONS = sorted({str(a) for a in Action} | {str(a) for a in DecisionAction})
 
 
@@ -241,7 +241,7 @@ def audit(filters: dict[str, str], cursor: str | None = None) -> admin.Listing[p
         raise BadInput(f"a practice is named by its id (a number), not {practice[:40]!r}")
     return admin.audit_listing(int(practice) if practice else None, actor=filters.get("actor"),
                                action=filters.get("action"), since=filters.get("since"), until=filters.get("until"),
-                               cursor=cursor or None, limit=PAGE)
+                               operator_changes=filters.get("about") == "operators", cursor=cursor or None, limit=PAGE)
 
 
 TICKET_STATUSES = [str(s) for s in TicketStatus]
