@@ -117,15 +117,18 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
     command = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sock),
                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                "-c", "max_connections=200"]
-    with open(log, "wb") as out:
-        if as_root:
-            os.chown(log, user.pw_uid, user.pw_gid)
-        proc = start_in_new_group(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/")
-    server = PostgresServer(proc, port, root, command, demote)
+    server = None
     try:
-        _wait_ready(proc, port, log)
+        with open(log, "wb") as out:
+            if as_root:
+                os.chown(log, user.pw_uid, user.pw_gid)
+            server = PostgresServer(
+                start_in_new_group(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=demote, cwd="/"),
+                port, root, command, demote)
+        _wait_ready(server.proc, port, log)
     except BaseException:  # it did not start, or the run was stopped meanwhile: no fixture will stop it
-        server.stop()
+        if server is not None:
+            server.stop()
         raise
     return server
 
@@ -181,13 +184,14 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         log = self.root / "redis.log"
-        self.proc = start_in_new_group(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-             "--dir", str(self.root), "--logfile", str(log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
+        self.proc = None
         try:
+            self.proc = start_in_new_group(
+                [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+                 "--dir", str(self.root), "--logfile", str(log)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )
             wait_until(lambda: port_open(self.port), timeout=15, interval=0.05, what="Valkey starting", log=log)
         except BaseException:  # it did not start, or the run was stopped meanwhile: no fixture will stop it
             self.stop()
