@@ -186,19 +186,24 @@ def test_rate_limiter_holds_the_rate_across_clients(redis_url):
 
     clients = [redis.Redis.from_url(redis_url) for _ in range(3)]
     limiters = [RateLimiter(c, name="test", rate_per_second=50) for c in clients]
-    stamps = []
+    stamps, refused = [], 0
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         for limiter in limiters:
             if limiter.acquire(timeout=0.5):
                 stamps.append(time.monotonic())
+            else:
+                refused += 1
     start = stamps[0]
     per_second: dict[int, int] = {}
     for stamp in stamps:
         per_second[int(stamp - start)] = per_second.get(int(stamp - start), 0) + 1
     full_seconds = [n for second, n in per_second.items() if second < int(stamps[-1] - start)]
     assert full_seconds and max(full_seconds) <= 50 * 1.05 + 1
-    assert len(stamps) >= 0.8 * 50 * (stamps[-1] - start)
+    # Nobody starves: with slots 20 ms apart, each of the three clients always got one within half a
+    # second. (How close to the rate the limiter runs is a throughput, measured by the sweep benchmark
+    # beside its limit, not asserted here: a loaded machine's late wake-ups would make it a timed test.)
+    assert refused == 0
 
 
 def test_a_report_made_before_halo_answered_is_answered_by_that_run(r, reporter):
