@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # soft limit (80 % of it) must exceed one reconciliation's worst case (``worst_case_run_seconds``).
     task_time_limit_seconds: int = Field(default=1800, ge=10, le=3600)
     # A run's claim on its practice lives this long unless the live run renews it (every third of it): a
-    # worker host that died mid-run leaves its practice for at most this long. Default 60 (wiring).
+    # worker host that died mid-run leaves its practice for at most this long.
     claim_lock_seconds: int = Field(default=60, ge=6, le=3600)
     # Redis hands an unacknowledged message (its worker host died) to another worker after this long.
     broker_visibility_timeout_seconds: int = Field(default=3600, ge=5, le=7 * 24 * 3600)

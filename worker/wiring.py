@@ -123,9 +123,6 @@ def unit_of_work() -> Iterator[SqlStore]:
         yield SqlStore(session)
 
 
-CLAIM_LOCK_SECONDS = 60  # the default of HALO_RECONCILER_CLAIM_LOCK_SECONDS
-
-
 def work_queue(settings: Settings | None = None) -> WorkQueue:
     settings = settings or get_settings()
     # No mark outlives its message (workqueue's docstring): a pending mark lives a little past the
@@ -210,7 +207,7 @@ def reconcile_deps(settings: Settings | None = None) -> Deps:
     built = _deps
     if built is not None and built[0] is settings and built[1] is redis and built[2] is halo:
         return built[3]
-    deps = _build_reconcile_deps(settings)
+    deps = _build_reconcile_deps(settings, halo)
     _deps = (settings, redis, halo, deps)
     return deps
 
@@ -218,10 +215,10 @@ def reconcile_deps(settings: Settings | None = None) -> Deps:
 _deps: tuple[Settings, Any, HaloClient, Deps] | None = None  # (what it was built from..., the deps)
 
 
-def _build_reconcile_deps(settings: Settings) -> Deps:
+def _build_reconcile_deps(settings: Settings, halo: HaloClient) -> Deps:
     breaker_ = breaker(settings)
     return Deps(
-        halo=halo_client(),
+        halo=halo,
         unit_of_work=unit_of_work,
         policy=policy(settings),
         runs=runs(settings, breaker_),

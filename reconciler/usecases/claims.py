@@ -25,8 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from reconciler import logs
 from reconciler.core.errors import CoordinationUnavailable
@@ -146,14 +145,4 @@ def keep_alive(claim: Claim | None, renew: Callable[[Claim], bool] | None, *, ev
     return _RENEWER.keep(claim, renew, every)
 
 
-@contextmanager
-def kept_alive(claim: Claim | None, renew: Callable[[Claim], bool] | None, *, every: float) -> Iterator[None]:
-    """``keep_alive`` for the length of a block."""
-    renewal = keep_alive(claim, renew, every=every)
-    try:
-        yield
-    finally:
-        renewal.stop()
-
-
-__all__ = ["STOPPED", "Renewal", "keep_alive", "kept_alive"]
+__all__ = ["STOPPED", "Renewal", "keep_alive"]

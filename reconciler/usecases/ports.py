@@ -119,7 +119,7 @@ class Runs(Protocol):
     def finish(self, practice_id: int, claim: Claim | None, *, current_guid: str, answered_ms: int, noted: bool,
                replaced_guid: str | None = None, confirmed: bool | None = None, past_guids: Sequence[str] = (),
                breaker_closing: bool = False) -> tuple[bool, bool]: ...
-    # The claim's lock lives this long unless the run holding it renews it (``usecases.claims.kept_alive``).
+    # The claim's lock lives this long unless the run holding it renews it (``usecases.claims.keep_alive``).
     lock_seconds: float
     # The run holding ``claim`` is alive: its lock lives another ``lock_seconds``. False: not its claim any more.
     def renew(self, claim: Claim) -> bool: ...

@@ -15,9 +15,10 @@ from reconciler.adapters.coordination.marks import index_practice
 from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.core.work import Claim
-from reconciler.usecases.claims import keep_alive, kept_alive
+from reconciler.usecases.claims import STOPPED, keep_alive
 from tests.utils.waiting import wait_until
 from worker import wiring
+from worker.config import get_settings
 
 OLD = "11111111-1111-4111-8111-111111111111"
 PENDING, QUEUED, LOCK = 7, 900, 60
@@ -31,7 +32,7 @@ def r(redis_url):
 
 
 def test_the_lock_is_a_minute_not_past_the_hard_time_limit():
-    assert wiring.work_queue().lock_seconds == wiring.CLAIM_LOCK_SECONDS == LOCK
+    assert wiring.work_queue().lock_seconds == get_settings().claim_lock_seconds == LOCK
 
 
 def test_a_renewal_extends_the_lock_and_a_report_marked_while_it_runs(r):
@@ -67,13 +68,14 @@ def test_a_live_run_keeps_renewing_until_it_ends():
         return True
 
     claim = Claim(7, "task-1", True)
-    with kept_alive(claim, renew, every=0.01):
-        wait_until(renewed.is_set, timeout=10, interval=0.01, what="three renewals")
+    renewal = keep_alive(claim, renew, every=0.01)
+    wait_until(renewed.is_set, timeout=10, interval=0.01, what="three renewals")
+    renewal.stop()
     after = len(calls)
     assert after >= 3
-    with kept_alive(Claim(7, "t", False, retry_in_ms=1000), renew, every=0.01):
-        pass  # a claim not granted is not renewed
-    assert len(calls) == after
+    assert keep_alive(Claim(7, "t", False, retry_in_ms=1000), renew, every=0.01) is STOPPED  # not granted: not renewed
+    time.sleep(0.05)
+    assert len(calls) == after  # and none after the stop
 
 
 def test_queued_marks_are_read_only_when_the_broker_holds_no_run_message(r):

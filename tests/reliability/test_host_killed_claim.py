@@ -26,7 +26,7 @@ from worker.hooks import report_forbidden
 
 pytestmark = pytest.mark.integration
 
-# The claim's lock, shortened from its default minute (wiring.CLAIM_LOCK_SECONDS) so the test waits
+# The claim's lock, shortened from its default minute (HALO_RECONCILER_CLAIM_LOCK_SECONDS) so the test waits
 # seconds: what is proven (the dead run's claim runs out by itself, no operator) does not depend on its length.
 LOCK = 15
 
