@@ -136,7 +136,7 @@ def lock(rest: list[str]) -> int:
 
 
 # Signals that ask a command to stop: each reaches the child, which stops what it started (the
-# suite's fixtures, the benchmarks' and the soak's ``finally``: tests/utils/terminate.py, worker/demo.py),
+# suite's fixtures, the benchmarks' and the soak's ``finally``: worker/stopping.py),
 # and this process waits for it. Dying at once instead (``subprocess.call``'s way) would leave the
 # child, and its servers, running.
 FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))

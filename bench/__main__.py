@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import targets
+from worker import stopping
 
 BENCHMARKS = {
     "storm": "bench.storm",
@@ -127,8 +128,7 @@ def main(argv: list[str]) -> int:
         return 2
     failed = []
     for name in names:
-        if "tests.utils.terminate" in sys.modules:  # stopped meanwhile, and something swallowed the interrupt
-            sys.modules["tests.utils.terminate"].check()
+        stopping.check()  # stopped meanwhile, and something swallowed the interrupt
         module = importlib.import_module(BENCHMARKS[name])
         captured = io.StringIO()
         environment = dict(os.environ)
@@ -171,9 +171,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from tests.utils.terminate import interrupt_on_terminate
-
-    interrupt_on_terminate()  # SIGTERM or SIGHUP: each benchmark's clean-up stops the servers it started
+    stopping.interrupt_on_terminate()  # SIGTERM or SIGHUP: each benchmark's clean-up stops the servers it started
     try:
         sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from soak import facts as facts_module
 from soak.invariants import Violation, check_all, check_integrator_tickets_still_true, check_on_authoritative_guid
 from soak.schedule import Event, Schedule, draw
 from soak.stack import TOKEN, SoakStack
-from tests.utils.terminate import check as check_stopped, interrupt_on_terminate, restore
+from worker.stopping import check as check_stopped, interrupt_on_terminate, restore
 
 PMS_TYPES = ("Zedmed", "D4w", "BestPractice")
 PREFIX = {"Zedmed": "Z", "D4w": "D", "BestPractice": "B"}

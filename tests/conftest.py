@@ -16,15 +16,15 @@ import pytest
 import structlog
 
 from tests.utils.servers import PostgresServer, RedisServer, start_postgres, start_redis
-from tests.utils import terminate
-from tests.utils.terminate import interrupt_on_terminate
+from worker import stopping as terminate
+from worker.stopping import interrupt_on_terminate
 
 _database_numbers = itertools.count(1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """SIGTERM or SIGHUP stops the run as Ctrl-C does: pytest tears every fixture down, so the servers
-    the session started (each in a process group of its own) stop with it (``tests.utils.terminate``)."""
+    the session started (each in a process group of its own) stop with it (``worker.stopping``)."""
     interrupt_on_terminate()
 
 

@@ -19,7 +19,6 @@ import csv
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from rich.table import Table
 
 from models import PracticeState, TicketReason, Verdict
 from reconciler.adapters.store import SqlStore
-from worker import admin, db
+from worker import admin, db, stopping
 from worker.celery_app import follow_settings
 from worker.config import get_settings
 from worker.coordination import stop_embedded_server
@@ -113,7 +112,7 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
     started: list[subprocess.Popen] = []  # the worker and beat, once the walkthrough starts them
     # SIGTERM or SIGHUP (``dev.py demo`` forwards them) stop it as Ctrl-C does: the finally below stops
     # what it started.
-    previous = {sig: signal.signal(sig, _stop_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = stopping.interrupt_on_terminate()
     try:
         console.print(f"[bold]halo-reconciler demo[/] (data directory {data})")
         sim, url = _start_simulator(env, data)
@@ -127,12 +126,13 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
         if serve and code == 0:
             return _serve_until_stopped(env, data, sim, url, started, port)
         return code
-    except _Stopped as stopped:
+    except KeyboardInterrupt:
+        if stopping.requested is None:  # Ctrl-C: the terminal's, as before
+            raise
         console.print("\nstopped: stopping everything the demo started", markup=False)
-        return 128 + stopped.signum
+        return 128 + stopping.requested
     finally:
-        for sig in previous:  # the clean-up below is the stop: a signal now must not cut it short
-            signal.signal(sig, _ignore)
+        stopping.swallow_stops()  # the clean-up below is the stop: a signal now must not cut it short
         try:
             for proc in reversed(started):  # serve, beat, then the worker
                 _stop(proc)
@@ -148,26 +148,7 @@ def run_demo(keep: bool = False, serve: bool = False, port: int = 8000) -> int:
             else:
                 shutil.rmtree(data, ignore_errors=True)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-class _Stopped(Exception):
-    """SIGTERM or SIGHUP, turned into an exception so the demo's `finally` stops what it started."""
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
-
-
-def _ignore(signum: int, frame: object) -> None:
-    """A handler that does nothing (not SIG_IGN: processes started from here must not inherit it)."""
-
-
-def _stop_signal(signum: int, frame: object) -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # one stop: another signal must not cut its clean-up short
-        signal.signal(sig, _ignore)
-    raise _Stopped(signum)
+            stopping.restore(previous)
 
 
 def _port(wanted: int) -> int:
@@ -220,7 +201,7 @@ def _serve_until_stopped(env: dict[str, str], data: Path, sim: subprocess.Popen,
                                   f"stopping (logs in {data})", markup=False)
                     return 1
             time.sleep(0.5)
-    except (KeyboardInterrupt, _Stopped):
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP
         console.print("\nstopping the console, the worker, beat and the simulator", markup=False)
         return 0
 

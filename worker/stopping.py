@@ -1,8 +1,8 @@
-"""SIGTERM and SIGHUP stop the suite, the benchmarks and the soak as Ctrl-C does: cleanly.
+"""SIGTERM and SIGHUP stop the demo, the suite, the benchmarks and the soak as Ctrl-C does: cleanly.
 
 Python's default for either is to die on the spot, so no ``finally`` runs and no fixture is torn down:
 the servers a run started in process groups of their own (PostgreSQL, Valkey, the simulator, workers)
-would outlive it. ``python3 dev.py test|bench|soak|reliability`` forwards these signals to its child
+would outlive it. ``python3 dev.py demo|test|bench|soak|reliability`` forwards these signals to its child
 (and waits for it); the child turns the first into ``KeyboardInterrupt``, whose clean-up stops
 everything it started. Later ones are swallowed while that clean-up runs: ``dev.py`` may forward a
 signal that the child also received itself (a signal sent to the whole process group), and a second
@@ -34,8 +34,7 @@ requested: signal.Signals | None = None
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     global requested
     requested = signal.Signals(signum)
-    for sig in STOPS:
-        signal.signal(sig, _swallow)
+    swallow_stops()
     raise KeyboardInterrupt(f"stopped by {requested.name}")
 
 
@@ -49,6 +48,13 @@ def interrupt_on_terminate() -> dict[int, Callable[..., Any] | int | None]:
     """From now on the first SIGTERM or SIGHUP raises ``KeyboardInterrupt`` in the main thread; returns
     the handlers it replaced (``restore``)."""
     return {sig: signal.signal(sig, _interrupt) for sig in STOPS}
+
+
+def swallow_stops() -> None:
+    """From now on SIGTERM and SIGHUP do nothing: a clean-up under way (whatever began it, Ctrl-C
+    included) is not cut short by one."""
+    for sig in STOPS:
+        signal.signal(sig, _swallow)
 
 
 def restore(previous: dict[int, Callable[..., Any] | int | None]) -> None:

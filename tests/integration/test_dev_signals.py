@@ -1,5 +1,5 @@
 """``python3 dev.py test|bench`` stopped by SIGTERM: dev.py passes the signal to its child and waits,
-and the child stops every server it started (tests/utils/terminate.py). Nothing outlives the command.
+and the child stops every server it started (worker/stopping.py). Nothing outlives the command.
 
 Each test runs the real ``dev.py`` as a CI runner or a supervisor would, watches every process that
 appears under it (from /proc: PostgreSQL, Valkey, the simulator, Celery workers, in process groups of

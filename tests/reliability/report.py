@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import RECORD
-from tests.utils import terminate
+from worker import stopping as terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "RELIABILITY.md"
