@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Extract the parts of Halo's published OpenAPI document that this project uses (stdlib only).
 
-    python3 tools/extract_halo_openapi.py [SOURCE] [--output FILE]
-    python3 dev.py openapi [SOURCE]           # the same
+    python3 tools/extract_halo_openapi.py [SOURCE] [--output FILE] [--check]
+    python3 dev.py openapi [SOURCE] [--check]   # the same
 
 SOURCE defaults to ``../shared/halo/integrator-openapi.json`` relative to the repository root. The
 output (default ``tests/data/halo-openapi-subset.json``) keeps the document's ``openapi``, ``info``,
 ``servers``, ``security`` and the tags of the kept operations, the paths in ``PATHS`` (every method
 of each), and every component they reference, transitively (``$ref`` and discriminator mappings,
 plus the security schemes named by ``security``). ``info.x-extracted-from`` records the source's
-``info.version`` and sha256, so a test can tell whether the subset is current. The output is
+``info.version`` and sha256. ``--check`` writes nothing: it exits 1 when the subset in the tree is not
+what the source gives (run it where the published document is; the test suite never reads it). The output is
 deterministic: sorted keys, indent 2, one trailing newline.
 """
 
@@ -142,11 +143,18 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the published document (default: {DEFAULT_SOURCE})")
     parser.add_argument("--output", "-o", type=Path, default=DEFAULT_OUTPUT,
                         help=f"where to write the subset (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when the output is not what the source gives")
     args = parser.parse_args(argv)
     if not args.source.is_file():
         print(f"no such file: {args.source}", file=sys.stderr)
         return 2
     subset = extract(args.source.read_bytes())
+    if args.check:
+        current = args.output.is_file() and args.output.read_text(encoding="utf-8") == render(subset)
+        print(f"{args.output} is {'current with' if current else 'out of date with'} {args.source}"
+              + ("" if current else ": run python3 dev.py openapi"), file=sys.stdout if current else sys.stderr)
+        return 0 if current else 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render(subset), encoding="utf-8")
     origin = subset["info"]["x-extracted-from"]
