@@ -45,7 +45,6 @@ def probe_breaker(self, practice_id: PracticeId | None = None) -> str:  # noqa: 
         # The steps after every run, as ``tasks.reconcile``'s (its task by name: that module schedules
         # this one); the probe's own rescheduling is ``run_probe``'s.
         run_after(result, queue=wiring.work_queue, deliver=deliver_soon,
-                  announce=wiring.announce_run_finished,
                   publish=lambda countdown: app.send_task("halo.reconcile_practice",
                                                           args=[candidate, str(Trigger.FORBIDDEN)],
                                                           countdown=countdown))

@@ -38,7 +38,7 @@ def reconcile_practice(self, practice_id: PracticeId, trigger: Trigger) -> str |
                                             token=self.request.id),
                           budget_seconds=get_settings().coordination_wait_seconds, sleep=time.sleep,
                           monotonic=time.monotonic)
-        after_run(result, queue=wiring.work_queue, deliver=deliver_soon, announce=wiring.announce_run_finished,
+        after_run(result, queue=wiring.work_queue, deliver=deliver_soon,
                   probe=lambda finished: probe.after_run(practice_id, finished),
                   publish=lambda countdown: reconcile_practice.apply_async(
                       args=[practice_id, str(Trigger.FORBIDDEN)], countdown=countdown))

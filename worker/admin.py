@@ -290,8 +290,7 @@ def _after_run(result: ReconcileResult, *, deliver: bool = True) -> None:
     """The worker's after-run steps (``reconcile.after_run``) for a run in this process: a follow-up is
     published to the workers, the outbox delivered here (``deliver``: False while a sweep goes on)."""
     after_run(result, queue=_wiring().work_queue, publish=_follow_up_publisher(result.practice_id),
-              deliver=deliver_tickets if deliver else (lambda: None), announce=_wiring().announce_run_finished,
-              in_process=True)
+              deliver=deliver_tickets if deliver else (lambda: None), in_process=True)
 
 
 def _follow_up_publisher(practice_id: int) -> Callable[[float | None], Any]:

@@ -17,7 +17,6 @@ import structlog
 from models.outbox import OutboxTarget
 from reconciler.adapters import notify, outbox, outbox_rows
 from reconciler.adapters.coordination.breaker import RedisBreaker
-from reconciler.adapters.coordination.finished import RunFinished, announce_finished
 from reconciler.adapters.coordination.marks import RedisCoordination, RedisGuidIndex
 from reconciler.adapters.coordination.ratelimit import RateLimiter
 from reconciler.adapters.coordination.runs import RedisRuns
@@ -27,7 +26,7 @@ from reconciler.adapters.halo_client import HaloClient
 from reconciler.adapters.metrics import observe_halo_call, observe_outbox_failure, observe_reconciliation
 from reconciler.adapters.store import SqlStore
 from reconciler.core.breaker import fingerprint
-from reconciler.core.errors import CoordinationError, CoordinationUnavailable, OperationFailed
+from reconciler.core.errors import CoordinationUnavailable, OperationFailed
 from reconciler.core.policy import Policy
 from reconciler.core.retention import RetentionPolicy
 from reconciler.usecases.reconcile import Deps, ReconcileResult
@@ -234,22 +233,6 @@ def runs(settings: Settings | None = None, breaker_: RedisBreaker | None = None)
     marks, the breaker's state (``reconciler.adapters.coordination.runs``)."""
     settings = settings or get_settings()
     return RedisRuns(work_queue(settings), coordination(settings), breaker_ or breaker(settings))
-
-
-def announce_run_finished(result: ReconcileResult) -> None:
-    """Tell the reports waiting on this practice (``POST /v1/reports`` with ``wait_seconds``) that a
-    run finished. Called by every after-run place; never raises: a lost announcement only makes a
-    waiting report answer ``settled: false`` at the end of its wait."""
-    if result.old_guid is None:  # the practice was not read (gone): nobody can be waiting on it
-        return
-    finished = RunFinished(practice_id=result.practice_id, guid=result.old_guid,
-                           current_guid=result.current_guid or result.old_guid,
-                           action=None if result.verdict is None else str(result.action),
-                           answered=result.verdict is not None, again=result.again)
-    try:
-        announce_finished(redis_clients.get_redis(), finished)
-    except CoordinationError as exc:
-        log.warning("run_finished_unannounced", practice_id=result.practice_id, error=str(exc))
 
 
 def _observe(result: ReconcileResult) -> None:

@@ -17,7 +17,7 @@ from reconciler.core.change import PracticeChange
 from reconciler.core.policy import GuardState, Policy
 from reconciler.core.sites import QueryResult, Site
 from reconciler.core.vocabulary import ReportOutcome, Verdict
-from reconciler.core.work import Claim
+from reconciler.core.work import Claim, RunFinished
 
 
 class Store(Protocol):
@@ -115,10 +115,11 @@ class Runs(Protocol):
     # (0 without a queue) and the 403s reported for ``guid`` since ``since`` (none asked when ``guid`` is None).
     def answered(self, practice_id: int, *, noted: bool, guid: str | None, since: datetime | None) -> tuple[int, int]: ...
     # Note what Halo said (``noted``: ``Coordination.note_reconciled``'s arguments), release the claim
-    # (``WorkQueue.done``). Returns (exactly one more run must follow, a breaker may be open to close).
+    # (``WorkQueue.done``) and announce ``finished`` with its ``again`` set (None: a run that raised,
+    # nobody is told). Returns (exactly one more run must follow, a breaker may be open to close).
     def finish(self, practice_id: int, claim: Claim | None, *, current_guid: str, answered_ms: int, noted: bool,
                replaced_guid: str | None = None, confirmed: bool | None = None, past_guids: Sequence[str] = (),
-               breaker_closing: bool = False) -> tuple[bool, bool]: ...
+               breaker_closing: bool = False, finished: RunFinished | None = None) -> tuple[bool, bool]: ...
     # The claim's lock lives this long unless the run holding it renews it (``usecases.claims.keep_alive``).
     lock_seconds: float
     # The run holding ``claim`` is alive: its lock lives another ``lock_seconds``. False: not its claim any more.

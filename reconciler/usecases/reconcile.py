@@ -22,9 +22,10 @@ order ``reconcile`` takes them (sample-controller's ``syncHandler``):
    ``MAX_CONFLICTS`` times); a newer version means this answer may be older than that state, so Halo
    is asked again (at most ``MAX_ASKS`` times): an old answer never overwrites a newer switch;
 7. **finish**: the breaker learns what Halo said (a refusal trips it; any other answer closes it,
-   resolving its integrator-wide tickets and queueing the work kept meanwhile, once per practice), the
-   answer is noted and the claim released in one round trip; the result says whether exactly one
-   more run must follow (``again``).
+   resolving its integrator-wide tickets and queueing the work kept meanwhile, once per practice); the
+   answer is noted, the claim released and the run announced to the reports waiting on it
+   (``RunFinished``: ``POST /v1/reports`` with ``wait_seconds``) in one round trip; the result says
+   whether exactly one more run must follow (``again``).
 
 **When a run is tried again** is decided in one place, ``retry_in`` below, which the Celery task
 asks for every exception a run raises: ``Busy`` (another run holds the claim) comes back when the
@@ -66,7 +67,7 @@ from reconciler.core.halo_errors import HaloError, HaloUnavailable
 from reconciler.core.policy import GuardState, Policy, decide
 from reconciler.core.selection import select_site
 from reconciler.core.vocabulary import SkipReason
-from reconciler.core.work import Claim
+from reconciler.core.work import Claim, RunFinished
 from reconciler.usecases.claims import STOPPED, keep_alive
 from reconciler.usecases.ports import Breaker, Halo, Runs, Store, UnitOfWork
 from reconciler.usecases.queueing import FollowUpQueue, publish_follow_up
@@ -178,24 +179,23 @@ def retry_in(error: BaseException, *, retries: int, transient: tuple[type[BaseEx
 
 
 def after_run(result: ReconcileResult, *, queue: Callable[[], FollowUpQueue], publish: Callable[[float | None], Any],
-              deliver: Callable[[], Any], announce: Callable[[ReconcileResult], None] = lambda result: None,
-              probe: Callable[[ReconcileResult], Any] = lambda result: None, in_process: bool = False) -> None:
+              deliver: Callable[[], Any], probe: Callable[[ReconcileResult], Any] = lambda result: None,
+              in_process: bool = False) -> None:
     """What follows every finished run, in one place for the worker's task and the operator's
-    in-process runs (``reconcile --now``, ``sweep --now``), in this order:
+    in-process runs (``reconcile --now``, ``sweep --now``), in this order (the reports waiting on the
+    run heard that it finished in its finish step, with its ``again``):
 
-    1. the run finished: whoever waits on it hears so (``announce``: a report that waits, in ``serve``);
-    2. the follow-up: a report the run did not answer arrived while it ran, so exactly one more run is
+    1. the follow-up: a report the run did not answer arrived while it ran, so exactly one more run is
        published (``publish(countdown)``, through ``queueing.publish_follow_up`` over ``queue()``);
-    3. the breaker's own probe (``probe``: ``tasks.probe.after_run`` over ``usecases.probing``): a run
+    2. the breaker's own probe (``probe``: ``tasks.probe.after_run`` over ``usecases.probing``): a run
        that tripped the breaker, was kept by it, or whose probe failed schedules the probe task for
        when it is due, one across workers;
-    4. the outbox: a run that opened or counted a ticket, switched or held delivers its events now
+    3. the outbox: a run that opened or counted a ticket, switched or held delivers its events now
        (ticket events, ``practice.guid_changed``, ``practice.held``); an operator's
        in-process run delivers whatever is pending (no worker need be running; the beat sends the rest).
 
     A worker's follow-up that cannot be published raises (``retry_in`` tries the task again); an
     in-process run's is logged: the next report or sweep queues the practice again."""
-    announce(result)
     if result.again:
         try:
             publish_follow_up(queue(), result.practice_id, publish)
@@ -416,7 +416,8 @@ class _Run:
 
     def finish(self, store: Store, result: ReconcileResult) -> ReconcileResult:
         """The breaker learns what Halo said, the run is reported, then one call notes the answer, sees
-        whether a breaker is open to close and releases the claim; an open breaker closes last."""
+        whether a breaker is open to close, releases the claim and announces the run; an open breaker
+        closes last."""
         closing = False
         if result.skipped is None:
             closing = self._breaker_learns(result)
@@ -463,24 +464,29 @@ class _Run:
     def _release(self, result: ReconcileResult, closing: bool) -> tuple[bool, bool]:
         """Note the answer (every answer rewrites the practice's GUID index entries, current and every
         GUID it left, so a write lost at switch time is repaired by the next answer), see whether a
-        breaker is open to close, release the claim: one call. The note is best effort; releasing the
-        claim is not, so a failure is tried once more without the note."""
+        breaker is open to close, release the claim and announce the run: one call. The note is best
+        effort; releasing the claim is not, so a failure is tried once more without the note."""
         self.held = False
         self.renewal.stop()  # before the release: no renewal lands on (or reads as losing) a released claim
         current = result.current_guid or ""
         noted = result.skipped is None
+        finished = RunFinished(practice_id=self.practice_id, guid=result.old_guid or current,
+                               current_guid=current or result.old_guid or "",
+                               action=None if result.verdict is None else str(result.action),
+                               answered=result.verdict is not None)
         try:
             return self.runs.finish(self.practice_id, self.claimed, current_guid=current,
                                     answered_ms=self.answered_ms, noted=noted,
                                     replaced_guid=result.old_guid if result.action is Action.SWITCHED else None,
                                     confirmed=_confirmation(result), past_guids=result.past_guids,
-                                    breaker_closing=closing)
+                                    breaker_closing=closing, finished=finished)
         except CoordinationUnavailable as exc:
             if not noted:
                 raise
             log.warning("coordination_update_failed", practice_id=self.practice_id, error=str(exc))
             return self.runs.finish(self.practice_id, self.claimed, current_guid=current,
-                                    answered_ms=self.answered_ms, noted=False, breaker_closing=closing)
+                                    answered_ms=self.answered_ms, noted=False, breaker_closing=closing,
+                                    finished=finished)
 
     def _close_breaker(self, store: Store, result: ReconcileResult) -> ReconcileResult:
         """Halo answered normally and a breaker is open: close it, resolve its integrator-wide tickets

@@ -19,6 +19,7 @@ from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.workqueue import WorkQueue
 from reconciler.core.errors import CoordinationUnavailable
+from reconciler.core.work import RunFinished
 from reconciler.usecases.reconcile import reconcile
 from worker import admin, wiring
 from worker.config import get_settings
@@ -155,6 +156,29 @@ def test_what_the_folded_run_leaves(r):
     (read, again, breaker_open, closed), keys_left = an_open_breaker(r, folded)
     assert read and again is False and breaker_open is True and closed == ([Verdict.UNAUTHORIZED], [])
     assert not any(name.startswith(keys.breaker("")) for name in keys_left)
+
+
+def test_the_finish_announces_the_run_with_its_again(r):
+    runs, _ = folded(r)
+    listener = r.pubsub()
+    listener.subscribe(keys.runs_finished())
+    assert listener.get_message(timeout=2)["type"] == "subscribe"
+    finished = RunFinished(practice_id=PID, guid=OLD, current_guid=NEW, action="switched", answered=True)
+    for report_after_answer in (False, True):
+        claim, _, _ = runs.begin(PID, token=f"task-{report_after_answer}")
+        ms, _ = runs.answered(PID, noted=True, guid=None, since=None)
+        if report_after_answer:  # a report of the GUID in use after the answer: one more run follows
+            r.set(keys.dirty(PID), f"{NEW}|{ms + 1}|r|")
+        again, _ = runs.finish(PID, claim, current_guid=NEW, answered_ms=ms, noted=True, replaced_guid=OLD,
+                               confirmed=True, finished=finished)
+        assert again is report_after_answer
+        message = listener.get_message(timeout=2)
+        assert RunFinished.parse(message["data"]) == replace(finished, again=report_after_answer)
+    claim, _, _ = runs.begin(PID, token="task-raised")
+    runs.finish(PID, claim, current_guid="", answered_ms=0, noted=False)  # a run that raised tells nobody
+    assert not r.exists(keys.processing(PID))
+    assert listener.get_message(timeout=0.5) is None
+    listener.close()
 
 
 def test_the_re_check_delay_doubles_up_to_its_cap(r):

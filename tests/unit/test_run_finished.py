@@ -1,12 +1,11 @@
-"""The finished-run message: its round trip, and which runs settle a waiting report."""
+"""The finished-run message: its round trip, and which runs settle a waiting report (its publish, in
+the run's finish round trip: tests/integration/test_runs.py)."""
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
-from reconciler.adapters.coordination import keys
-from reconciler.adapters.coordination.finished import RunFinished, announce_finished
+from reconciler.core.work import RunFinished
 
 OLD = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 NEW = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -36,12 +35,3 @@ def test_the_message_round_trips_and_anything_else_is_ignored():
 def test_which_runs_settle_a_report(run, settles):
     assert run.settles(OLD) is settles
 
-
-def test_announce_publishes_on_the_one_channel():
-    server = fakeredis.FakeServer()
-    listener = fakeredis.FakeRedis(server=server).pubsub()
-    listener.subscribe(keys.runs_finished())
-    listener.get_message(timeout=1)  # the confirmation
-    announce_finished(fakeredis.FakeRedis(server=server), finished())
-    message = listener.get_message(timeout=1)
-    assert RunFinished.parse(message["data"]) == finished()

@@ -18,7 +18,7 @@ import structlog
 
 from reconciler.core.breaker import BreakerState
 from reconciler.core.errors import CoordinationUnavailable
-from reconciler.core.work import Claim
+from reconciler.core.work import Claim, RunFinished
 from reconciler.usecases.ports import Coordination, WorkQueue
 
 log = structlog.get_logger()
@@ -66,7 +66,9 @@ class PortRuns:
 
     def finish(self, practice_id: int, claim: Claim | None, *, current_guid: str, answered_ms: int, noted: bool,
                replaced_guid: str | None = None, confirmed: bool | None = None, past_guids: Sequence[str] = (),
-               breaker_closing: bool = False) -> tuple[bool, bool]:
+               breaker_closing: bool = False, finished: RunFinished | None = None) -> tuple[bool, bool]:
+        # ``finished`` is not published: nobody subscribes to the tests' in-memory runs (the verdict
+        # tests' ``world[valkey]`` publishes it through ``RedisRuns``).
         if noted and self.coordination is not None:
             _best_effort(self.coordination.note_reconciled, practice_id,
                          current_guid=current_guid, replaced_guid=replaced_guid, confirmed=confirmed,

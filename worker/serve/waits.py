@@ -16,8 +16,9 @@ from contextlib import contextmanager
 import structlog
 
 from reconciler.adapters.coordination import keys
-from reconciler.adapters.coordination.finished import FinishedRuns, RunFinished
+from reconciler.adapters.coordination.finished import FinishedRuns
 from reconciler.core.errors import CoordinationError
+from reconciler.core.work import RunFinished
 from worker.serve.threads import run_blocking
 
 log = structlog.get_logger()

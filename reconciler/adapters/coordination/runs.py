@@ -11,13 +11,15 @@ every rule stays in the one script or module that owns it:
   server's clock, and the 403s in the buckets ``ledger.py`` chooses;
 * ``finish`` (``lua/run_finish.lua``): the GUID index, confirmations and fresh mark
   (``note_reconciled.lua``), whether a breaker is open (only then does ``RedisBreaker.close`` run,
-  in more round trips), and the claim released (``queue_done.lua``).
+  in more round trips), the claim released (``queue_done.lua``) and the run announced to the
+  reports waiting on it (``RunFinished``, published on ``keys.runs_finished()``).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from reconciler.adapters.coordination import keys, scripts
@@ -25,7 +27,9 @@ from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.marks import RedisCoordination
 from reconciler.adapters.coordination.workqueue import FOLLOW_UP, WorkQueue
 from reconciler.core.breaker import BreakerState
-from reconciler.core.work import Claim
+from reconciler.core.work import Claim, RunFinished
+
+_AGAIN = ',"again":false}'
 
 
 class RedisRuns:
@@ -59,7 +63,7 @@ class RedisRuns:
 
     def finish(self, practice_id: int, claim: Claim | None, *, current_guid: str, answered_ms: int, noted: bool,
                replaced_guid: str | None = None, confirmed: bool | None = None, past_guids: Sequence[str] = (),
-               breaker_closing: bool = False) -> tuple[bool, bool]:
+               breaker_closing: bool = False, finished: RunFinished | None = None) -> tuple[bool, bool]:
         if claim is None:
             raise ValueError("a run over Redis always holds a claim")
         breakers = self.breaker.closing_keys if breaker_closing and self.breaker is not None else []
@@ -72,5 +76,16 @@ class RedisRuns:
         keys_ = [keys.dirty(practice_id), keys.processing(practice_id), *breakers, *note_keys]
         args = [len(breakers), len(note_args), claim.token, current_guid, answered_ms, FOLLOW_UP,
                 self.queue.pending_seconds, *note_args]
+        if finished is not None:
+            args += [keys.runs_finished(), _message_head(finished)]
         again, open_ = self._finish(keys=keys_, args=args)
         return bool(again), bool(open_)
+
+
+def _message_head(finished: RunFinished) -> str:
+    """The message up to its last value, ``again``, which ``run_finish.lua`` appends (``true}`` or
+    ``false}``): only the claim's release knows whether one more run follows."""
+    body = replace(finished, again=False).to_json()
+    if not body.endswith(_AGAIN):  # to_json writes the fields in their declared order, ``again`` last
+        raise AssertionError(f"the run-finished message does not end with its again field: {body!r}")
+    return body[: -len("false}")]
