@@ -1,8 +1,9 @@
 """Change events: ``practice.guid_changed`` and ``practice.held``, beside the ticket events.
 
-Written by the store in the same transaction as the change they describe (``SqlStore.switch_history``
-for every GUID change, automatic, approved or paired; ``SqlStore.apply_change`` for every hold), as
-outbox rows for the webhook target: the same table, signing, retries and de-duplication as ticket
+Their rows are made here and written by the store in the same transaction as the change they
+describe (``SqlStore.switch_history`` for every GUID change, automatic, approved or paired, folded
+into the new period's INSERT on PostgreSQL; ``SqlStore.apply_change`` for every hold), as outbox
+rows for the webhook target: the same table, signing, retries and de-duplication as ticket
 events (``reconciler.adapters.outbox``). A rollback takes the event with the change; a crash after
 the commit loses neither. The event id (``practice-{id}-guid-...`` / ``practice-{id}-held-...``) is
 fixed when the row is written, so every retry carries the same one.
@@ -24,37 +25,48 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from models.outbox import OutboxEvent, OutboxTarget
+from models.outbox import OutboxEvent, OutboxStatus, OutboxTarget
 from reconciler import logs
 
 log = logs.get_logger()
 
 GUID_CHANGED = "practice.guid_changed"
 HELD = "practice.held"
-_INSERT_EVENT = insert(OutboxEvent.__table__)  # type: ignore[attr-defined]
+INSERT_EVENT = insert(OutboxEvent.__table__)  # type: ignore[attr-defined]
 
 
-def _add(session: Session, *, kind: str, event: str, at: datetime, practice: dict[str, Any], old_guid: str | None,
-         new_guid: str | None, reason: str) -> None:
+def _row(*, kind: str, event: str, at: datetime, practice: dict[str, Any], old_guid: str | None,
+         new_guid: str | None, reason: str) -> dict[str, Any]:
     # Unique by construction (no read to de-duplicate): one row per change, whatever retries it.
     event_id = f"practice-{practice['id']}-{kind}-{uuid.uuid4().hex}"
     payload = {"event": event, "at": at.isoformat(), "practice": practice, "old_guid": old_guid,
                "new_guid": new_guid, "reason": reason}
-    # A Core INSERT (built once) in the change's transaction: nothing reads the row back through this
-    # session, so no ORM object is built and flushed for it (a switch's CPU, docs/BENCHMARKS.md "reconcile").
-    session.execute(_INSERT_EVENT, {"event_id": event_id, "event_type": event, "target": OutboxTarget.WEBHOOK,
-                                    "payload": payload, "created_at": at, "next_attempt_at": at})
-    log.info("change_event_written", event_type=event, event_id=event_id, reason=reason)
+    return {"event_id": event_id, "event_type": event, "target": OutboxTarget.WEBHOOK, "payload": payload,
+            "created_at": at, "next_attempt_at": at, "attempts": 0, "status": OutboxStatus.PENDING}
 
 
-def guid_changed(session: Session, *, practice: dict[str, Any], old_guid: str | None, new_guid: str, reason: str,
-                 now: datetime) -> None:
-    """A practice's GUID changed; ``practice`` is its JSON after the change."""
-    _add(session, kind="guid", event=GUID_CHANGED, at=now, practice=practice, old_guid=old_guid, new_guid=new_guid,
-         reason=reason)
+def add(session: Session, row: dict[str, Any]) -> None:
+    """Write an event ``guid_changed`` or ``held`` made: a Core INSERT (built once) in the change's
+    transaction. Nothing reads the row back through this session, so no ORM object is built and
+    flushed for it (a switch's CPU, docs/BENCHMARKS.md "reconcile")."""
+    session.execute(INSERT_EVENT, row)
+    written(row)
 
 
-def held(session: Session, *, practice: dict[str, Any], proposed_guid: str | None, reason: str, now: datetime) -> None:
-    """A change to ``proposed_guid`` is held for a person, for ``reason`` (the verdict)."""
-    _add(session, kind="held", event=HELD, at=now, practice=practice, old_guid=practice["halo_guid"],
-         new_guid=proposed_guid, reason=reason)
+def written(row: dict[str, Any]) -> None:
+    """The log line of an event written (by ``add``, or by a statement that folds its INSERT)."""
+    log.info("change_event_written", event_type=row["event_type"], event_id=row["event_id"],
+             reason=row["payload"]["reason"])
+
+
+def guid_changed(*, practice: dict[str, Any], old_guid: str | None, new_guid: str, reason: str,
+                 now: datetime) -> dict[str, Any]:
+    """The outbox row of a practice's GUID change; ``practice`` is its JSON after the change."""
+    return _row(kind="guid", event=GUID_CHANGED, at=now, practice=practice, old_guid=old_guid, new_guid=new_guid,
+                reason=reason)
+
+
+def held(*, practice: dict[str, Any], proposed_guid: str | None, reason: str, now: datetime) -> dict[str, Any]:
+    """The outbox row of a change to ``proposed_guid`` held for a person, for ``reason`` (the verdict)."""
+    return _row(kind="held", event=HELD, at=now, practice=practice, old_guid=practice["halo_guid"],
+                new_guid=proposed_guid, reason=reason)

@@ -35,6 +35,7 @@ from models.practice import PracticeOut
 from models.types import UTCDateTime
 from models.verification_day import ROUTINE_VERIFICATION_SQL, VerificationDay
 from models.approval import Approval
+from models.outbox import OutboxEvent
 from models.decision import OperatorDecision
 from reconciler.adapters import change_events
 from reconciler.adapters.tickets import TicketStore
@@ -200,6 +201,24 @@ def _switch_statements() -> tuple[Any, Any]:
     return close, insert(history)
 
 
+# What change_events writes into an outbox row; every other column is NULL until delivery. None is
+# left to a Python-side default: the statement with the CTE got NULL for ``status``'s.
+_EVENT_COLUMNS = ("event_id", "event_type", "target", "status", "payload", "created_at", "next_attempt_at",
+                  "attempts")
+
+
+@functools.cache
+def _open_period_with_event() -> Any:
+    """PostgreSQL: the new period's INSERT and its change event's, one statement (a data-modifying
+    CTE; SQLite has none, so there the two are executed one after the other). The period's parameters
+    are ``_switch_statements``' INSERT's; the event's, the outbox row's columns."""
+    history, outbox = GuidHistory.__table__, OutboxEvent.__table__  # type: ignore[attr-defined]
+    opened = insert(history).values(**{name: bindparam(name, type_=history.c[name].type)
+                                       for name in ("practice_id", "guid", "valid_from", "valid_until", "reason")})
+    event = insert(outbox).values(**{name: bindparam(name, type_=outbox.c[name].type) for name in _EVENT_COLUMNS})
+    return event.add_cte(opened.cte("opened"))
+
+
 class SqlStore(TicketStore):
     """One unit of work over one session: what ``reconciler.usecases.ports.Store`` asks for, and the
     reads the console and the command line make besides. Each query is written once: here, or for
@@ -328,12 +347,18 @@ class SqlStore(TicketStore):
         read of its own. A practice has had a handful of GUIDs."""
         close, open_ = _switch_statements()
         periods = sorted(self.session.execute(close, {"at_practice_id": practice.id, "now": now}).all())
-        self.session.execute(open_, {"practice_id": practice.id, "guid": new_guid, "valid_from": now,
-                                     "valid_until": None, "reason": reason})
+        period = {"practice_id": practice.id, "guid": new_guid, "valid_from": now, "valid_until": None, "reason": reason}
         history = [SimpleNamespace(guid=g, valid_from=f, valid_until=u, reason=r) for f, _, g, u, r in periods]
-        history.append(SimpleNamespace(guid=new_guid, valid_from=now, valid_until=None, reason=reason))
-        change_events.guid_changed(self.session, practice=self._as_written(practice, history), now=now,
-                                   old_guid=periods[-1][2] if periods else None, new_guid=new_guid, reason=reason)
+        history.append(SimpleNamespace(**period))
+        event = change_events.guid_changed(practice=self._as_written(practice, history), now=now,
+                                           old_guid=periods[-1][2] if periods else None, new_guid=new_guid,
+                                           reason=reason)
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(_open_period_with_event(), {**period, **event})
+            change_events.written(event)
+        else:
+            self.session.execute(open_, period)
+            change_events.add(self.session, event)
 
     def _as_written(self, practice: Practice, history: Sequence[Any]) -> dict[str, Any]:
         """The practice's JSON as this unit of work wrote it (a reconciliation's practice is detached:
@@ -367,9 +392,9 @@ class SqlStore(TicketStore):
         self.write_practice(practice, values)
         if newly_held:
             history = self.guid_history(practice.id)  # type: ignore[arg-type]
-            change_events.held(self.session, practice=self._as_written(practice, history), now=now,
-                               proposed_guid=change.values.get("proposed_guid"),
-                               reason=str(change.values.get("last_verdict") or ""))
+            change_events.add(self.session, change_events.held(
+                practice=self._as_written(practice, history), now=now, proposed_guid=change.values.get("proposed_guid"),
+                reason=str(change.values.get("last_verdict") or "")))
         if change.switch_to:
             self.switch_history(practice, change.switch_to, reason=change.history_reason, now=now)
         ticket_id = None
