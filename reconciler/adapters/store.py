@@ -26,6 +26,7 @@ from sqlalchemy import (Date, Integer, and_, bindparam, case, cast, delete, exis
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -180,6 +181,11 @@ def _practice_for_run() -> tuple[Any, tuple[str, ...]]:
 
 
 @functools.cache
+def _practice_manager() -> Any:  # made on first use: the mappers are configured by then
+    return manager_of_class(Practice)
+
+
+@functools.cache
 def _guard_state() -> Any:
     """``SqlStore.guard_state``'s SELECT, built once as well: the automatic switches since ``:since``
     made after the last resume, and the pause flag, in one."""
@@ -278,8 +284,11 @@ class SqlStore(TicketStore):
             raise UnknownPractice(f"no practice with id {practice_id}")
         width = len(names)
         # Built from the row's columns, never in this session (a Core SELECT: no ORM load, identity map
-        # or expunge, about a fifth of a run's CPU): the caller holds it detached, as before.
-        practice = Practice(**dict(zip(names, rows[0][:width])))
+        # or expunge, about a fifth of a run's CPU): the caller holds it detached, as before. Built as
+        # the ORM's loading builds an instance, the values straight into its dict: SQLModel's
+        # constructor sets each column through the attribute instrumentation (34 us against 1.4 us).
+        practice = _practice_manager().new_instance()
+        practice.__dict__.update(zip(names, rows[0][:width]))
         left: dict[str, datetime] = {}
         for row in rows:
             guid, until = row[width], row[width + 1]
