@@ -26,6 +26,7 @@ from sqlalchemy import (Date, Integer, and_, bindparam, case, cast, delete, exis
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
@@ -181,7 +182,11 @@ def _practice_for_run() -> tuple[Any, tuple[str, ...]]:
 
 
 @functools.cache
-def _practice_manager() -> Any:  # made on first use: the mappers are configured by then
+def _practice_manager() -> Any:
+    """What builds a ``Practice`` as the ORM's loading does. The mappers are configured first: a
+    process whose first statement is a run's Core read has built no ORM object yet, and an instance
+    made before that has attributes that cannot be read."""
+    configure_mappers()
     return manager_of_class(Practice)
 
 
