@@ -106,12 +106,15 @@ def _round_trips():
 
 
 def _kind(statement: str) -> str:
-    """``SELECT practices``: the verb and the first table named outside any parentheses."""
-    depth, words = 0, []
+    """``SELECT practices``: the verb and the first table named outside any parentheses. A statement
+    that opens with a data-modifying CTE names that too: ``INSERT guid_history + INSERT outbox_events``."""
+    depth, words, inner = 0, [], []
     for word in statement.replace("(", " ( ").replace(")", " ) ").split():
         depth += (word == "(") - (word == ")")
-        if depth == 0:
-            words.append(word)
+        if word not in ("(", ")"):
+            (words if depth == 0 else inner).append(word)
+    if words[0] == "WITH" and "AS" in words:
+        return f"{_kind(' '.join(inner))} + {_kind(' '.join(words[words.index('AS') + 1:]))}"
     table = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in ("FROM", "INTO", "UPDATE")), "?")
     return f"{words[0]} {table}"
 
