@@ -14,7 +14,6 @@ from collections.abc import Callable
 from reconciler.adapters.coordination import keys, scripts
 
 
-
 class RateLimiter:
     def __init__(self, redis, *, name: str, rate_per_second: float, burst: int = 1,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
