@@ -22,6 +22,7 @@ released its own claim never reads as having lost it.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -79,7 +80,7 @@ class _Renewer:
         self._claims: set[Renewal] = set()
         self._started = False
         self._idle = _LONGEST  # the longest the thread sleeps: the shortest interval seen
-        self._wake_at = _LONGEST  # when the sleeping thread wakes by itself (monotonic)
+        self._wake_at = math.inf  # when the sleeping thread wakes by itself (a monotonic time)
 
     def keep(self, claim: Claim, renew: Callable[[Claim], bool], every: float) -> Renewal:
         renewal = Renewal(claim, renew, every, time.monotonic() + every)
@@ -103,8 +104,8 @@ class _Renewer:
             with self._cond:
                 now = time.monotonic()
                 due = [r for r in self._claims if r.due <= now]
-                if not due:
-                    self._wake_at = min(min((r.due for r in self._claims), default=_LONGEST), now + self._idle)
+                if not due:  # asleep until the next claim is due, at most ``_idle`` from now
+                    self._wake_at = min([now + self._idle, *(r.due for r in self._claims)])
                     self._cond.wait(self._wake_at - now)
                     continue
                 self._wake_at = now
