@@ -24,8 +24,13 @@ from worker.simulator.faults import Fault
 
 pytestmark = pytest.mark.integration
 
-VISIBILITY = 63
 SLOW_CALL = 4.0  # seconds the simulator holds each first Find sites call: the window to kill in
+# The shortest limits the settings accept (worker/config.py) with one attempt per call that outlasts the
+# simulator's hold: the soft limit (80 % of the time limit, whole seconds) must exceed 4 calls x 4.5 s,
+# and the visibility timeout the time limit + 30. The test waits the visibility timeout out.
+HALO_TIMEOUT = SLOW_CALL + 0.5
+TIME_LIMIT = 24  # soft limit 19 s > 18 s
+VISIBILITY = TIME_LIMIT + 31
 
 
 def two_changed_practices(sim):
@@ -102,10 +107,8 @@ def test_a_pool_process_killed_mid_run_is_redelivered_at_once(stack, tmp_path, o
 
 def test_a_whole_worker_killed_mid_run_is_redelivered_after_the_visibility_timeout(stack, tmp_path, observe):
     sim, env = stack
-    # The shortest limits the settings accept (the soft limit must exceed a run's worst case: one 6 s
-    # attempt per call here, longer than the simulator's hold) and a visibility timeout just past them.
-    env = {**env, "HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS": "32", "HALO_RECONCILER_HALO_MAX_ATTEMPTS": "1",
-           "HALO_RECONCILER_HALO_TIMEOUT_SECONDS": "6",
+    env = {**env, "HALO_RECONCILER_TASK_TIME_LIMIT_SECONDS": str(TIME_LIMIT), "HALO_RECONCILER_HALO_MAX_ATTEMPTS": "1",
+           "HALO_RECONCILER_HALO_TIMEOUT_SECONDS": str(HALO_TIMEOUT),
            "HALO_RECONCILER_BROKER_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY)}
     ids, new1 = two_changed_practices(sim)
     before = sim.call_count("find_sites")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -70,13 +71,19 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        stop_process_group(self.proc, timeout=10)
+        self._stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def _stop(self) -> None:
+        """A fast shutdown (SIGINT): every client cut off, open transactions rolled back, a clean stop.
+        SIGTERM would be PostgreSQL's smart shutdown, which waits for every client to disconnect: an
+        idle connection left in a pool held each stop until the SIGKILL 10 s later."""
+        stop_process_group(self.proc, timeout=10, stop_signal=signal.SIGINT)
+
     def restart(self) -> None:
-        """Stop the server (SIGTERM: a fast shutdown, every client cut off) and start it again on the
-        same data directory and port (the soak's PostgreSQL restart)."""
-        stop_process_group(self.proc, timeout=10)
+        """Stop the server (a fast shutdown, every client cut off) and start it again on the same data
+        directory and port (the soak's PostgreSQL restart)."""
+        self._stop()
         log = self.root / "postgres.log"
         with open(log, "ab") as out:
             self.proc = start_in_new_group(self.command, stdout=out, stderr=subprocess.STDOUT,
