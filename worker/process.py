@@ -10,6 +10,7 @@ import contextlib
 import gc
 import sys
 import time
+from datetime import UTC, datetime
 
 from worker.config import Settings, get_settings
 from worker.logging import configure_logging, wants_json, without_rich
@@ -62,7 +63,7 @@ def _warm_up() -> None:
         # here rather than by the first task. No practice has id 0, so nothing is read or held.
         with wiring.unit_of_work() as store:
             with contextlib.suppress(UnknownPractice):
-                store.practice_for_run(0)
+                store.practice_for_run(0, switches_since=datetime.now(UTC))
         get_redis().ping()
         wiring.halo_client()
     except (SQLAlchemyError, CoordinationUnavailable, db.SchemaOutdated) as exc:

@@ -174,7 +174,7 @@ def _practice_for_run() -> tuple[Any, tuple[str, ...]]:
     unresolved = col(Ticket.status).in_((TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED))
     own = exists().where(col(Ticket.practice_id) == practices.c.id, unresolved).label("own")
     wide = exists().where(col(Ticket.practice_id).is_(None), unresolved).label("wide")
-    statement = (sa_select(*practices.columns, history.c.guid, history.c.valid_until, own, wide)
+    statement = (sa_select(*practices.columns, history.c.guid, history.c.valid_until, own, wide, *_guard_columns())
                  .select_from(practices.outerjoin(history, and_(history.c.practice_id == practices.c.id,
                                                                 history.c.valid_until.is_not(None))))
                  .where(practices.c.id == bindparam("practice_id")))
@@ -190,13 +190,18 @@ def _practice_manager() -> Any:
     return manager_of_class(Practice)
 
 
-@functools.cache
-def _guard_state() -> Any:
-    """``SqlStore.guard_state``'s SELECT, built once as well: the automatic switches since ``:since``
-    made after the last resume, and the pause flag, in one."""
+def _guard_columns() -> tuple[Any, Any]:
+    """The mass-change guard's two reads: the automatic switches since ``:since`` made after the last
+    resume, and the pause flag (``SqlStore.guard_state``'s SELECT, and a run's read carries them too)."""
     paused = exists().where(col(ControlFlag.name) == AUTOSWITCH_PAUSED, col(ControlFlag.enabled).is_(True))
     since = bindparam("since", type_=Reconciliation.__table__.c.started_at.type)
-    return select(guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused)
+    return guard_switches_query(since=since, since_resume=True).scalar_subquery(), paused
+
+
+@functools.cache
+def _guard_state() -> Any:
+    """``SqlStore.guard_state``'s SELECT, built once as well."""
+    return select(*_guard_columns())
 
 
 @functools.cache
@@ -276,15 +281,19 @@ class SqlStore(TicketStore):
                 left[row.guid] = row.valid_until
         return left
 
-    def practice_for_run(self, practice_id: int) -> tuple[Practice, dict[str, datetime], bool, bool]:
+    def practice_for_run(self, practice_id: int, *, switches_since: datetime
+                         ) -> tuple[Practice, dict[str, datetime], bool, bool, tuple[int, bool]]:
         """The practice, detached, with what a reconciliation reads besides it, in one statement: the
-        GUIDs it left (GUID → when it last left it), and whether any unresolved ticket of its own, and
-        any integrator-wide one, exists (when none does, the act step spends no query resolving).
+        GUIDs it left (GUID → when it last left it), whether any unresolved ticket of its own, and
+        any integrator-wide one, exists (when none does, the act step spends no query resolving), and
+        the mass-change guard's counts (the automatic switches since ``switches_since``, and whether
+        automatic switching is paused), which ``guard_state`` takes for an infrastructure change.
 
         Each past GUID adds a row (a practice has a handful); the EXISTS are answered by the tickets'
-        practice_id index and are the same on every row."""
+        practice_id index, the guard's count by the audit's (action, started_at) index; each is
+        computed once and is the same on every row."""
         statement, names = _practice_for_run()
-        rows = self._read_alone(statement, {"practice_id": practice_id}).all()
+        rows = self._read_alone(statement, {"practice_id": practice_id, "since": switches_since}).all()
         if not rows:
             raise UnknownPractice(f"no practice with id {practice_id}")
         width = len(names)
@@ -299,7 +308,8 @@ class SqlStore(TicketStore):
             guid, until = row[width], row[width + 1]
             if guid is not None and (guid not in left or until > left[guid]):
                 left[guid] = until
-        return practice, left, bool(rows[0][width + 2]), bool(rows[0][width + 3])
+        first = rows[0]
+        return practice, left, bool(first[width + 2]), bool(first[width + 3]), (first[width + 4], bool(first[width + 5]))
 
     def _read_alone(self, statement: Any, params: dict[str, Any]) -> Any:
         """One read that is a transaction of its own (a run's read before Halo is asked, a switch's
@@ -323,10 +333,14 @@ class SqlStore(TicketStore):
         row = self.session.get(ControlFlag, name)
         return row if row is not None and row.enabled else None
 
-    def guard_state(self, *, now: datetime, policy: Policy) -> GuardState:
-        since = now - timedelta(seconds=policy.mass_change_window_seconds)
-        # The count and the pause flag in one statement (a switch's budget is six).
-        switches, is_paused = self._read_alone(_guard_state(), {"since": since}).one()
+    def guard_state(self, *, now: datetime, policy: Policy, counted: tuple[int, bool] | None = None) -> GuardState:
+        """The mass-change guard as it stands at ``now``. ``counted``: the switches in the window and
+        the pause flag, already read (a run's read carries them: ``practice_for_run``), so that only
+        the fleet's size may be left to read."""
+        if counted is None:
+            since = now - timedelta(seconds=policy.mass_change_window_seconds)
+            counted = self._read_alone(_guard_state(), {"since": since}).one()  # the count and the flag in one
+        switches, is_paused = counted
         # The limit is max(min, fraction x fleet) >= min: below min the fleet size cannot matter, and
         # counting 100,000 practices on every switch would.
         onboarded = self.count_practices() if switches >= policy.mass_change_min else 0

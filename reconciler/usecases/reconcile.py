@@ -6,8 +6,9 @@ order ``reconcile`` takes them (sample-controller's ``syncHandler``):
 
 1. **claim** the practice in the work queue (one run per practice across every worker), reading in the
    same round trip the breaker's state and when the practice's confirmations began;
-2. **read** the practice, its GUID history and whether it has unresolved tickets: one statement, in
-   the run's one database session (no transaction stays open while Halo is asked);
+2. **read** the practice, its GUID history, whether it has unresolved tickets and the mass-change
+   guard's counts: one statement, in the run's one database session (no transaction stays open while
+   Halo is asked);
 3. **gate**: an automatic run spends no Halo call while the practice waits for its backoff, or while
    the integrator-wide breaker is open (``reconciler.core.breaker``: the work is kept, and one run at
    a time probes on exponential backoff); an operator's run always goes on;
@@ -44,7 +45,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from models import Action, PmsType, Practice, Reconciliation, Trigger, Verdict
@@ -219,6 +220,7 @@ class _Read:
     previous_guids: dict[str, datetime]
     own_tickets: bool  # an unresolved ticket of this practice existed
     integrator_tickets: bool  # an unresolved integrator-wide ticket existed
+    guard_counts: tuple[int, bool]  # automatic switches in the mass-change window, and whether paused
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,8 @@ class _Run:
     # 2. read
 
     def read(self, store: Store) -> _Read:
-        read = _Read(*store.practice_for_run(self.practice_id))
+        window = timedelta(seconds=self.deps.policy.mass_change_window_seconds)
+        read = _Read(*store.practice_for_run(self.practice_id, switches_since=self.deps.clock() - window))
         store.rollback()  # end the read: no transaction (nor pooled connection) is held while Halo is asked
         return read
 
@@ -321,7 +324,8 @@ class _Run:
                                   since=self.confirmed or practice.last_verified_at)
 
     def judge(self, store: Store, read: _Read, answer: HaloAnswer, forbidden: int) -> _Judged:
-        """Classify the answer and decide (the mass-change guard read only for an infrastructure change).
+        """Classify the answer and decide (the mass-change guard, from the counts the read carries, only
+        for an infrastructure change).
         An answer that carries Get site status on the GUID the change would switch to is verified here."""
         now = self.deps.clock()
         recorded = recorded_from(read.practice)
@@ -329,7 +333,8 @@ class _Run:
         classification = classify(recorded, answer, history, now=now, policy=self.deps.policy)
         guard = NO_GUARD
         if classification.verdict is Verdict.INFRASTRUCTURE_CHANGE:
-            guard = store.guard_state(now=now, policy=self.deps.policy)
+            # Counted by the run's read, so only the fleet's size may be read here (past the guard's minimum).
+            guard = store.guard_state(now=now, policy=self.deps.policy, counted=read.guard_counts)
             store.rollback()  # a read: nothing stays open while Get site status is asked
         judged = _Judged(answer, history, classification, guard, self._decide(classification, recorded, guard,
                                                                                history, now), now)

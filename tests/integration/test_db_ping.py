@@ -3,6 +3,8 @@ checkout and replaced if dead; one given back moments ago is used without a ping
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
@@ -66,6 +68,6 @@ def test_a_pinged_connection_is_handed_out_idle_and_a_read_alone_runs_in_autocom
         from reconciler.core.errors import UnknownPractice
 
         with pytest.raises(UnknownPractice):
-            SqlStore(session).practice_for_run(0)
+            SqlStore(session).practice_for_run(0, switches_since=datetime.now(UTC))
         session.rollback()
     assert backend_pid()

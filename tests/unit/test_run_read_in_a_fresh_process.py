@@ -26,8 +26,8 @@ PROGRAM = textwrap.dedent("""
             "practice_name": "Clinic", "identifiers": {}, "identifiers_normalised": {}, "state": "active",
             "backoff_attempts": 0, "created_at": now, "updated_at": now, "version": 1}]).scalars().all()
     with db.new_session() as session:
-        practice, left, own, wide = SqlStore(session).practice_for_run(pid)
-    print(practice.halo_guid, practice.next_attempt_at, practice.version, left, own, wide)
+        practice, left, own, wide, guard = SqlStore(session).practice_for_run(pid, switches_since=now)
+    print(practice.halo_guid, practice.next_attempt_at, practice.version, left, own, wide, *guard)
 """)
 
 
@@ -35,4 +35,4 @@ def test_the_first_read_of_a_fresh_process_builds_a_readable_practice(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}"}
     done = subprocess.run([sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["3f2504e0-4f89-41d3-9a0c-0305e82c3301", "None", "1", "{}", "False", "False"]
+    assert done.stdout.split() == ["3f2504e0-4f89-41d3-9a0c-0305e82c3301", "None", "1", "{}", "False", "False", "0", "False"]
