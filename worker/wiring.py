@@ -72,6 +72,13 @@ def close_halo_client() -> None:
     _halo.reset()
 
 
+def rate_limiter(settings: Settings | None = None) -> RateLimiter:
+    """The one bucket in the coordination store every Halo call of every worker waits on: the Halo
+    client's hook acquires from it, and a run's claim takes its first call's token (``runs``)."""
+    settings = settings or get_settings()
+    return RateLimiter(redis_clients.get_redis(), name="halo", rate_per_second=settings.rate_limit_per_second)
+
+
 def _rate_limit_hook(settings: Settings):
     """Every call of every worker waits for a token from the one bucket in the coordination store."""
     state: dict[str, RateLimiter] = {}
@@ -79,7 +86,7 @@ def _rate_limit_hook(settings: Settings):
     def acquire(endpoint: str) -> None:
         try:
             if "limiter" not in state:
-                state["limiter"] = RateLimiter(redis_clients.get_redis(), name="halo", rate_per_second=settings.rate_limit_per_second)
+                state["limiter"] = rate_limiter(settings)
             state["limiter"].acquire(timeout=None)
         except CoordinationUnavailable as exc:
             # Better one unthrottled call than no reconciliation; Halo's own 429 still bounds us.
@@ -230,9 +237,11 @@ def _build_reconcile_deps(settings: Settings, halo: HaloClient) -> Deps:
 
 def runs(settings: Settings | None = None, breaker_: RedisBreaker | None = None) -> RedisRuns:
     """A run's coordination in three round trips: the work queue's claim, the 403 ledger and re-check
-    marks, the breaker's state (``reconciler.adapters.coordination.runs``)."""
+    marks, the breaker's state, and its first Halo call's rate-limit token
+    (``reconciler.adapters.coordination.runs``)."""
     settings = settings or get_settings()
-    return RedisRuns(work_queue(settings), coordination(settings), breaker_ or breaker(settings))
+    return RedisRuns(work_queue(settings), coordination(settings), breaker_ or breaker(settings),
+                     limiter=rate_limiter(settings))
 
 
 def _observe(result: ReconcileResult) -> None:

@@ -5,6 +5,7 @@ makes through the real wiring."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -15,6 +16,7 @@ from models import Action, PmsType, Trigger, Verdict
 from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.marks import RedisCoordination, index_practice, note_verified, recheck_delay
+from reconciler.adapters.coordination.ratelimit import RateLimiter
 from reconciler.adapters.coordination.reporter import Reporter
 from reconciler.adapters.coordination.runs import RedisRuns
 from reconciler.adapters.coordination.workqueue import WorkQueue
@@ -181,6 +183,34 @@ def test_the_finish_announces_the_run_with_its_again(r):
     listener.close()
 
 
+def test_the_claim_takes_the_first_calls_token_for_this_thread_only_while_the_run_lives(r):
+    limiter = RateLimiter(r, name="halo", rate_per_second=1)  # one token a second: a second one waits
+    queue, coordination, breaker = parts(r)
+    runs = RedisRuns(queue, coordination, breaker, limiter=limiter)
+    claim, _, _ = runs.begin(PID, token="task-1")
+    assert claim.granted and r.exists(limiter.key)  # the token was taken with the claim
+    assert limiter.try_acquire() > 0  # so the bucket has none left for anyone else now ...
+    assert limiter.acquire(timeout=0)  # ... and this thread's first call spends the one it holds
+    assert not limiter.acquire(timeout=0)  # once
+    other, _, _ = runs.begin(PID, token="task-2")
+    assert not other.granted and not limiter.acquire(timeout=0)  # no claim, no token taken nor held
+    runs.finish(PID, claim, current_guid=OLD, answered_ms=0, noted=False)
+
+    r.delete(limiter.key)
+    gated, _, _ = runs.begin(PID + 1, token="task-3")  # a run that then asks Halo nothing (its gate)
+    runs.finish(PID + 1, gated, current_guid=OLD, answered_ms=0, noted=False)
+    assert not limiter.acquire(timeout=0)  # its token was dropped at the finish, not carried to a later call
+
+    r.delete(limiter.key)
+    held = []
+    claim, _, _ = runs.begin(PID + 2, token="task-4")
+    thread = threading.Thread(target=lambda: held.append(limiter.acquire(timeout=0)))
+    thread.start()
+    thread.join()
+    assert held == [False]  # the token is this thread's: another thread's call finds the bucket spent
+    runs.finish(PID + 2, claim, current_guid=OLD, answered_ms=0, noted=False)
+
+
 def test_the_re_check_delay_doubles_up_to_its_cap(r):
     for confirmations in range(1, 6):
         note_verified(r, PID, confirmed=True, min_seconds=10, max_seconds=40)
@@ -206,7 +236,7 @@ def round_trips(monkeypatch):
     return sent
 
 
-def test_a_real_run_makes_four_round_trips_and_a_switch_five(stack, round_trips, monkeypatch):
+def test_a_real_run_makes_three_round_trips_and_a_switch_four(stack, round_trips, monkeypatch):
     sim, _ = stack
     # A rate limit the runs never wait for: a wait would be one more round trip for the next token.
     monkeypatch.setenv("HALO_RECONCILER_RATE_LIMIT_PER_SECOND", "10000")
@@ -216,15 +246,15 @@ def test_a_real_run_makes_four_round_trips_and_a_switch_five(stack, round_trips,
     pid = admin.onboard(str(PmsType.ZEDMED), "Z1").id
     assert reconcile(pid, trigger=Trigger.SWEEP, deps=wiring.reconcile_deps()).verdict == Verdict.UNCHANGED
     round_trips.clear()  # the first run loaded the scripts
-    # Unchanged after a confirmation: the 403 ledger is read too. The claim with the breakers and the
-    # confirmations; the rate limiter's token; the answer with the ledger; the note with the release.
+    # Unchanged after a confirmation: the 403 ledger is read too. The claim with the breakers, the
+    # confirmations and Find sites' rate-limit token; the answer with the ledger; the note with the release.
     assert reconcile(pid, trigger=Trigger.SWEEP, deps=wiring.reconcile_deps()).verdict == Verdict.UNCHANGED
-    assert len(round_trips) == 4, round_trips
+    assert len(round_trips) == 3, round_trips
     round_trips.clear()
     sim.change_guid(PmsType.ZEDMED, "Z1")
     result = reconcile(pid, trigger=Trigger.SWEEP, deps=wiring.reconcile_deps())
     assert result.action == Action.SWITCHED
-    assert len(round_trips) == 5  # and the rate limiter's token for Get site status
+    assert len(round_trips) == 4  # and the rate limiter's token for Get site status
 
 
 class BlipAtFinish:

@@ -5,8 +5,10 @@ Each moment is one Lua script that folds the scripts it stands for (``scripts.lo
 every rule stays in the one script or module that owns it:
 
 * ``begin`` (``lua/run_begin.lua``): the claim (``queue_start.lua``), the breakers' state (admission
-  is decided in Python by ``reconciler.core.breaker``; only a probe takes another round trip) and when
-  the practice's confirmations began (the ledger count needs it);
+  is decided in Python by ``reconciler.core.breaker``; only a probe takes another round trip), when
+  the practice's confirmations began (the ledger count needs it) and, with the claim, the rate
+  limiter's token for the run's first Halo call (``gcra.lua``; ``RateLimiter.credit`` holds it for
+  this thread, and ``finish`` drops it if the run asked Halo nothing);
 * ``answered`` (``lua/run_answered.lua``): the queued re-check cleared, the answer's instant on the
   server's clock, and the 403s in the buckets ``ledger.py`` chooses;
 * ``finish`` (``lua/run_finish.lua``): the GUID index, confirmations and fresh mark
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from reconciler.adapters.coordination import keys, scripts
 from reconciler.adapters.coordination.breaker import RedisBreaker
 from reconciler.adapters.coordination.marks import RedisCoordination
+from reconciler.adapters.coordination.ratelimit import RateLimiter
 from reconciler.adapters.coordination.workqueue import FOLLOW_UP, WorkQueue
 from reconciler.core.breaker import BreakerState
 from reconciler.core.work import Claim, RunFinished
@@ -33,10 +36,12 @@ _AGAIN = ',"again":false}'
 
 
 class RedisRuns:
-    def __init__(self, queue: WorkQueue, coordination: RedisCoordination, breaker: RedisBreaker | None) -> None:
+    def __init__(self, queue: WorkQueue, coordination: RedisCoordination, breaker: RedisBreaker | None,
+                 limiter: RateLimiter | None = None) -> None:
         self.queue = queue
         self.coordination = coordination
         self.breaker = breaker
+        self.limiter = limiter  # the Halo client's: its first call's token comes with the claim
         self.lock_seconds = queue.lock_seconds
         redis = queue.redis
         self._begin = scripts.registered(redis, "run_begin")
@@ -49,9 +54,17 @@ class RedisRuns:
     def begin(self, practice_id: int, token: str | None = None) -> tuple[Claim, list[BreakerState] | None, datetime | None]:
         token = token or uuid.uuid4().hex
         breakers = self.breaker.state_keys if self.breaker is not None else []
-        keys_ = [keys.dirty(practice_id), keys.processing(practice_id), keys.confirmations(practice_id), *breakers]
-        answer, since_ms, *raw = self._begin(keys=keys_, args=[token, self.queue.lock_seconds])
+        limiter = self.limiter
+        bucket = limiter.key if limiter is not None else keys.ratelimit("none")
+        keys_ = [keys.dirty(practice_id), keys.processing(practice_id), keys.confirmations(practice_id), bucket,
+                 *breakers]
+        args = [token, self.queue.lock_seconds]
+        if limiter is not None:
+            args += [limiter.interval_us, limiter.tolerance_us]
+        answer, since_ms, wait_us, *raw = self._begin(keys=keys_, args=args)
         claim = self.queue.claim_from(practice_id, token, int(answer))
+        if limiter is not None and wait_us is not None:
+            limiter.credit(int(wait_us))
         states = self.breaker.parse_states(raw) if self.breaker is not None else None
         since = datetime.fromtimestamp(int(since_ms) / 1000, UTC) if since_ms is not None else None
         return claim, states, since
@@ -66,6 +79,8 @@ class RedisRuns:
                breaker_closing: bool = False, finished: RunFinished | None = None) -> tuple[bool, bool]:
         if claim is None:
             raise ValueError("a run over Redis always holds a claim")
+        if self.limiter is not None:
+            self.limiter.forfeit()  # a token the run did not spend (it was gated) is not carried to another
         breakers = self.breaker.closing_keys if breaker_closing and self.breaker is not None else []
         note_keys: list[str] = []
         note_args: list[object] = []
