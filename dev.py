@@ -9,7 +9,7 @@
     python3 dev.py reliability  # the reliability suite, rewriting docs/RELIABILITY.md
     python3 dev.py soak [--minutes N] [--seed S]  # the chaos soak with its invariant checker
     python3 dev.py lock [--keep]   # regenerate requirements.lock from pyproject.toml (newest versions)
-    python3 dev.py openapi [PATH]  # re-extract tests/data/halo-openapi-subset.json from Halo's document
+    python3 dev.py openapi PATH    # re-extract tests/data/halo-openapi-subset.json from Halo's document
 
 Extra arguments go to the underlying command (``python3 dev.py test -k classify``).
 

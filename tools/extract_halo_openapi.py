@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Extract the parts of Halo's published OpenAPI document that this project uses (stdlib only).
 
-    python3 tools/extract_halo_openapi.py [SOURCE] [--output FILE] [--check]
-    python3 dev.py openapi [SOURCE] [--check]   # the same
+    python3 tools/extract_halo_openapi.py SOURCE [--output FILE] [--check]
+    python3 dev.py openapi SOURCE [--check]   # the same
 
-SOURCE defaults to ``../shared/halo/integrator-openapi.json`` relative to the repository root. The
-output (default ``tests/data/halo-openapi-subset.json``) keeps the document's ``openapi``, ``info``,
+SOURCE is the published document, wherever it was downloaded to (nothing outside the repository
+is assumed to exist). The output (default ``tests/data/halo-openapi-subset.json``) keeps the document's ``openapi``, ``info``,
 ``servers``, ``security`` and the tags of the kept operations, the paths in ``PATHS`` (every method
 of each), and every component they reference, transitively (``$ref`` and discriminator mappings,
 plus the security schemes named by ``security``). ``info.x-extracted-from`` records the source's
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = ROOT.parent / "shared" / "halo" / "integrator-openapi.json"
 DEFAULT_OUTPUT = ROOT / "tests" / "data" / "halo-openapi-subset.json"
 
 # The endpoints the Halo client (and the simulator) speak.
@@ -139,8 +138,7 @@ def render(subset: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_SOURCE,
-                        help=f"the published document (default: {DEFAULT_SOURCE})")
+    parser.add_argument("source", type=Path, help="Halo's published OpenAPI document (integrator-openapi.json)")
     parser.add_argument("--output", "-o", type=Path, default=DEFAULT_OUTPUT,
                         help=f"where to write the subset (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--check", action="store_true",

@@ -32,7 +32,7 @@ log = logs.get_logger()
 
 GUID_CHANGED = "practice.guid_changed"
 HELD = "practice.held"
-INSERT_EVENT = insert(OutboxEvent.__table__)  # type: ignore[attr-defined]
+_INSERT_EVENT = insert(OutboxEvent.__table__)  # type: ignore[attr-defined]
 
 
 def _row(*, kind: str, event: str, at: datetime, practice: dict[str, Any], old_guid: str | None,
@@ -49,7 +49,7 @@ def add(session: Session, row: dict[str, Any]) -> None:
     """Write an event ``guid_changed`` or ``held`` made: a Core INSERT (built once) in the change's
     transaction. Nothing reads the row back through this session, so no ORM object is built and
     flushed for it (a switch's CPU, docs/BENCHMARKS.md "reconcile")."""
-    session.execute(INSERT_EVENT, row)
+    session.execute(_INSERT_EVENT, row)
     written(row)
 
 

@@ -373,7 +373,7 @@ class SqlStore(TicketStore):
         The closing UPDATE touches every period of the practice (the open one gets ``now``, the rest
         keep their value) so that its RETURNING hands back the whole history the event carries: no
         read of its own. A practice has had a handful of GUIDs. On PostgreSQL the new period and the
-        event are one statement (``_open_period_with_event``): a switch's sixth, not its seventh."""
+        event are one statement (``_open_period_with_event``)."""
         close, open_ = _switch_statements()
         periods = sorted(self.session.execute(close, {"at_practice_id": practice.id, "now": now}).all())
         period = {"practice_id": practice.id, "guid": new_guid, "valid_from": now, "valid_until": None, "reason": reason}

@@ -475,8 +475,8 @@ class _Run:
         self.renewal.stop()  # before the release: no renewal lands on (or reads as losing) a released claim
         current = result.current_guid or ""
         noted = result.skipped is None
-        finished = RunFinished(practice_id=self.practice_id, guid=result.old_guid or current,
-                               current_guid=current or result.old_guid or "",
+        # A finished run always read its practice, so ``old_guid`` is set and ``current`` is not empty.
+        finished = RunFinished(practice_id=self.practice_id, guid=result.old_guid or current, current_guid=current,
                                action=None if result.verdict is None else str(result.action),
                                answered=result.verdict is not None)
         try:

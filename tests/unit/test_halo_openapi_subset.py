@@ -1,6 +1,6 @@
 """The in-tree subset of Halo's OpenAPI document: complete for the client, valid, and current.
 
-Whether it is current with the published document is ``python3 dev.py openapi --check``'s question,
+Whether it is current with the published document is ``python3 dev.py openapi PATH --check``'s question,
 asked where that document is: no test reads outside the repository.
 """
 

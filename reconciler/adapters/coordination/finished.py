@@ -1,9 +1,9 @@
 """A run finished: one pub/sub message (``reconciler.core.work.RunFinished``), for the reports that
 wait on it (``POST /v1/reports`` with ``wait_seconds``).
 
-Every run's last round trip publishes it (``RedisRuns.finish``, in ``lua/run_finish.lua``); ``serve`` holds one subscription per process (``worker.serve.waits``)
-and hands each message to the reports waiting on the GUID the run began with. Nothing polls the
-database.
+Every run's last round trip publishes it (``RedisRuns.finish``, in ``lua/run_finish.lua``);
+``serve`` holds one subscription per process (``worker.serve.waits``) and hands each message to the
+reports waiting on the GUID the run began with. Nothing polls the database.
 
 A message is lost when no server listens at that moment, which is harmless: a waiting report then
 answers ``settled: false`` when its wait ends, and the reconciliation itself is unaffected.
@@ -21,7 +21,6 @@ from reconciler.adapters.coordination import keys
 from reconciler.adapters.coordination.client import translate
 from reconciler.core.errors import CoordinationUnavailable
 from reconciler.core.work import RunFinished
-
 
 
 class FinishedRuns:

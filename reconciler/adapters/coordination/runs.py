@@ -55,6 +55,7 @@ class RedisRuns:
         token = token or uuid.uuid4().hex
         breakers = self.breaker.state_keys if self.breaker is not None else []
         limiter = self.limiter
+        # The script's KEYS are fixed in number; without a limiter the bucket is named and never touched.
         bucket = limiter.key if limiter is not None else keys.ratelimit("none")
         keys_ = [keys.dirty(practice_id), keys.processing(practice_id), keys.confirmations(practice_id), bucket,
                  *breakers]
