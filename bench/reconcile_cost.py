@@ -107,14 +107,24 @@ def _round_trips():
 
 def _kind(statement: str) -> str:
     """``SELECT practices``: the verb and the first table named outside any parentheses. A statement
-    that opens with a data-modifying CTE names that too: ``INSERT guid_history + INSERT outbox_events``."""
-    depth, words, inner = 0, [], []
+    that opens with data-modifying CTEs names each, then its own: ``UPDATE practices + INSERT
+    reconciliations``."""
+    depth, words, bodies, in_body, main_from = 0, [], [], False, 0
     for word in statement.replace("(", " ( ").replace(")", " ) ").split():
+        if word == "(" and depth == 0 and words[:1] == ["WITH"] and words[-1] == "AS":
+            depth, in_body = 1, True
+            bodies.append([])
+            continue
         depth += (word == "(") - (word == ")")
-        if word not in ("(", ")"):
-            (words if depth == 0 else inner).append(word)
-    if words[0] == "WITH" and "AS" in words:
-        return f"{_kind(' '.join(inner))} + {_kind(' '.join(words[words.index('AS') + 1:]))}"
+        if in_body and depth == 0:  # the CTE's body closed: the main statement starts after it
+            in_body, main_from = False, len(words)
+        elif in_body:
+            bodies[-1].append(word)
+        elif depth == 0:
+            words.append(word)
+    if bodies:
+        main = [w for w in words[main_from:] if w != ","]
+        return " + ".join([_kind(" ".join(body)) for body in bodies] + [_kind(" ".join(main))])
     table = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in ("FROM", "INTO", "UPDATE")), "?")
     return f"{words[0]} {table}"
 

@@ -174,9 +174,8 @@ def _practice_for_run() -> tuple[Any, tuple[str, ...]]:
     unresolved = col(Ticket.status).in_((TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED))
     own = exists().where(col(Ticket.practice_id) == practices.c.id, unresolved).label("own")
     wide = exists().where(col(Ticket.practice_id).is_(None), unresolved).label("wide")
-    statement = (sa_select(*practices.columns, history.c.guid, history.c.valid_until, own, wide, *_guard_columns())
-                 .select_from(practices.outerjoin(history, and_(history.c.practice_id == practices.c.id,
-                                                                history.c.valid_until.is_not(None))))
+    statement = (sa_select(*practices.columns, *_period_columns(), own, wide, *_guard_columns())
+                 .select_from(practices.outerjoin(history, history.c.practice_id == practices.c.id))
                  .where(practices.c.id == bindparam("practice_id")))
     return statement, tuple(column.key for column in practices.columns)
 
@@ -204,6 +203,13 @@ def _guard_state() -> Any:
     return select(*_guard_columns())
 
 
+def _period_columns() -> tuple[Any, ...]:
+    """A GUID period as a run's read and a switch's closing UPDATE return it: (valid_from, id, guid,
+    valid_until, reason), which sorts oldest first."""
+    history = GuidHistory.__table__  # type: ignore[attr-defined]
+    return history.c.valid_from, history.c.id, history.c.guid, history.c.valid_until, history.c.reason
+
+
 @functools.cache
 def _switch_statements() -> tuple[Any, Any]:
     """``SqlStore.switch_history``'s two GUID-history statements, built once as well: the closing UPDATE
@@ -213,7 +219,7 @@ def _switch_statements() -> tuple[Any, Any]:
     now = bindparam("now", type_=history.c.valid_until.type)
     close = (update(history).where(history.c.practice_id == bindparam("at_practice_id"))
              .values(valid_until=case((history.c.valid_until.is_(None), now), else_=history.c.valid_until))
-             .returning(history.c.valid_from, history.c.id, history.c.guid, history.c.valid_until, history.c.reason))
+             .returning(*_period_columns()))
     return close, insert(history)
 
 
@@ -233,6 +239,51 @@ def _open_period_with_event() -> Any:
                                        for name in ("practice_id", "guid", "valid_from", "valid_until", "reason")})
     event = insert(outbox).values(**{name: bindparam(name, type_=outbox.c[name].type) for name in _EVENT_COLUMNS})
     return event.add_cte(opened.cte("opened"))
+
+
+def _changed_values(practice: Practice, change: PracticeChange) -> dict[str, Any]:
+    """The columns a change writes: those whose value the practice does not already have, and the
+    ones that say when the run happened."""
+    return {k: v for k, v in change.values.items() if k in _ALWAYS_WRITTEN or getattr(practice, k, _MISSING) != v}
+
+
+def _newly_held(practice: Practice, change: PracticeChange) -> bool:
+    """A hold is news when the practice was not held, or is now held for another proposal."""
+    return change.values.get("state") == PracticeState.HELD and (
+        practice.state != PracticeState.HELD or practice.proposed_guid != change.values.get("proposed_guid"))
+
+
+_PERIOD_COLUMNS = ("practice_id", "guid", "valid_from", "valid_until", "reason")
+
+
+@functools.lru_cache(maxsize=64)
+def _run_at_once(columns: tuple[str, ...], *, switch: bool) -> Any:
+    """PostgreSQL: a reconciliation's write as one statement (``SqlStore.write_run``), built once per
+    set of practice columns written. The practice's UPDATE, guarded by its version, is a CTE every
+    other part selects from: only when it wrote its row does a switch close the open GUID period,
+    open the new one and write its change event, and the audit row is written (its id the one row the
+    statement returns). Parameters: ``at_id``/``at_version``, ``set_<column>``, ``audit_<column>``; a
+    switch's ``now``, ``period_<column>``, ``event_<column>``."""
+    practices, history = Practice.__table__, GuidHistory.__table__  # type: ignore[attr-defined]
+    outbox, audits = OutboxEvent.__table__, Reconciliation.__table__  # type: ignore[attr-defined]
+    written = (update(practices)
+               .where(practices.c.id == bindparam("at_id"), practices.c.version == bindparam("at_version"))
+               .values({name: bindparam(f"set_{name}", type_=practices.c[name].type) for name in columns})
+               .returning(practices.c.id).cte("written"))
+
+    def insert_if_written(table: Any, names: Sequence[str], prefix: str) -> Any:
+        # A SELECT's parameters have no column to take their type from: each is cast to its column's.
+        values = [cast(bindparam(f"{prefix}{name}", type_=table.c[name].type), table.c[name].type) for name in names]
+        return insert(table).from_select(list(names), sa_select(*values).select_from(written))
+
+    parts = [written]
+    if switch:
+        now = bindparam("now", type_=history.c.valid_until.type)
+        parts.append(update(history).where(history.c.practice_id.in_(sa_select(written.c.id)),
+                                           history.c.valid_until.is_(None)).values(valid_until=now).cte("closed"))
+        parts.append(insert_if_written(history, _PERIOD_COLUMNS, "period_").cte("opened"))
+        parts.append(insert_if_written(outbox, _EVENT_COLUMNS, "event_").cte("event"))
+    return insert_if_written(audits, _AUDIT_COLUMNS, "audit_").returning(audits.c.id).add_cte(*parts)
 
 
 class SqlStore(TicketStore):
@@ -282,14 +333,16 @@ class SqlStore(TicketStore):
         return left
 
     def practice_for_run(self, practice_id: int, *, switches_since: datetime
-                         ) -> tuple[Practice, dict[str, datetime], bool, bool, tuple[int, bool]]:
+                         ) -> tuple[Practice, dict[str, datetime], bool, bool, tuple[int, bool], tuple[Any, ...]]:
         """The practice, detached, with what a reconciliation reads besides it, in one statement: the
         GUIDs it left (GUID → when it last left it), whether any unresolved ticket of its own, and
-        any integrator-wide one, exists (when none does, the act step spends no query resolving), and
-        the mass-change guard's counts (the automatic switches since ``switches_since``, and whether
-        automatic switching is paused), which ``guard_state`` takes for an infrastructure change.
+        any integrator-wide one, exists (when none does, the act step spends no query resolving), the
+        mass-change guard's counts (the automatic switches since ``switches_since``, and whether
+        automatic switching is paused), which ``guard_state`` takes for an infrastructure change, and
+        its GUID periods oldest first (``_period_columns``): a switch's change event carries them, and
+        the practice's version, which every GUID change raises, guards them as it guards the rest.
 
-        Each past GUID adds a row (a practice has a handful); the EXISTS are answered by the tickets'
+        Each GUID period adds a row (a practice has a handful); the EXISTS are answered by the tickets'
         practice_id index, the guard's count by the audit's (action, started_at) index; each is
         computed once and is the same on every row."""
         statement, names = _practice_for_run()
@@ -303,13 +356,14 @@ class SqlStore(TicketStore):
         # constructor sets each column through the attribute instrumentation (34 us against 1.4 us).
         practice = _practice_manager().new_instance()
         practice.__dict__.update(zip(names, rows[0][:width]))
+        periods = sorted(tuple(row[width:width + 5]) for row in rows if row[width + 1] is not None)
         left: dict[str, datetime] = {}
-        for row in rows:
-            guid, until = row[width], row[width + 1]
-            if guid is not None and (guid not in left or until > left[guid]):
+        for _, _, guid, until, _ in periods:
+            if until is not None and (guid not in left or until > left[guid]):
                 left[guid] = until
         first = rows[0]
-        return practice, left, bool(first[width + 2]), bool(first[width + 3]), (first[width + 4], bool(first[width + 5]))
+        return (practice, left, bool(first[width + 5]), bool(first[width + 6]), (first[width + 7], bool(first[width + 8])),
+                tuple(periods))
 
     def _read_alone(self, statement: Any, params: dict[str, Any]) -> Any:
         """One read that is a transaction of its own (a run's read before Halo is asked, a switch's
@@ -413,13 +467,8 @@ class SqlStore(TicketStore):
         path stays open until the next verification, which is the safe side: the run did not see the
         403s that opened it, and an integrator-wide one is too recent to resolve anyway (it was seen
         within the quiet window). Columns whose value the practice already has are not written."""
-        values = {k: v for k, v in change.values.items()
-                  if k in _ALWAYS_WRITTEN or getattr(practice, k, _MISSING) != v}
-        # A hold is news when the practice was not held, or is now held for another proposal.
-        newly_held = change.values.get("state") == PracticeState.HELD and (
-            practice.state != PracticeState.HELD or practice.proposed_guid != change.values.get("proposed_guid"))
-        self.write_practice(practice, values)
-        if newly_held:
+        self.write_practice(practice, _changed_values(practice, change))
+        if _newly_held(practice, change):
             history = self.guid_history(practice.id)  # type: ignore[arg-type]
             change_events.add(self.session, change_events.held(
                 practice=self._as_written(practice, history), now=now, proposed_guid=change.values.get("proposed_guid"),
@@ -439,6 +488,70 @@ class SqlStore(TicketStore):
             self.resolve_tickets(practice_id=None, reasons=change.resolve_integrator_wide, now=now,
                                  last_seen_before=change.integrator_wide_quiet_since)
         return ticket_id
+
+    def write_run(self, practice: Practice, change: PracticeChange, audit: Reconciliation, *, now: datetime,
+                  own_tickets: bool = True, integrator_tickets: bool = True,
+                  periods: Sequence[Any] | None = None) -> int | None:
+        """A reconciliation's whole write, committed: ``apply_change``, then the audit row (its
+        ``ticket_id`` the first ticket the change opened or counted; ``audit.id`` is set), then the
+        commit. Returns that ticket's id. ``Conflict`` (nothing written): the practice moved since it
+        was read, or a ticket or flag did.
+
+        On PostgreSQL, a change that opens, counts, resolves and holds nothing (an unchanged
+        verification, a switch: nearly every run) is one statement (``_run_at_once``), given the GUID
+        periods the run read with the practice (``practice_for_run``) for a switch's change event; the
+        rest, and SQLite, take the statements one by one. The rows are the same either way."""
+        if (periods is not None and self.session.get_bind().dialect.name == "postgresql"
+                and not self.session.in_transaction() and not change.tickets and not change.pause_autoswitch
+                and not (change.resolve and own_tickets)
+                and not (change.resolve_integrator_wide and integrator_tickets)
+                and not _newly_held(practice, change)):
+            self._write_at_once(practice, change, audit, now=now, periods=periods)
+            return None
+        try:
+            ticket_id = self.apply_change(practice, change, now=now, own_tickets=own_tickets,
+                                          integrator_tickets=integrator_tickets)
+            audit.ticket_id = ticket_id
+            self.add_audit(audit)
+            self.commit()
+        except Conflict:
+            self.rollback()
+            raise
+        return ticket_id
+
+    def _write_at_once(self, practice: Practice, change: PracticeChange, audit: Reconciliation, *, now: datetime,
+                       periods: Sequence[Any]) -> None:
+        """``write_run``'s one statement, in autocommit: a single statement is its own transaction, so
+        neither BEGIN nor COMMIT costs a round trip. No row back: the version moved."""
+        values = {**_changed_values(practice, change), "version": practice.version + 1}
+        params = {"at_id": practice.id, "at_version": practice.version,
+                  **{f"set_{name}": value for name, value in values.items()},
+                  **{f"audit_{name}": getattr(audit, name) for name in _AUDIT_COLUMNS}}
+        event = None
+        if change.switch_to:
+            # The history as ``switch_history``'s closing UPDATE returns it, from the periods read.
+            period = {"practice_id": practice.id, "guid": change.switch_to, "valid_from": now, "valid_until": None,
+                      "reason": change.history_reason}
+            history = [SimpleNamespace(guid=g, valid_from=f, valid_until=now if u is None else u, reason=r)
+                       for f, _, g, u, r in periods]
+            history.append(SimpleNamespace(**period))
+            self._written.setdefault(practice.id, {}).update(values)  # type: ignore[arg-type]
+            event = change_events.guid_changed(practice=self._as_written(practice, history), now=now,
+                                               old_guid=periods[-1][2] if periods else None, new_guid=change.switch_to,
+                                               reason=change.history_reason)
+            params.update({"now": now, **{f"period_{k}": v for k, v in period.items()},
+                           **{f"event_{k}": v for k, v in event.items()}})
+        statement = _run_at_once(tuple(sorted(values)), switch=change.switch_to is not None)
+        try:
+            audit_id = self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(
+                statement, params).scalar_one_or_none()
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)[:200]) from None
+        if audit_id is None:
+            raise Conflict(f"practice {practice.id} changed since version {practice.version}")
+        audit.id = audit_id
+        if event is not None:
+            change_events.written(event)
 
     def due_retry_ids(self, *, now: datetime, page: int = 1000) -> Iterator[int]:
         """Practices whose backoff has run out, soonest due first."""

@@ -221,6 +221,7 @@ class _Read:
     own_tickets: bool  # an unresolved ticket of this practice existed
     integrator_tickets: bool  # an unresolved integrator-wide ticket existed
     guard_counts: tuple[int, bool]  # automatic switches in the mass-change window, and whether paused
+    periods: tuple[Any, ...]  # its GUID periods, oldest first (a switch's change event carries them)
 
 
 @dataclass(frozen=True)
@@ -385,28 +386,23 @@ class _Run:
         raise InvalidState(f"practice {self.practice_id} kept conflicting; gave up after {MAX_CONFLICTS} attempts")
 
     def _commit(self, store: Store, read: _Read, judged: _Judged) -> ReconcileResult:
-        """A ``unchanged`` run writes the practice's UPDATE and the audit row; a switch also the guard's
-        count (read before), the GUID history's close and insert."""
+        """The change and its audit row, committed (``Store.write_run``: on PostgreSQL, an unchanged
+        run's or a switch's is one statement)."""
         practice, classification, change, now = read.practice, judged.classification, judged.change, judged.now
         # Every later line of this reconciliation (the task binds practice and task id) says what it is
         # about: the GUID in use, the one Halo proposes, the verdict.
         logs.bind_contextvars(old_guid=practice.halo_guid, new_guid=classification.new_guid,
                               verdict=str(classification.verdict))
         halo_calls = self.deps.halo.attempts - self.calls_before
-        try:
-            ticket_id = store.apply_change(practice, change, now=now, own_tickets=read.own_tickets,
-                                           integrator_tickets=read.integrator_tickets)
-            duration_ms = int((time.monotonic() - self.started) * 1000)
-            audit = store.add_audit(Reconciliation(
-                practice_id=self.practice_id, trigger=self.trigger, started_at=now, finished_at=self.deps.clock(),
-                duration_ms=duration_ms, halo_calls=halo_calls, verdict=classification.verdict, action=change.action,
-                old_guid=practice.halo_guid, new_guid=classification.new_guid, ticket_id=ticket_id,
-                halo_answer=summarise(judged.answer), detail=classification.reason[:2000],
-            ))
-            store.commit()
-        except Conflict:
-            store.rollback()
-            raise
+        duration_ms = int((time.monotonic() - self.started) * 1000)
+        audit = Reconciliation(
+            practice_id=self.practice_id, trigger=self.trigger, started_at=now, finished_at=self.deps.clock(),
+            duration_ms=duration_ms, halo_calls=halo_calls, verdict=classification.verdict, action=change.action,
+            old_guid=practice.halo_guid, new_guid=classification.new_guid,
+            halo_answer=summarise(judged.answer), detail=classification.reason[:2000],
+        )
+        ticket_id = store.write_run(practice, change, audit, now=now, own_tickets=read.own_tickets,
+                                    integrator_tickets=read.integrator_tickets, periods=read.periods)
         if change.switch_to:
             log.info("guid_switched", practice_id=self.practice_id, old_guid=practice.halo_guid,
                      new_guid=change.switch_to)

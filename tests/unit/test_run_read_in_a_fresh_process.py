@@ -26,7 +26,7 @@ PROGRAM = textwrap.dedent("""
             "practice_name": "Clinic", "identifiers": {}, "identifiers_normalised": {}, "state": "active",
             "backoff_attempts": 0, "created_at": now, "updated_at": now, "version": 1}]).scalars().all()
     with db.new_session() as session:
-        practice, left, own, wide, guard = SqlStore(session).practice_for_run(pid, switches_since=now)
+        practice, left, own, wide, guard, _ = SqlStore(session).practice_for_run(pid, switches_since=now)
     print(practice.halo_guid, practice.next_attempt_at, practice.version, left, own, wide, *guard)
 """)
 

@@ -32,6 +32,7 @@ from reconciler.usecases import decisions
 from reconciler.usecases.onboarding import onboard_practice, parse_request
 from reconciler.usecases.reconcile import Deps, ReconcileResult, reconcile
 from worker import db, wiring
+from worker.config import get_settings
 from tests.utils.pairing import RecordingSimulator
 from tests.utils.runs import PortRuns
 
@@ -161,6 +162,30 @@ class World:
     def pair(self, practice_id: int, code: str) -> decisions.Decided:
         return decisions.pair(wiring.unit_of_work, self.client, practice_id=practice_id, pairing_code=code,
                               now=self.clock(), actor="test-approver")
+
+
+# A test that takes ``database`` runs on the embedded SQLite and on PostgreSQL 15 (a database of its
+# own on the suite's server); one that takes ``postgresql``, on PostgreSQL only. The rest: SQLite.
+def _on_postgresql(url: str, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    db.reset_engine()
+    db.upgrade_schema()  # a production database is migrated by `db upgrade`, not on first use
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, monkeypatch):
+    if request.param == "postgresql":
+        _on_postgresql(request.getfixturevalue("postgres_url"), monkeypatch)
+    yield request.param
+    db.reset_engine()
+
+
+@pytest.fixture
+def postgresql(postgres_url, monkeypatch):
+    _on_postgresql(postgres_url, monkeypatch)
+    yield
+    db.reset_engine()
 
 
 @pytest.fixture(params=["valkey", "fake"])

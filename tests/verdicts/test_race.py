@@ -1,9 +1,21 @@
-"""Two reconciliations of one practice racing: the version column lets only one switch."""
+"""Two reconciliations of one practice racing: the version column lets only one switch.
+
+On SQLite and on PostgreSQL, where the losing write is one statement (``SqlStore.write_run``) that
+must write nothing of its own: no GUID period, no change event, no audit row.
+"""
 
 import pytest
+from sqlmodel import func, select
 
-from models import Action, PmsType, Trigger, Verdict
+from models import Action, PmsType, Reconciliation, Trigger, Verdict
+from models.outbox import OutboxEvent
 from reconciler.usecases.reconcile import reconcile
+from worker import db
+
+
+def _rows(table) -> int:  # noqa: ANN001
+    with db.new_session() as session:
+        return session.exec(select(func.count()).select_from(table)).one()
 
 # Both runs here are one thread's, the second inside the first's Halo call: over Valkey the work
 # queue's claim makes the second wait, as it does across workers (``tests/integration`` holds that).
@@ -12,7 +24,7 @@ from reconciler.usecases.reconcile import reconcile
 pytestmark = pytest.mark.parametrize("world", ["fake"], indirect=True)
 
 
-def test_racing_reconciliations_switch_once(world):
+def test_racing_reconciliations_switch_once(database, world):
     pid = world.onboard(pms_id="BP1")
     old = world.practice(pid).halo_guid
     new = world.sim.change_guid(PmsType.BEST_PRACTICE, "BP1")
@@ -36,9 +48,10 @@ def test_racing_reconciliations_switch_once(world):
     assert outer.verdict == Verdict.UNCHANGED  # re-read, re-decided: already switched
     assert world.practice(pid).halo_guid == new
     assert world.history(pid) == [(old, "onboarded"), (new, "infrastructure_change")]
+    assert (_rows(OutboxEvent), _rows(Reconciliation)) == (1, 2)  # the winner's event; an audit row each
 
 
-def test_an_old_answer_never_overwrites_a_newer_switch(world):
+def test_an_old_answer_never_overwrites_a_newer_switch(database, world):
     # Run 1 asks Halo and sees X. Meanwhile Halo moves on to Y (X removed) and run 2 switches to Y.
     # Run 1's answer is then older than the practice: it is not applied; run 1 asks again.
     pid = world.onboard(pms_id="BP1")
@@ -65,3 +78,4 @@ def test_an_old_answer_never_overwrites_a_newer_switch(world):
     assert world.practice(pid).halo_guid == y
     assert world.history(pid) == [(old, "onboarded"), (y, "infrastructure_change")]
     assert x not in [guid for guid, _ in world.history(pid)]
+    assert (_rows(OutboxEvent), _rows(Reconciliation)) == (1, 2)  # nothing of the lost write toward X
