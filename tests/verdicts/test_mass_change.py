@@ -1,6 +1,6 @@
 from models import Action, PmsType, PracticeState, TicketReason, Verdict
 from models.guard import AUTOSWITCH_PAUSED
-from worker import db, wiring
+from worker import wiring
 
 
 def test_more_switches_than_plausible_pause_autoswitching_and_hold(world):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlmodel import select
 
 from models import Action, GuidHistory, Practice, PmsType, Reconciliation, TicketReason, TicketStatus, Verdict

@@ -5,7 +5,7 @@ import itertools
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from models import Action, Availability, PmsType, SiteStatus
+from models import Action, Availability, PmsType
 from worker.simulator import Fault
 
 _ids = itertools.count(1)
