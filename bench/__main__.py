@@ -28,6 +28,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,30 @@ VALUED = ("--rows", "--changes", "--concurrency")
 CHOICES = {"--pool": ("prefork", "threads")}
 FLAGS = ("--quick", "--write")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+
+
+def _processes() -> dict[int, str]:
+    """Every process on the machine now: its command line (a kernel thread's name in brackets)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            except OSError:
+                continue
+    return found
+
+
+def _survivors(before: dict[int, str]) -> list[str]:
+    """The processes that started while a benchmark ran and still run after it (given a moment to
+    exit): a server or worker it did not stop would load the machine under every later benchmark."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = [f"{pid} {command[:160]}" for pid, command in _processes().items()
+                if pid not in before and pid != os.getpid() and command]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
 
 
 class _Tee(io.TextIOBase):
@@ -132,6 +157,7 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(BENCHMARKS[name])
         captured = io.StringIO()
         environment = dict(os.environ)
+        running = _processes()
         try:
             with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
                 module.main(options) if name in WITH_OPTIONS else module.main()
@@ -150,6 +176,8 @@ def main(argv: list[str]) -> int:
                 from bench.stack import forget_clients  # only once a benchmark has built them
 
                 forget_clients()
+            for survivor in _survivors(running):
+                print(f"bench: still running after {name}: {survivor}", file=sys.stderr)
         print()
         if write:
             write_section(name, captured.getvalue(), " ".join(["python3 dev.py bench", name, *options]))

@@ -67,8 +67,10 @@ class Tree:
                     known.add(pid)
                     grew = True
         for pid in known:
-            if pid in starts and (pid, starts[pid]) not in self.seen:
-                self.seen[(pid, starts[pid])] = _cmdline(pid)
+            # Read again each look: a child seen between its fork and its exec still shows its
+            # parent's command line (a Celery worker looking like the benchmark that starts it).
+            if pid in starts and ((command := _cmdline(pid)) or (pid, starts[pid]) not in self.seen):
+                self.seen[(pid, starts[pid])] = command
 
     def has(self, *words: str) -> bool:
         return all(any(word in command for command in self.seen.values()) for word in words)
