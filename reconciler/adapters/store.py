@@ -443,10 +443,11 @@ class SqlStore(TicketStore):
             self.session.execute(open_, period)
             change_events.add(self.session, event)
 
-    def _as_written(self, practice: Practice, history: Sequence[Any]) -> dict[str, Any]:
+    def _as_written(self, practice: Practice, history: Sequence[Any], written: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
         """The practice's JSON as this unit of work wrote it (a reconciliation's practice is detached:
-        the values ``write_practice`` wrote are laid over it)."""
-        written = self._written.get(practice.id, {})  # type: ignore[arg-type]
+        the values ``write_practice`` wrote, or ``written``, are laid over it)."""
+        written = self._written.get(practice.id, {}) if written is None else written  # type: ignore[arg-type]
         view = SimpleNamespace(**{name: written.get(name, getattr(practice, name)) for name in PracticeOut.model_fields
                                   if name != "guid_history"})
         return PracticeOut.from_rows(view, list(history)).to_json()  # type: ignore[arg-type]
@@ -535,8 +536,7 @@ class SqlStore(TicketStore):
             history = [SimpleNamespace(guid=g, valid_from=f, valid_until=now if u is None else u, reason=r)
                        for f, _, g, u, r in periods]
             history.append(SimpleNamespace(**period))
-            self._written.setdefault(practice.id, {}).update(values)  # type: ignore[arg-type]
-            event = change_events.guid_changed(practice=self._as_written(practice, history), now=now,
+            event = change_events.guid_changed(practice=self._as_written(practice, history, values), now=now,
                                                old_guid=periods[-1][2] if periods else None, new_guid=change.switch_to,
                                                reason=change.history_reason)
             params.update({"now": now, **{f"period_{k}": v for k, v in period.items()},
@@ -740,3 +740,4 @@ class SqlStore(TicketStore):
 
     def rollback(self) -> None:
         self.session.rollback()
+        self._written.clear()  # none of it stands: a retry's change event must not show a lost write's values

@@ -11,6 +11,8 @@ from sqlmodel import select
 
 from models import PmsType, PracticeState
 from models.outbox import OutboxEvent
+from reconciler.core.change import PracticeChange
+from reconciler.core.errors import Conflict
 from reconciler.adapters import outbox, webhook
 from reconciler.adapters.store import SqlStore
 from worker import db
@@ -87,6 +89,32 @@ def test_the_event_rolls_back_with_its_change(world):
         session.rollback()
     assert events() == []
     assert world.practice(pid).state == PracticeState.ACTIVE and len(world.history(pid)) == 1
+
+
+def test_a_lost_write_leaves_nothing_of_itself_in_the_next_event(world):
+    """A run's write that lost its race is rolled back; the event the same unit of work writes next
+    (its retry holding the practice, say) describes the practice as it is, not the lost write."""
+    pid = world.onboard(pms_id="Z3", pms_type=PmsType.ZEDMED)
+    guid = world.practice(pid).halo_guid
+    lost, proposed = "7c9e6679-7425-40de-944b-e07fc1f90ae7", "9b2d6a1e-3f7c-4d2a-8e1b-5c6d7e8f9a0b"
+    now = datetime.now(UTC)
+    with db.new_session() as session:
+        store = SqlStore(session)
+        stale = store.practice_for_run(pid, switches_since=now)[0]
+        store.rollback()
+        with db.new_session() as other:  # another run wins meanwhile: the version moves on
+            SqlStore(other).write_practice(SqlStore(other).practice(pid), {"updated_at": now})
+            other.commit()
+        with pytest.raises(Conflict):
+            store.write_practice(stale, {"halo_guid": lost})
+        store.rollback()
+        fresh = store.practice_for_run(pid, switches_since=now)[0]
+        store.rollback()
+        store.apply_change(fresh, PracticeChange(values={"state": PracticeState.HELD, "proposed_guid": proposed}),
+                           now=now)
+        store.commit()
+    [held] = events("practice.held")
+    assert (held["practice"]["halo_guid"], held["practice"]["proposed_guid"]) == (guid, proposed)
 
 
 def test_change_events_are_delivered_signed_like_ticket_events(world):
