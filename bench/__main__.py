@@ -62,24 +62,33 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 
 def _processes() -> dict[int, str]:
-    """Every process on the machine now: its command line (a kernel thread's name in brackets)."""
-    found = {}
+    """This process's descendants now (the servers and workers a benchmark starts are its children,
+    in process groups of their own): each one's command line."""
+    parents, found = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-            except OSError:
+            except (OSError, IndexError, ValueError):
                 continue
-    return found
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return {pid: command for pid, command in found.items() if descends(pid)}
 
 
 def _survivors(before: dict[int, str]) -> list[str]:
-    """The processes that started while a benchmark ran and still run after it (given a moment to
-    exit): a server or worker it did not stop would load the machine under every later benchmark."""
+    """The processes a benchmark started that still run after it (given a moment to exit): a server
+    or worker it did not stop would load the machine under every later benchmark."""
     deadline = time.monotonic() + 5.0
     while True:
-        left = [f"{pid} {command[:160]}" for pid, command in _processes().items()
-                if pid not in before and pid != os.getpid() and command]
+        left = [f"{pid} {command[:160]}" for pid, command in _processes().items() if pid not in before and command]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.5)
