@@ -1,6 +1,7 @@
-"""A small world for the verdict tests: the in-process simulator, the embedded SQLite, the real client.
+"""A small world for the verdict tests: the in-process simulator, the embedded SQLite or PostgreSQL, the real client.
 
-Every verdict test runs twice: ``world[valkey]`` drives ``reconcile`` with production's coordination
+Every verdict test runs on both databases (``database``: SQLite, PostgreSQL 15), and twice on each:
+``world[valkey]`` drives ``reconcile`` with production's coordination
 (``RedisRuns``, the ``RedisBreaker``) against the suite's throw-away Valkey, flushed for each test;
 ``world[fake]`` with the in-memory ``Runs`` of ``tests/utils/runs.py`` and a breaker over fakeredis.
 Either way the test sets the 403 count by hand (``world.forbidden``): over Valkey it is written into
@@ -164,8 +165,9 @@ class World:
                               now=self.clock(), actor="test-approver")
 
 
-# A test that takes ``database`` runs on the embedded SQLite and on PostgreSQL 15 (a database of its
-# own on the suite's server); one that takes ``postgresql``, on PostgreSQL only. The rest: SQLite.
+# Every verdict test runs on the embedded SQLite and on PostgreSQL 15 (a database of its own on the
+# suite's server): a run's write takes another path on each (``SqlStore.write_run``). A test marked
+# ``parametrize("database", ["postgresql"], indirect=True)`` runs on PostgreSQL only.
 def _on_postgresql(url: str, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
@@ -173,18 +175,11 @@ def _on_postgresql(url: str, monkeypatch) -> None:  # noqa: ANN001
     db.upgrade_schema()  # a production database is migrated by `db upgrade`, not on first use
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql"], autouse=True)
 def database(request, monkeypatch):
     if request.param == "postgresql":
         _on_postgresql(request.getfixturevalue("postgres_url"), monkeypatch)
     yield request.param
-    db.reset_engine()
-
-
-@pytest.fixture
-def postgresql(postgres_url, monkeypatch):
-    _on_postgresql(postgres_url, monkeypatch)
-    yield
     db.reset_engine()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlmodel import select
 
 from models import Action, GuidHistory, Practice, PmsType, Reconciliation, TicketReason, TicketStatus, Verdict
@@ -107,7 +108,8 @@ def _written(pid: int, names: dict[str, str]) -> str:
     return text
 
 
-def test_the_one_statement_writes_what_the_statements_one_by_one_write(postgresql, world, monkeypatch):
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # SQLite has only the one-by-one path
+def test_the_one_statement_writes_what_the_statements_one_by_one_write(database, world, monkeypatch):
     """A switch and then an unchanged run, each through ``write_run``'s one statement (PostgreSQL) and
     through the statements one by one (which SQLite and every other change take): the same rows."""
     one_by_one = SqlStore.write_run
