@@ -22,6 +22,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench.targets import record
 from worker.celery_app import app as _app
@@ -176,7 +177,7 @@ def _wait_done(stack, expect) -> None:  # noqa: ANN001
 ROUNDS = 5
 
 
-def cpu_per_task(stack, control, env: dict[str, str], n: int, pool: str = "prefork") -> dict[str, float]:
+def cpu_per_task(stack, control, env: dict[str, str], n: int, pool: str = "prefork") -> dict[str, Any]:
     """Worker CPU seconds per task: no-op, unchanged reconciliation, switch (``pool``: Celery's pool,
     one process or one thread).
 
@@ -253,10 +254,10 @@ def cpu_per_task(stack, control, env: dict[str, str], n: int, pool: str = "prefo
         rounds["switch"].append(measured(reconcile_all(moving_ids[part]), check("switched", (r + 1) * per_round),
                                          per_round))
     stack.stop([worker])
-    figures = {kind: median(values) for kind, values in rounds.items()}
+    figures: dict[str, Any] = {kind: median(values) for kind, values in rounds.items()}
     for case in ("unchanged", "switch"):
-        figures[f"{case}_ratio"] = median(c / b for c, b in zip(rounds[case], rounds["noop"]))
         figures[f"{case}_ratios"] = [c / b for c, b in zip(rounds[case], rounds["noop"])]
+        figures[f"{case}_ratio"] = median(figures[f"{case}_ratios"])
     return {**figures, "idle_per_s": idle, "first": first, "rounds": rounds}
 
 

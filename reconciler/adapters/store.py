@@ -227,6 +227,8 @@ def _switch_statements() -> tuple[Any, Any]:
 # left to a Python-side default: the statement with the CTE got NULL for ``status``'s.
 _EVENT_COLUMNS = ("event_id", "event_type", "target", "status", "payload", "created_at", "next_attempt_at",
                   "attempts")
+# What a new GUID period is written with (``SqlStore._switch_rows`` makes the row).
+_NEW_PERIOD_COLUMNS = ("practice_id", "guid", "valid_from", "valid_until", "reason")
 
 
 @functools.cache
@@ -236,7 +238,7 @@ def _open_period_with_event() -> Any:
     are ``_switch_statements``' INSERT's; the event's, the outbox row's columns."""
     history, outbox = GuidHistory.__table__, OutboxEvent.__table__  # type: ignore[attr-defined]
     opened = insert(history).values(**{name: bindparam(name, type_=history.c[name].type)
-                                       for name in ("practice_id", "guid", "valid_from", "valid_until", "reason")})
+                                       for name in _NEW_PERIOD_COLUMNS})
     event = insert(outbox).values(**{name: bindparam(name, type_=outbox.c[name].type) for name in _EVENT_COLUMNS})
     return event.add_cte(opened.cte("opened"))
 
@@ -251,9 +253,6 @@ def _newly_held(practice: Practice, change: PracticeChange) -> bool:
     """A hold is news when the practice was not held, or is now held for another proposal."""
     return change.values.get("state") == PracticeState.HELD and (
         practice.state != PracticeState.HELD or practice.proposed_guid != change.values.get("proposed_guid"))
-
-
-_PERIOD_COLUMNS = ("practice_id", "guid", "valid_from", "valid_until", "reason")
 
 
 @functools.lru_cache(maxsize=64)
@@ -281,7 +280,7 @@ def _run_at_once(columns: tuple[str, ...], *, switch: bool) -> Any:
         now = bindparam("now", type_=history.c.valid_until.type)
         parts.append(update(history).where(history.c.practice_id.in_(sa_select(written.c.id)),
                                            history.c.valid_until.is_(None)).values(valid_until=now).cte("closed"))
-        parts.append(insert_if_written(history, _PERIOD_COLUMNS, "period_").cte("opened"))
+        parts.append(insert_if_written(history, _NEW_PERIOD_COLUMNS, "period_").cte("opened"))
         parts.append(insert_if_written(outbox, _EVENT_COLUMNS, "event_").cte("event"))
     return insert_if_written(audits, _AUDIT_COLUMNS, "audit_").returning(audits.c.id).add_cte(*parts)
 
@@ -356,14 +355,14 @@ class SqlStore(TicketStore):
         # constructor sets each column through the attribute instrumentation (34 us against 1.4 us).
         practice = _practice_manager().new_instance()
         practice.__dict__.update(zip(names, rows[0][:width]))
-        periods = sorted(tuple(row[width:width + 5]) for row in rows if row[width + 1] is not None)
+        rest = width + len(_period_columns())  # then own, wide, the guard's count and its pause flag
+        periods = sorted(tuple(row[width:rest]) for row in rows if row[width + 1] is not None)  # an id: a period
         left: dict[str, datetime] = {}
         for _, _, guid, until, _ in periods:
             if until is not None and (guid not in left or until > left[guid]):
                 left[guid] = until
-        first = rows[0]
-        return (practice, left, bool(first[width + 5]), bool(first[width + 6]), (first[width + 7], bool(first[width + 8])),
-                tuple(periods))
+        own, wide, switches, paused = rows[0][rest:rest + 4]
+        return practice, left, bool(own), bool(wide), (switches, bool(paused)), tuple(periods)
 
     def _read_alone(self, statement: Any, params: dict[str, Any]) -> Any:
         """One read that is a transaction of its own (a run's read before Halo is asked, a switch's
@@ -372,6 +371,10 @@ class SqlStore(TicketStore):
         transaction this session already holds, it is read there, as any statement."""
         if self.session.in_transaction():
             return self.session.execute(statement, params)
+        return self._autocommit(statement, params)
+
+    def _autocommit(self, statement: Any, params: dict[str, Any]) -> Any:
+        """One statement as a transaction of its own: no BEGIN, no COMMIT or ROLLBACK round trip."""
         return self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(statement, params)
 
     def guid_history(self, practice_id: int) -> Sequence[GuidHistory]:
@@ -429,19 +432,25 @@ class SqlStore(TicketStore):
         read of its own. A practice has had a handful of GUIDs. On PostgreSQL the new period and the
         event are one statement (``_open_period_with_event``)."""
         close, open_ = _switch_statements()
-        periods = sorted(self.session.execute(close, {"at_practice_id": practice.id, "now": now}).all())
-        period = {"practice_id": practice.id, "guid": new_guid, "valid_from": now, "valid_until": None, "reason": reason}
-        history = [SimpleNamespace(guid=g, valid_from=f, valid_until=u, reason=r) for f, _, g, u, r in periods]
-        history.append(SimpleNamespace(**period))
-        event = change_events.guid_changed(practice=self._as_written(practice, history), now=now,
-                                           old_guid=periods[-1][2] if periods else None, new_guid=new_guid,
-                                           reason=reason)
+        closed = sorted(self.session.execute(close, {"at_practice_id": practice.id, "now": now}).all())
+        period, event = self._switch_rows(practice, closed, new_guid, reason=reason, now=now)
         if self.session.get_bind().dialect.name == "postgresql":
             self.session.execute(_open_period_with_event(), {**period, **event})
             change_events.written(event)
         else:
             self.session.execute(open_, period)
             change_events.add(self.session, event)
+
+    def _switch_rows(self, practice: Practice, closed: Sequence[Any], new_guid: str, *, reason: str, now: datetime,
+                     written: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A switch's new GUID period and its ``practice.guid_changed`` outbox row, from the practice's
+        periods as closing the open one leaves them (``_period_columns`` rows, oldest first)."""
+        period = {"practice_id": practice.id, "guid": new_guid, "valid_from": now, "valid_until": None, "reason": reason}
+        history = [SimpleNamespace(guid=g, valid_from=f, valid_until=u, reason=r) for f, _, g, u, r in closed]
+        history.append(SimpleNamespace(**period))
+        event = change_events.guid_changed(practice=self._as_written(practice, history, written), now=now,
+                                           old_guid=closed[-1][2] if closed else None, new_guid=new_guid, reason=reason)
+        return period, event
 
     def _as_written(self, practice: Practice, history: Sequence[Any], written: dict[str, Any] | None = None
                     ) -> dict[str, Any]:
@@ -530,21 +539,15 @@ class SqlStore(TicketStore):
                   **{f"audit_{name}": getattr(audit, name) for name in _AUDIT_COLUMNS}}
         event = None
         if change.switch_to:
-            # The history as ``switch_history``'s closing UPDATE returns it, from the periods read.
-            period = {"practice_id": practice.id, "guid": change.switch_to, "valid_from": now, "valid_until": None,
-                      "reason": change.history_reason}
-            history = [SimpleNamespace(guid=g, valid_from=f, valid_until=now if u is None else u, reason=r)
-                       for f, _, g, u, r in periods]
-            history.append(SimpleNamespace(**period))
-            event = change_events.guid_changed(practice=self._as_written(practice, history, values), now=now,
-                                               old_guid=periods[-1][2] if periods else None, new_guid=change.switch_to,
-                                               reason=change.history_reason)
+            # The periods as the statement's closing leaves them: the open one ends ``now``.
+            closed = [(f, i, g, now if u is None else u, r) for f, i, g, u, r in periods]
+            period, event = self._switch_rows(practice, closed, change.switch_to, reason=change.history_reason,
+                                              now=now, written=values)
             params.update({"now": now, **{f"period_{k}": v for k, v in period.items()},
                            **{f"event_{k}": v for k, v in event.items()}})
         statement = _run_at_once(tuple(sorted(values)), switch=change.switch_to is not None)
         try:
-            audit_id = self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(
-                statement, params).scalar_one_or_none()
+            audit_id = self._autocommit(statement, params).scalar_one_or_none()
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)[:200]) from None
         if audit_id is None:
